@@ -1,0 +1,273 @@
+/*
+ * skipless.h - public API of libskipless, an embeddable C inference library
+ * for skipless transformers (no skip connections, no normalization inside the
+ * stack).  See README.md and docs/api.md.
+ *
+ * Conventions
+ *  - Every fallible call returns an skl_status: 0 (SKL_OK) or a negative code.
+ *    The numeric values are pinned forever.  skl_strerror() gives a static
+ *    string for a code; skl_last_error() gives the message of the last failure
+ *    on the calling thread, naming the file, tensor, expected and actual value.
+ *  - Objects come in create/free pairs; every skl_*_free(NULL) is a no-op.
+ *  - Parameter structs are filled with defaults by skl_*_params_init() and
+ *    passed by pointer.  Always call the init function first: new fields are
+ *    appended in later versions and get their defaults from it.
+ *  - Callbacks take a void *user_data; a nonzero return stops the work.
+ *  - The library never prints, never exits or aborts on bad input and never
+ *    reads environment variables; the log callback is the only way it speaks.
+ *
+ * Thread safety, object by object
+ *  - skl_model: immutable after skl_model_load() returns.  Any number of
+ *    threads may use one model concurrently (create contexts, read hparams).
+ *    Free it only after every context created from it has been freed.
+ *  - skl_context: the KV cache and scratch of one sequence.  One thread at a
+ *    time; different contexts may run concurrently on different threads.
+ *  - skl_sampler: its RNG state changes on every sample; one thread at a time.
+ *  - skl_last_error(): thread-local, so concurrent failures do not mix.
+ *  - skl_log_set(): global; set it once before other calls.  The callback
+ *    may be called from any thread that calls into the library.
+ *  - n_threads of a context also sets OpenBLAS's thread count, which is
+ *    process-wide: contexts evaluated concurrently should use equal counts.
+ */
+#ifndef SKIPLESS_H
+#define SKIPLESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define SKL_API __declspec(dllexport)
+#else
+#define SKL_API __attribute__((visibility("default")))
+#endif
+
+#define SKL_VERSION_MAJOR 0
+#define SKL_VERSION_MINOR 1
+#define SKL_VERSION_PATCH 0
+#define SKL_VERSION_STRING "0.1.0"
+#define SKL_VERSION_NUMBER (SKL_VERSION_MAJOR * 10000 + SKL_VERSION_MINOR * 100 + SKL_VERSION_PATCH)
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum skl_status {
+    SKL_OK = 0,
+    SKL_ERR_INVALID_ARG = -1,       /* NULL pointer or parameter out of range */
+    SKL_ERR_NOMEM = -2,             /* allocation failed */
+    SKL_ERR_IO = -3,                /* open/stat/read/mmap/write failed */
+    SKL_ERR_TRUNCATED = -4,         /* file ends before the data it declares */
+    SKL_ERR_HEADER_SIZE = -5,       /* safetensors header length out of bounds */
+    SKL_ERR_JSON = -6,              /* header or config.json is not valid JSON */
+    SKL_ERR_DUPLICATE_KEY = -7,     /* a JSON object repeats a key */
+    SKL_ERR_HEADER = -8,            /* header JSON has the wrong structure */
+    SKL_ERR_DTYPE = -9,             /* unknown or unsupported tensor dtype */
+    SKL_ERR_TENSOR_SIZE = -10,      /* byte range does not match shape x dtype */
+    SKL_ERR_OUT_OF_RANGE = -11,     /* tensor bytes beyond the data area */
+    SKL_ERR_OVERLAP = -12,          /* two tensors share bytes */
+    SKL_ERR_GAP = -13,              /* unused bytes between or after tensors */
+    SKL_ERR_CONFIG = -14,           /* config key missing or value invalid */
+    SKL_ERR_SHAPE = -15,            /* tensor shape inconsistent with config */
+    SKL_ERR_MISSING_TENSOR = -16,   /* a required tensor is absent */
+    SKL_ERR_UNEXPECTED_TENSOR = -17,/* a tensor the model does not use */
+    SKL_ERR_TOKEN = -18,            /* token id outside [0, vocab_size) */
+    SKL_ERR_CONTEXT_FULL = -19,     /* tokens would not fit in the context */
+    SKL_ERR_CANCELLED = -20,        /* a callback asked to stop */
+    SKL_ERR_MERGE_NOT_APPLICABLE = -21, /* removal does not fit block/attention */
+    SKL_ERR_SINGULAR = -22,         /* matrix to invert is singular */
+    SKL_ERR_ILL_CONDITIONED = -23,  /* condition number too large for dtype */
+    SKL_ERR_ALREADY_MERGED = -24,   /* the model is already merged that way */
+    SKL_ERR_UNSUPPORTED = -25       /* valid input this version cannot handle */
+} skl_status;
+
+/* Static description of a status code (never NULL). */
+SKL_API const char *skl_strerror(int status);
+/* Message of the last failed call on this thread ("" when none). */
+SKL_API const char *skl_last_error(void);
+
+/* ----------------------------------------------------------------- version */
+
+SKL_API const char *skl_version(void);   /* e.g. "0.1.0" */
+SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
+
+/* --------------------------------------------------------------------- log */
+
+typedef enum skl_log_level {
+    SKL_LOG_ERROR = 0,
+    SKL_LOG_WARN = 1,
+    SKL_LOG_INFO = 2,
+    SKL_LOG_DEBUG = 3
+} skl_log_level;
+
+typedef void (*skl_log_fn)(skl_log_level level, const char *message, void *user_data);
+/* Install a log callback (NULL: silence, the default). */
+SKL_API void skl_log_set(skl_log_fn fn, void *user_data);
+
+/* Progress of long work: done of total units; return nonzero to cancel. */
+typedef int (*skl_progress_fn)(uint64_t done, uint64_t total, void *user_data);
+
+/* ------------------------------------------------------------------- model */
+
+typedef struct skl_model skl_model;
+
+typedef enum skl_activation {
+    SKL_ACT_SILU = 0,
+    SKL_ACT_GELU = 1,       /* exact, erf form */
+    SKL_ACT_GELU_TANH = 2,  /* gelu_new / gelu_pytorch_tanh */
+    SKL_ACT_RELU = 3
+} skl_activation;
+
+typedef enum skl_block_type {
+    SKL_BLOCK_SERIAL = 0,   /* x' = down(ffn(o(attn(x)))) */
+    SKL_BLOCK_PARALLEL = 1  /* x' = o(attn(x)) + down(ffn(x)) */
+} skl_block_type;
+
+typedef struct skl_hparams {
+    int32_t hidden_size;            /* d */
+    int32_t num_hidden_layers;      /* L */
+    int32_t num_attention_heads;    /* H */
+    int32_t num_key_value_heads;    /* KV */
+    int32_t head_dim;               /* hd */
+    int32_t intermediate_size;      /* f */
+    int32_t vocab_size;             /* V */
+    int32_t max_position_embeddings;
+    int32_t rotary_dim;             /* rotated dims per head (0: no RoPE) */
+    skl_activation hidden_act;
+    skl_block_type block_type;
+    float rope_theta;
+    float partial_rotary_factor;
+    float rms_norm_eps;
+    bool use_rope;                  /* position_embedding == "rope" */
+    bool tie_word_embeddings;
+    bool glu;                       /* mlp.gate_proj present */
+    bool final_norm;                /* model.norm.weight present */
+} skl_hparams;
+
+/* Number of weights per kind (biases and norms counted apart). */
+typedef struct skl_weight_counts {
+    uint64_t embed, q, k, v, o, gate, up, down, head;
+    uint64_t bias, norm;
+    uint64_t linear_total;   /* embed + q + k + v + o + gate + up + down + head */
+} skl_weight_counts;
+
+typedef struct skl_model_params {
+    skl_progress_fn progress;   /* called while weights are converted; may cancel */
+    void *progress_user_data;
+} skl_model_params;
+
+SKL_API void skl_model_params_init(skl_model_params *params);
+
+/* Load a model: a directory holding config.json + model.safetensors, or one
+ * .safetensors file whose __metadata__ "config" entry holds the config JSON.
+ * The file is memory-mapped and fully validated before use.  params may be
+ * NULL for defaults.  On failure *out is NULL. */
+SKL_API int skl_model_load(const char *path, const skl_model_params *params, skl_model **out);
+SKL_API void skl_model_free(skl_model *model);
+
+SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out);
+SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out);
+/* Whether projection `which` ('q', 'k', 'v' or 'o') of layer `layer` is
+ * present (false: the identity).  Returns 1, 0, or a negative status. */
+SKL_API int skl_model_has_proj(const skl_model *model, int32_t layer, char which);
+
+/* ----------------------------------------------------------------- context */
+
+typedef struct skl_context skl_context;
+
+typedef struct skl_context_params {
+    int32_t n_ctx;          /* KV cache length; 0: max_position_embeddings */
+    int32_t n_threads;      /* threads for this context (>= 1); default 1 */
+    int32_t n_batch;        /* max tokens per internal forward batch; default 64 */
+    bool logits_all;        /* keep logits of every evaluated token, not only the last */
+} skl_context_params;
+
+SKL_API void skl_context_params_init(skl_context_params *params);
+SKL_API int skl_context_create(const skl_model *model, const skl_context_params *params,
+                               skl_context **out);
+SKL_API void skl_context_free(skl_context *ctx);
+
+/* Append n tokens at the current position and run them through the model:
+ * n > 1 goes through the batched (prefill) path, n == 1 the decode path.
+ * Errors (SKL_ERR_TOKEN, SKL_ERR_CONTEXT_FULL, ...) leave the context as it was. */
+SKL_API int skl_eval(skl_context *ctx, const int32_t *tokens, int32_t n_tokens);
+
+/* Logits of the last skl_eval: with logits_all, rows for each of its tokens,
+ * else one row for its last token.  Returns a pointer to [*n_rows, vocab]
+ * floats owned by the context, valid until the next eval/truncate/free;
+ * NULL (and *n_rows = 0) before any eval. n_rows may be NULL. */
+SKL_API const float *skl_logits(const skl_context *ctx, int32_t *n_rows);
+
+SKL_API int32_t skl_context_n_past(const skl_context *ctx); /* tokens in the cache */
+SKL_API int32_t skl_context_n_ctx(const skl_context *ctx);  /* cache capacity */
+/* Keep the first n_keep tokens of the KV cache, drop the rest. */
+SKL_API int skl_kv_truncate(skl_context *ctx, int32_t n_keep);
+/* Empty the KV cache (skl_kv_truncate(ctx, 0)). */
+SKL_API int skl_kv_reset(skl_context *ctx);
+
+/* ---------------------------------------------------------------- sampling */
+
+/* RNG: xoshiro256** (Blackman & Vigna) seeded by four outputs of splitmix64(seed);
+ * one uniform double in [0,1) per sampled token: (next() >> 11) * 2^-53.
+ * Same seed, model and thread count give the same tokens. */
+typedef struct skl_sampler_params {
+    float temperature;  /* 0: greedy (argmax, lowest id on ties); default 0.8 */
+    int32_t top_k;      /* keep the k most likely tokens; 0: all; default 40 */
+    float top_p;        /* keep the smallest set with mass >= p; 1: all; default 0.95 */
+    uint64_t seed;      /* default 0x5EED */
+} skl_sampler_params;
+
+typedef struct skl_sampler skl_sampler;
+
+SKL_API void skl_sampler_params_init(skl_sampler_params *params);
+SKL_API int skl_sampler_create(const skl_sampler_params *params, skl_sampler **out);
+SKL_API void skl_sampler_free(skl_sampler *sampler);
+/* Sample a token id from logits[n_vocab]. */
+SKL_API int skl_sample(skl_sampler *sampler, const float *logits, int32_t n_vocab,
+                       int32_t *token);
+
+/* -------------------------------------------------------------- generation */
+
+/* Called for each generated token; `piece` is its text, or NULL while the
+ * model has no tokenizer.  Return nonzero to stop generation. */
+typedef int (*skl_token_fn)(int32_t token, const char *piece, void *user_data);
+
+typedef struct skl_generate_params {
+    skl_sampler_params sampling;
+    int32_t max_tokens;          /* tokens to generate at most; default 128 */
+    const int32_t *stop_tokens;  /* ending generation, not passed to on_token */
+    int32_t n_stop_tokens;
+} skl_generate_params;
+
+typedef enum skl_stop_reason {
+    SKL_STOP_MAX_TOKENS = 0,
+    SKL_STOP_STOP_TOKEN = 1,
+    SKL_STOP_CALLBACK = 2,
+    SKL_STOP_CONTEXT_FULL = 3
+} skl_stop_reason;
+
+typedef struct skl_generate_result {
+    int32_t n_generated;          /* tokens passed to on_token */
+    int32_t stop_token;           /* the stop token seen, or -1 */
+    skl_stop_reason stop_reason;
+    double prompt_seconds;        /* wall time of the prompt eval */
+    double decode_seconds;        /* wall time of the decode steps */
+} skl_generate_result;
+
+SKL_API void skl_generate_params_init(skl_generate_params *params);
+
+/* Evaluate the prompt (appended to what the context already holds), then
+ * sample and stream up to max_tokens tokens.  on_token may be NULL; result may
+ * be NULL.  Returns SKL_ERR_CONTEXT_FULL only if the prompt itself does not
+ * fit; running out of context later ends with SKL_STOP_CONTEXT_FULL. */
+SKL_API int skl_generate(skl_context *ctx, const int32_t *prompt_tokens, int32_t n_prompt,
+                         const skl_generate_params *params, skl_token_fn on_token,
+                         void *user_data, skl_generate_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SKIPLESS_H */

@@ -1,0 +1,323 @@
+/* skipless - command-line tool for libskipless.
+ *   skipless info MODEL
+ *   skipless generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]
+ *                          [--top-p P] [--seed S] [--threads T]
+ *   skipless logits MODEL --tokens 1,2,3 --out FILE.npy [--decode]
+ * Exit code 0 on success; on error one line on stderr and a non-zero code. */
+#include "skipless.h"
+#include "tools/npy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *usage =
+    "usage: skipless COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  info MODEL                         hyper-parameters and weight counts\n"
+    "  generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]\n"
+    "           [--top-p P] [--seed S] [--threads T] [--stop 1,2]\n"
+    "                                     stream generated tokens to stdout, stats to stderr\n"
+    "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
+    "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
+    "                                     --decode feeds tokens one at a time\n"
+    "\n"
+    "MODEL is a directory (config.json + model.safetensors) or a .safetensors file\n"
+    "with the config in its metadata.  See docs/model-format.md.\n";
+
+static int die(const char *fmt, const char *arg) {
+    fprintf(stderr, "skipless: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static int lib_error(const char *what, int rc) {
+    const char *msg = skl_last_error();
+    fprintf(stderr, "skipless: %s: %s (%s)\n", what, msg[0] ? msg : skl_strerror(rc), skl_strerror(rc));
+    return 2;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+/* "1,2,3" -> malloc'd int32 array; -1 on any malformed element. */
+static int parse_tokens(const char *s, int32_t **out, int32_t *n) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *t = malloc(cap * sizeof *t);
+    if (!t) return -1;
+    int32_t k = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < INT32_MIN || v > INT32_MAX || (*end && *end != ',')) {
+            free(t);
+            return -1;
+        }
+        t[k++] = (int32_t)v;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *out = t;
+    *n = k;
+    return 0;
+}
+
+static const char *act_name(skl_activation a) {
+    switch (a) {
+    case SKL_ACT_SILU: return "silu";
+    case SKL_ACT_GELU: return "gelu";
+    case SKL_ACT_GELU_TANH: return "gelu_tanh";
+    default: return "relu";
+    }
+}
+
+static int cmd_info(int argc, char **argv) {
+    if (argc != 1) return die("info: expected exactly one MODEL argument%s", "");
+    skl_model *m;
+    int rc = skl_model_load(argv[0], NULL, &m);
+    if (rc) return lib_error("load", rc);
+    skl_hparams hp;
+    skl_weight_counts wc;
+    skl_model_hparams(m, &hp);
+    skl_model_weight_counts(m, &wc);
+    const char *kind = hp.num_key_value_heads == hp.num_attention_heads ? "MHA"
+                       : hp.num_key_value_heads == 1                   ? "MQA"
+                                                                       : "GQA";
+    printf("model:              %s\n", argv[0]);
+    printf("block type:         %s\n", hp.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial");
+    printf("attention:          %s (%d heads, %d kv heads, head_dim %d)\n", kind, hp.num_attention_heads,
+           hp.num_key_value_heads, hp.head_dim);
+    printf("hidden_size:        %d\n", hp.hidden_size);
+    printf("num_hidden_layers:  %d\n", hp.num_hidden_layers);
+    printf("intermediate_size:  %d (%s, %s)\n", hp.intermediate_size, hp.glu ? "GLU" : "MLP", act_name(hp.hidden_act));
+    printf("vocab_size:         %d\n", hp.vocab_size);
+    printf("max_positions:      %d\n", hp.max_position_embeddings);
+    if (hp.use_rope)
+        printf("position embedding: RoPE theta %g, %d of %d dims rotated\n", (double)hp.rope_theta, hp.rotary_dim,
+               hp.head_dim);
+    else
+        printf("position embedding: none\n");
+    printf("final norm:         %s\n", hp.final_norm ? "RMSNorm" : "none");
+    printf("tied embeddings:    %s\n", hp.tie_word_embeddings ? "yes" : "no");
+    int absent[4] = {0, 0, 0, 0};
+    const char which[4] = {'q', 'k', 'v', 'o'};
+    for (int l = 0; l < hp.num_hidden_layers; l++)
+        for (int i = 0; i < 4; i++) absent[i] += skl_model_has_proj(m, l, which[i]) == 0;
+    printf("absent projections: q %d, k %d, v %d, o %d (of %d layers; absent = identity)\n", absent[0], absent[1],
+           absent[2], absent[3], hp.num_hidden_layers);
+    printf("weights:\n");
+    struct { const char *name; uint64_t n; } rows[] = {
+        {"embed_tokens", wc.embed}, {"q_proj", wc.q}, {"k_proj", wc.k}, {"v_proj", wc.v},
+        {"o_proj", wc.o}, {"gate_proj", wc.gate}, {"up_proj", wc.up}, {"down_proj", wc.down},
+        {"lm_head", wc.head}, {"biases", wc.bias}, {"norm", wc.norm}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        printf("  %-14s %14llu\n", rows[i].name, (unsigned long long)rows[i].n);
+    printf("  %-14s %14llu  (linear layers + embeddings%s)\n", "total", (unsigned long long)wc.linear_total,
+           hp.tie_word_embeddings ? "; tied head counted once more" : "");
+    skl_model_free(m);
+    return 0;
+}
+
+typedef struct {
+    int32_t count;
+} stream_state;
+
+static int on_token(int32_t token, const char *piece, void *ud) {
+    stream_state *s = ud;
+    if (piece) fputs(piece, stdout);
+    else printf(s->count ? ",%d" : "%d", token);
+    fflush(stdout);
+    s->count++;
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    const char *model_path = NULL, *tokens_s = NULL, *prompt = NULL, *stop_s = NULL;
+    skl_generate_params gp;
+    skl_generate_params_init(&gp);
+    long threads = 1, v;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = strcmp(a, "--tokens") == 0 || strcmp(a, "--prompt") == 0 || strcmp(a, "-n") == 0 ||
+                    strcmp(a, "--temp") == 0 || strcmp(a, "--top-k") == 0 || strcmp(a, "--top-p") == 0 ||
+                    strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0 || strcmp(a, "--stop") == 0;
+        if (takes && !val) return die("generate: option %s needs a value", a);
+        if (!strcmp(a, "--tokens")) tokens_s = val;
+        else if (!strcmp(a, "--prompt")) prompt = val;
+        else if (!strcmp(a, "--stop")) stop_s = val;
+        else if (!strcmp(a, "-n")) {
+            if (parse_long(val, 0, INT32_MAX, &v)) return die("generate: -n must be an integer >= 0, got '%s'", val);
+            gp.max_tokens = (int32_t)v;
+        } else if (!strcmp(a, "--temp")) {
+            if (parse_float(val, &gp.sampling.temperature)) return die("generate: --temp must be a number, got '%s'", val);
+        } else if (!strcmp(a, "--top-k")) {
+            if (parse_long(val, 0, INT32_MAX, &v)) return die("generate: --top-k must be an integer >= 0, got '%s'", val);
+            gp.sampling.top_k = (int32_t)v;
+        } else if (!strcmp(a, "--top-p")) {
+            if (parse_float(val, &gp.sampling.top_p)) return die("generate: --top-p must be a number, got '%s'", val);
+        } else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(val, &end, 10);
+            if (errno || end == val || *end || val[0] == '-') return die("generate: --seed must be an unsigned integer, got '%s'", val);
+            gp.sampling.seed = s;
+        } else if (!strcmp(a, "--threads")) {
+            if (parse_long(val, 1, 1024, &threads)) return die("generate: --threads must be 1..1024, got '%s'", val);
+        } else if (a[0] == '-') {
+            return die("generate: unknown option %s (see skipless --help)", a);
+        } else if (!model_path) {
+            model_path = a;
+            continue;
+        } else {
+            return die("generate: unexpected argument '%s'", a);
+        }
+        i++;
+    }
+    if (!model_path) return die("generate: missing MODEL%s", "");
+    if (!tokens_s && !prompt) return die("generate: give --tokens 1,2,3 or --prompt TEXT%s", "");
+    if (prompt) return die("generate: --prompt needs a tokenizer, which this model format version does not carry yet; use --tokens%s", "");
+    int32_t *toks = NULL, n = 0, *stops = NULL, n_stops = 0;
+    if (parse_tokens(tokens_s, &toks, &n)) return die("generate: --tokens must be comma-separated integers, got '%s'", tokens_s);
+    if (stop_s && parse_tokens(stop_s, &stops, &n_stops)) {
+        free(toks);
+        return die("generate: --stop must be comma-separated integers, got '%s'", stop_s);
+    }
+    gp.stop_tokens = stops;
+    gp.n_stop_tokens = n_stops;
+    skl_model *m = NULL;
+    skl_context *ctx = NULL;
+    int ret = 0;
+    double t0 = now_s();
+    int rc = skl_model_load(model_path, NULL, &m);
+    if (rc) { ret = lib_error("load", rc); goto out; }
+    double t_load = now_s() - t0;
+    skl_context_params cp;
+    skl_context_params_init(&cp);
+    cp.n_threads = (int32_t)threads;
+    if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
+    stream_state st = {0};
+    skl_generate_result res;
+    rc = skl_generate(ctx, toks, n, &gp, on_token, &st, &res);
+    printf("\n");
+    if (rc) { ret = lib_error("generate", rc); goto out; }
+    static const char *reasons[] = {"max tokens", "stop token", "callback", "context full"};
+    fprintf(stderr, "load %.3f s | prompt %d tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | stop: %s\n",
+            t_load, n, res.prompt_seconds, n / (res.prompt_seconds > 0 ? res.prompt_seconds : 1e-9), res.n_generated,
+            res.decode_seconds, res.n_generated / (res.decode_seconds > 0 ? res.decode_seconds : 1e-9),
+            reasons[res.stop_reason]);
+out:
+    skl_context_free(ctx);
+    skl_model_free(m);
+    free(toks);
+    free(stops);
+    return ret;
+}
+
+static int cmd_logits(int argc, char **argv) {
+    const char *model_path = NULL, *tokens_s = NULL, *out_path = NULL;
+    int decode = 0;
+    long threads = 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--decode")) { decode = 1; continue; }
+        if (!strcmp(a, "--tokens") || !strcmp(a, "--out") || !strcmp(a, "--threads")) {
+            if (!val) return die("logits: option %s needs a value", a);
+            if (!strcmp(a, "--tokens")) tokens_s = val;
+            else if (!strcmp(a, "--out")) out_path = val;
+            else if (parse_long(val, 1, 1024, &threads)) return die("logits: --threads must be 1..1024, got '%s'", val);
+            i++;
+        } else if (a[0] == '-') {
+            return die("logits: unknown option %s (see skipless --help)", a);
+        } else if (!model_path) {
+            model_path = a;
+        } else {
+            return die("logits: unexpected argument '%s'", a);
+        }
+    }
+    if (!model_path || !tokens_s || !out_path) return die("logits: need MODEL, --tokens and --out%s", "");
+    int32_t *toks, n;
+    if (parse_tokens(tokens_s, &toks, &n)) return die("logits: --tokens must be comma-separated integers, got '%s'", tokens_s);
+    skl_model *m = NULL;
+    skl_context *ctx = NULL;
+    float *all = NULL;
+    int ret = 0, rc = skl_model_load(model_path, NULL, &m);
+    if (rc) { ret = lib_error("load", rc); goto out; }
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    skl_context_params cp;
+    skl_context_params_init(&cp);
+    cp.n_threads = (int32_t)threads;
+    cp.logits_all = !decode;
+    if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
+    all = malloc((size_t)n * (size_t)hp.vocab_size * sizeof *all);
+    if (!all) { ret = die("logits: out of memory%s", ""); goto out; }
+    if (decode) {
+        for (int32_t i = 0; i < n; i++) {
+            if ((rc = skl_eval(ctx, &toks[i], 1))) { ret = lib_error("eval", rc); goto out; }
+            memcpy(all + (size_t)i * hp.vocab_size, skl_logits(ctx, NULL), (size_t)hp.vocab_size * sizeof *all);
+        }
+    } else {
+        if ((rc = skl_eval(ctx, toks, n))) { ret = lib_error("eval", rc); goto out; }
+        memcpy(all, skl_logits(ctx, NULL), (size_t)n * (size_t)hp.vocab_size * sizeof *all);
+    }
+    if (npy_write_f32(out_path, all, n, hp.vocab_size)) {
+        ret = die("logits: cannot write %s", out_path);
+        goto out;
+    }
+out:
+    free(all);
+    skl_context_free(ctx);
+    skl_model_free(m);
+    free(toks);
+    return ret;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("skipless %s\n", skl_version());
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+    if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
+    return die("unknown command '%s' (see skipless --help)", argv[1]);
+}

@@ -1,0 +1,118 @@
+/* internal.h - types shared by the library's source files (not installed). */
+#ifndef SKL_INTERNAL_H
+#define SKL_INTERNAL_H
+
+#include "skipless.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* ---- errors and logging (error.c) ---- */
+
+/* Record a formatted message as this thread's last error, log it, return status. */
+int skl_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void skl_log(skl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- checked arithmetic ---- */
+
+static inline int skl_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+static inline int skl_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_add_overflow(a, b, out) ? -1 : 0;
+}
+
+/* ---- reference-counted storage for weights (model.c) ----
+ * A buffer is either malloc'd or a read-only file mapping.  Tensors of a model
+ * (and of a merged model derived from it) point into buffers and hold a
+ * reference, so unchanged weights are shared rather than copied. */
+typedef struct skl_buf {
+    atomic_int refs;
+    void *base;
+    size_t len;
+    int mapped; /* 1: munmap on release, 0: free */
+} skl_buf;
+
+skl_buf *skl_buf_new(size_t len);  /* malloc'd, refs = 1; NULL on failure */
+skl_buf *skl_buf_retain(skl_buf *b);
+void skl_buf_release(skl_buf *b);
+
+/* ---- safetensors container (safetensors.c) ---- */
+
+enum { SKL_DT_F32 = 0, SKL_DT_F16 = 1, SKL_DT_BF16 = 2 };
+#define SKL_ST_MAX_DIMS 8
+
+typedef struct skl_st_tensor {
+    const char *name;  /* points into the header JSON (kept alive by skl_st_file) */
+    int dtype;
+    int ndim;
+    uint64_t shape[SKL_ST_MAX_DIMS];
+    uint64_t begin, end; /* byte range in the data area */
+} skl_st_tensor;
+
+typedef struct skl_st_file {
+    skl_buf *map;        /* the whole file, mapped read-only */
+    const uint8_t *data; /* start of the data area */
+    uint64_t data_size;
+    json_t *header;      /* parsed header (owns the tensor names) */
+    json_t *metadata;    /* header's __metadata__ object or NULL (borrowed) */
+    skl_st_tensor *tensors;
+    size_t n_tensors;
+} skl_st_file;
+
+/* Map and fully validate a safetensors file (layout only, not model shapes). */
+int skl_st_open(const char *path, skl_st_file *out);
+void skl_st_close(skl_st_file *f);
+const skl_st_tensor *skl_st_find(const skl_st_file *f, const char *name);
+/* Dtype element size, name. */
+size_t skl_dtype_size(int dtype);
+const char *skl_dtype_name(int dtype);
+
+/* Parse JSON text rejecting duplicate keys; maps jansson errors to statuses. */
+int skl_json_parse(const char *text, size_t len, const char *what, json_t **out);
+
+/* ---- config (config.c) ---- */
+
+/* Fill hp from a config object (tensor-dependent fields glu/final_norm left false). */
+int skl_config_parse(const json_t *cfg, const char *what, skl_hparams *hp);
+
+/* ---- model (model.c) ---- */
+
+/* A [rows, cols] fp32 row-major matrix (or a vector with rows = 1). data == NULL: absent. */
+typedef struct skl_tensor {
+    float *data;
+    int32_t rows, cols;
+    skl_buf *owner; /* holds data alive */
+} skl_tensor;
+
+/* y = W x + b, W [out, in].  w.data == NULL: the identity (out == in). */
+typedef struct skl_linear {
+    skl_tensor w;
+    skl_tensor b; /* [1, out] or absent */
+} skl_linear;
+
+typedef struct skl_layer {
+    skl_linear q, k, v, o;        /* o is the paper's P */
+    skl_linear gate, up, down;    /* down is the paper's O; gate absent: plain MLP */
+} skl_layer;
+
+struct skl_model {
+    skl_hparams hp;
+    skl_layer *layers;    /* [L] */
+    skl_tensor embed;     /* [V, d] */
+    skl_linear head;      /* [V, d]; tied: w shares embed's storage */
+    skl_tensor norm;      /* [1, d] or absent */
+    json_t *config;       /* the config object as loaded (for save) */
+    char *path;
+};
+
+void skl_tensor_clear(skl_tensor *t);
+
+/* ---- context (forward.c) ---- */
+const skl_model *skl_context_model(const skl_context *ctx);
+
+#endif

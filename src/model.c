@@ -1,0 +1,467 @@
+/* model.c - load a model: config + safetensors -> validated fp32 tensors.
+ *
+ * Every tensor name is resolved to a slot of the model (embedding, head, final
+ * norm, or one linear layer of one block); a name that resolves to nothing is
+ * an unexpected tensor.  Shapes are checked against the config, required
+ * tensors against what is present, and only then is anything converted.
+ * F32 tensors that are 4-byte aligned in the mapping are used in place; F16,
+ * BF16 and unaligned F32 are widened to fp32 copies (reduced-precision kernels
+ * are future work). */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+/* ------------------------------------------------------------------ buffers */
+
+skl_buf *skl_buf_new(size_t len) {
+    skl_buf *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->base = malloc(len ? len : 1);
+    if (!b->base) {
+        free(b);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->len = len;
+    return b;
+}
+
+skl_buf *skl_buf_retain(skl_buf *b) {
+    if (b) atomic_fetch_add(&b->refs, 1);
+    return b;
+}
+
+void skl_buf_release(skl_buf *b) {
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+    if (b->mapped) munmap(b->base, b->len);
+    else free(b->base);
+    free(b);
+}
+
+void skl_tensor_clear(skl_tensor *t) {
+    skl_buf_release(t->owner);
+    memset(t, 0, sizeof *t);
+}
+
+/* -------------------------------------------------------------------- slots */
+
+/* Per layer: 7 linear layers x {weight, bias}. */
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
+static const char *const lin_names[LIN_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+enum { G_EMBED, G_HEAD_W, G_HEAD_B, G_NORM, G_COUNT };
+#define LAYER_SLOTS (2 * LIN_COUNT)
+
+typedef struct loader {
+    const char *file;        /* safetensors path, for messages */
+    const skl_hparams *hp;
+    const skl_st_tensor **slots; /* [G_COUNT + L * LAYER_SLOTS] */
+} loader;
+
+static size_t slot_index(int layer, int lin, int is_bias) {
+    return G_COUNT + (size_t)layer * LAYER_SLOTS + (size_t)lin * 2 + (size_t)is_bias;
+}
+
+static skl_linear *layer_lin(skl_layer *l, int lin) {
+    skl_linear *t[LIN_COUNT] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
+    return t[lin];
+}
+
+/* Expected [out, in] of linear `lin`. */
+static void lin_shape(const skl_hparams *hp, int lin, int64_t *out, int64_t *in) {
+    int64_t d = hp->hidden_size, qd = (int64_t)hp->num_attention_heads * hp->head_dim,
+            kvd = (int64_t)hp->num_key_value_heads * hp->head_dim, f = hp->intermediate_size;
+    switch (lin) {
+    case LIN_Q: *out = qd; *in = d; break;
+    case LIN_K: case LIN_V: *out = kvd; *in = d; break;
+    case LIN_O: *out = d; *in = qd; break;
+    case LIN_GATE: case LIN_UP: *out = f; *in = d; break;
+    default: *out = d; *in = f; break;
+    }
+}
+
+/* Resolve a tensor name to a slot and its expected shape; -1 if unknown. */
+static long resolve(const skl_hparams *hp, const char *name, int *ndim, int64_t shape[2]) {
+    int64_t d = hp->hidden_size, V = hp->vocab_size;
+    if (!strcmp(name, "model.embed_tokens.weight")) { *ndim = 2; shape[0] = V; shape[1] = d; return G_EMBED; }
+    if (!strcmp(name, "lm_head.weight")) { *ndim = 2; shape[0] = V; shape[1] = d; return G_HEAD_W; }
+    if (!strcmp(name, "lm_head.bias")) { *ndim = 1; shape[0] = V; return G_HEAD_B; }
+    if (!strcmp(name, "model.norm.weight")) { *ndim = 1; shape[0] = d; return G_NORM; }
+    const char *p = name;
+    if (strncmp(p, "model.layers.", 13) != 0) return -1;
+    p += 13;
+    /* layer index: decimal, no sign, no leading zeros, < L */
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9')) return -1;
+    long layer = 0;
+    while (*p >= '0' && *p <= '9') {
+        layer = layer * 10 + (*p++ - '0');
+        if (layer >= hp->num_hidden_layers) return -1;
+    }
+    if (*p++ != '.') return -1;
+    for (int lin = 0; lin < LIN_COUNT; lin++) {
+        size_t n = strlen(lin_names[lin]);
+        if (strncmp(p, lin_names[lin], n) != 0) continue;
+        const char *s = p + n;
+        int64_t out, in;
+        lin_shape(hp, lin, &out, &in);
+        if (!strcmp(s, ".weight")) { *ndim = 2; shape[0] = out; shape[1] = in; return (long)slot_index((int)layer, lin, 0); }
+        if (!strcmp(s, ".bias")) { *ndim = 1; shape[0] = out; return (long)slot_index((int)layer, lin, 1); }
+        return -1;
+    }
+    return -1;
+}
+
+static void fmt_shape(char *buf, size_t n, int ndim, const uint64_t *s) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, i ? ", %llu" : "%llu", (unsigned long long)s[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int map_tensors(loader *ld, const skl_st_file *f) {
+    const skl_hparams *hp = ld->hp;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const skl_st_tensor *t = &f->tensors[i];
+        int ndim = 0;
+        int64_t shape[2] = {0, 0};
+        long s = resolve(hp, t->name, &ndim, shape);
+        if (s < 0)
+            return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
+                            "%s: unexpected tensor '%s' (not part of a %d-layer skipless model)",
+                            ld->file, t->name, hp->num_hidden_layers);
+        if (s == G_HEAD_W && hp->tie_word_embeddings)
+            return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
+                            "%s: unexpected tensor 'lm_head.weight': tie_word_embeddings is true",
+                            ld->file);
+        int ok = t->ndim == ndim;
+        for (int k = 0; ok && k < ndim; k++) ok = t->shape[k] == (uint64_t)shape[k];
+        if (!ok) {
+            char got[128], want[128];
+            uint64_t ws[2] = {(uint64_t)shape[0], (uint64_t)shape[1]};
+            fmt_shape(got, sizeof got, t->ndim, t->shape);
+            fmt_shape(want, sizeof want, ndim, ws);
+            return skl_fail(SKL_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s from the config",
+                            ld->file, t->name, got, want);
+        }
+        ld->slots[s] = t;
+    }
+    return SKL_OK;
+}
+
+static int check_required(loader *ld) {
+    const skl_hparams *hp = ld->hp;
+    int64_t d = hp->hidden_size, qd = (int64_t)hp->num_attention_heads * hp->head_dim,
+            kvd = (int64_t)hp->num_key_value_heads * hp->head_dim;
+    if (!ld->slots[G_EMBED])
+        return skl_fail(SKL_ERR_MISSING_TENSOR, "%s: missing tensor 'model.embed_tokens.weight'", ld->file);
+    if (!hp->tie_word_embeddings && !ld->slots[G_HEAD_W])
+        return skl_fail(SKL_ERR_MISSING_TENSOR,
+                        "%s: missing tensor 'lm_head.weight' (tie_word_embeddings is false)", ld->file);
+    bool glu0 = ld->slots[slot_index(0, LIN_GATE, 0)] != NULL;
+    for (int l = 0; l < hp->num_hidden_layers; l++) {
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            bool w = ld->slots[slot_index(l, lin, 0)] != NULL;
+            bool b = ld->slots[slot_index(l, lin, 1)] != NULL;
+            if (!w && b)
+                return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
+                                "%s: unexpected tensor 'model.layers.%d.%s.bias': the layer has no weight",
+                                ld->file, l, lin_names[lin]);
+            if (w) continue;
+            int64_t need_in = d, need_out = -1;
+            switch (lin) {
+            case LIN_Q: need_out = qd; break;
+            case LIN_K: case LIN_V: need_out = kvd; break;
+            case LIN_O: need_out = d; need_in = qd; break;
+            case LIN_GATE:
+                if (glu0)
+                    return skl_fail(SKL_ERR_MISSING_TENSOR,
+                                    "%s: missing tensor 'model.layers.%d.mlp.gate_proj.weight' (layer 0 has a GLU FFN)",
+                                    ld->file, l);
+                continue;
+            default:
+                return skl_fail(SKL_ERR_MISSING_TENSOR, "%s: missing tensor 'model.layers.%d.%s.weight'",
+                                ld->file, l, lin_names[lin]);
+            }
+            if (need_in != need_out)
+                return skl_fail(SKL_ERR_MISSING_TENSOR,
+                                "%s: missing tensor 'model.layers.%d.%s.weight': absent means identity, "
+                                "which needs %lld == %lld",
+                                ld->file, l, lin_names[lin], (long long)need_out, (long long)need_in);
+        }
+        if (!glu0 && ld->slots[slot_index(l, LIN_GATE, 0)])
+            return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
+                            "%s: unexpected tensor 'model.layers.%d.mlp.gate_proj.weight' (layer 0 has no gate)",
+                            ld->file, l);
+    }
+    return SKL_OK;
+}
+
+/* ------------------------------------------------------------ conversion */
+
+static float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);  /* inf / nan */
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+    else if (man == 0) bits = sign;                           /* +-0 */
+    else {                                                    /* subnormal: renormalise */
+        int e = -1;
+        do { man <<= 1; e++; } while (!(man & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static int make_tensor(loader *ld, const skl_st_file *f, const skl_st_tensor *t, skl_buf *map,
+                       skl_tensor *out) {
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    out->rows = t->ndim == 2 ? (int32_t)t->shape[0] : 1;
+    out->cols = (int32_t)t->shape[t->ndim - 1];
+    const uint8_t *src = f->data + t->begin;
+    if (t->dtype == SKL_DT_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
+        out->data = (float *)(uintptr_t)src; /* read-only mapping, never written */
+        out->owner = skl_buf_retain(map);
+        return SKL_OK;
+    }
+    skl_buf *b = skl_buf_new(n * sizeof(float));
+    if (!b) return skl_fail(SKL_ERR_NOMEM, "%s: out of memory for tensor '%s'", ld->file, t->name);
+    float *dst = b->base;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = src + i * skl_dtype_size(t->dtype);
+        if (t->dtype == SKL_DT_F32) memcpy(&dst[i], p, 4);
+        else {
+            uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+            if (t->dtype == SKL_DT_F16) dst[i] = f16_to_f32(h);
+            else {
+                uint32_t bits = (uint32_t)h << 16;
+                memcpy(&dst[i], &bits, 4);
+            }
+        }
+    }
+    out->data = dst;
+    out->owner = b;
+    return SKL_OK;
+}
+
+/* ------------------------------------------------------------------- load */
+
+void skl_model_params_init(skl_model_params *p) {
+    if (p) memset(p, 0, sizeof *p);
+}
+
+static int read_text_file(const char *path, char **out, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return skl_fail(SKL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    int rc = SKL_OK;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= (64u << 20)) { rc = skl_fail(SKL_ERR_CONFIG, "%s: larger than 64 MiB", path); break; }
+            cap = cap ? cap * 2 : 4096;
+            char *nb = realloc(buf, cap);
+            if (!nb) { rc = skl_fail(SKL_ERR_NOMEM, "%s: out of memory", path); break; }
+            buf = nb;
+        }
+        size_t k = fread(buf + n, 1, cap - n, fp);
+        n += k;
+        if (k == 0) {
+            if (ferror(fp)) rc = skl_fail(SKL_ERR_IO, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(fp);
+    if (rc) { free(buf); return rc; }
+    *out = buf;
+    *len = n;
+    return SKL_OK;
+}
+
+void skl_model_free(skl_model *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int l = 0; l < m->hp.num_hidden_layers; l++)
+            for (int lin = 0; lin < LIN_COUNT; lin++) {
+                skl_linear *x = layer_lin(&m->layers[l], lin);
+                skl_tensor_clear(&x->w);
+                skl_tensor_clear(&x->b);
+            }
+        free(m->layers);
+    }
+    skl_tensor_clear(&m->embed);
+    skl_tensor_clear(&m->head.w);
+    skl_tensor_clear(&m->head.b);
+    skl_tensor_clear(&m->norm);
+    if (m->config) json_decref(m->config);
+    free(m->path);
+    free(m);
+}
+
+static int load_config(const char *path, bool is_dir, const skl_st_file *f, const char *st_path,
+                       json_t **cfg) {
+    if (is_dir) {
+        char cpath[4200];
+        if (snprintf(cpath, sizeof cpath, "%s/config.json", path) >= (int)sizeof cpath)
+            return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
+        char *text = NULL;
+        size_t len = 0;
+        int rc = read_text_file(cpath, &text, &len);
+        if (rc) return rc;
+        rc = skl_json_parse(text, len, cpath, cfg);
+        free(text);
+        return rc;
+    }
+    const json_t *c = f->metadata ? json_object_get(f->metadata, "config") : NULL;
+    if (!c)
+        return skl_fail(SKL_ERR_CONFIG,
+                        "%s: no config: a single-file model needs __metadata__.config (a JSON string)",
+                        st_path);
+    if (!json_is_string(c))
+        return skl_fail(SKL_ERR_CONFIG, "%s: __metadata__.config must be a string holding JSON", st_path);
+    char what[4200];
+    if (snprintf(what, sizeof what, "%s: __metadata__.config", st_path) >= (int)sizeof what)
+        return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
+    return skl_json_parse(json_string_value(c), json_string_length(c), what, cfg);
+}
+
+int skl_model_load(const char *path, const skl_model_params *params, skl_model **out) {
+    if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: out is NULL");
+    *out = NULL;
+    if (!path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path is NULL");
+    if (strlen(path) > 4000) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
+    skl_model_params defaults;
+    if (!params) {
+        skl_model_params_init(&defaults);
+        params = &defaults;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) return skl_fail(SKL_ERR_IO, "%s: %s", path, strerror(errno));
+    bool is_dir = S_ISDIR(st.st_mode);
+    char st_path[4200];
+    if (snprintf(st_path, sizeof st_path, is_dir ? "%s/model.safetensors" : "%s", path) >= (int)sizeof st_path)
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
+
+    skl_st_file f;
+    int rc = skl_st_open(st_path, &f);
+    if (rc) return rc;
+    json_t *cfg = NULL;
+    skl_model *m = NULL;
+    loader ld = {st_path, NULL, NULL};
+    if ((rc = load_config(path, is_dir, &f, st_path, &cfg))) goto done;
+    m = calloc(1, sizeof *m);
+    if (!m) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
+    m->config = cfg;
+    cfg = NULL;
+    char what[4200];
+    if (snprintf(what, sizeof what, is_dir ? "%s/config.json" : "%s: __metadata__.config", path) >= (int)sizeof what) {
+        rc = skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
+        goto done;
+    }
+    if ((rc = skl_config_parse(m->config, what, &m->hp))) goto done;
+    skl_hparams *hp = &m->hp;
+    ld.hp = hp;
+    size_t nslots = G_COUNT + (size_t)hp->num_hidden_layers * LAYER_SLOTS;
+    ld.slots = calloc(nslots, sizeof *ld.slots);
+    m->layers = calloc((size_t)hp->num_hidden_layers, sizeof *m->layers);
+    m->path = strdup(path);
+    if (!ld.slots || !m->layers || !m->path) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if ((rc = map_tensors(&ld, &f)) || (rc = check_required(&ld))) goto done;
+
+    /* Convert: progress in bytes of the file's data area. */
+    uint64_t done_bytes = 0;
+    for (size_t s = 0; s < nslots; s++) {
+        const skl_st_tensor *t = ld.slots[s];
+        if (!t) continue;
+        skl_tensor *dst;
+        if (s == G_EMBED) dst = &m->embed;
+        else if (s == G_HEAD_W) dst = &m->head.w;
+        else if (s == G_HEAD_B) dst = &m->head.b;
+        else if (s == G_NORM) dst = &m->norm;
+        else {
+            size_t r = s - G_COUNT;
+            skl_linear *lin = layer_lin(&m->layers[r / LAYER_SLOTS], (int)((r % LAYER_SLOTS) / 2));
+            dst = (r % 2) ? &lin->b : &lin->w;
+        }
+        if ((rc = make_tensor(&ld, &f, t, f.map, dst))) goto done;
+        done_bytes += t->end - t->begin;
+        if (params->progress && params->progress(done_bytes, f.data_size, params->progress_user_data)) {
+            rc = skl_fail(SKL_ERR_CANCELLED, "%s: loading cancelled by the progress callback", path);
+            goto done;
+        }
+    }
+    if (hp->tie_word_embeddings) {
+        m->head.w = m->embed;
+        skl_buf_retain(m->embed.owner);
+    }
+    hp->glu = m->layers[0].gate.w.data != NULL;
+    hp->final_norm = m->norm.data != NULL;
+    skl_log(SKL_LOG_INFO, "loaded %s: %d layers, d %d, %d/%d heads, f %d, vocab %d, %s blocks", path,
+            hp->num_hidden_layers, hp->hidden_size, hp->num_attention_heads,
+            hp->num_key_value_heads, hp->intermediate_size, hp->vocab_size,
+            hp->block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial");
+done:
+    free(ld.slots);
+    if (cfg) json_decref(cfg);
+    skl_st_close(&f); /* tensors that point into the mapping hold their own reference */
+    if (rc) {
+        skl_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return SKL_OK;
+}
+
+/* ----------------------------------------------------------------- queries */
+
+int skl_model_hparams(const skl_model *m, skl_hparams *out) {
+    if (!m || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_hparams: NULL argument");
+    *out = m->hp;
+    return SKL_OK;
+}
+
+static uint64_t numel(const skl_tensor *t) { return t->data ? (uint64_t)t->rows * (uint64_t)t->cols : 0; }
+
+int skl_model_weight_counts(const skl_model *m, skl_weight_counts *c) {
+    if (!m || !c) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_weight_counts: NULL argument");
+    memset(c, 0, sizeof *c);
+    c->embed = numel(&m->embed);
+    c->head = numel(&m->head.w);
+    c->norm = numel(&m->norm);
+    c->bias = numel(&m->head.b);
+    for (int l = 0; l < m->hp.num_hidden_layers; l++) {
+        const skl_layer *L = &m->layers[l];
+        c->q += numel(&L->q.w);
+        c->k += numel(&L->k.w);
+        c->v += numel(&L->v.w);
+        c->o += numel(&L->o.w);
+        c->gate += numel(&L->gate.w);
+        c->up += numel(&L->up.w);
+        c->down += numel(&L->down.w);
+        for (int lin = 0; lin < LIN_COUNT; lin++) c->bias += numel(&layer_lin((skl_layer *)L, lin)->b);
+    }
+    c->linear_total = c->embed + c->q + c->k + c->v + c->o + c->gate + c->up + c->down + c->head;
+    return SKL_OK;
+}
+
+int skl_model_has_proj(const skl_model *m, int32_t layer, char which) {
+    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: model is NULL");
+    if (layer < 0 || layer >= m->hp.num_hidden_layers)
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: layer %d out of range [0, %d)",
+                        layer, m->hp.num_hidden_layers);
+    const skl_layer *L = &m->layers[layer];
+    switch (which) {
+    case 'q': return L->q.w.data != NULL;
+    case 'k': return L->k.w.data != NULL;
+    case 'v': return L->v.w.data != NULL;
+    case 'o': return L->o.w.data != NULL;
+    default: return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: which '%c' is not q, k, v or o", which);
+    }
+}

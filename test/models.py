@@ -1,0 +1,493 @@
+#!/usr/bin/python3
+"""Generate the libskipless test models, their reference logits and bad models.
+
+    /usr/bin/python3 test/models.py OUTDIR
+
+writes, deterministically (fixed seeds, identical bytes on every run):
+
+  OUTDIR/models/<name>/{config.json,model.safetensors}   directory format
+  OUTDIR/models/<name>.safetensors                       single-file format
+  OUTDIR/<name>.ref.npy        float64 reference logits [n, V] for the prompt
+  OUTDIR/bad/<name>[.safetensors]   malformed models, each wrong in one way
+  OUTDIR/manifest.json
+
+The reference logits are computed by reference.py from the *written* files,
+so F16/BF16 rounding of the weights is part of the reference.
+
+Weights are random but scaled so the skipless stack neither explodes nor
+vanishes: after drawing a layer, its output projection(s) are rescaled so the
+block output has RMS 1 on the model's prompt, and the head is rescaled so the
+logits have a standard deviation of about 3.  Square q/k/v/o projections are
+well conditioned (orthogonal times diag(uniform(0.7, 1.3))) because a merge
+test inverts them.
+"""
+
+import json
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+
+# ---------------------------------------------------------------------------
+# safetensors writing
+# ---------------------------------------------------------------------------
+
+def encode(array, dtype):
+    """Little-endian bytes of a float64 array stored as F32, F16 or BF16."""
+    a = np.ascontiguousarray(array, dtype=np.float64)
+    if dtype == "F32":
+        return a.astype("<f4").tobytes()
+    if dtype == "F16":
+        return a.astype("<f2").tobytes()
+    if dtype == "BF16":
+        # Round-to-nearest-even from float32 to its upper 16 bits.
+        bits = a.astype("<f4").view("<u4").astype(np.uint64)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        return rounded.astype("<u2").tobytes()
+    raise ValueError(dtype)
+
+
+def tensor_entries(tensors, dtype):
+    """[(name, dtype, shape, raw bytes)] in the tensors' insertion order."""
+    return [(name, dtype, list(a.shape), encode(a, dtype)) for name, a in tensors.items()]
+
+
+def layout(entries):
+    """Place entries back to back.
+
+    Returns (header_pairs, data): header_pairs is a list of (name, entry dict)
+    in order (a list, so tests can inject duplicate keys), data the data area.
+    """
+    pairs, chunks, offset = [], [], 0
+    for name, dtype, shape, raw in entries:
+        pairs.append((name, {"dtype": dtype, "shape": list(shape),
+                             "data_offsets": [offset, offset + len(raw)]}))
+        chunks.append(raw)
+        offset += len(raw)
+    return pairs, b"".join(chunks)
+
+
+def header_bytes(pairs, metadata=None):
+    """Serialize header pairs as a JSON object (space-padded to 8 bytes)."""
+    items = []
+    if metadata is not None:
+        items.append(json.dumps("__metadata__") + ":" + json.dumps(metadata))
+    for key, value in pairs:
+        items.append(json.dumps(key) + ":" + json.dumps(value, separators=(",", ":")))
+    text = ("{" + ",".join(items) + "}").encode("utf-8")
+    return text + b" " * (-len(text) % 8)
+
+
+def safetensors_bytes(header, data, header_len=None):
+    """8-byte length + header + data; header_len overrides the length field."""
+    n = len(header) if header_len is None else header_len
+    return struct.pack("<Q", n) + header + data
+
+
+def write_bytes(path, blob):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(blob)
+
+
+def config_text(config):
+    return json.dumps(config, indent=2) + "\n"
+
+
+def write_model(outdir, relpath, fmt, config, tensors, dtype):
+    """Write a valid model in 'dir' or 'file' format."""
+    pairs, data = layout(tensor_entries(tensors, dtype))
+    path = os.path.join(outdir, relpath)
+    if fmt == "dir":
+        write_bytes(os.path.join(path, "config.json"), config_text(config).encode())
+        write_bytes(os.path.join(path, "model.safetensors"),
+                    safetensors_bytes(header_bytes(pairs), data))
+    else:
+        meta = {"config": json.dumps(config)}
+        write_bytes(path, safetensors_bytes(header_bytes(pairs, meta), data))
+
+
+# ---------------------------------------------------------------------------
+# random weights
+# ---------------------------------------------------------------------------
+
+def seed_of(name):
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def dense(rng, out_dim, in_dim):
+    """N(0, 1/in) entries; square matrices get an orthogonal*diag form."""
+    if out_dim == in_dim:
+        q, r = np.linalg.qr(rng.standard_normal((out_dim, in_dim)))
+        q = q * np.sign(np.diag(r))            # a proper Haar-random orthogonal
+        return q * rng.uniform(0.7, 1.3, size=in_dim)[None, :]
+    return rng.standard_normal((out_dim, in_dim)) / np.sqrt(in_dim)
+
+
+DEFAULTS = {"rope_theta": 10000.0, "partial_rotary_factor": 1.0,
+            "tie_word_embeddings": False, "rms_norm_eps": 1e-6,
+            "block_type": "serial", "position_embedding": "rope"}
+
+
+def make_config(s):
+    """config.json dict for a spec; with explicit=False, defaults are omitted."""
+    c = {"hidden_size": s["d"], "num_hidden_layers": s["L"],
+         "num_attention_heads": s["H"], "num_key_value_heads": s["KV"],
+         "head_dim": s["hd"], "intermediate_size": s["f"], "vocab_size": s["V"],
+         "max_position_embeddings": 64, "hidden_act": s["act"],
+         "rope_theta": s["theta"], "partial_rotary_factor": s["partial"],
+         "tie_word_embeddings": s["tie"], "rms_norm_eps": s["eps"],
+         "block_type": s["block"], "position_embedding": s["pos"]}
+    if not s["explicit"]:
+        for key, value in DEFAULTS.items():
+            if c[key] == value:
+                del c[key]
+        if s["KV"] == s["H"]:
+            del c["num_key_value_heads"]
+        if s["hd"] * s["H"] == s["d"]:
+            del c["head_dim"]
+    return c
+
+
+def make_tensors(s, rng):
+    """Random float64 tensors (ordered dict) for a spec, before calibration."""
+    d, H, KV, hd, f, V = s["d"], s["H"], s["KV"], s["hd"], s["f"], s["V"]
+    t = {"model.embed_tokens.weight": rng.standard_normal((V, d))}
+
+    def lin(name, out_dim, in_dim):
+        t[name + ".weight"] = dense(rng, out_dim, in_dim)
+        if s["bias"]:
+            t[name + ".bias"] = 0.1 * rng.standard_normal(out_dim)
+
+    for i in range(s["L"]):
+        p = f"model.layers.{i}."
+        for proj, out_dim, in_dim in (("q", H * hd, d), ("k", KV * hd, d),
+                                      ("v", KV * hd, d), ("o", d, H * hd)):
+            if proj not in s["absent"]:
+                lin(p + f"self_attn.{proj}_proj", out_dim, in_dim)
+        if s["glu"]:
+            lin(p + "mlp.gate_proj", f, d)
+        lin(p + "mlp.up_proj", f, d)
+        lin(p + "mlp.down_proj", d, f)
+    if s["norm"]:
+        t["model.norm.weight"] = rng.uniform(0.8, 1.2, size=d)
+    if not s["tie"]:
+        lin("lm_head", V, d)
+    return t
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def calibrate(config, t, tokens, logit_std=3.0):
+    """Rescale output projections so every block output has RMS ~1 on the
+    prompt and the logits have standard deviation ~logit_std (in place)."""
+    c = config
+    model = reference.Model(c, t)
+    x = model.embed_tokens(tokens)
+    L = c["num_hidden_layers"]
+    for i in range(L):
+        p = f"model.layers.{i}."
+        scaled = [p + "mlp.down_proj"]
+        if c.get("block_type", "serial") == "parallel":
+            if p + "self_attn.o_proj.weight" in t:
+                scaled.append(p + "self_attn.o_proj")
+            else:
+                # o(attn) is fixed: solve rms(a + s*F) = 1 for the FFN scale s.
+                layer = model.layers[i]
+                a = reference.attention(model.config, layer, x)
+                F = reference.ffn(model.config.act, layer, x)
+                qa, qb, qc = np.mean(F * F), 2 * np.mean(a * F), np.mean(a * a) - 1.0
+                disc = qb * qb - 4 * qa * qc
+                scale = (-qb + np.sqrt(disc)) / (2 * qa) if disc > 0 else 1.0
+                if scale <= 0:
+                    scale = 1.0
+                _scale(t, scaled, scale)
+                model = reference.Model(c, t)
+                x = model.block(i, x)
+                continue
+        y = model.block(i, x)
+        _scale(t, scaled, 1.0 / rms(y))
+        model = reference.Model(c, t)
+        x = model.block(i, x)
+    # Head: bring the logits to a standard deviation of about logit_std.
+    factor = logit_std / float(np.std(model.head(x)))
+    if "lm_head.weight" in t:
+        _scale(t, ["lm_head"], factor)
+    elif "model.norm.weight" in t:
+        t["model.norm.weight"] = t["model.norm.weight"] * factor
+    else:  # tied head without final norm: shrink the last block's output
+        p = f"model.layers.{L - 1}."
+        names = [p + "mlp.down_proj"]
+        if c.get("block_type", "serial") == "parallel" and p + "self_attn.o_proj.weight" in t:
+            names.append(p + "self_attn.o_proj")
+        _scale(t, names, factor)
+
+
+def _scale(t, names, factor):
+    for name in names:
+        for suffix in (".weight", ".bias"):
+            if name + suffix in t:
+                t[name + suffix] = t[name + suffix] * factor
+
+
+# ---------------------------------------------------------------------------
+# the valid models
+# ---------------------------------------------------------------------------
+
+def spec(name, d, L, H, KV, hd, f, V, act, glu, block="serial", pos="rope",
+         partial=1.0, theta=10000.0, bias=False, norm=True, tie=False,
+         dtype="F32", fmt="dir", absent=(), explicit=True, eps=1e-6):
+    return dict(name=name, d=d, L=L, H=H, KV=KV, hd=hd, f=f, V=V, act=act, glu=glu,
+                block=block, pos=pos, partial=partial, theta=theta, bias=bias,
+                norm=norm, tie=tie, dtype=dtype, fmt=fmt, absent=tuple(absent),
+                explicit=explicit, eps=eps)
+
+
+SPECS = [
+    spec("serial_mha_silu_glu", 64, 2, 4, 4, 16, 128, 128, "silu", True),
+    spec("serial_mha_gelu_glu_bias_file", 48, 3, 4, 4, 12, 96, 96, "gelu", True,
+         bias=True, fmt="file"),
+    spec("serial_gqa_relu_mlp_bf16_nonorm", 64, 2, 4, 2, 16, 96, 100, "relu", False,
+         norm=False, dtype="BF16"),
+    spec("serial_mqa_gelunew_glu_rope50_bias_f16", 32, 2, 4, 1, 8, 64, 64, "gelu_new",
+         True, partial=0.5, bias=True, dtype="F16", fmt="file"),
+    spec("parallel_gqa_tanh_mlp_rope25_tied_f16", 64, 2, 4, 2, 16, 128, 128,
+         "gelu_pytorch_tanh", False, block="parallel", partial=0.25, tie=True,
+         dtype="F16"),
+    spec("serial_nope_silu_mlp_tied_bf16_defaults", 32, 3, 2, 2, 16, 64, 80, "silu",
+         False, pos="none", tie=True, norm=False, dtype="BF16", fmt="file",
+         explicit=False),
+    spec("parallel_mha_relu_glu_bias_theta5e5", 48, 2, 3, 3, 16, 96, 96, "relu", True,
+         block="parallel", theta=500000.0, bias=True, eps=1e-5),
+    spec("serial_noq_noo", 32, 2, 4, 4, 8, 64, 64, "silu", True, absent="qo"),
+    spec("parallel_gqa_noq_noo_bias_f16", 64, 2, 4, 2, 16, 128, 96, "gelu", True,
+         block="parallel", bias=True, dtype="F16", fmt="file", absent="qo"),
+    spec("serial_mha_nok_noo_bias_bf16", 48, 2, 4, 4, 12, 96, 72, "gelu_new", False,
+         bias=True, dtype="BF16", absent="ko"),
+    spec("serial_mha_nov_noo_rope50", 32, 3, 2, 2, 16, 64, 64, "relu", True,
+         partial=0.5, fmt="file", absent="vo"),
+    spec("serial_gqa_wideheads_bias", 32, 2, 4, 2, 16, 64, 64, "silu", True,
+         bias=True),
+    spec("parallel_mqa_narrowheads_tanh_glu_rope50_f16", 48, 2, 2, 1, 16, 96, 80,
+         "gelu_pytorch_tanh", True, block="parallel", partial=0.5, dtype="F16",
+         fmt="file"),
+    spec("serial_noqkvo_gelu_mlp", 32, 2, 4, 4, 8, 64, 64, "gelu", False, fmt="file",
+         absent="qkvo"),
+    spec("serial_mha_tanh_glu_bias_bf16", 64, 3, 4, 4, 16, 128, 128,
+         "gelu_pytorch_tanh", True, bias=True, dtype="BF16", fmt="file"),
+    spec("parallel_mha_silu_mlp_nope_nonorm", 32, 2, 4, 4, 8, 64, 64, "silu", False,
+         block="parallel", pos="none", norm=False),
+    spec("serial_gqa_gelu_mlp_rope25_f16_defaults", 64, 2, 8, 2, 8, 128, 128, "gelu",
+         False, partial=0.25, dtype="F16", explicit=False),
+    spec("serial_mha_relu_glu_bias_tied_file", 32, 2, 2, 2, 16, 64, 64, "relu", True,
+         bias=True, tie=True, fmt="file"),
+    spec("parallel_mha_nok_nov_gelunew_glu_bf16", 32, 2, 4, 4, 8, 64, 64, "gelu_new",
+         True, block="parallel", dtype="BF16", absent="kv"),
+    spec("serial_gqa_nok_nov_wideheads_file", 32, 2, 4, 2, 16, 64, 64, "silu", False,
+         fmt="file", absent="kv"),
+]
+
+
+def features(s):
+    """Short feature strings describing a spec."""
+    out = [s["block"]]
+    out.append("mha" if s["KV"] == s["H"] else ("mqa" if s["KV"] == 1 else "gqa"))
+    out += ["glu" if s["glu"] else "mlp", s["act"]]
+    if s["pos"] == "none":
+        out.append("nope")
+    else:
+        out.append("rope_full" if s["partial"] == 1.0 else f"rope_partial_{s['partial']}")
+        if s["theta"] != 10000.0:
+            out.append("rope_theta")
+    out.append("bias" if s["bias"] else "no_bias")
+    out.append("final_norm" if s["norm"] else "no_norm")
+    out.append("tied" if s["tie"] else "untied")
+    out += [s["dtype"].lower(), s["fmt"]]
+    out += [f"no_{p}" for p in s["absent"]]
+    if s["H"] * s["hd"] != s["d"]:
+        out.append("heads_x_hd_ne_d")
+    if not s["explicit"]:
+        out.append("config_defaults")
+    if s["eps"] != 1e-6:
+        out.append("rms_eps")
+    return out
+
+
+def build_valid(outdir, s):
+    """Generate, calibrate and write one valid model; write its reference."""
+    rng = np.random.default_rng(seed_of(s["name"]))
+    n = int(rng.integers(8, 17))
+    tokens = [int(t) for t in rng.integers(0, s["V"], size=n)]
+    config = make_config(s)
+    tensors = make_tensors(s, rng)
+    calibrate(config, tensors, tokens)
+    rel = f"models/{s['name']}" + (".safetensors" if s["fmt"] == "file" else "")
+    write_model(outdir, rel, s["fmt"], config, tensors, s["dtype"])
+    ref = reference.logits(os.path.join(outdir, rel), tokens)
+    np.save(os.path.join(outdir, s["name"] + ".ref.npy"),
+            np.ascontiguousarray(ref, dtype=np.float64))
+    return {"name": s["name"], "path": rel, "format": s["fmt"], "dtype": s["dtype"],
+            "block_type": s["block"], "tokens": tokens, "ref": s["name"] + ".ref.npy",
+            "features": features(s)}
+
+
+# ---------------------------------------------------------------------------
+# malformed models
+# ---------------------------------------------------------------------------
+
+BASE = spec("base", 16, 2, 2, 2, 8, 32, 32, "silu", True)
+
+
+def base_model(s=BASE):
+    """Small valid config and tensors the bad models are derived from."""
+    rng = np.random.default_rng(seed_of("bad_" + s["name"]))
+    return make_config(s), make_tensors(s, rng)
+
+
+def file_blob(config, pairs, data, header_len=None, metadata=None):
+    """Single-file bytes with the config embedded in __metadata__."""
+    meta = {"config": json.dumps(config)} if metadata is None else metadata
+    return safetensors_bytes(header_bytes(pairs, meta), data, header_len)
+
+
+def build_bad(outdir):
+    """Write the malformed models; return their manifest entries."""
+    bad = []
+    config, tensors = base_model()
+    entries = tensor_entries(tensors, "F32")
+    pairs, data = layout(entries)
+    last = max(range(len(pairs)), key=lambda i: pairs[i][1]["data_offsets"][0])
+
+    def put_file(name, blob, expect):
+        rel = f"bad/{name}.safetensors"
+        write_bytes(os.path.join(outdir, rel), blob)
+        bad.append({"name": name, "path": rel, "expect": "SKL_ERR_" + expect})
+
+    def put_dir(name, config_bytes, blob, expect):
+        rel = f"bad/{name}"
+        write_bytes(os.path.join(outdir, rel, "config.json"), config_bytes)
+        write_bytes(os.path.join(outdir, rel, "model.safetensors"), blob)
+        bad.append({"name": name, "path": rel, "expect": "SKL_ERR_" + expect})
+
+    def edited(index, **changes):
+        """Copy of pairs with entry `index` updated (None value deletes a field)."""
+        out = [(k, dict(v)) for k, v in pairs]
+        for field, value in changes.items():
+            if value is None:
+                del out[index][1][field]
+            else:
+                out[index][1][field] = value
+        return out
+
+    def without(names, extra=()):
+        """Re-laid-out file from the base tensors minus `names` plus `extra`."""
+        ents = [e for e in entries if e[0] not in names] + list(extra)
+        return file_blob(config, *layout(ents))
+
+    good = file_blob(config, pairs, data)
+    config_ok = config_text(config).encode()
+    plain_blob = safetensors_bytes(header_bytes(pairs), data)
+
+    # -- file-level structure ------------------------------------------------
+    put_file("truncated_data", good[:-16], "TRUNCATED")
+    put_file("five_bytes", good[:5], "TRUNCATED")
+    put_file("header_size_too_large", struct.pack("<Q", len(good) + 64) + good[8:],
+             "HEADER_SIZE")
+
+    header = header_bytes(pairs, {"config": json.dumps(config)})
+    broken = header.replace(b'"dtype":', b'"dtype";', 1)
+    assert len(broken) == len(header)
+    put_file("header_bad_json", safetensors_bytes(broken, data), "JSON")
+    put_dir("config_bad_json", config_ok.rstrip().rstrip(b"}") + b"\n", plain_blob, "JSON")
+
+    dup = pairs[:1] + pairs              # first tensor entry appears twice, identical
+    put_file("header_duplicate_key", file_blob(config, dup, data), "DUPLICATE_KEY")
+    dup_cfg = config_ok.replace(b'{\n', b'{\n  "hidden_size": %d,\n' % config["hidden_size"], 1)
+    put_dir("config_duplicate_key", dup_cfg, plain_blob, "DUPLICATE_KEY")
+
+    # -- header entries --------------------------------------------------------
+    # Drop data_offsets of the last tensor and its bytes, so the rest still tiles.
+    begin = pairs[last][1]["data_offsets"][0]
+    put_file("missing_data_offsets",
+             file_blob(config, edited(last, data_offsets=None), data[:begin]), "HEADER")
+    shape0 = pairs[0][1]["shape"]
+    put_file("shape_not_ints",
+             file_blob(config, edited(0, shape=[shape0[0], str(shape0[1])]), data), "HEADER")
+    put_file("dtype_q7", file_blob(config, edited(0, dtype="Q7"), data), "DTYPE")
+
+    # Tensor 0 claims 4 bytes more than its shape needs; everything still tiles.
+    grown = [(k, dict(v)) for k, v in pairs]
+    for i, (k, v) in enumerate(grown):
+        b, e = v["data_offsets"]
+        v["data_offsets"] = [b, e + 4] if i == 0 else [b + 4, e + 4]
+    end0 = pairs[0][1]["data_offsets"][1]
+    put_file("tensor_size_mismatch",
+             file_blob(config, grown, data[:end0] + bytes(4) + data[end0:]), "TENSOR_SIZE")
+
+    # -- tiling of the data area ---------------------------------------------
+    b, e = pairs[last][1]["data_offsets"]
+    put_file("out_of_range",        # sizes add up to the data area, last tensor pushed out
+             file_blob(config, edited(last, data_offsets=[b + 8, e + 8]), data), "OUT_OF_RANGE")
+    put_file("overlap",             # last tensor starts 8 bytes early; area shrunk to match
+             file_blob(config, edited(last, data_offsets=[b - 8, e - 8]), data[:-8]), "OVERLAP")
+    put_file("gap",                 # 8 unused bytes before the last tensor
+             file_blob(config, edited(last, data_offsets=[b + 8, e + 8]),
+                       data[:b] + bytes(8) + data[b:]), "GAP")
+    put_file("trailing_bytes", good + bytes(8), "GAP")
+
+    # -- config ----------------------------------------------------------------
+    no_hidden = {k: v for k, v in config.items() if k != "hidden_size"}
+    put_file("config_missing_hidden_size", file_blob(no_hidden, pairs, data), "CONFIG")
+    put_file("config_bad_act", file_blob(dict(config, hidden_act="swish2"), pairs, data),
+             "CONFIG")
+    # Tensors consistent with H=4, KV=3 (k/v have 3 heads): only the divisibility is wrong.
+    kv_spec = dict(BASE, name="kv3", H=4, KV=3, hd=4)
+    kv_config, kv_tensors = base_model(kv_spec)
+    put_file("config_heads_not_divisible",
+             file_blob(kv_config, *layout(tensor_entries(kv_tensors, "F32"))), "CONFIG")
+
+    # -- tensors vs config -------------------------------------------------
+    down = next(i for i, (k, _) in enumerate(pairs)
+                if k == "model.layers.0.mlp.down_proj.weight")
+    put_file("shape_mismatch",      # down_proj declared [f, d] instead of [d, f]
+             file_blob(config, edited(down, shape=pairs[down][1]["shape"][::-1]), data),
+             "SHAPE")
+    put_file("missing_down_proj", without({"model.layers.1.mlp.down_proj.weight"}),
+             "MISSING_TENSOR")
+    put_file("missing_lm_head", without({"lm_head.weight"}), "MISSING_TENSOR")
+    rng = np.random.default_rng(seed_of("bad_extra"))
+    foo = ("model.layers.0.mlp.foo.weight", "F32", [4, 4],
+           encode(rng.standard_normal((4, 4)), "F32"))
+    put_file("unexpected_tensor", without((), [foo]), "UNEXPECTED_TENSOR")
+    up = tensors["model.layers.0.mlp.up_proj.weight"]
+    layer99 = ("model.layers.99.mlp.up_proj.weight", "F32", list(up.shape), encode(up, "F32"))
+    put_file("unexpected_layer_99", without((), [layer99]), "UNEXPECTED_TENSOR")
+    return bad
+
+
+# ---------------------------------------------------------------------------
+
+def main(argv):
+    if len(argv) != 2:
+        print("usage: models.py OUTDIR", file=sys.stderr)
+        return 2
+    outdir = argv[1]
+    os.makedirs(outdir, exist_ok=True)
+    manifest = {"models": [build_valid(outdir, s) for s in SPECS],
+                "bad": build_bad(outdir)}
+    with open(os.path.join(outdir, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
