@@ -266,6 +266,115 @@ SKL_API int skl_generate(skl_context *ctx, const int32_t *prompt_tokens, int32_t
                          const skl_generate_params *params, skl_token_fn on_token,
                          void *user_data, skl_generate_result *result);
 
+
+/* ------------------------------------------------------------------- merge */
+
+/* Which weights to remove (paper: arXiv 2404.12362; docs/merge.md).
+ * Serial blocks:   QP, KP, VP remove that projection and o_proj (the paper's P)
+ *                  from every block; exact.  KP and VP need k/v square (MHA).
+ * Parallel blocks: Q removes q_proj from every block (exact, any attention);
+ *                  P removes o_proj from every block but a last one followed
+ *                  by a final norm (exact when o_proj is invertible).
+ * AUTO picks the applicable exact removal that saves the most weights. */
+typedef enum skl_removal {
+    SKL_REMOVE_AUTO = 0,
+    SKL_REMOVE_QP = 1,
+    SKL_REMOVE_KP = 2,
+    SKL_REMOVE_VP = 3,
+    SKL_REMOVE_Q = 4,
+    SKL_REMOVE_P = 5
+} skl_removal;
+
+/* Name of a removal ("auto", "qp", "kp", "vp", "q", "p"); NULL if unknown. */
+SKL_API const char *skl_removal_name(skl_removal r);
+/* Parse a removal name; SKL_ERR_INVALID_ARG if unknown. */
+SKL_API int skl_removal_parse(const char *name, skl_removal *out);
+
+typedef struct skl_merge_params {
+    skl_removal remove;          /* default SKL_REMOVE_AUTO */
+    bool verify;                 /* run both models on probe tokens; default true */
+    int32_t n_probe_tokens;      /* default 32 (capped at max_position_embeddings) */
+    uint64_t probe_seed;         /* default 1 */
+    double max_condition;        /* refuse an inversion above this condition number;
+                                    0 (default): 0.01 / float32 unit roundoff = 1.68e5 */
+    skl_progress_fn progress;    /* per block; nonzero return cancels (SKL_ERR_CANCELLED) */
+    void *progress_user_data;
+} skl_merge_params;
+
+typedef struct skl_merge_layer {
+    int32_t layer;
+    bool removed_q, removed_k, removed_v, removed_o;
+    uint64_t weights_before;     /* q + k + v + o + gate + up + down of this block */
+    uint64_t weights_after;
+    double condition;            /* 1-norm condition estimate (dgecon) of the inverted matrix; 0: none */
+    double residual;             /* max relative residual |X* A - X|_F / |X|_F of its solves, float32 X* */
+} skl_merge_layer;
+
+typedef struct skl_merge_report {
+    skl_removal removal;         /* the removal applied (AUTO resolved) */
+    int32_t n_layers;
+    skl_merge_layer *layers;     /* [n_layers] */
+    uint64_t weights_before;     /* linear layers + embeddings, as skl_weight_counts.linear_total */
+    uint64_t weights_after;
+    double max_condition;
+    double max_residual;
+    double verify_error;         /* max |merged - original| / max |original| over probe logits; -1: not run */
+    int32_t n_probe_tokens;
+    double seconds;
+} skl_merge_report;
+
+SKL_API void skl_merge_params_init(skl_merge_params *params);
+/* Build a merged copy of `model` in *out.  `model` is never modified: the
+ * copy shares every unchanged tensor with it (reference counted) and owns new
+ * fp32 storage only for the changed ones, so the extra memory is the size of
+ * the changed matrices plus float64 scratch for one block (docs/merge.md).
+ * On failure *out is NULL.  report may be NULL; otherwise free it with
+ * skl_merge_report_free(). */
+SKL_API int skl_model_merge(const skl_model *model, const skl_merge_params *params, skl_model **out,
+                            skl_merge_report **report);
+SKL_API void skl_merge_report_free(skl_merge_report *report);
+
+/* Weight accounting of every removal for a model shape (paper's counting:
+ * linear layers plus input and output embeddings; biases and norms ignored). */
+typedef struct skl_plan_row {
+    skl_removal removal;
+    bool applicable;             /* shapes allow it */
+    bool lossless;               /* an exact conversion of a trained model */
+    uint64_t total, removed, after;
+    double saving_percent;       /* 100 * removed / total */
+    double speedup_bound;        /* total / after: batch-1 decode bound */
+    char note[96];
+} skl_plan_row;
+
+typedef struct skl_plan {
+    skl_block_type block_type;
+    int32_t hidden_size, kv_dim, intermediate_size, num_hidden_layers, vocab_size;
+    bool glu, final_norm;
+    uint64_t total;
+    int32_t n_rows;
+    skl_plan_row rows[8];
+} skl_plan;
+
+/* From a config file (ours, or Hugging Face Llama / Mistral / GPT-NeoX
+ * families; "use_parallel_residual" means parallel blocks); no weights needed. */
+SKL_API int skl_plan_config(const char *config_path, skl_plan *out);
+/* For a loaded model, from its actual shapes (counts the original model's
+ * removal options; an already-merged model shows what is left). */
+SKL_API int skl_model_plan(const skl_model *model, skl_plan *out);
+
+/* -------------------------------------------------------------------- save */
+
+typedef enum skl_save_format {
+    SKL_SAVE_AUTO = 0,  /* FILE if path ends in ".safetensors", else DIR */
+    SKL_SAVE_DIR = 1,   /* path/config.json + path/model.safetensors */
+    SKL_SAVE_FILE = 2   /* one .safetensors with __metadata__.config */
+} skl_save_format;
+
+/* Write the model (weights as F32) so that skl_model_load reads it back; the
+ * config records merges applied ("skipless_merge").  Files are written to a
+ * temporary name and renamed, so a failure leaves no partial model. */
+SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
+
 #ifdef __cplusplus
 }
 #endif

@@ -111,6 +111,8 @@ struct skl_model {
 };
 
 void skl_tensor_clear(skl_tensor *t);
+/* A new model sharing every tensor of src (reference counted). */
+int skl_model_clone(const skl_model *src, skl_model **out);
 
 /* ---- context (forward.c) ---- */
 const skl_model *skl_context_model(const skl_context *ctx);

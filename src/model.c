@@ -465,3 +465,37 @@ int skl_model_has_proj(const skl_model *m, int32_t layer, char which) {
     default: return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: which '%c' is not q, k, v or o", which);
     }
 }
+
+/* ------------------------------------------------------------------ clone */
+
+static void share(skl_tensor *dst, const skl_tensor *src) {
+    *dst = *src;
+    skl_buf_retain(dst->owner);
+}
+
+int skl_model_clone(const skl_model *src, skl_model **out) {
+    *out = NULL;
+    skl_model *m = calloc(1, sizeof *m);
+    if (!m) return skl_fail(SKL_ERR_NOMEM, "out of memory");
+    m->hp = src->hp;
+    m->layers = calloc((size_t)src->hp.num_hidden_layers, sizeof *m->layers);
+    m->config = json_deep_copy(src->config);
+    m->path = strdup(src->path ? src->path : "");
+    if (!m->layers || !m->config || !m->path) {
+        skl_model_free(m);
+        return skl_fail(SKL_ERR_NOMEM, "out of memory");
+    }
+    for (int l = 0; l < src->hp.num_hidden_layers; l++)
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            skl_linear *d = layer_lin(&m->layers[l], lin);
+            const skl_linear *s = layer_lin(&src->layers[l], lin);
+            share(&d->w, &s->w);
+            share(&d->b, &s->b);
+        }
+    share(&m->embed, &src->embed);
+    share(&m->head.w, &src->head.w);
+    share(&m->head.b, &src->head.b);
+    share(&m->norm, &src->norm);
+    *out = m;
+    return SKL_OK;
+}

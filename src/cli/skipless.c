@@ -21,6 +21,10 @@ static const char *usage =
     "  generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]\n"
     "           [--top-p P] [--seed S] [--threads T] [--stop 1,2]\n"
     "                                     stream generated tokens to stdout, stats to stderr\n"
+    "  plan CONFIG.json [--json]          weights removed by each merge, from a config alone\n"
+    "                                     (ours, or Hugging Face Llama/Mistral/GPT-NeoX)\n"
+    "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
+    "                                     remove weights exactly and save the merged model\n"
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
@@ -93,6 +97,123 @@ static const char *act_name(skl_activation a) {
     }
 }
 
+static void print_plan(const skl_plan *p) {
+    printf("merge plan (paper's counting: linear layers + input and output embeddings):\n");
+    printf("  %-6s %16s %16s %16s %9s %9s  %s\n", "remove", "total", "removed", "after", "saving", "speedup", "kind");
+    for (int i = 0; i < p->n_rows; i++) {
+        const skl_plan_row *r = &p->rows[i];
+        if (!r->applicable) {
+            printf("  %-6s %16s  not applicable: %s\n", skl_removal_name(r->removal), "", r->note);
+            continue;
+        }
+        printf("  %-6s %16llu %16llu %16llu %8.2f%% %8.3fx  %s: %s\n", skl_removal_name(r->removal),
+               (unsigned long long)r->total, (unsigned long long)r->removed, (unsigned long long)r->after,
+               r->saving_percent, r->speedup_bound, r->lossless ? "lossless" : "trained form", r->note);
+    }
+}
+
+static int cmd_plan(int argc, char **argv) {
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (argv[i][0] == '-') return die("plan: unknown option %s", argv[i]);
+        else if (!path) path = argv[i];
+        else return die("plan: unexpected argument '%s'", argv[i]);
+    }
+    if (!path) return die("plan: missing CONFIG.json%s", "");
+    skl_plan p;
+    int rc = skl_plan_config(path, &p);
+    if (rc) return lib_error("plan", rc);
+    if (!json) {
+        printf("%s: %s blocks, hidden %d, kv dim %d, FFN %d (%s), %d layers, vocab %d%s\n", path,
+               p.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial", p.hidden_size, p.kv_dim,
+               p.intermediate_size, p.glu ? "GLU" : "MLP", p.num_hidden_layers, p.vocab_size,
+               p.final_norm ? ", final norm" : "");
+        print_plan(&p);
+        return 0;
+    }
+    printf("{\"config\": \"%s\", \"block_type\": \"%s\", \"total\": %llu, \"removals\": [", path,
+           p.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial", (unsigned long long)p.total);
+    for (int i = 0; i < p.n_rows; i++) {
+        const skl_plan_row *r = &p.rows[i];
+        printf("%s{\"remove\": \"%s\", \"applicable\": %s, \"lossless\": %s, \"total\": %llu, \"removed\": %llu, "
+               "\"after\": %llu, \"saving_percent\": %.4f, \"speedup_bound\": %.6f, \"note\": \"%s\"}",
+               i ? ", " : "", skl_removal_name(r->removal), r->applicable ? "true" : "false",
+               r->lossless ? "true" : "false", (unsigned long long)r->total, (unsigned long long)r->removed,
+               (unsigned long long)r->after, r->saving_percent, r->speedup_bound, r->note);
+    }
+    printf("]}\n");
+    return 0;
+}
+
+static int merge_progress(uint64_t done, uint64_t total, void *ud) {
+    (void)ud;
+    if (total >= 8 || done == total) fprintf(stderr, "\rmerging block %llu/%llu", (unsigned long long)done, (unsigned long long)total);
+    if (done == total) fputc('\n', stderr);
+    return 0;
+}
+
+static int cmd_merge(int argc, char **argv) {
+    const char *in = NULL, *outp = NULL;
+    skl_merge_params mp;
+    skl_merge_params_init(&mp);
+    mp.verify = false;
+    mp.progress = merge_progress;
+    skl_save_format fmt = SKL_SAVE_AUTO;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--verify")) mp.verify = true;
+        else if (!strcmp(a, "--remove") || !strcmp(a, "--format")) {
+            if (!val) return die("merge: option %s needs a value", a);
+            if (!strcmp(a, "--remove")) {
+                if (skl_removal_parse(val, &mp.remove)) return die("merge: --remove must be auto, qp, kp, vp, q or p, got '%s'", val);
+            } else if (!strcmp(val, "dir")) fmt = SKL_SAVE_DIR;
+            else if (!strcmp(val, "file")) fmt = SKL_SAVE_FILE;
+            else return die("merge: --format must be dir or file, got '%s'", val);
+            i++;
+        } else if (a[0] == '-') return die("merge: unknown option %s", a);
+        else if (!in) in = a;
+        else if (!outp) outp = a;
+        else return die("merge: unexpected argument '%s'", a);
+    }
+    if (!in || !outp) return die("merge: need MODEL and OUT%s", "");
+    skl_model *m = NULL, *merged = NULL;
+    skl_merge_report *rep = NULL;
+    int ret = 0, rc = skl_model_load(in, NULL, &m);
+    if (rc) { ret = lib_error("load", rc); goto out; }
+    if ((rc = skl_model_merge(m, &mp, &merged, &rep))) { ret = lib_error("merge", rc); goto out; }
+    printf("removed %s from %s\n", skl_removal_name(rep->removal), in);
+    printf("  %5s %-8s %14s %14s %12s %12s\n", "layer", "removed", "before", "after", "kappa", "residual");
+    for (int i = 0; i < rep->n_layers; i++) {
+        const skl_merge_layer *l = &rep->layers[i];
+        char what[8] = "";
+        if (l->removed_q) strcat(what, "q");
+        if (l->removed_k) strcat(what, "k");
+        if (l->removed_v) strcat(what, "v");
+        if (l->removed_o) strcat(what, "o");
+        if (!what[0]) strcpy(what, "-");
+        printf("  %5d %-8s %14llu %14llu %12.4g %12.3g\n", l->layer, what, (unsigned long long)l->weights_before,
+               (unsigned long long)l->weights_after, l->condition, l->residual);
+    }
+    printf("total weights: %llu -> %llu (%.2f%% removed, decode speedup bound %.3fx)\n",
+           (unsigned long long)rep->weights_before, (unsigned long long)rep->weights_after,
+           100.0 * (double)(rep->weights_before - rep->weights_after) / (double)rep->weights_before,
+           (double)rep->weights_before / (double)rep->weights_after);
+    printf("max condition number %.4g, max solve residual %.3g, merge time %.3f s\n", rep->max_condition,
+           rep->max_residual, rep->seconds);
+    if (rep->verify_error >= 0)
+        printf("verification: max relative logit difference %.3g over %d probe tokens\n", rep->verify_error,
+               rep->n_probe_tokens);
+    if ((rc = skl_model_save(merged, outp, fmt))) { ret = lib_error("save", rc); goto out; }
+    printf("saved %s\n", outp);
+out:
+    skl_merge_report_free(rep);
+    skl_model_free(merged);
+    skl_model_free(m);
+    return ret;
+}
+
 static int cmd_info(int argc, char **argv) {
     if (argc != 1) return die("info: expected exactly one MODEL argument%s", "");
     skl_model *m;
@@ -136,6 +257,9 @@ static int cmd_info(int argc, char **argv) {
         printf("  %-14s %14llu\n", rows[i].name, (unsigned long long)rows[i].n);
     printf("  %-14s %14llu  (linear layers + embeddings%s)\n", "total", (unsigned long long)wc.linear_total,
            hp.tie_word_embeddings ? "; tied head counted once more" : "");
+    skl_plan plan;
+    skl_model_plan(m, &plan);
+    print_plan(&plan);
     skl_model_free(m);
     return 0;
 }
@@ -319,5 +443,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "merge")) return cmd_merge(argc - 2, argv + 2);
     return die("unknown command '%s' (see skipless --help)", argv[1]);
 }

@@ -1,0 +1,660 @@
+/* merge.c - remove weights from skipless blocks exactly (N. Graef, arXiv 2404.12362;
+ * the formulas as implemented are in ../shared/docs/merge-math.md and docs/merge.md).
+ *
+ * Hugging Face layout, y = W x with W [out, in].  Without skip connections, the
+ * stream entering block i can be replaced by R x for any invertible d x d
+ * projection R of that block (q_proj, k_proj or v_proj): the writer of the
+ * stream (the previous down_proj, or the embedding) absorbs R, every other
+ * reader X of the stream becomes X R^-1, and R itself becomes the identity.
+ * In a serial block the o_proj (paper: P) is followed only by the FFN's first
+ * layers, so they absorb it: G* = G P, U* = U P.
+ *
+ * Numerics: float64 throughout; LAPACKE dgetrf + dgecon + dgetrs (never an
+ * explicit inverse); products with cblas_dgemm; merged matrices stored fp32.
+ * The source model is never modified: the result is a clone that shares the
+ * unchanged tensors and owns the new ones. */
+#include "internal.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FP32_UNIT_ROUNDOFF 5.9604644775390625e-08 /* 2^-24 */
+
+const char *skl_removal_name(skl_removal r) {
+    switch (r) {
+    case SKL_REMOVE_AUTO: return "auto";
+    case SKL_REMOVE_QP: return "qp";
+    case SKL_REMOVE_KP: return "kp";
+    case SKL_REMOVE_VP: return "vp";
+    case SKL_REMOVE_Q: return "q";
+    case SKL_REMOVE_P: return "p";
+    default: return NULL;
+    }
+}
+
+int skl_removal_parse(const char *name, skl_removal *out) {
+    if (!name || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_removal_parse: NULL argument");
+    for (int r = SKL_REMOVE_AUTO; r <= SKL_REMOVE_P; r++)
+        if (!strcmp(name, skl_removal_name((skl_removal)r))) {
+            *out = (skl_removal)r;
+            return SKL_OK;
+        }
+    return skl_fail(SKL_ERR_INVALID_ARG, "unknown removal '%s' (expected auto, qp, kp, vp, q or p)", name);
+}
+
+void skl_merge_params_init(skl_merge_params *p) {
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->remove = SKL_REMOVE_AUTO;
+    p->verify = true;
+    p->n_probe_tokens = 32;
+    p->probe_seed = 1;
+}
+
+void skl_merge_report_free(skl_merge_report *r) {
+    if (!r) return;
+    free(r->layers);
+    free(r);
+}
+
+/* -------------------------------------------------------------- helpers */
+
+typedef struct merger {
+    skl_model *m;           /* the clone being merged */
+    double max_cond;
+    char msg[512];          /* first error message */
+    int status;
+} merger;
+
+static int mfail(merger *g, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int mfail(merger *g, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->msg, sizeof g->msg, fmt, ap);
+    va_end(ap);
+    g->status = status;
+    return status;
+}
+
+/* float64 copy of a [rows, cols] tensor; the identity when absent (rows == cols);
+ * zeros when `zero_if_absent`. */
+static double *to_f64(const skl_tensor *t, int32_t rows, int32_t cols, bool zero_if_absent) {
+    size_t n = (size_t)rows * (size_t)cols;
+    double *a = calloc(n ? n : 1, sizeof *a);
+    if (!a) return NULL;
+    if (t->data)
+        for (size_t i = 0; i < n; i++) a[i] = t->data[i];
+    else if (!zero_if_absent)
+        for (int32_t i = 0; i < rows && i < cols; i++) a[(size_t)i * cols + i] = 1.0;
+    return a;
+}
+
+/* Replace tensor t by fp32(src) [rows, cols] (src may be NULL: remove t). */
+static int set_f32(merger *g, skl_tensor *t, const double *src, int32_t rows, int32_t cols) {
+    if (!src) {
+        skl_tensor_clear(t);
+        return SKL_OK;
+    }
+    size_t n = (size_t)rows * (size_t)cols;
+    skl_buf *b = skl_buf_new(n * sizeof(float));
+    if (!b) return mfail(g, SKL_ERR_NOMEM, "out of memory for a merged [%d, %d] matrix", rows, cols);
+    float *f = b->base;
+    for (size_t i = 0; i < n; i++) f[i] = (float)src[i];
+    skl_tensor_clear(t);
+    t->data = f;
+    t->rows = rows;
+    t->cols = cols;
+    t->owner = b;
+    return SKL_OK;
+}
+
+static double frob(const double *a, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += a[i] * a[i];
+    return sqrt(s);
+}
+
+/* An LU factorization of an n x n matrix A (or of A^T, see layout). */
+typedef struct lu {
+    int layout;           /* LAPACK_COL_MAJOR on a row-major buffer factors A^T */
+    int32_t n;
+    double *a;            /* the factors */
+    double *orig;         /* A itself, row-major, for residuals */
+    lapack_int *ipiv;
+    double cond;
+} lu;
+
+static void lu_free(lu *f) {
+    free(f->a);
+    free(f->orig);
+    free(f->ipiv);
+    memset(f, 0, sizeof *f);
+}
+
+static int lu_factor(merger *g, int layer, const char *name, const skl_tensor *w, int32_t n, int layout, lu *f) {
+    memset(f, 0, sizeof *f);
+    f->layout = layout;
+    f->n = n;
+    f->a = to_f64(w, n, n, false);
+    f->orig = to_f64(w, n, n, false);
+    f->ipiv = malloc((size_t)n * sizeof *f->ipiv);
+    if (!f->a || !f->orig || !f->ipiv) return mfail(g, SKL_ERR_NOMEM, "out of memory factoring a %d x %d matrix", n, n);
+    double anorm = LAPACKE_dlange(layout, '1', n, n, f->a, n);
+    lapack_int info = LAPACKE_dgetrf(layout, n, n, f->a, n, f->ipiv);
+    if (info > 0)
+        return mfail(g, SKL_ERR_SINGULAR, "layer %d: %s is singular (dgetrf: U(%d,%d) is exactly zero)", layer, name,
+                     (int)info, (int)info);
+    if (info < 0) return mfail(g, SKL_ERR_INVALID_ARG, "layer %d: dgetrf argument %d invalid", layer, (int)-info);
+    double rcond = 0.0;
+    info = LAPACKE_dgecon(layout, '1', n, f->a, n, anorm, &rcond);
+    if (info != 0 || !(rcond > 0.0))
+        return mfail(g, SKL_ERR_SINGULAR, "layer %d: %s is numerically singular (reciprocal condition %g)", layer, name,
+                     rcond);
+    f->cond = 1.0 / rcond;
+    if (f->cond > g->max_cond)
+        return mfail(g, SKL_ERR_ILL_CONDITIONED,
+                     "layer %d: %s has condition number %.3g, above the limit %.3g for float32 storage "
+                     "(unit roundoff 6e-8)",
+                     layer, name, f->cond, g->max_cond);
+    return SKL_OK;
+}
+
+/* X <- X A^-1 for linear X ([rows, n]), with bias b_X <- b_X - X* b_A when A has bias bA.
+ * f must be a COL_MAJOR factorization (of A^T).  Updates *resid with the relative
+ * residual |X* A - X|_F / |X|_F of the stored fp32 X*. */
+static int right_solve(merger *g, const lu *f, skl_linear *X, const skl_tensor *bA, double *resid) {
+    int32_t n = f->n, rows = X->w.data ? X->w.rows : n;
+    size_t cnt = (size_t)rows * (size_t)n;
+    double *x = to_f64(&X->w, rows, n, false), *x0 = to_f64(&X->w, rows, n, false), *bx = NULL;
+    int rc = SKL_OK;
+    if (!x || !x0) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    lapack_int info = LAPACKE_dgetrs(LAPACK_COL_MAJOR, 'N', n, rows, f->a, n, f->ipiv, x, n);
+    if (info != 0) { rc = mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info); goto done; }
+    if (bA->data) { /* b*_X = b_X - X* b_A */
+        bx = to_f64(&X->b, 1, rows, true);
+        double *ba = to_f64(bA, 1, n, true);
+        if (!bx || !ba) { free(ba); rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, -1.0, x, n, ba, 1, 1.0, bx, 1);
+        free(ba);
+        if ((rc = set_f32(g, &X->b, bx, 1, rows))) goto done;
+    }
+    if ((rc = set_f32(g, &X->w, x, rows, n))) goto done;
+    /* residual of the stored fp32 matrix: x <- fp32(X*) A - X */
+    for (size_t i = 0; i < cnt; i++) x[i] = X->w.data[i];
+    double *r = malloc(cnt * sizeof *r);
+    if (!r) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    memcpy(r, x0, cnt * sizeof *r);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, n, 1.0, x, n, f->orig, n, -1.0, r, n);
+    double e = frob(r, cnt) / fmax(frob(x0, cnt), 1e-300);
+    if (e > *resid) *resid = e;
+    free(r);
+done:
+    free(x);
+    free(x0);
+    free(bx);
+    return rc;
+}
+
+/* W <- A W for W [n, cols] (the writer of a stream absorbs A); with bias
+ * b_W <- A b_W (+ b_add when given). */
+static int left_multiply(merger *g, const double *A, int32_t n, skl_linear *W, int32_t wrows, int32_t cols,
+                         const skl_tensor *b_add) {
+    double *w = to_f64(&W->w, wrows, cols, false), *out = calloc((size_t)n * cols, sizeof *out), *b = NULL,
+           *bo = NULL;
+    int rc = SKL_OK;
+    if (!w || !out) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, wrows, 1.0, A, n, w, cols, 0.0, out, cols);
+    if (W->b.data || (b_add && b_add->data)) {
+        b = to_f64(&W->b, 1, wrows, true);
+        bo = to_f64(b_add ? b_add : &(skl_tensor){0}, 1, n, true);
+        if (!b || !bo) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, n, wrows, 1.0, A, n, b, 1, 1.0, bo, 1);
+        if ((rc = set_f32(g, &W->b, bo, 1, n))) goto done;
+    }
+    rc = set_f32(g, &W->w, out, n, cols);
+done:
+    free(w);
+    free(out);
+    free(b);
+    free(bo);
+    return rc;
+}
+
+/* X <- X A for a reader X [rows, n] of a stream that now carries A^-1 x (bias unchanged),
+ * or X <- X A, b_X <- X b_A + b_X when a projection A with bias is folded into X. */
+static int right_multiply(merger *g, skl_linear *X, int32_t n, const double *A, const skl_tensor *bA) {
+    int32_t rows = X->w.data ? X->w.rows : n;
+    double *x = to_f64(&X->w, rows, n, false), *out = calloc((size_t)rows * n, sizeof *out), *bx = NULL, *ba = NULL;
+    int rc = SKL_OK;
+    if (!x || !out) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, n, 1.0, x, n, A, n, 0.0, out, n);
+    if (bA && bA->data) {
+        bx = to_f64(&X->b, 1, rows, true);
+        ba = to_f64(bA, 1, n, true);
+        if (!bx || !ba) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, 1.0, x, n, ba, 1, 1.0, bx, 1);
+        if ((rc = set_f32(g, &X->b, bx, 1, rows))) goto done;
+    }
+    rc = set_f32(g, &X->w, out, rows, n);
+done:
+    free(x);
+    free(out);
+    free(bx);
+    free(ba);
+    return rc;
+}
+
+/* Embedding rows e -> A e + b_A (E* = E A^T + b_A). */
+static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor *bA) {
+    skl_model *m = g->m;
+    int32_t V = m->embed.rows;
+    double *e = to_f64(&m->embed, V, n, false), *out = calloc((size_t)V * n, sizeof *out);
+    int rc = SKL_OK;
+    if (!e || !out) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, n, n, 1.0, e, n, A, n, 0.0, out, n);
+    if (bA->data)
+        for (int32_t t = 0; t < V; t++)
+            for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += bA->data[j];
+    /* a tied head keeps the original matrix: it still holds its own reference */
+    rc = set_f32(g, &m->embed, out, V, n);
+    if (!rc) m->hp.tie_word_embeddings = false;
+done:
+    free(e);
+    free(out);
+    return rc;
+}
+
+/* ------------------------------------------------------- applicability */
+
+static skl_linear *proj(skl_layer *L, char c) {
+    return c == 'q' ? &L->q : c == 'k' ? &L->k : c == 'v' ? &L->v : &L->o;
+}
+
+/* Check that `r` applies to model m, without side effects.  Message into g. */
+static int check_removal(merger *g, const skl_model *m, skl_removal r) {
+    const skl_hparams *hp = &m->hp;
+    int32_t d = hp->hidden_size, qd = hp->num_attention_heads * hp->head_dim, kvd = hp->num_key_value_heads * hp->head_dim;
+    int32_t L = hp->num_hidden_layers;
+    bool serial = hp->block_type == SKL_BLOCK_SERIAL;
+    const char *name = skl_removal_name(r);
+    const char *kind = hp->num_key_value_heads == hp->num_attention_heads ? "MHA"
+                       : hp->num_key_value_heads == 1                    ? "MQA"
+                                                                         : "GQA";
+    if (serial && (r == SKL_REMOVE_Q || r == SKL_REMOVE_P))
+        return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                     "removal '%s' is for parallel blocks; this model has serial blocks (use qp, kp or vp)", name);
+    if (!serial && (r == SKL_REMOVE_QP || r == SKL_REMOVE_KP || r == SKL_REMOVE_VP))
+        return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                     "removal '%s' is for serial blocks; this model has parallel blocks (use q or p; removing both Q "
+                     "and P from a parallel block is exact only for a model trained that way)",
+                     name);
+    char rm = r == SKL_REMOVE_KP ? 'k' : r == SKL_REMOVE_VP ? 'v' : r == SKL_REMOVE_P ? 'o' : 'q';
+    int32_t rm_out = rm == 'k' || rm == 'v' ? kvd : qd; /* o_proj is [d, qd] */
+    if (rm_out != d)
+        return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                     "removal '%s' needs a square %s_proj, but %s has %d heads x head_dim %d = %d != hidden_size %d%s", name,
+                     rm == 'o' ? "o" : (char[]){rm, 0}, kind,
+                     rm == 'q' || rm == 'o' ? hp->num_attention_heads : hp->num_key_value_heads, hp->head_dim, rm_out,
+                     d, rm == 'k' || rm == 'v' ? " (k/v removal is for MHA only)" : "");
+    if (serial && qd != d)
+        return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE, "removal '%s' needs a square o_proj, but it is [%d, %d]", name, d,
+                     qd);
+    int32_t first = 0, last = L; /* layers [first, last) lose their projection */
+    if (r == SKL_REMOVE_P && hp->final_norm) last = L - 1;
+    if (last <= first)
+        return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                     "removal 'p' does not apply: the only block is followed by a final norm");
+    for (int32_t i = first; i < last; i++) {
+        skl_layer *Li = &m->layers[i];
+        if (!proj(Li, rm)->w.data)
+            return mfail(g, SKL_ERR_ALREADY_MERGED, "layer %d has no %s_proj: the model is already merged that way", i,
+                         rm == 'o' ? "o" : (char[]){rm, 0});
+        if (serial && !Li->o.w.data)
+            return mfail(g, SKL_ERR_ALREADY_MERGED, "layer %d has no o_proj: the model is already merged that way", i);
+        /* A merge must not turn an absent (identity) projection back into a matrix. */
+        const char *others = rm == 'q' ? "kv" : rm == 'k' ? "qv" : rm == 'v' ? "qk" : "";
+        for (const char *c = others; *c; c++)
+            if (!proj(Li, *c)->w.data)
+                return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                             "layer %d: %c_proj is absent (identity); removing %s would bring it back", i, *c, name);
+        if (r == SKL_REMOVE_Q && i > 0 && !m->layers[i - 1].o.w.data)
+            return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                         "layer %d: o_proj is absent (identity); removing q from layer %d would bring it back", i - 1, i);
+        if (r == SKL_REMOVE_P && i + 1 < L)
+            for (const char *c = "qkv"; *c; c++)
+                if (!proj(&m->layers[i + 1], *c)->w.data)
+                    return mfail(g, SKL_ERR_MERGE_NOT_APPLICABLE,
+                                 "layer %d: %c_proj is absent (identity); removing o_proj from layer %d would bring it "
+                                 "back",
+                                 i + 1, *c, i);
+    }
+    return SKL_OK;
+}
+
+static int choose_auto(merger *g, const skl_model *m, skl_removal *out) {
+    static const skl_removal serial_order[] = {SKL_REMOVE_QP, SKL_REMOVE_KP, SKL_REMOVE_VP};
+    /* q removes one d x d matrix from every block; p not from a last block before a final norm */
+    static const skl_removal parallel_order[] = {SKL_REMOVE_Q, SKL_REMOVE_P};
+    bool serial = m->hp.block_type == SKL_BLOCK_SERIAL;
+    const skl_removal *order = serial ? serial_order : parallel_order;
+    int n = serial ? 3 : 2;
+    char reasons[512] = "";
+    int first_status = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = check_removal(g, m, order[i]);
+        if (!rc) {
+            *out = order[i];
+            return SKL_OK;
+        }
+        if (!first_status) first_status = rc;
+        size_t k = strlen(reasons);
+        snprintf(reasons + k, sizeof reasons - k, "%s%s: %s", i ? "; " : "", skl_removal_name(order[i]), g->msg);
+    }
+    char buf[512];
+    snprintf(buf, sizeof buf, "auto: no removal applies (%s)", reasons);
+    return mfail(g, first_status, "%s", buf);
+}
+
+/* ------------------------------------------------------------ per block */
+
+static int merge_serial_block(merger *g, int32_t i, char rm, double *cond, double *resid) {
+    skl_model *m = g->m;
+    int32_t d = m->hp.hidden_size;
+    skl_layer *Li = &m->layers[i];
+    skl_linear *R = proj(Li, rm);
+    char name[16];
+    snprintf(name, sizeof name, "%c_proj", rm);
+    lu f;
+    double *P = NULL;
+    int rc = lu_factor(g, i, name, &R->w, d, LAPACK_COL_MAJOR, &f);
+    if (rc) goto done;
+    *cond = f.cond;
+    /* the other two attention projections read R x now: X* = X R^-1, b*_X = b_X - X* b_R */
+    for (const char *c = "qkv"; *c; c++)
+        if (*c != rm && (rc = right_solve(g, &f, proj(Li, *c), &R->b, resid))) goto done;
+    /* o_proj (P) folds into the FFN's first layers: G* = G P, b*_G = G b_P + b_G */
+    P = to_f64(&Li->o.w, d, d, false);
+    if (!P) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if (Li->gate.w.data && (rc = right_multiply(g, &Li->gate, d, P, &Li->o.b))) goto done;
+    if ((rc = right_multiply(g, &Li->up, d, P, &Li->o.b))) goto done;
+    /* the writer of the stream absorbs R: down*_{i-1} = R down_{i-1}, b* = R b + b_R */
+    if (i == 0) rc = embed_absorb(g, f.orig, d, &R->b);
+    else rc = left_multiply(g, f.orig, d, &m->layers[i - 1].down, d, m->hp.intermediate_size, &R->b);
+    if (rc) goto done;
+    skl_tensor_clear(&R->w);
+    skl_tensor_clear(&R->b);
+    skl_tensor_clear(&Li->o.w);
+    skl_tensor_clear(&Li->o.b);
+done:
+    lu_free(&f);
+    free(P);
+    return rc;
+}
+
+static int merge_parallel_q(merger *g, int32_t i, double *cond, double *resid) {
+    skl_model *m = g->m;
+    int32_t d = m->hp.hidden_size;
+    skl_layer *Li = &m->layers[i];
+    lu f;
+    int rc = lu_factor(g, i, "q_proj", &Li->q.w, d, LAPACK_COL_MAJOR, &f);
+    if (rc) goto done;
+    *cond = f.cond;
+    /* every other reader of the stream: K, V, G, U */
+    skl_linear *readers[4] = {&Li->k, &Li->v, &Li->gate, &Li->up};
+    for (int r = 0; r < 4; r++)
+        if ((r != 2 || Li->gate.w.data) && (rc = right_solve(g, &f, readers[r], &Li->q.b, resid))) goto done;
+    /* writers: embedding, or o_proj and down_proj of the previous block (b_Q added once, to down) */
+    if (i == 0) rc = embed_absorb(g, f.orig, d, &Li->q.b);
+    else {
+        skl_layer *Lp = &m->layers[i - 1];
+        int32_t qd = m->hp.num_attention_heads * m->hp.head_dim;
+        rc = left_multiply(g, f.orig, d, &Lp->o, d, qd, NULL);
+        if (!rc) rc = left_multiply(g, f.orig, d, &Lp->down, d, m->hp.intermediate_size, &Li->q.b);
+    }
+    if (rc) goto done;
+    skl_tensor_clear(&Li->q.w);
+    skl_tensor_clear(&Li->q.b);
+done:
+    lu_free(&f);
+    return rc;
+}
+
+/* D <- P^-1 D for D [n, cols] (f: ROW_MAJOR factorization of P). */
+static int left_solve(merger *g, const lu *f, double *D, int32_t cols, double *resid) {
+    int32_t n = f->n;
+    size_t cnt = (size_t)n * cols;
+    double *d0 = malloc(cnt * sizeof *d0);
+    if (!d0) return mfail(g, SKL_ERR_NOMEM, "out of memory");
+    memcpy(d0, D, cnt * sizeof *d0);
+    lapack_int info = LAPACKE_dgetrs(LAPACK_ROW_MAJOR, 'N', n, cols, f->a, n, f->ipiv, D, cols);
+    if (info != 0) {
+        free(d0);
+        return mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info);
+    }
+    /* residual |P fp32(Y) - D| / |D| */
+    double *y = malloc(cnt * sizeof *y);
+    if (!y) {
+        free(d0);
+        return mfail(g, SKL_ERR_NOMEM, "out of memory");
+    }
+    for (size_t k = 0; k < cnt; k++) y[k] = (float)D[k];
+    double nd = frob(d0, cnt);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, n, 1.0, f->orig, n, y, cols, -1.0, d0, cols);
+    double e = frob(d0, cnt) / fmax(nd, 1e-300);
+    if (e > *resid) *resid = e;
+    free(y);
+    free(d0);
+    return SKL_OK;
+}
+
+static int merge_parallel_p(merger *g, int32_t i, double *cond, double *resid) {
+    skl_model *m = g->m;
+    int32_t d = m->hp.hidden_size, fdim = m->hp.intermediate_size, L = m->hp.num_hidden_layers;
+    skl_layer *Li = &m->layers[i];
+    lu f;
+    double *down = NULL, *b = NULL;
+    int rc = lu_factor(g, i, "o_proj", &Li->o.w, d, LAPACK_ROW_MAJOR, &f);
+    if (rc) goto done;
+    *cond = f.cond;
+    /* the block now writes P^-1 x': down* = P^-1 down, b*_down = P^-1 (b_P + b_down) */
+    down = to_f64(&Li->down.w, d, fdim, false);
+    if (!down) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if ((rc = left_solve(g, &f, down, fdim, resid))) goto done;
+    if (Li->o.b.data || Li->down.b.data) {
+        b = to_f64(&Li->down.b, 1, d, true);
+        if (!b) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+        for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += Li->o.b.data[j];
+        if ((rc = left_solve(g, &f, b, 1, resid))) goto done;
+        if ((rc = set_f32(g, &Li->down.b, b, 1, d))) goto done;
+    }
+    if ((rc = set_f32(g, &Li->down.w, down, d, fdim))) goto done;
+    /* every reader of the next stream absorbs P: X* = X P */
+    if (i + 1 < L) {
+        skl_layer *Ln = &m->layers[i + 1];
+        skl_linear *readers[5] = {&Ln->q, &Ln->k, &Ln->v, &Ln->gate, &Ln->up};
+        for (int r = 0; r < 5; r++)
+            if ((r != 3 || Ln->gate.w.data) && (rc = right_multiply(g, readers[r], d, f.orig, NULL))) goto done;
+    } else {
+        /* the LM head (a tied head becomes its own matrix; the embedding is unchanged) */
+        if ((rc = right_multiply(g, &m->head, d, f.orig, NULL))) goto done;
+        m->hp.tie_word_embeddings = false;
+    }
+    skl_tensor_clear(&Li->o.w);
+    skl_tensor_clear(&Li->o.b);
+done:
+    lu_free(&f);
+    free(down);
+    free(b);
+    return rc;
+}
+
+/* ---------------------------------------------------------- verification */
+
+static int probe_logits(const skl_model *m, const int32_t *tok, int32_t n, float **out) {
+    skl_context_params cp;
+    skl_context_params_init(&cp);
+    cp.n_ctx = n;
+    cp.logits_all = true;
+    skl_context *c;
+    int rc = skl_context_create(m, &cp, &c);
+    if (rc) return rc;
+    rc = skl_eval(c, tok, n);
+    if (!rc) {
+        size_t cnt = (size_t)n * (size_t)m->hp.vocab_size;
+        *out = malloc(cnt * sizeof **out);
+        if (!*out) rc = skl_fail(SKL_ERR_NOMEM, "out of memory");
+        else memcpy(*out, skl_logits(c, NULL), cnt * sizeof **out);
+    }
+    skl_context_free(c);
+    return rc;
+}
+
+static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t seed, double *err) {
+    int32_t *tok = malloc((size_t)n * sizeof *tok);
+    float *la = NULL, *lb = NULL;
+    if (!tok) return skl_fail(SKL_ERR_NOMEM, "out of memory");
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (int32_t i = 0; i < n; i++) { /* xorshift64 */
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        tok[i] = (int32_t)(s % (uint64_t)a->hp.vocab_size);
+    }
+    int rc = probe_logits(a, tok, n, &la);
+    if (!rc) rc = probe_logits(b, tok, n, &lb);
+    if (!rc) {
+        size_t cnt = (size_t)n * (size_t)a->hp.vocab_size;
+        double md = 0.0, mx = 0.0;
+        for (size_t i = 0; i < cnt; i++) {
+            md = fmax(md, fabs((double)la[i] - lb[i]));
+            mx = fmax(mx, fabs((double)la[i]));
+        }
+        *err = md / fmax(mx, 1e-300);
+    }
+    free(tok);
+    free(la);
+    free(lb);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static uint64_t block_weights(const skl_layer *L) {
+    const skl_linear *x[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+    uint64_t n = 0;
+    for (int i = 0; i < 7; i++)
+        if (x[i]->w.data) n += (uint64_t)x[i]->w.rows * (uint64_t)x[i]->w.cols;
+    return n;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_model **out, skl_merge_report **report) {
+    if (out) *out = NULL;
+    if (report) *report = NULL;
+    if (!src || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: NULL model or out");
+    skl_merge_params p;
+    if (params) p = *params;
+    else skl_merge_params_init(&p);
+    if (!skl_removal_name(p.remove)) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: unknown removal %d", (int)p.remove);
+    if (p.verify && p.n_probe_tokens < 1)
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: n_probe_tokens %d must be >= 1", p.n_probe_tokens);
+    if (p.max_condition < 0 || isnan(p.max_condition))
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: max_condition %g must be >= 0", p.max_condition);
+    double t0 = now_s();
+    merger g = {NULL, p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF, "", 0};
+    skl_removal r = p.remove;
+    int rc = r == SKL_REMOVE_AUTO ? choose_auto(&g, src, &r) : check_removal(&g, src, r);
+    if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g.msg);
+
+    int32_t L = src->hp.num_hidden_layers;
+    skl_merge_report *rep = calloc(1, sizeof *rep);
+    if (rep) rep->layers = calloc((size_t)L, sizeof *rep->layers);
+    if (!rep || !rep->layers) {
+        skl_merge_report_free(rep);
+        return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
+    }
+    if ((rc = skl_model_clone(src, &g.m))) {
+        skl_merge_report_free(rep);
+        return rc;
+    }
+    skl_log(SKL_LOG_INFO, "merge: removing %s from %d blocks", skl_removal_name(r), L);
+    for (int32_t i = 0; i < L && !rc; i++) {
+        skl_merge_layer *lr = &rep->layers[i];
+        lr->layer = i;
+        lr->weights_before = block_weights(&src->layers[i]);
+        if (r == SKL_REMOVE_QP || r == SKL_REMOVE_KP || r == SKL_REMOVE_VP) {
+            char rm = r == SKL_REMOVE_QP ? 'q' : r == SKL_REMOVE_KP ? 'k' : 'v';
+            rc = merge_serial_block(&g, i, rm, &lr->condition, &lr->residual);
+            lr->removed_q = rm == 'q';
+            lr->removed_k = rm == 'k';
+            lr->removed_v = rm == 'v';
+            lr->removed_o = true;
+        } else if (r == SKL_REMOVE_Q) {
+            rc = merge_parallel_q(&g, i, &lr->condition, &lr->residual);
+            lr->removed_q = true;
+        } else if (!(i == L - 1 && src->hp.final_norm)) {
+            rc = merge_parallel_p(&g, i, &lr->condition, &lr->residual);
+            lr->removed_o = true;
+        }
+        if (!rc && p.progress && p.progress((uint64_t)i + 1, (uint64_t)L, p.progress_user_data))
+            rc = mfail(&g, SKL_ERR_CANCELLED, "cancelled by the progress callback after block %d of %d", i + 1, L);
+    }
+    if (rc) {
+        skl_model_free(g.m);
+        skl_merge_report_free(rep);
+        return skl_fail(rc, "%s: merge '%s': %s", src->path ? src->path : "model", skl_removal_name(r), g.msg);
+    }
+    skl_model *m = g.m;
+    /* record the merge in the config */
+    json_t *hist = json_object_get(m->config, "skipless_merge");
+    if (!json_is_array(hist)) {
+        hist = json_array();
+        if (hist && json_object_set_new(m->config, "skipless_merge", hist) != 0) hist = NULL;
+    }
+    if (!hist || json_array_append_new(hist, json_string(skl_removal_name(r))) != 0 ||
+        json_object_set_new(m->config, "tie_word_embeddings", json_boolean(m->hp.tie_word_embeddings)) != 0) {
+        skl_model_free(m);
+        skl_merge_report_free(rep);
+        return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
+    }
+    skl_weight_counts before, after;
+    skl_model_weight_counts(src, &before);
+    skl_model_weight_counts(m, &after);
+    rep->removal = r;
+    rep->n_layers = L;
+    rep->weights_before = before.linear_total;
+    rep->weights_after = after.linear_total;
+    rep->verify_error = -1.0;
+    for (int32_t i = 0; i < L; i++) {
+        rep->layers[i].weights_after = block_weights(&m->layers[i]);
+        rep->max_condition = fmax(rep->max_condition, rep->layers[i].condition);
+        rep->max_residual = fmax(rep->max_residual, rep->layers[i].residual);
+    }
+    if (p.verify) {
+        int32_t n = p.n_probe_tokens < src->hp.max_position_embeddings ? p.n_probe_tokens : src->hp.max_position_embeddings;
+        rep->n_probe_tokens = n;
+        if ((rc = verify(src, m, n, p.probe_seed, &rep->verify_error))) {
+            skl_model_free(m);
+            skl_merge_report_free(rep);
+            return rc;
+        }
+    }
+    rep->seconds = now_s() - t0;
+    skl_log(SKL_LOG_INFO, "merge '%s': %llu -> %llu weights, max condition %.3g, verify error %.3g",
+            skl_removal_name(r), (unsigned long long)rep->weights_before, (unsigned long long)rep->weights_after,
+            rep->max_condition, rep->verify_error);
+    *out = m;
+    if (report) *report = rep;
+    else skl_merge_report_free(rep);
+    return SKL_OK;
+}
