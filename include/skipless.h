@@ -189,8 +189,9 @@ SKL_API int skl_context_create(const skl_model *model, const skl_context_params 
                                skl_context **out);
 SKL_API void skl_context_free(skl_context *ctx);
 
-/* Append n tokens at the current position and run them through the model:
- * n > 1 goes through the batched (prefill) path, n == 1 the decode path.
+/* Append n tokens at the current position and run them through the model,
+ * in chunks of at most n_batch tokens: a chunk of several tokens goes through
+ * the batched (prefill, sgemm) path, a single token the decode (sgemv) path.
  * Errors (SKL_ERR_TOKEN, SKL_ERR_CONTEXT_FULL, ...) leave the context as it was. */
 SKL_API int skl_eval(skl_context *ctx, const int32_t *tokens, int32_t n_tokens);
 

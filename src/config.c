@@ -84,7 +84,8 @@ int skl_config_parse(const json_t *cfg, const char *what, skl_hparams *hp) {
                         "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
                         what, hp->num_attention_heads, hp->num_key_value_heads);
     int32_t def_hd = hp->hidden_size / hp->num_attention_heads;
-    if (!json_object_get(cfg, "head_dim") && hp->hidden_size % hp->num_attention_heads != 0)
+    const json_t *hdj = json_object_get(cfg, "head_dim");
+    if ((!hdj || json_is_null(hdj)) && hp->hidden_size % hp->num_attention_heads != 0)
         return skl_fail(SKL_ERR_CONFIG,
                         "%s: no \"head_dim\" and hidden_size %d is not a multiple of "
                         "num_attention_heads %d",
@@ -94,6 +95,9 @@ int skl_config_parse(const json_t *cfg, const char *what, skl_hparams *hp) {
         return skl_fail(SKL_ERR_CONFIG, "%s: num_attention_heads x head_dim exceeds %d", what,
                         MAX_DIM);
 
+    const json_t *rs = json_object_get(cfg, "rope_scaling");
+    if (rs && !json_is_null(rs))
+        return skl_fail(SKL_ERR_UNSUPPORTED, "%s: \"rope_scaling\" is not supported yet (only plain RoPE)", what);
     const char *act, *block, *pos;
     if ((rc = get_str(cfg, what, "hidden_act", NULL, &act))) return rc;
     if (!act) return skl_fail(SKL_ERR_CONFIG, "%s: required key \"hidden_act\" is missing", what);

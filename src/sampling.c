@@ -94,7 +94,8 @@ int skl_sample(skl_sampler *s, const float *logits, int32_t n_vocab, int32_t *to
     if (!s || !logits || !token) return skl_fail(SKL_ERR_INVALID_ARG, "skl_sample: NULL argument");
     if (n_vocab < 1) return skl_fail(SKL_ERR_INVALID_ARG, "skl_sample: n_vocab %d must be >= 1", n_vocab);
     for (int32_t i = 0; i < n_vocab; i++)
-        if (isnan(logits[i])) return skl_fail(SKL_ERR_INVALID_ARG, "skl_sample: logit %d is NaN", i);
+        if (isnan(logits[i]) || logits[i] == INFINITY)
+            return skl_fail(SKL_ERR_INVALID_ARG, "skl_sample: logit %d is %s", i, isnan(logits[i]) ? "NaN" : "+inf");
     if (s->p.temperature == 0.0f) { /* greedy: argmax, lowest id on ties */
         int32_t best = 0;
         for (int32_t i = 1; i < n_vocab; i++)

@@ -216,6 +216,7 @@ out:
 
 static int cmd_info(int argc, char **argv) {
     if (argc != 1) return die("info: expected exactly one MODEL argument%s", "");
+    if (argv[0][0] == '-') return die("info: unknown option %s (see skipless --help)", argv[0]);
     skl_model *m;
     int rc = skl_model_load(argv[0], NULL, &m);
     if (rc) return lib_error("load", rc);

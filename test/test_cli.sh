@@ -1,0 +1,264 @@
+#!/bin/sh
+# test_cli.sh - end-to-end checks of the skipless command-line tool.
+#
+#   sh test/test_cli.sh PATH/TO/skipless MODELS_DIR
+#
+# Covers usage and option errors, info on every good and bad model, logits
+# (prefill and --decode) against the references, generate (greedy, seeded),
+# plan, and merge + save + reload against the same references.
+#
+# MODELS_DIR is the output of `/usr/bin/python3 test/models.py MODELS_DIR`
+# (it holds manifest.json, models/, bad/ and the float64 *.ref.npy logits).
+# Numeric comparisons are done by /usr/bin/python3 with numpy.  Prints each
+# failing check by name, then "cli: N checks passed"; exits 1 on any failure.
+
+PY=/usr/bin/python3
+
+if [ $# -ne 2 ]; then
+    echo "usage: sh test/test_cli.sh PATH/TO/skipless MODELS_DIR" >&2
+    exit 2
+fi
+BIN=$1
+MD=$2
+if [ ! -x "$BIN" ]; then echo "test_cli: $BIN is not executable" >&2; exit 2; fi
+if [ ! -f "$MD/manifest.json" ]; then echo "test_cli: no $MD/manifest.json" >&2; exit 2; fi
+if ! "$PY" -c 'import numpy' 2>/dev/null; then echo "test_cli: $PY has no numpy" >&2; exit 2; fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/skl_cli.XXXXXX") || exit 2
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+OUT=$TMP/out
+ERR=$TMP/err
+TAB=$(printf '\t')
+
+n_pass=0
+n_fail=0
+
+pass() { n_pass=$((n_pass + 1)); }
+fail() {
+    n_fail=$((n_fail + 1))
+    echo "FAIL: $1: $2" >&2
+    if [ -s "$ERR" ]; then sed 's/^/    stderr: /' "$ERR" | head -n 5 >&2; fi
+}
+
+# run ARGS...: run the binary with stdout/stderr captured; sets rc.
+run() {
+    "$BIN" "$@" >"$OUT" 2>"$ERR" </dev/null
+    rc=$?
+}
+
+stderr_lines() { wc -l <"$ERR" | tr -d ' '; }
+
+# expect_error CHECK ARGS...: non-zero exit and exactly one line on stderr.
+# (POSIX sh has no locals: helpers use _-prefixed names the callers do not.)
+expect_error() {
+    _check=$1
+    shift
+    run "$@"
+    if [ "$rc" -eq 0 ]; then
+        fail "$_check" "exit 0, expected non-zero"
+    elif [ "$(stderr_lines)" -ne 1 ]; then
+        fail "$_check" "expected exactly one line on stderr, got $(stderr_lines)"
+    else
+        pass
+    fi
+}
+
+# ------------------------------------------------------------------ manifest
+# good.tsv: name  path  tokens  ref  block_type  attention  vocab  greedy_first
+# (greedy_first: argmax of the reference's last row, or -1 when the top two
+#  logits are too close to call); bad.tsv: name  path
+"$PY" - "$MD" "$TMP" <<'EOF' || { echo "test_cli: cannot read the manifest" >&2; exit 2; }
+import json, os, sys
+import numpy as np
+md, tmp = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(md, "manifest.json")))
+with open(os.path.join(tmp, "good.tsv"), "w") as f:
+    for e in m["models"]:
+        ref = os.path.join(md, e["ref"])
+        r = np.load(ref)
+        last = np.sort(r[-1])[::-1]
+        first = int(np.argmax(r[-1])) if last[0] - last[1] > 1e-3 * np.max(np.abs(r)) else -1
+        attn = next(a.upper() for a in ("mha", "gqa", "mqa") if a in e["features"])
+        f.write("\t".join([e["name"], os.path.join(md, e["path"]),
+                           ",".join(str(t) for t in e["tokens"]), ref, e["block_type"],
+                           attn, str(r.shape[1]), str(first)]) + "\n")
+with open(os.path.join(tmp, "bad.tsv"), "w") as f:
+    for e in m["bad"]:
+        f.write(e["name"] + "\t" + os.path.join(md, e["path"]) + "\n")
+EOF
+
+CMP='
+import sys
+import numpy as np
+c, r = np.load(sys.argv[1]), np.load(sys.argv[2])
+if c.dtype != np.float32:
+    sys.exit("dtype %s, expected float32" % c.dtype)
+if c.shape != r.shape:
+    sys.exit("shape %s, expected %s" % (c.shape, r.shape))
+if not np.all(np.isfinite(c)):
+    sys.exit("non-finite logits")
+err = np.max(np.abs(c.astype(np.float64) - r)) / np.max(np.abs(r))
+if not err < 1e-4:
+    sys.exit("relative error %.3g >= 1e-4" % err)
+'
+
+# ------------------------------------------------------------ usage, commands
+run --help
+if [ "$rc" -ne 0 ]; then fail "--help" "exit $rc, expected 0"
+elif ! grep -q '^usage: skipless' "$OUT"; then fail "--help" "no usage on stdout"
+else pass; fi
+
+run --version
+if [ "$rc" -eq 0 ] && grep -Eq '^skipless [0-9]+\.[0-9]+\.[0-9]+$' "$OUT"; then pass
+else fail "--version" "exit $rc or no version line"; fi
+
+run
+if [ "$rc" -eq 0 ]; then fail "no arguments" "exit 0, expected non-zero"
+elif ! grep -q '^usage: skipless' "$ERR"; then fail "no arguments" "no usage on stderr"
+else pass; fi
+
+ANY=$(head -n 1 "$TMP/good.tsv" | cut -f 2)
+ANY_TOKS=$(head -n 1 "$TMP/good.tsv" | cut -f 3)
+expect_error "unknown command" frobnicate "$ANY"
+expect_error "generate unknown option" generate "$ANY" --tokens 1,2 --bogus
+expect_error "logits unknown option" logits "$ANY" --tokens 1,2 --out "$TMP/x.npy" --bogus
+expect_error "generate missing option value" generate "$ANY" --tokens
+expect_error "logits without --out" logits "$ANY" --tokens 1,2
+expect_error "info nonexistent model" info "$TMP/no_such_model"
+expect_error "generate --prompt without tokenizer" generate "$ANY" --prompt "hello world"
+
+for bad in '1,,2' 'abc' '1,2,' '' ',1' '1;2' '99999999999'; do
+    expect_error "generate --tokens '$bad'" generate "$ANY" --tokens "$bad" -n 1
+    expect_error "logits --tokens '$bad'" logits "$ANY" --tokens "$bad" --out "$TMP/x.npy"
+done
+for bad in 'x' '-1' '1.5'; do
+    expect_error "generate -n '$bad'" generate "$ANY" --tokens "$ANY_TOKS" -n "$bad"
+done
+expect_error "generate --threads 0" generate "$ANY" --tokens "$ANY_TOKS" --threads 0
+expect_error "generate --temp -1" generate "$ANY" --tokens "$ANY_TOKS" --temp -1
+expect_error "generate --top-p 0" generate "$ANY" --tokens "$ANY_TOKS" --top-p 0
+
+ANY_DIR=$(awk -F "$TAB" '$2 !~ /\.safetensors$/ { print $2; exit }' "$TMP/good.tsv")
+expect_error "plan unknown option" plan "$ANY_DIR/config.json" --bogus
+expect_error "plan missing config" plan
+expect_error "merge unknown option" merge "$ANY" "$TMP/m_out" --bogus
+expect_error "merge --remove bogus" merge "$ANY" "$TMP/m_out" --remove bogus
+expect_error "merge --format bogus" merge "$ANY" "$TMP/m_out" --format bogus
+expect_error "merge without OUT" merge "$ANY"
+
+run plan "$ANY_DIR/config.json"
+if [ "$rc" -eq 0 ] && grep -q '^merge plan' "$OUT"; then pass
+else fail "plan" "exit $rc or no 'merge plan' table"; fi
+run plan "$ANY_DIR/config.json" --json
+if [ "$rc" -ne 0 ]; then fail "plan --json" "exit $rc"
+elif ! msg=$("$PY" -c 'import json, sys; json.load(open(sys.argv[1]))["removals"]' "$OUT" 2>&1); then
+    fail "plan --json" "not JSON with removals: $msg"
+else pass; fi
+
+# ------------------------------------------------------------- bad models
+while IFS=$TAB read -r name path; do
+    expect_error "info bad/$name" info "$path"
+done <"$TMP/bad.tsv"
+
+# ------------------------------------------------------------- good models
+while IFS=$TAB read -r name path toks ref block attn vocab greedy; do
+    # info: block type and attention kind
+    run info "$path"
+    if [ "$rc" -ne 0 ]; then fail "info $name" "exit $rc"
+    elif ! grep -Eq "^block type: +$block\$" "$OUT"; then fail "info $name" "no 'block type: $block' line"
+    elif ! grep -Eq "^attention: +$attn " "$OUT"; then fail "info $name" "no 'attention: $attn' line"
+    else pass; fi
+
+    # logits, prefill and token-by-token decode, against the float64 reference
+    for mode in prefill decode; do
+        npy=$TMP/$name.$mode.npy
+        if [ "$mode" = decode ]; then run logits "$path" --tokens "$toks" --out "$npy" --decode
+        else run logits "$path" --tokens "$toks" --out "$npy"; fi
+        if [ "$rc" -ne 0 ]; then
+            fail "logits $mode $name" "exit $rc"
+        elif ! msg=$("$PY" -c "$CMP" "$npy" "$ref" 2>&1 </dev/null); then
+            fail "logits $mode $name" "$msg"
+        else
+            pass
+        fi
+        rm -f "$npy"
+    done
+
+    # out-of-range token ids
+    expect_error "logits token $vocab (= vocab) $name" logits "$path" --tokens "0,$vocab" --out "$TMP/x.npy"
+    expect_error "generate token -1 $name" generate "$path" --tokens "-1" -n 1
+
+    # greedy generation: 5 comma-separated ids, stats on stderr
+    run generate "$path" --tokens "$toks" -n 5 --temp 0
+    if [ "$rc" -ne 0 ]; then
+        fail "generate greedy $name" "exit $rc"
+    elif ! grep -Eqx '[0-9]+(,[0-9]+){4}' "$OUT" || [ "$(wc -l <"$OUT" | tr -d ' ')" -ne 1 ]; then
+        fail "generate greedy $name" "stdout is '$(head -c 200 "$OUT")', expected 5 comma-separated ids"
+    elif ! grep -q 'tok/s' "$ERR"; then
+        fail "generate greedy $name" "no tokens/s line on stderr"
+    elif [ "$greedy" -ge 0 ] && [ "$(cut -d, -f1 "$OUT")" != "$greedy" ]; then
+        fail "generate greedy $name" "first token $(cut -d, -f1 "$OUT"), reference argmax is $greedy"
+    else
+        pass
+    fi
+
+    # merge (auto removal) + save + reload: the merged model must give the
+    # original model's logits; a model it does not apply to fails cleanly.
+    case $path in
+        *.safetensors) merged=$TMP/$name.merged.safetensors ;;
+        *) merged=$TMP/$name.merged ;;
+    esac
+    run merge "$path" "$merged"
+    if [ "$rc" -eq 0 ]; then
+        if ! grep -q '^saved ' "$OUT"; then
+            fail "merge $name" "no 'saved' line"
+        elif ! run info "$merged" || [ "$rc" -ne 0 ] || grep -q '^absent projections: q 0, k 0, v 0, o 0 ' "$OUT"; then
+            fail "merge $name" "merged model: info exit $rc or no absent projection"
+        elif ! run logits "$merged" --tokens "$toks" --out "$TMP/merged.npy" || [ "$rc" -ne 0 ]; then
+            fail "merge $name" "logits of the merged model: exit $rc"
+        elif ! msg=$("$PY" -c "$CMP" "$TMP/merged.npy" "$ref" 2>&1 </dev/null); then
+            fail "merge $name" "merged logits: $msg"
+        else
+            pass
+        fi
+    elif [ "$rc" -ne 2 ]; then
+        fail "merge $name" "exit $rc, expected 0 or 2 (library error)"
+    elif [ "$(stderr_lines)" -ne 1 ] || ! grep -q '^skipless: merge: ' "$ERR"; then
+        fail "merge $name" "expected one 'skipless: merge:' line on stderr"
+    else
+        pass
+    fi
+    rm -rf "$merged" "$TMP/merged.npy"
+
+    # sampling: the same seed twice gives the same tokens
+    run generate "$path" --tokens "$toks" -n 8 --temp 1 --top-k 0 --top-p 1 --seed 1234
+    first_rc=$rc
+    cp "$OUT" "$TMP/seed1"
+    run generate "$path" --tokens "$toks" -n 8 --temp 1 --top-k 0 --top-p 1 --seed 1234
+    if [ "$first_rc" -ne 0 ] || [ "$rc" -ne 0 ]; then
+        fail "generate seeded $name" "exit $first_rc / $rc"
+    elif ! grep -Eqx '[0-9]+(,[0-9]+){7}' "$OUT"; then
+        fail "generate seeded $name" "stdout is '$(head -c 200 "$OUT")', expected 8 ids"
+    elif ! cmp -s "$OUT" "$TMP/seed1"; then
+        fail "generate seeded $name" "same seed gave '$(cat "$TMP/seed1")' then '$(cat "$OUT")'"
+    else
+        pass
+    fi
+done <"$TMP/good.tsv"
+
+# merge --verify runs the library's own probe-token comparison
+run merge "$ANY_DIR" "$TMP/verified" --verify --format dir
+if [ "$rc" -ne 0 ]; then fail "merge --verify" "exit $rc"
+elif ! grep -q '^verification: ' "$OUT"; then fail "merge --verify" "no verification line"
+elif [ ! -f "$TMP/verified/config.json" ] || [ ! -f "$TMP/verified/model.safetensors" ]; then
+    fail "merge --verify" "--format dir did not write config.json + model.safetensors"
+else pass; fi
+
+# ---------------------------------------------------------------- summary
+if [ "$n_fail" -ne 0 ]; then
+    echo "cli: $n_fail of $((n_pass + n_fail)) checks FAILED" >&2
+    exit 1
+fi
+echo "cli: $n_pass checks passed"
+exit 0

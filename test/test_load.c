@@ -1,0 +1,384 @@
+/* test_load.c - skl_model_load on malformed files (exact status codes and
+ * messages), argument checks, status strings, and the model queries
+ * (hparams, weight counts, has_proj) against the files' own config and
+ * safetensors header, read here with jansson. */
+#include "tests.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    int code;
+} status_names[] = {
+    {"SKL_OK", SKL_OK},
+    {"SKL_ERR_INVALID_ARG", SKL_ERR_INVALID_ARG},
+    {"SKL_ERR_NOMEM", SKL_ERR_NOMEM},
+    {"SKL_ERR_IO", SKL_ERR_IO},
+    {"SKL_ERR_TRUNCATED", SKL_ERR_TRUNCATED},
+    {"SKL_ERR_HEADER_SIZE", SKL_ERR_HEADER_SIZE},
+    {"SKL_ERR_JSON", SKL_ERR_JSON},
+    {"SKL_ERR_DUPLICATE_KEY", SKL_ERR_DUPLICATE_KEY},
+    {"SKL_ERR_HEADER", SKL_ERR_HEADER},
+    {"SKL_ERR_DTYPE", SKL_ERR_DTYPE},
+    {"SKL_ERR_TENSOR_SIZE", SKL_ERR_TENSOR_SIZE},
+    {"SKL_ERR_OUT_OF_RANGE", SKL_ERR_OUT_OF_RANGE},
+    {"SKL_ERR_OVERLAP", SKL_ERR_OVERLAP},
+    {"SKL_ERR_GAP", SKL_ERR_GAP},
+    {"SKL_ERR_CONFIG", SKL_ERR_CONFIG},
+    {"SKL_ERR_SHAPE", SKL_ERR_SHAPE},
+    {"SKL_ERR_MISSING_TENSOR", SKL_ERR_MISSING_TENSOR},
+    {"SKL_ERR_UNEXPECTED_TENSOR", SKL_ERR_UNEXPECTED_TENSOR},
+    {"SKL_ERR_TOKEN", SKL_ERR_TOKEN},
+    {"SKL_ERR_CONTEXT_FULL", SKL_ERR_CONTEXT_FULL},
+    {"SKL_ERR_CANCELLED", SKL_ERR_CANCELLED},
+    {"SKL_ERR_MERGE_NOT_APPLICABLE", SKL_ERR_MERGE_NOT_APPLICABLE},
+    {"SKL_ERR_SINGULAR", SKL_ERR_SINGULAR},
+    {"SKL_ERR_ILL_CONDITIONED", SKL_ERR_ILL_CONDITIONED},
+    {"SKL_ERR_ALREADY_MERGED", SKL_ERR_ALREADY_MERGED},
+    {"SKL_ERR_UNSUPPORTED", SKL_ERR_UNSUPPORTED},
+};
+#define N_STATUS ((int)(sizeof status_names / sizeof status_names[0]))
+
+static int status_of(const char *name) {
+    for (int i = 0; i < N_STATUS; i++)
+        if (!strcmp(status_names[i].name, name)) return status_names[i].code;
+    ck_abort_msg("unknown status name %s in the manifest", name);
+    return 1;
+}
+
+/* A non-NULL value *out must be overwritten with (NULL on failure). */
+static int sentinel_storage;
+#define SENTINEL ((skl_model *)(void *)&sentinel_storage)
+
+/* Put a known message into skl_last_error() so a stale one cannot pass. */
+static void clobber_last_error(void) {
+    skl_model *m = NULL;
+    ck_assert_int_eq(skl_model_load(NULL, NULL, &m), SKL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(m);
+}
+
+/* ------------------------------------------------------------ bad models */
+
+START_TEST(test_bad_model) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "bad", _i);
+    const char *name = test_str(e, "name"), *expect = test_str(e, "expect");
+    int want = status_of(expect);
+    clobber_last_error();
+    skl_model *m = SENTINEL;
+    int rc = skl_model_load(test_path(test_str(e, "path")), NULL, &m);
+    ck_assert_msg(rc == want, "%s: got %d (%s), expected %d (%s); message: %s", name, rc, skl_strerror(rc),
+                  want, expect, skl_last_error());
+    ck_assert_msg(m == NULL, "%s: *out is not NULL after a failed load", name);
+    const char *msg = skl_last_error();
+    ck_assert_msg(msg != NULL && strstr(msg, name) != NULL,
+                  "%s: last error \"%s\" does not name the file", name, msg ? msg : "(null)");
+    json_decref(man);
+}
+END_TEST
+
+START_TEST(test_bad_manifest_complete) {
+    /* Every bad entry expects an error, and the manifest has some. */
+    json_t *man = test_manifest();
+    const json_t *bad = json_object_get(man, "bad");
+    ck_assert_msg(json_array_size(bad) >= 1, "the manifest lists no bad models");
+    for (size_t i = 0; i < json_array_size(bad); i++)
+        ck_assert_int_lt(status_of(test_str(json_array_get(bad, i), "expect")), 0);
+    json_decref(man);
+}
+END_TEST
+
+START_TEST(test_nonexistent_path) {
+    const char *path = test_path("no/such/model.safetensors");
+    skl_model *m = SENTINEL;
+    ck_assert_int_eq(skl_model_load(path, NULL, &m), SKL_ERR_IO);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(skl_last_error(), "no/such/model.safetensors") != NULL,
+                  "last error \"%s\" does not name the path", skl_last_error());
+    /* A directory without model.safetensors is an I/O error too. */
+    m = SENTINEL;
+    ck_assert_int_eq(skl_model_load(test_models_dir(), NULL, &m), SKL_ERR_IO);
+    ck_assert_ptr_null(m);
+}
+END_TEST
+
+START_TEST(test_null_args) {
+    json_t *man = test_manifest();
+    const char *path = test_path(test_str(test_entry(man, "models", 0), "path"));
+    skl_model *m = SENTINEL;
+    ck_assert_int_eq(skl_model_load(NULL, NULL, &m), SKL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(m);
+    ck_assert_str_ne(skl_last_error(), "");
+    ck_assert_int_eq(skl_model_load(path, NULL, NULL), SKL_ERR_INVALID_ARG);
+
+    skl_hparams hp;
+    skl_weight_counts wc;
+    ck_assert_int_eq(skl_model_hparams(NULL, &hp), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_weight_counts(NULL, &wc), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_has_proj(NULL, 0, 'q'), SKL_ERR_INVALID_ARG);
+    m = test_load(test_entry(man, "models", 0));
+    ck_assert_int_eq(skl_model_hparams(m, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_weight_counts(m, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_has_proj(m, -1, 'q'), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_has_proj(m, hp.num_hidden_layers, 'q'), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_has_proj(m, 0, 'x'), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_has_proj(m, 0, 'Q'), SKL_ERR_INVALID_ARG);
+
+    skl_context *ctx = (skl_context *)(void *)&sentinel_storage;
+    ck_assert_int_eq(skl_context_create(NULL, NULL, &ctx), SKL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(ctx);
+    ck_assert_int_eq(skl_context_create(m, NULL, NULL), SKL_ERR_INVALID_ARG);
+    skl_sampler *smp = (skl_sampler *)(void *)&sentinel_storage;
+    skl_sampler_params sp;
+    skl_sampler_params_init(&sp);
+    ck_assert_int_eq(skl_sampler_create(&sp, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_sampler_create(NULL, &smp), SKL_OK); /* NULL params: defaults */
+    ck_assert_ptr_nonnull(smp);
+    skl_sampler_free(smp);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+START_TEST(test_free_null) {
+    skl_model_free(NULL);
+    skl_context_free(NULL);
+    skl_sampler_free(NULL);
+    skl_model_params_init(NULL);
+    skl_context_params_init(NULL);
+    skl_sampler_params_init(NULL);
+    skl_generate_params_init(NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------- status strings */
+
+START_TEST(test_strerror) {
+    ck_assert_int_eq(N_STATUS, 26); /* SKL_OK .. SKL_ERR_UNSUPPORTED */
+    for (int i = 0; i < N_STATUS; i++) {
+        ck_assert_int_eq(status_names[i].code, -i); /* pinned, contiguous values */
+        const char *s = skl_strerror(status_names[i].code);
+        ck_assert_ptr_nonnull(s);
+        ck_assert_msg(s[0] != '\0', "%s: empty string", status_names[i].name);
+        ck_assert_msg(strcmp(s, "unknown status") != 0, "%s: \"unknown status\"", status_names[i].name);
+        for (int j = 0; j < i; j++)
+            ck_assert_msg(strcmp(s, skl_strerror(status_names[j].code)) != 0, "%s and %s share \"%s\"",
+                          status_names[i].name, status_names[j].name, s);
+    }
+    const int unknown[] = {1, 2, -26, -27, -1000, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+        ck_assert_str_eq(skl_strerror(unknown[i]), "unknown status");
+}
+END_TEST
+
+/* --------------------------------------------------- queries vs the files */
+
+static int cfg_int(const json_t *cfg, const char *key, int def) {
+    const json_t *j = json_object_get(cfg, key);
+    return j ? (int)json_integer_value(j) : def;
+}
+
+static double cfg_num(const json_t *cfg, const char *key, double def) {
+    const json_t *j = json_object_get(cfg, key);
+    return j ? json_number_value(j) : def;
+}
+
+static const char *cfg_str(const json_t *cfg, const char *key, const char *def) {
+    const json_t *j = json_object_get(cfg, key);
+    return j ? json_string_value(j) : def;
+}
+
+/* hparams of every model equal its config (Hugging Face defaults applied here). */
+START_TEST(test_hparams_match_config) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    const char *name = test_str(e, "name");
+    json_t *cfg = test_model_config(e);
+    json_t *hdr = test_st_header(e);
+    skl_model *m = test_load(e);
+    skl_hparams hp;
+    memset(&hp, 0x55, sizeof hp);
+    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+
+    int d = cfg_int(cfg, "hidden_size", -1), H = cfg_int(cfg, "num_attention_heads", -1);
+    int hd = cfg_int(cfg, "head_dim", d / H);
+    ck_assert_int_eq(hp.hidden_size, d);
+    ck_assert_int_eq(hp.num_hidden_layers, cfg_int(cfg, "num_hidden_layers", -1));
+    ck_assert_int_eq(hp.num_attention_heads, H);
+    ck_assert_int_eq(hp.num_key_value_heads, cfg_int(cfg, "num_key_value_heads", H));
+    ck_assert_int_eq(hp.head_dim, hd);
+    ck_assert_int_eq(hp.intermediate_size, cfg_int(cfg, "intermediate_size", -1));
+    ck_assert_int_eq(hp.vocab_size, cfg_int(cfg, "vocab_size", -1));
+    ck_assert_int_eq(hp.max_position_embeddings, cfg_int(cfg, "max_position_embeddings", -1));
+
+    const char *act = cfg_str(cfg, "hidden_act", "");
+    int want_act = !strcmp(act, "silu")                                            ? SKL_ACT_SILU
+                   : !strcmp(act, "gelu")                                          ? SKL_ACT_GELU
+                   : !strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh") ? SKL_ACT_GELU_TANH
+                   : !strcmp(act, "relu")                                          ? SKL_ACT_RELU
+                                                                                   : -1;
+    ck_assert_msg((int)hp.hidden_act == want_act, "%s: hidden_act %d for \"%s\"", name, (int)hp.hidden_act,
+                  act);
+    const char *block = cfg_str(cfg, "block_type", "serial");
+    ck_assert_int_eq(hp.block_type, !strcmp(block, "parallel") ? SKL_BLOCK_PARALLEL : SKL_BLOCK_SERIAL);
+    bool rope = !strcmp(cfg_str(cfg, "position_embedding", "rope"), "rope");
+    ck_assert_int_eq(hp.use_rope, rope);
+    double partial = cfg_num(cfg, "partial_rotary_factor", 1.0);
+    ck_assert_int_eq(hp.rotary_dim, rope ? (int)(hd * partial) : 0);
+    ck_assert(hp.rope_theta == (float)cfg_num(cfg, "rope_theta", 10000.0));
+    ck_assert(hp.partial_rotary_factor == (float)partial);
+    ck_assert(hp.rms_norm_eps == (float)cfg_num(cfg, "rms_norm_eps", 1e-6));
+    const json_t *tie = json_object_get(cfg, "tie_word_embeddings");
+    ck_assert_int_eq(hp.tie_word_embeddings, tie ? json_is_true(tie) : false);
+    ck_assert_int_eq(hp.glu, json_object_get(hdr, "model.layers.0.mlp.gate_proj.weight") != NULL);
+    ck_assert_int_eq(hp.final_norm, json_object_get(hdr, "model.norm.weight") != NULL);
+    /* and the manifest's own description agrees */
+    ck_assert_int_eq(hp.glu, test_has_feature(e, "glu"));
+    ck_assert_int_eq(hp.final_norm, test_has_feature(e, "final_norm"));
+    ck_assert_int_eq(hp.tie_word_embeddings, test_has_feature(e, "tied"));
+    ck_assert_int_eq(hp.use_rope, !test_has_feature(e, "nope"));
+
+    skl_model_free(m);
+    json_decref(hdr);
+    json_decref(cfg);
+    json_decref(man);
+}
+END_TEST
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* Weight counts equal the element counts of the header's tensors; has_proj
+ * equals the presence of each projection tensor. */
+START_TEST(test_weight_counts_match_header) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    const char *name = test_str(e, "name");
+    json_t *hdr = test_st_header(e);
+    skl_model *m = test_load(e);
+    skl_hparams hp;
+    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+
+    skl_weight_counts want;
+    memset(&want, 0, sizeof want);
+    static const struct {
+        const char *suffix;
+        size_t field;
+    } kinds[] = {
+        {"model.embed_tokens.weight", offsetof(skl_weight_counts, embed)},
+        {"lm_head.weight", offsetof(skl_weight_counts, head)},
+        {"model.norm.weight", offsetof(skl_weight_counts, norm)},
+        {".self_attn.q_proj.weight", offsetof(skl_weight_counts, q)},
+        {".self_attn.k_proj.weight", offsetof(skl_weight_counts, k)},
+        {".self_attn.v_proj.weight", offsetof(skl_weight_counts, v)},
+        {".self_attn.o_proj.weight", offsetof(skl_weight_counts, o)},
+        {".mlp.gate_proj.weight", offsetof(skl_weight_counts, gate)},
+        {".mlp.up_proj.weight", offsetof(skl_weight_counts, up)},
+        {".mlp.down_proj.weight", offsetof(skl_weight_counts, down)},
+        {".bias", offsetof(skl_weight_counts, bias)},
+    };
+    const char *key;
+    json_t *val;
+    json_object_foreach(hdr, key, val) {
+        if (!strcmp(key, "__metadata__")) continue;
+        uint64_t numel = 1;
+        const json_t *shape = json_object_get(val, "shape");
+        for (size_t i = 0; i < json_array_size(shape); i++)
+            numel *= (uint64_t)json_integer_value(json_array_get(shape, i));
+        size_t k = 0, nk = sizeof kinds / sizeof kinds[0];
+        while (k < nk && !ends_with(key, kinds[k].suffix)) k++;
+        ck_assert_msg(k < nk, "%s: test does not know tensor %s", name, key);
+        *(uint64_t *)((char *)&want + kinds[k].field) += numel;
+    }
+    /* A tied head is the embedding matrix used a second time: counted as head weights. */
+    if (hp.tie_word_embeddings) {
+        ck_assert_msg(json_object_get(hdr, "lm_head.weight") == NULL, "%s: tied but has lm_head", name);
+        want.head = want.embed;
+    }
+    want.linear_total = want.embed + want.q + want.k + want.v + want.o + want.gate + want.up + want.down + want.head;
+
+    skl_weight_counts got;
+    memset(&got, 0x55, sizeof got);
+    ck_assert_int_eq(skl_model_weight_counts(m, &got), SKL_OK);
+#define EQ(f)                                                                                                   \
+    ck_assert_msg(got.f == want.f, "%s: weight count " #f " is %llu, header says %llu", name,                   \
+                  (unsigned long long)got.f, (unsigned long long)want.f)
+    EQ(embed); EQ(q); EQ(k); EQ(v); EQ(o); EQ(gate); EQ(up); EQ(down); EQ(head);
+    EQ(bias); EQ(norm); EQ(linear_total);
+#undef EQ
+    /* independent of the header: the embedding is [V, d] */
+    ck_assert_uint_eq(got.embed, (uint64_t)hp.vocab_size * (uint64_t)hp.hidden_size);
+
+    for (int32_t l = 0; l < hp.num_hidden_layers; l++)
+        for (const char *w = "qkvo"; *w; w++) {
+            char tname[128];
+            snprintf(tname, sizeof tname, "model.layers.%d.self_attn.%c_proj.weight", l, *w);
+            int present = json_object_get(hdr, tname) != NULL;
+            ck_assert_msg(skl_model_has_proj(m, l, *w) == present, "%s: has_proj(%d, '%c') is %d, expected %d",
+                          name, l, *w, skl_model_has_proj(m, l, *w), present);
+            char feat[8];
+            snprintf(feat, sizeof feat, "no_%c", *w);
+            ck_assert_int_eq(present, !test_has_feature(e, feat));
+        }
+    skl_model_free(m);
+    json_decref(hdr);
+    json_decref(man);
+}
+END_TEST
+
+/* The identity-projection model explicitly: no q and no o weights at all. */
+START_TEST(test_absent_projections) {
+    json_t *man = test_manifest();
+    skl_model *m = test_load(test_find_model(man, "serial_noq_noo"));
+    skl_weight_counts wc;
+    skl_hparams hp;
+    ck_assert_int_eq(skl_model_weight_counts(m, &wc), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_uint_eq(wc.q, 0);
+    ck_assert_uint_eq(wc.o, 0);
+    uint64_t L = (uint64_t)hp.num_hidden_layers, d = (uint64_t)hp.hidden_size,
+             kvd = (uint64_t)hp.num_key_value_heads * (uint64_t)hp.head_dim;
+    ck_assert_uint_eq(wc.k, L * kvd * d);
+    ck_assert_uint_eq(wc.v, L * kvd * d);
+    for (int32_t l = 0; l < hp.num_hidden_layers; l++) {
+        ck_assert_int_eq(skl_model_has_proj(m, l, 'q'), 0);
+        ck_assert_int_eq(skl_model_has_proj(m, l, 'k'), 1);
+        ck_assert_int_eq(skl_model_has_proj(m, l, 'v'), 1);
+        ck_assert_int_eq(skl_model_has_proj(m, l, 'o'), 0);
+    }
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+Suite *load_suite(void) {
+    Suite *s = suite_create("load");
+    TCase *tc = tcase_create("bad_models");
+    tcase_set_timeout(tc, TEST_TIMEOUT);
+    tcase_add_test(tc, test_bad_manifest_complete);
+    tcase_add_loop_test(tc, test_bad_model, 0, test_n_bad());
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("args");
+    tcase_set_timeout(tc, TEST_TIMEOUT);
+    tcase_add_test(tc, test_nonexistent_path);
+    tcase_add_test(tc, test_null_args);
+    tcase_add_test(tc, test_free_null);
+    tcase_add_test(tc, test_strerror);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("queries");
+    tcase_set_timeout(tc, TEST_TIMEOUT);
+    tcase_add_loop_test(tc, test_hparams_match_config, 0, test_n_models());
+    tcase_add_loop_test(tc, test_weight_counts_match_header, 0, test_n_models());
+    tcase_add_test(tc, test_absent_projections);
+    suite_add_tcase(s, tc);
+    return s;
+}

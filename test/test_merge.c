@@ -1,0 +1,389 @@
+/* test_merge.c - the weight merge: every removal on every seeded model.
+ *
+ * Oracles: the independent float64 reference logits of the ORIGINAL model
+ * (test/reference.py never saw the merge), the original model's own greedy
+ * tokens, and the paper's weight counts.  Each refusal is checked for its
+ * exact status code. */
+#include "tests.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const skl_removal removals[] = {SKL_REMOVE_AUTO, SKL_REMOVE_QP, SKL_REMOVE_KP,
+                                       SKL_REMOVE_VP,   SKL_REMOVE_Q,  SKL_REMOVE_P};
+#define N_REMOVALS 6
+
+/* All-position logits of tokens[n] (prefill) or their decode-path logits. */
+static float *run_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode) {
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    skl_context_params cp;
+    skl_context_params_init(&cp);
+    cp.logits_all = !decode;
+    skl_context *c;
+    ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
+    float *out = malloc((size_t)n * hp.vocab_size * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    if (decode) {
+        for (int32_t i = 0; i < n; i++) {
+            ck_assert_int_eq(skl_eval(c, &tok[i], 1), SKL_OK);
+            memcpy(out + (size_t)i * hp.vocab_size, skl_logits(c, NULL), (size_t)hp.vocab_size * sizeof *out);
+        }
+    } else {
+        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
+        memcpy(out, skl_logits(c, NULL), (size_t)n * hp.vocab_size * sizeof *out);
+    }
+    skl_context_free(c);
+    return out;
+}
+
+typedef struct { int32_t toks[128]; int32_t n; } collected;
+static int collect(int32_t t, const char *piece, void *ud) {
+    (void)piece;
+    collected *c = ud;
+    if (c->n < 128) c->toks[c->n++] = t;
+    return 0;
+}
+
+static void greedy64(const skl_model *m, int32_t first, collected *out) {
+    skl_context_params cp;
+    skl_context_params_init(&cp);
+    cp.n_ctx = 64;
+    skl_context *c;
+    ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
+    skl_generate_params gp;
+    skl_generate_params_init(&gp);
+    gp.sampling.temperature = 0.0f;
+    gp.max_tokens = 64;
+    out->n = 0;
+    skl_generate_result res;
+    ck_assert_int_eq(skl_generate(c, &first, 1, &gp, collect, out, &res), SKL_OK);
+    ck_assert_int_eq(res.n_generated, 64);
+    skl_context_free(c);
+}
+
+/* Linear weights of block `l` that removal r takes away, computed from the
+ * config alone: d^2 per removed square matrix. */
+static uint64_t expected_removed(const skl_hparams *hp, skl_removal r) {
+    uint64_t d = (uint64_t)hp->hidden_size, L = (uint64_t)hp->num_hidden_layers;
+    switch (r) {
+    case SKL_REMOVE_QP: case SKL_REMOVE_KP: case SKL_REMOVE_VP: return 2 * L * d * d;
+    case SKL_REMOVE_Q: return L * d * d;
+    case SKL_REMOVE_P: return (hp->final_norm ? L - 1 : L) * d * d;
+    default: return 0;
+    }
+}
+
+START_TEST(test_merge_every_model) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    skl_model *m = test_load(e);
+    int32_t n;
+    int32_t *tok = test_tokens(e, &n);
+    int64_t rr, rc_;
+    double *ref = test_ref(e, &rr, &rc_);
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    collected orig_greedy;
+    greedy64(m, tok[0], &orig_greedy);
+    for (int k = 0; k < N_REMOVALS; k++) {
+        skl_merge_params mp;
+        skl_merge_params_init(&mp);
+        mp.remove = removals[k];
+        skl_model *mm = (skl_model *)0x1;
+        skl_merge_report *rep = (skl_merge_report *)0x1;
+        int rc = skl_model_merge(m, &mp, &mm, &rep);
+        if (rc != SKL_OK) {
+            ck_assert_msg(rc == SKL_ERR_MERGE_NOT_APPLICABLE || rc == SKL_ERR_ALREADY_MERGED,
+                          "%s/%s: unexpected status %d: %s", test_str(e, "name"), skl_removal_name(removals[k]), rc,
+                          skl_last_error());
+            ck_assert_ptr_null(mm);
+            ck_assert_ptr_null(rep);
+            ck_assert(strlen(skl_last_error()) > 0);
+            continue;
+        }
+        const char *name = test_str(e, "name");
+        /* verification inside the merge, and the report's accounting */
+        ck_assert_msg(rep->verify_error >= 0 && rep->verify_error < 1e-4, "%s: verify error %g", name, rep->verify_error);
+        ck_assert_uint_eq(rep->weights_before - rep->weights_after, expected_removed(&hp, rep->removal));
+        ck_assert_int_eq(rep->n_layers, hp.num_hidden_layers);
+        ck_assert(rep->max_condition >= 1.0 && rep->max_residual < 1e-5);
+        /* merged logits against the float64 reference of the ORIGINAL model */
+        float *pre = run_logits(mm, tok, n, 0), *dec = run_logits(mm, tok, n, 1);
+        double ep = rel_error(pre, ref, (size_t)(rr * rc_)), ed = rel_error(dec, ref, (size_t)(rr * rc_));
+        ck_assert_msg(ep < 1e-4 && ed < 1e-4, "%s/%s: merged vs reference: prefill %g decode %g", name,
+                      skl_removal_name(rep->removal), ep, ed);
+        /* greedy generation of 64 tokens is identical */
+        collected mg;
+        greedy64(mm, tok[0], &mg);
+        ck_assert_msg(memcmp(mg.toks, orig_greedy.toks, 64 * sizeof(int32_t)) == 0, "%s/%s: greedy tokens differ",
+                      name, skl_removal_name(rep->removal));
+        /* saved and loaded back: same logits, projections absent, merge recorded */
+        char dir[] = "/tmp/skl_merge_XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", dir, k % 2 ? "m.safetensors" : "m");
+        ck_assert_int_eq(skl_model_save(mm, path, SKL_SAVE_AUTO), SKL_OK);
+        skl_model *back;
+        ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
+        float *pb = run_logits(back, tok, n, 0);
+        ck_assert_msg(rel_error_f(pb, pre, (size_t)(rr * rc_)) < 1e-6, "%s: reloaded logits differ", name);
+        for (int32_t l = 0; l < hp.num_hidden_layers; l++) {
+            ck_assert_int_eq(skl_model_has_proj(back, l, 'q'), skl_model_has_proj(mm, l, 'q'));
+            ck_assert_int_eq(skl_model_has_proj(back, l, 'o'), skl_model_has_proj(mm, l, 'o'));
+        }
+        /* merging the reloaded model the same way again is refused */
+        skl_merge_params again;
+        skl_merge_params_init(&again);
+        again.remove = rep->removal;
+        skl_model *m2;
+        int rc2 = skl_model_merge(back, &again, &m2, NULL);
+        ck_assert_msg(rc2 == SKL_ERR_ALREADY_MERGED || rc2 == SKL_ERR_MERGE_NOT_APPLICABLE,
+                      "%s: second merge returned %d", name, rc2);
+        ck_assert_ptr_null(m2);
+        skl_model_free(back);
+        free(pb);
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+        /* the source model is untouched */
+        float *again_orig = run_logits(m, tok, n, 0);
+        ck_assert(rel_error(again_orig, ref, (size_t)(rr * rc_)) < 1e-4);
+        free(again_orig);
+        free(pre);
+        free(dec);
+        skl_merge_report_free(rep);
+        skl_model_free(mm);
+    }
+    free(ref);
+    free(tok);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+START_TEST(test_merge_coverage) {
+    /* Which removals apply where, derived from each model's config alone. */
+    json_t *man = test_manifest();
+    int applicable[N_REMOVALS] = {0};
+    for (int i = 0; i < test_n_models(); i++) {
+        const json_t *e = test_entry(man, "models", i);
+        skl_model *m = test_load(e);
+        for (int k = 1; k < N_REMOVALS; k++) {
+            skl_merge_params mp;
+            skl_merge_params_init(&mp);
+            mp.remove = removals[k];
+            mp.verify = false;
+            skl_model *mm;
+            if (skl_model_merge(m, &mp, &mm, NULL) == SKL_OK) applicable[k]++;
+            skl_model_free(mm);
+        }
+        skl_model_free(m);
+    }
+    for (int k = 1; k < N_REMOVALS; k++)
+        ck_assert_msg(applicable[k] >= 2, "removal %s applied to only %d seeded models", skl_removal_name(removals[k]),
+                      applicable[k]);
+    json_decref(man);
+}
+END_TEST
+
+/* --- refusals with their exact codes ------------------------------------ */
+
+static skl_model *load_named(json_t *man, const char *name) {
+    return test_load(test_find_model(man, name));
+}
+
+START_TEST(test_refusals) {
+    json_t *man = test_manifest();
+    skl_merge_params mp;
+    skl_merge_params_init(&mp);
+    skl_model *out = NULL;
+    skl_model *gqa = load_named(man, "serial_gqa_relu_mlp_bf16_nonorm");
+    mp.remove = SKL_REMOVE_KP; /* K removal with GQA */
+    ck_assert_int_eq(skl_model_merge(gqa, &mp, &out, NULL), SKL_ERR_MERGE_NOT_APPLICABLE);
+    ck_assert_ptr_null(out);
+    ck_assert_ptr_nonnull(strstr(skl_last_error(), "k_proj"));
+    mp.remove = SKL_REMOVE_Q; /* parallel removal on a serial model */
+    ck_assert_int_eq(skl_model_merge(gqa, &mp, &out, NULL), SKL_ERR_MERGE_NOT_APPLICABLE);
+    skl_model_free(gqa);
+    skl_model *wide = load_named(man, "serial_gqa_wideheads_bias");
+    mp.remove = SKL_REMOVE_QP; /* non-square Q: heads * head_dim != hidden */
+    ck_assert_int_eq(skl_model_merge(wide, &mp, &out, NULL), SKL_ERR_MERGE_NOT_APPLICABLE);
+    mp.remove = SKL_REMOVE_AUTO;
+    ck_assert_int_eq(skl_model_merge(wide, &mp, &out, NULL), SKL_ERR_MERGE_NOT_APPLICABLE);
+    skl_model_free(wide);
+    skl_model *noqo = load_named(man, "serial_noq_noo");
+    mp.remove = SKL_REMOVE_QP;
+    ck_assert_int_eq(skl_model_merge(noqo, &mp, &out, NULL), SKL_ERR_ALREADY_MERGED);
+    ck_assert_ptr_nonnull(strstr(skl_last_error(), "layer 0"));
+    skl_model_free(noqo);
+    skl_model *par = load_named(man, "parallel_mha_relu_glu_bias_theta5e5");
+    mp.remove = SKL_REMOVE_QP; /* Q and P from a parallel block is not lossless */
+    ck_assert_int_eq(skl_model_merge(par, &mp, &out, NULL), SKL_ERR_MERGE_NOT_APPLICABLE);
+    mp.remove = (skl_removal)99;
+    ck_assert_int_eq(skl_model_merge(par, &mp, &out, NULL), SKL_ERR_INVALID_ARG);
+    mp.remove = SKL_REMOVE_AUTO;
+    ck_assert_int_eq(skl_model_merge(NULL, &mp, &out, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_merge(par, &mp, NULL, NULL), SKL_ERR_INVALID_ARG);
+    skl_model_free(par);
+    json_decref(man);
+}
+END_TEST
+
+static int cancel_at_2(uint64_t done, uint64_t total, void *ud) {
+    (void)total;
+    *(int *)ud += 1;
+    return done >= 2;
+}
+
+START_TEST(test_cancel) {
+    json_t *man = test_manifest();
+    skl_model *m = load_named(man, "serial_mha_gelu_glu_bias_file"); /* 3 layers */
+    skl_merge_params mp;
+    skl_merge_params_init(&mp);
+    int calls = 0;
+    mp.progress = cancel_at_2;
+    mp.progress_user_data = &calls;
+    skl_model *out = (skl_model *)0x1;
+    skl_merge_report *rep = (skl_merge_report *)0x1;
+    ck_assert_int_eq(skl_model_merge(m, &mp, &out, &rep), SKL_ERR_CANCELLED);
+    ck_assert_ptr_null(out);
+    ck_assert_ptr_null(rep);
+    ck_assert_int_eq(calls, 2);
+    for (int l = 0; l < 3; l++) ck_assert_int_eq(skl_model_has_proj(m, l, 'q'), 1);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* Copy a single-file F32 model and damage q_proj of layer 0: row 1 = s * row 1. */
+static void damaged_copy(const json_t *e, double s, const char *dst) {
+    json_t *hdr = test_st_header(e);
+    const json_t *t = json_object_get(hdr, "model.layers.0.self_attn.q_proj.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(json_string_value(json_object_get(t, "dtype")), "F32");
+    long begin = (long)json_integer_value(json_array_get(json_object_get(t, "data_offsets"), 0));
+    long cols = (long)json_integer_value(json_array_get(json_object_get(t, "shape"), 1));
+    json_decref(hdr);
+    FILE *in = fopen(test_path(test_str(e, "path")), "rb");
+    ck_assert_ptr_nonnull(in);
+    fseek(in, 0, SEEK_END);
+    long size = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)size);
+    ck_assert_int_eq(fread(buf, 1, (size_t)size, in), (size_t)size);
+    fclose(in);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = (hl << 8) | buf[i];
+    float *row1 = (float *)(void *)(buf + 8 + hl + begin + cols * 4);
+    for (long j = 0; j < cols; j++) {
+        float v;
+        memcpy(&v, &row1[j], 4);
+        v = (float)(v * s);
+        memcpy(&row1[j], &v, 4);
+    }
+    FILE *out = fopen(dst, "wb");
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(fwrite(buf, 1, (size_t)size, out), (size_t)size);
+    fclose(out);
+    free(buf);
+}
+
+START_TEST(test_singular_and_ill_conditioned) {
+    json_t *man = test_manifest();
+    const json_t *e = test_find_model(man, "serial_mha_gelu_glu_bias_file");
+    const char *p_sing = "/tmp/skl_test_singular.safetensors", *p_ill = "/tmp/skl_test_illcond.safetensors";
+    damaged_copy(e, 0.0, p_sing);   /* a zero row: exactly singular */
+    damaged_copy(e, 1e-6, p_ill);   /* condition ~1e6 > 0.01 / 2^-24 */
+    skl_merge_params mp;
+    skl_merge_params_init(&mp);
+    mp.remove = SKL_REMOVE_QP;
+    skl_model *m, *out;
+    ck_assert_int_eq(skl_model_load(p_sing, NULL, &m), SKL_OK);
+    ck_assert_int_eq(skl_model_merge(m, &mp, &out, NULL), SKL_ERR_SINGULAR);
+    ck_assert_ptr_nonnull(strstr(skl_last_error(), "layer 0"));
+    ck_assert_ptr_null(out);
+    skl_model_free(m);
+    ck_assert_int_eq(skl_model_load(p_ill, NULL, &m), SKL_OK);
+    ck_assert_int_eq(skl_model_merge(m, &mp, &out, NULL), SKL_ERR_ILL_CONDITIONED);
+    ck_assert_ptr_nonnull(strstr(skl_last_error(), "condition number"));
+    mp.max_condition = 1e9; /* the caller may accept it */
+    skl_merge_report *rep;
+    ck_assert_int_eq(skl_model_merge(m, &mp, &out, &rep), SKL_OK);
+    ck_assert(rep->layers[0].condition > 1e5);
+    skl_merge_report_free(rep);
+    skl_model_free(out);
+    skl_model_free(m);
+    unlink(p_sing);
+    unlink(p_ill);
+    json_decref(man);
+}
+END_TEST
+
+/* --- accounting: the paper's table -------------------------------------- */
+
+static const skl_plan_row *row_of(const skl_plan *p, skl_removal r, bool lossless) {
+    for (int i = 0; i < p->n_rows; i++)
+        if (p->rows[i].removal == r && p->rows[i].lossless == lossless) return &p->rows[i];
+    return NULL;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(test_plan_paper_table) {
+    /* Mistral-7B's Hugging Face config (the keys that matter) */
+    const char *mistral = "/tmp/skl_test_mistral.json", *pythia = "/tmp/skl_test_pythia.json";
+    write_text(mistral, "{\"architectures\": [\"MistralForCausalLM\"], \"model_type\": \"mistral\", \"hidden_act\": \"silu\","
+                        " \"hidden_size\": 4096, \"intermediate_size\": 14336, \"max_position_embeddings\": 32768,"
+                        " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"num_key_value_heads\": 8,"
+                        " \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false,"
+                        " \"vocab_size\": 32000}");
+    /* Pythia-6.9B (GPT-NeoX) with the paper's vocabulary of 50,400 */
+    write_text(pythia, "{\"model_type\": \"gpt_neox\", \"hidden_act\": \"gelu\", \"hidden_size\": 4096,"
+                       " \"intermediate_size\": 16384, \"max_position_embeddings\": 2048, \"num_attention_heads\": 32,"
+                       " \"num_hidden_layers\": 32, \"rotary_pct\": 0.25, \"use_parallel_residual\": true,"
+                       " \"vocab_size\": 50400}");
+    skl_plan p;
+    ck_assert_int_eq(skl_plan_config(mistral, &p), SKL_OK);
+    ck_assert_int_eq(p.block_type, SKL_BLOCK_SERIAL);
+    const skl_plan_row *qp = row_of(&p, SKL_REMOVE_QP, true);
+    ck_assert_ptr_nonnull(qp);
+    ck_assert_uint_eq(qp->total, 7241465856ull);
+    ck_assert_uint_eq(qp->after, 6167724032ull);
+    ck_assert_int_eq((int)(qp->saving_percent * 100 + 0.5), 1483);
+    ck_assert_int_eq((int)(qp->speedup_bound * 1000 + 0.5), 1174);
+    ck_assert(!row_of(&p, SKL_REMOVE_KP, true)->applicable); /* GQA */
+    ck_assert_int_eq(skl_plan_config(pythia, &p), SKL_OK);
+    ck_assert_int_eq(p.block_type, SKL_BLOCK_PARALLEL);
+    const skl_plan_row *trained = row_of(&p, SKL_REMOVE_QP, false), *q = row_of(&p, SKL_REMOVE_Q, true);
+    ck_assert_uint_eq(trained->total, 6855327744ull);
+    ck_assert_int_eq((int)(trained->saving_percent * 100 + 0.5), 1566);
+    ck_assert_int_eq((int)(trained->speedup_bound * 1000 + 0.5), 1186);
+    ck_assert_int_eq((int)(q->saving_percent * 100 + 0.5), 783);
+    ck_assert_int_eq((int)(q->speedup_bound * 1000 + 0.5), 1085);
+    ck_assert_int_eq(skl_plan_config("/nonexistent/config.json", &p), SKL_ERR_IO);
+    unlink(mistral);
+    unlink(pythia);
+}
+END_TEST
+
+Suite *merge_suite(void) {
+    Suite *s = suite_create("merge");
+    TCase *tc = tcase_create("merge");
+    tcase_set_timeout(tc, TEST_TIMEOUT * 3);
+    tcase_add_loop_test(tc, test_merge_every_model, 0, test_n_models());
+    tcase_add_test(tc, test_merge_coverage);
+    tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_cancel);
+    tcase_add_test(tc, test_singular_and_ill_conditioned);
+    tcase_add_test(tc, test_plan_paper_table);
+    suite_add_tcase(s, tc);
+    return s;
+}
