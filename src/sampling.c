@@ -96,6 +96,9 @@ int skl_sample(skl_sampler *s, const float *logits, int32_t n_vocab, int32_t *to
     for (int32_t i = 0; i < n_vocab; i++)
         if (isnan(logits[i]) || logits[i] == INFINITY)
             return skl_fail(SKL_ERR_INVALID_ARG, "skl_sample: logit %d is %s", i, isnan(logits[i]) ? "NaN" : "+inf");
+    bool any = false;
+    for (int32_t i = 0; i < n_vocab && !any; i++) any = logits[i] > -INFINITY;
+    if (!any) return skl_fail(SKL_ERR_INVALID_ARG, "skl_sample: every logit is -inf, nothing to sample");
     if (s->p.temperature == 0.0f) { /* greedy: argmax, lowest id on ties */
         int32_t best = 0;
         for (int32_t i = 1; i < n_vocab; i++)

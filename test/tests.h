@@ -22,7 +22,6 @@ Suite *load_suite(void);
 Suite *api_suite(void);
 Suite *sampling_suite(void);
 Suite *merge_suite(void);
-Suite *merge_suite(void); /* test_merge.c */
 
 /* ---- test models (helpers.c) ---- */
 
