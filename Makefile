@@ -105,8 +105,7 @@ endif
 
 run: deps
 	$(MAKE) all $(MODELS)
-	$(CLI) info $(B)/testmodels/$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][0]["path"])' $(MODELS))
-	$(CLI) generate $(B)/testmodels/$$($(PY) -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][0]["path"])' $(MODELS)) --tokens 1,2,3 -n 24 --seed 7
+	sh examples/demo.sh $(CLI) $(B)/testmodels/models/serial_mha_silu_glu
 
 install: $(STATIC) $(SHARED) $(CLI)
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
