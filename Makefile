@@ -99,6 +99,7 @@ check: deps
 	$(PY) test/test_reference.py
 	SKL_TEST_MODELS=$(B)/testmodels $(TEST_BIN)
 	sh test/test_cli.sh $(CLI) $(B)/testmodels
+	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 endif
