@@ -2,19 +2,12 @@
 #include "internal.h"
 
 #include <string.h>
-#include <time.h>
 
 void skl_generate_params_init(skl_generate_params *p) {
     if (!p) return;
     memset(p, 0, sizeof *p);
     skl_sampler_params_init(&p->sampling);
     p->max_tokens = 128;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int skl_generate(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, const skl_generate_params *params,
@@ -36,9 +29,9 @@ int skl_generate(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, cons
     skl_sampler *s;
     int rc = skl_sampler_create(&p.sampling, &s);
     if (rc) return rc;
-    double t0 = now_s();
+    double t0 = skl_now_s();
     rc = skl_eval(ctx, prompt, n_prompt);
-    double t1 = now_s();
+    double t1 = skl_now_s();
     if (rc) {
         skl_sampler_free(s);
         return rc;
@@ -68,7 +61,7 @@ int skl_generate(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, cons
         }
         if ((rc = skl_eval(ctx, &tok, 1))) break;
     }
-    double t2 = now_s();
+    double t2 = skl_now_s();
     skl_sampler_free(s);
     if (result) {
         result->n_generated = n_gen;

@@ -111,6 +111,14 @@ struct skl_model {
 };
 
 void skl_tensor_clear(skl_tensor *t);
+
+/* The 7 linear layers of a block in a fixed order, with their HF name stems. */
+enum { SKL_LIN_Q, SKL_LIN_K, SKL_LIN_V, SKL_LIN_O, SKL_LIN_GATE, SKL_LIN_UP, SKL_LIN_DOWN, SKL_LIN_COUNT };
+extern const char *const skl_linear_names[SKL_LIN_COUNT]; /* "self_attn.q_proj", ... */
+skl_linear *skl_layer_linear(skl_layer *l, int lin);
+
+/* Monotonic wall clock in seconds (timings in reports). */
+double skl_now_s(void);
 /* A new model sharing every tensor of src (reference counted). */
 int skl_model_clone(const skl_model *src, skl_model **out);
 

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define FP32_UNIT_ROUNDOFF 5.9604644775390625e-08 /* 2^-24 */
 
@@ -545,17 +544,12 @@ static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t se
 /* ------------------------------------------------------------------ main */
 
 static uint64_t block_weights(const skl_layer *L) {
-    const skl_linear *x[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
     uint64_t n = 0;
-    for (int i = 0; i < 7; i++)
-        if (x[i]->w.data) n += (uint64_t)x[i]->w.rows * (uint64_t)x[i]->w.cols;
+    for (int i = 0; i < SKL_LIN_COUNT; i++) {
+        const skl_tensor *w = &skl_layer_linear((skl_layer *)L, i)->w;
+        if (w->data) n += (uint64_t)w->rows * (uint64_t)w->cols;
+    }
     return n;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_model **out, skl_merge_report **report) {
@@ -570,7 +564,7 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: n_probe_tokens %d must be >= 1", p.n_probe_tokens);
     if (p.max_condition < 0 || isnan(p.max_condition))
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: max_condition %g must be >= 0", p.max_condition);
-    double t0 = now_s();
+    double t0 = skl_now_s();
     merger g = {NULL, p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF, "", 0};
     skl_removal r = p.remove;
     int rc = r == SKL_REMOVE_AUTO ? choose_auto(&g, src, &r) : check_removal(&g, src, r);
@@ -649,7 +643,7 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
             return rc;
         }
     }
-    rep->seconds = now_s() - t0;
+    rep->seconds = skl_now_s() - t0;
     skl_log(SKL_LOG_INFO, "merge '%s': %llu -> %llu weights, max condition %.3g, verify error %.3g",
             skl_removal_name(r), (unsigned long long)rep->weights_before, (unsigned long long)rep->weights_after,
             rep->max_condition, rep->verify_error);

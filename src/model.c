@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ buffers */
 
@@ -43,6 +44,12 @@ void skl_buf_release(skl_buf *b) {
     free(b);
 }
 
+double skl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 void skl_tensor_clear(skl_tensor *t) {
     skl_buf_release(t->owner);
     memset(t, 0, sizeof *t);
@@ -51,8 +58,8 @@ void skl_tensor_clear(skl_tensor *t) {
 /* -------------------------------------------------------------------- slots */
 
 /* Per layer: 7 linear layers x {weight, bias}. */
-enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
-static const char *const lin_names[LIN_COUNT] = {
+enum { LIN_Q = SKL_LIN_Q, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT };
+const char *const skl_linear_names[SKL_LIN_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
     "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
 enum { G_EMBED, G_HEAD_W, G_HEAD_B, G_NORM, G_COUNT };
@@ -68,7 +75,7 @@ static size_t slot_index(int layer, int lin, int is_bias) {
     return G_COUNT + (size_t)layer * LAYER_SLOTS + (size_t)lin * 2 + (size_t)is_bias;
 }
 
-static skl_linear *layer_lin(skl_layer *l, int lin) {
+skl_linear *skl_layer_linear(skl_layer *l, int lin) {
     skl_linear *t[LIN_COUNT] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
     return t[lin];
 }
@@ -105,8 +112,8 @@ static long resolve(const skl_hparams *hp, const char *name, int *ndim, int64_t 
     }
     if (*p++ != '.') return -1;
     for (int lin = 0; lin < LIN_COUNT; lin++) {
-        size_t n = strlen(lin_names[lin]);
-        if (strncmp(p, lin_names[lin], n) != 0) continue;
+        size_t n = strlen(skl_linear_names[lin]);
+        if (strncmp(p, skl_linear_names[lin], n) != 0) continue;
         const char *s = p + n;
         int64_t out, in;
         lin_shape(hp, lin, &out, &in);
@@ -171,7 +178,7 @@ static int check_required(loader *ld) {
             if (!w && b)
                 return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
                                 "%s: unexpected tensor 'model.layers.%d.%s.bias': the layer has no weight",
-                                ld->file, l, lin_names[lin]);
+                                ld->file, l, skl_linear_names[lin]);
             if (w) continue;
             int64_t need_in = d, need_out = -1;
             switch (lin) {
@@ -186,13 +193,13 @@ static int check_required(loader *ld) {
                 continue;
             default:
                 return skl_fail(SKL_ERR_MISSING_TENSOR, "%s: missing tensor 'model.layers.%d.%s.weight'",
-                                ld->file, l, lin_names[lin]);
+                                ld->file, l, skl_linear_names[lin]);
             }
             if (need_in != need_out)
                 return skl_fail(SKL_ERR_MISSING_TENSOR,
                                 "%s: missing tensor 'model.layers.%d.%s.weight': absent means identity, "
                                 "which needs %lld == %lld",
-                                ld->file, l, lin_names[lin], (long long)need_out, (long long)need_in);
+                                ld->file, l, skl_linear_names[lin], (long long)need_out, (long long)need_in);
         }
         if (!glu0 && ld->slots[slot_index(l, LIN_GATE, 0)])
             return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
@@ -290,7 +297,7 @@ void skl_model_free(skl_model *m) {
     if (m->layers) {
         for (int l = 0; l < m->hp.num_hidden_layers; l++)
             for (int lin = 0; lin < LIN_COUNT; lin++) {
-                skl_linear *x = layer_lin(&m->layers[l], lin);
+                skl_linear *x = skl_layer_linear(&m->layers[l], lin);
                 skl_tensor_clear(&x->w);
                 skl_tensor_clear(&x->b);
             }
@@ -387,7 +394,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
         else if (s == G_NORM) dst = &m->norm;
         else {
             size_t r = s - G_COUNT;
-            skl_linear *lin = layer_lin(&m->layers[r / LAYER_SLOTS], (int)((r % LAYER_SLOTS) / 2));
+            skl_linear *lin = skl_layer_linear(&m->layers[r / LAYER_SLOTS], (int)((r % LAYER_SLOTS) / 2));
             dst = (r % 2) ? &lin->b : &lin->w;
         }
         if ((rc = make_tensor(&ld, &f, t, f.map, dst))) goto done;
@@ -445,7 +452,7 @@ int skl_model_weight_counts(const skl_model *m, skl_weight_counts *c) {
         c->gate += numel(&L->gate.w);
         c->up += numel(&L->up.w);
         c->down += numel(&L->down.w);
-        for (int lin = 0; lin < LIN_COUNT; lin++) c->bias += numel(&layer_lin((skl_layer *)L, lin)->b);
+        for (int lin = 0; lin < LIN_COUNT; lin++) c->bias += numel(&skl_layer_linear((skl_layer *)L, lin)->b);
     }
     c->linear_total = c->embed + c->q + c->k + c->v + c->o + c->gate + c->up + c->down + c->head;
     return SKL_OK;
@@ -487,8 +494,8 @@ int skl_model_clone(const skl_model *src, skl_model **out) {
     }
     for (int l = 0; l < src->hp.num_hidden_layers; l++)
         for (int lin = 0; lin < LIN_COUNT; lin++) {
-            skl_linear *d = layer_lin(&m->layers[l], lin);
-            const skl_linear *s = layer_lin(&src->layers[l], lin);
+            skl_linear *d = skl_layer_linear(&m->layers[l], lin);
+            const skl_linear *s = skl_layer_linear(&src->layers[l], lin);
             share(&d->w, &s->w);
             share(&d->b, &s->b);
         }

@@ -15,9 +15,6 @@ typedef struct entry {
     bool vector; /* 1-D (bias, norm) */
 } entry;
 
-static const char *const lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                         "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-
 static size_t collect(const skl_model *m, entry *e) {
     size_t n = 0;
 #define ADD(t_, vec_, ...)                                          \
@@ -31,11 +28,10 @@ static size_t collect(const skl_model *m, entry *e) {
     } while (0)
     ADD(&m->embed, false, "model.embed_tokens.weight");
     for (int l = 0; l < m->hp.num_hidden_layers; l++) {
-        const skl_layer *L = &m->layers[l];
-        const skl_linear *x[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
-        for (int i = 0; i < 7; i++) {
-            ADD(&x[i]->w, false, "model.layers.%d.%s.weight", l, lin_names[i]);
-            ADD(&x[i]->b, true, "model.layers.%d.%s.bias", l, lin_names[i]);
+        for (int i = 0; i < SKL_LIN_COUNT; i++) {
+            const skl_linear *x = skl_layer_linear(&m->layers[l], i);
+            ADD(&x->w, false, "model.layers.%d.%s.weight", l, skl_linear_names[i]);
+            ADD(&x->b, true, "model.layers.%d.%s.bias", l, skl_linear_names[i]);
         }
     }
     ADD(&m->norm, true, "model.norm.weight");
