@@ -1,0 +1,482 @@
+"""Python binding of libskipless (ctypes, standard library only).
+
+    import skipless
+    with skipless.Model.load("examples/models/kjv-serial") as model:
+        report = model.merge()                 # MergeReport; report.model is the merged model
+        with skipless.Context(report.model, n_ctx=256) as ctx:
+            for piece in ctx.generate([1, 2, 3], max_tokens=32, seed=7):
+                print(piece, end="")
+
+Logits come back as numpy arrays when numpy is importable, else as array.array('f').
+Every failed call raises a subclass of SkiplessError carrying the status code and the
+library's message.  See docs/bindings.md.
+"""
+
+import array
+import ctypes
+import dataclasses
+import os
+import weakref
+from ctypes import byref, c_int, c_int32, c_void_p
+
+from . import _ffi
+from ._ffi import load_library
+from .errors import *  # noqa: F401,F403  (the exception classes)
+from .errors import BY_CODE, STATUS_TABLE, SkiplessError, error_for
+
+try:
+    import numpy as _np
+except ImportError:  # numpy is optional
+    _np = None
+
+__version__ = "0.1.0"
+
+ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
+BLOCK_TYPES = ("serial", "parallel")
+STOP_REASONS = ("max_tokens", "stop_token", "callback", "context_full")
+SAVE_FORMATS = {"auto": 0, "dir": 1, "file": 2}
+
+
+def _check(rc):
+    """Raise the exception for a failed status (the message is read at once:
+    skl_last_error is per thread and overwritten by the next failure)."""
+    if rc < 0:
+        lib = _ffi.lib()
+        msg = lib.skl_last_error().decode("utf-8", "replace") or lib.skl_strerror(rc).decode()
+        raise error_for(rc, msg)
+    return rc
+
+
+def _path(p):
+    return os.fsencode(p)
+
+
+def version():
+    """Version string of the loaded library, e.g. "0.1.0"."""
+    return _ffi.lib().skl_version().decode()
+
+
+def strerror(code):
+    return _ffi.lib().skl_strerror(code).decode()
+
+
+def _removal_name(r):
+    name = _ffi.lib().skl_removal_name(r)
+    return name.decode() if name else str(r)
+
+
+def _removal_parse(name):
+    out = c_int()
+    _check(_ffi.lib().skl_removal_parse(name.encode(), byref(out)))
+    return out.value
+
+
+def _tokens(tokens):
+    ids = list(tokens)
+    return (c_int32 * len(ids))(*ids), len(ids)
+
+
+# --------------------------------------------------------------- dataclasses
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """skl_hparams of a loaded model (Hugging Face names)."""
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    rotary_dim: int
+    hidden_act: str
+    block_type: str
+    rope_theta: float
+    partial_rotary_factor: float
+    rms_norm_eps: float
+    use_rope: bool
+    tie_word_embeddings: bool
+    glu: bool
+    final_norm: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightCounts:
+    embed: int
+    q: int
+    k: int
+    v: int
+    o: int
+    gate: int
+    up: int
+    down: int
+    head: int
+    bias: int
+    norm: int
+    linear_total: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeLayer:
+    layer: int
+    removed_q: bool
+    removed_k: bool
+    removed_v: bool
+    removed_o: bool
+    weights_before: int
+    weights_after: int
+    condition: float
+    residual: float
+
+
+@dataclasses.dataclass
+class MergeReport:
+    """skl_merge_report; ``model`` is the merged model (the source is unchanged)."""
+    removal: str
+    layers: list
+    weights_before: int
+    weights_after: int
+    max_condition: float
+    max_residual: float
+    verify_error: object  # float, or None when verification did not run
+    n_probe_tokens: int
+    seconds: float
+    model: "Model" = dataclasses.field(repr=False, compare=False, default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRow:
+    removal: str
+    applicable: bool
+    lossless: bool
+    total: int
+    removed: int
+    after: int
+    saving_percent: float
+    speedup_bound: float
+    note: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    block_type: str
+    hidden_size: int
+    kv_dim: int
+    intermediate_size: int
+    num_hidden_layers: int
+    vocab_size: int
+    glu: bool
+    final_norm: bool
+    total: int
+    rows: list
+
+
+def _struct_dict(s, cls):
+    return {f.name: getattr(s, f.name) for f in dataclasses.fields(cls) if hasattr(s, f.name)}
+
+
+def _plan(p):
+    rows = [PlanRow(**dict(_struct_dict(r, PlanRow), removal=_removal_name(r.removal),
+                           note=r.note.decode("utf-8", "replace")))
+            for r in p.rows[:p.n_rows]]
+    return Plan(**dict(_struct_dict(p, Plan), block_type=BLOCK_TYPES[p.block_type], rows=rows))
+
+
+def plan_config(config_path):
+    """Weight accounting of every removal from a config file alone (skl_plan_config)."""
+    p = _ffi.Plan()
+    _check(_ffi.lib().skl_plan_config(_path(config_path), byref(p)))
+    return _plan(p)
+
+
+# --------------------------------------------------------------------- model
+
+class _Owned:
+    """A C handle freed exactly once by close(), a ``with`` block or the garbage collector."""
+
+    _free = None   # name of the skl_*_free function
+    _what = None   # "model", "context", "sampler" (for the closed-handle error)
+    _handle = None
+
+    def _h(self):
+        if not self._handle:
+            raise ValueError(f"the {self._what} is closed")
+        return self._handle
+
+    def _before_free(self):
+        pass
+
+    def close(self):
+        """Free the C object (idempotent)."""
+        if self._handle:
+            self._before_free()
+            getattr(self._lib, self._free)(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+class Model(_Owned):
+    """An immutable skl_model; safe to share between threads.  Free it with
+    close() or a ``with`` block; closing it first closes its contexts."""
+
+    _free, _what = "skl_model_free", "model"
+
+    def __init__(self, handle, path):
+        self._handle = handle
+        self.path = path
+        self._contexts = weakref.WeakSet()
+        self._lib = _ffi.lib()  # kept so __del__ works during interpreter shutdown
+
+    @classmethod
+    def load(cls, path, library=None):
+        """Load a model directory or .safetensors file (library: optional path
+        of libskipless to load first)."""
+        lib = _ffi.load_library(library) if library else _ffi.lib()
+        out = c_void_p()
+        _check(lib.skl_model_load(_path(path), None, byref(out)))
+        return cls(out, os.fspath(path))
+
+    def _before_free(self):
+        for ctx in list(self._contexts):  # contexts must go before their model
+            ctx.close()
+
+    def __repr__(self):
+        return f"<skipless.Model {self.path!r}{'' if self._handle else ' closed'}>"
+
+    @property
+    def config(self):
+        hp = _ffi.Hparams()
+        _check(_ffi.lib().skl_model_hparams(self._h(), byref(hp)))
+        return Config(**dict(_struct_dict(hp, Config), hidden_act=ACTIVATIONS[hp.hidden_act],
+                             block_type=BLOCK_TYPES[hp.block_type]))
+
+    @property
+    def weight_counts(self):
+        wc = _ffi.WeightCounts()
+        _check(_ffi.lib().skl_model_weight_counts(self._h(), byref(wc)))
+        return WeightCounts(**_struct_dict(wc, WeightCounts))
+
+    def has_proj(self, layer, which):
+        """Whether q_proj/k_proj/v_proj/o_proj ('q', 'k', 'v', 'o') of a layer is present."""
+        return bool(_check(_ffi.lib().skl_model_has_proj(self._h(), layer, which.encode())))
+
+    def plan(self):
+        p = _ffi.Plan()
+        _check(_ffi.lib().skl_model_plan(self._h(), byref(p)))
+        return _plan(p)
+
+    def merge(self, remove="auto", verify=True, n_probe_tokens=None, max_condition=None):
+        """Remove weights exactly (skl_model_merge).  Returns a MergeReport whose
+        ``model`` is the new merged Model; this model is left unchanged."""
+        lib = _ffi.lib()
+        mp = _ffi.MergeParams()
+        lib.skl_merge_params_init(byref(mp))
+        mp.remove = _removal_parse(remove)
+        mp.verify = bool(verify)
+        if n_probe_tokens is not None:
+            mp.n_probe_tokens = n_probe_tokens
+        if max_condition is not None:
+            mp.max_condition = max_condition
+        out, rep = c_void_p(), ctypes.POINTER(_ffi.MergeReport)()
+        _check(lib.skl_model_merge(self._h(), byref(mp), byref(out), byref(rep)))
+        try:
+            r = rep.contents
+            layers = [MergeLayer(**_struct_dict(r.layers[i], MergeLayer)) for i in range(r.n_layers)]
+            report = MergeReport(**dict(
+                _struct_dict(r, MergeReport), removal=_removal_name(r.removal), layers=layers,
+                verify_error=None if r.verify_error < 0 else r.verify_error,
+                model=Model(out, f"{self.path} merged")))
+        finally:
+            lib.skl_merge_report_free(rep)
+        return report
+
+    def save(self, path, format="auto"):
+        """Write the model as F32 safetensors: a directory, or one file when
+        the path ends in .safetensors (format "auto", "dir" or "file")."""
+        _check(_ffi.lib().skl_model_save(self._h(), _path(path), SAVE_FORMATS[format]))
+
+
+# ------------------------------------------------------------------- sampler
+
+class Sampler(_Owned):
+    """skl_sampler: sampling settings plus RNG state (one thread at a time)."""
+
+    _free, _what = "skl_sampler_free", "sampler"
+
+    def __init__(self, temperature=None, top_k=None, top_p=None, seed=None):
+        self._lib = _ffi.lib()
+        self.params = _sampler_params(temperature, top_k, top_p, seed)
+        self._handle = c_void_p()
+        _check(self._lib.skl_sampler_create(byref(self.params), byref(self._handle)))
+
+    def sample(self, logits):
+        """A token id from one row of logits (any float sequence or buffer)."""
+        return self._sample_ptr((ctypes.c_float * len(logits))(*logits), len(logits))
+
+    def _sample_ptr(self, ptr, n_vocab):
+        tok = c_int32()
+        _check(self._lib.skl_sample(self._h(), ptr, n_vocab, byref(tok)))
+        return tok.value
+
+
+def _sampler_params(temperature, top_k, top_p, seed):
+    sp = _ffi.SamplerParams()
+    _ffi.lib().skl_sampler_params_init(byref(sp))
+    for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
+                        ("seed", seed)):
+        if value is not None:
+            setattr(sp, name, value)
+    return sp
+
+
+# ------------------------------------------------------------------- context
+
+class Context(_Owned):
+    """skl_context: the KV cache of one sequence.  Use it from one thread at a
+    time; free it with close() or a ``with`` block."""
+
+    _free, _what = "skl_context_free", "context"
+
+    def __init__(self, model, n_ctx=None, threads=None, n_batch=None, logits_all=False):
+        self._lib = _ffi.lib()
+        cp = _ffi.ContextParams()
+        self._lib.skl_context_params_init(byref(cp))
+        if n_ctx is not None:
+            cp.n_ctx = n_ctx
+        if threads is not None:
+            cp.n_threads = threads
+        if n_batch is not None:
+            cp.n_batch = n_batch
+        cp.logits_all = self.logits_all = bool(logits_all)
+        out = c_void_p()
+        _check(self._lib.skl_context_create(model._h(), byref(cp), byref(out)))
+        self._handle = out
+        self.model = model  # keeps the model alive while the context is
+        self.n_vocab = model.config.vocab_size
+        model._contexts.add(self)
+
+    @property
+    def n_past(self):
+        return self._lib.skl_context_n_past(self._h())
+
+    @property
+    def n_ctx(self):
+        return self._lib.skl_context_n_ctx(self._h())
+
+    def eval(self, tokens):
+        """Append tokens to the KV cache and run them through the model."""
+        buf, n = _tokens(tokens)
+        _check(self._lib.skl_eval(self._h(), buf, n))
+
+    def truncate(self, n_keep):
+        _check(self._lib.skl_kv_truncate(self._h(), n_keep))
+
+    def reset(self):
+        _check(self._lib.skl_kv_reset(self._h()))
+
+    def logits(self, tokens=None):
+        """Evaluate ``tokens`` (if given), then return a copy of the last logits:
+        numpy float32 [vocab] (or [n_tokens, vocab] with logits_all=True), or
+        without numpy a flat array.array('f')."""
+        if tokens is not None:
+            self.eval(tokens)
+        rows = c_int32()
+        ptr = self._lib.skl_logits(self._h(), byref(rows))
+        if not ptr:
+            raise ValueError("no logits: nothing evaluated since creation, truncate or reset")
+        n = rows.value * self.n_vocab
+        raw = ctypes.string_at(ptr, 4 * n)
+        if _np is not None:
+            a = _np.frombuffer(raw, dtype=_np.float32).copy()
+            return a.reshape(rows.value, self.n_vocab) if self.logits_all else a
+        out = array.array("f")
+        out.frombytes(raw)
+        return out
+
+    def generate(self, prompt, max_tokens=128, temperature=None, top_k=None, top_p=None,
+                 seed=None, stop=()):
+        """Evaluate the prompt, then sample up to max_tokens tokens, lazily.
+
+        Returns a Generation iterator yielding token ids; break out of the
+        loop to stop (the context stays usable).  Sampling defaults are the
+        library's (temperature 0.8, top_k 40, top_p 0.95, seed 0x5EED);
+        ``stop`` token ids end generation without being yielded."""
+        return Generation(self, prompt, max_tokens, _sampler_params(temperature, top_k, top_p, seed),
+                          stop)
+
+
+class Generation:
+    """Iterator returned by Context.generate.  The same loop as skl_generate,
+    one step per __next__: sample from the last logits; a stop token ends it;
+    otherwise yield the token and, unless it was the last one, evaluate it.
+    After the loop, ``stop_reason`` ("max_tokens", "stop_token",
+    "context_full"; "callback" when the caller broke out and called close()),
+    ``stop_token`` and ``n_generated`` describe how it ended."""
+
+    def __init__(self, ctx, prompt, max_tokens, sampler_params, stop):
+        if max_tokens < 0:
+            raise InvalidArgError(-1, f"max_tokens {max_tokens} must be >= 0")  # noqa: F405
+        self.prompt, _ = _tokens(prompt)
+        if not len(self.prompt):
+            raise InvalidArgError(-1, "the prompt needs at least one token")  # noqa: F405
+        self._ctx = ctx
+        self._stop = frozenset(stop or ())
+        self._max = max_tokens
+        self._sampler = Sampler(**{f: getattr(sampler_params, f)
+                                   for f in ("temperature", "top_k", "top_p", "seed")})
+        self._started = False
+        self.n_generated = 0
+        self.stop_token = -1
+        self.stop_reason = None
+        self._pending = None  # sampled token not yet evaluated
+
+    def __iter__(self):
+        return self
+
+    def _finish(self, reason):
+        self.stop_reason = reason
+        self._sampler.close()
+        raise StopIteration
+
+    def __next__(self):
+        if self.stop_reason is not None:
+            raise StopIteration
+        ctx, lib = self._ctx, self._ctx._lib
+        if not self._started:
+            self._started = True
+            ctx.eval(self.prompt)
+        elif self._pending is not None:
+            if self.n_generated == self._max:
+                self._finish("max_tokens")
+            if ctx.n_past >= ctx.n_ctx:
+                self._finish("context_full")
+            buf = (c_int32 * 1)(self._pending)
+            self._pending = None
+            _check(lib.skl_eval(ctx._h(), buf, 1))
+        if self.n_generated == self._max:
+            self._finish("max_tokens")
+        rows = c_int32()
+        ptr = lib.skl_logits(ctx._h(), byref(rows))
+        row = ctypes.cast(ctypes.byref(ptr.contents, 4 * (rows.value - 1) * ctx.n_vocab),
+                          ctypes.POINTER(ctypes.c_float))
+        tok = self._sampler._sample_ptr(row, ctx.n_vocab)
+        if tok in self._stop:
+            self.stop_token = tok
+            self._finish("stop_token")
+        self.n_generated += 1
+        self._pending = tok
+        return tok
+
+    def close(self):
+        """Stop early (stop_reason "callback", as skl_generate's callback stop)."""
+        if self.stop_reason is None:
+            self.stop_reason = "callback"
+        self._sampler.close()

@@ -1,0 +1,211 @@
+"""ctypes declarations of include/skipless.h and the library lookup.
+
+Structs mirror the header field by field; FUNCTIONS lists every exported
+function as (name, restype, argtypes).  tests/test_header.py parses the header
+and fails when anything here drifts from it.  Opaque handles (skl_model,
+skl_context, ...) are plain void pointers.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float,
+                    c_int, c_int32, c_size_t, c_uint, c_uint64, c_void_p)
+
+# The binding was written against this header version; the library must have
+# the same major version and at least this minor version.
+VERSION_MAJOR, VERSION_MINOR = 0, 1
+
+handle = c_void_p  # skl_model *, skl_context *, skl_sampler *, ...
+enum = c_int       # every skl_* enum
+
+LogFn = CFUNCTYPE(None, enum, c_char_p, c_void_p)
+ProgressFn = CFUNCTYPE(c_int, c_uint64, c_uint64, c_void_p)
+TokenFn = CFUNCTYPE(c_int, c_int32, c_char_p, c_void_p)
+
+
+class Hparams(Structure):
+    _c_name_ = "skl_hparams"
+    _fields_ = [("hidden_size", c_int32), ("num_hidden_layers", c_int32),
+                ("num_attention_heads", c_int32), ("num_key_value_heads", c_int32),
+                ("head_dim", c_int32), ("intermediate_size", c_int32), ("vocab_size", c_int32),
+                ("max_position_embeddings", c_int32), ("rotary_dim", c_int32),
+                ("hidden_act", enum), ("block_type", enum), ("rope_theta", c_float),
+                ("partial_rotary_factor", c_float), ("rms_norm_eps", c_float),
+                ("use_rope", c_bool), ("tie_word_embeddings", c_bool), ("glu", c_bool),
+                ("final_norm", c_bool)]
+
+
+class WeightCounts(Structure):
+    _c_name_ = "skl_weight_counts"
+    _fields_ = [(n, c_uint64) for n in ("embed", "q", "k", "v", "o", "gate", "up", "down", "head",
+                                        "bias", "norm", "linear_total")]
+
+
+class ModelParams(Structure):
+    _c_name_ = "skl_model_params"
+    _fields_ = [("progress", ProgressFn), ("progress_user_data", c_void_p)]
+
+
+class ContextParams(Structure):
+    _c_name_ = "skl_context_params"
+    _fields_ = [("n_ctx", c_int32), ("n_threads", c_int32), ("n_batch", c_int32),
+                ("logits_all", c_bool)]
+
+
+class SamplerParams(Structure):
+    _c_name_ = "skl_sampler_params"
+    _fields_ = [("temperature", c_float), ("top_k", c_int32), ("top_p", c_float),
+                ("seed", c_uint64)]
+
+
+class GenerateParams(Structure):
+    _c_name_ = "skl_generate_params"
+    _fields_ = [("sampling", SamplerParams), ("max_tokens", c_int32),
+                ("stop_tokens", POINTER(c_int32)), ("n_stop_tokens", c_int32)]
+
+
+class GenerateResult(Structure):
+    _c_name_ = "skl_generate_result"
+    _fields_ = [("n_generated", c_int32), ("stop_token", c_int32), ("stop_reason", enum),
+                ("prompt_seconds", c_double), ("decode_seconds", c_double)]
+
+
+class MergeParams(Structure):
+    _c_name_ = "skl_merge_params"
+    _fields_ = [("remove", enum), ("verify", c_bool), ("n_probe_tokens", c_int32),
+                ("probe_seed", c_uint64), ("max_condition", c_double), ("progress", ProgressFn),
+                ("progress_user_data", c_void_p)]
+
+
+class MergeLayer(Structure):
+    _c_name_ = "skl_merge_layer"
+    _fields_ = [("layer", c_int32), ("removed_q", c_bool), ("removed_k", c_bool),
+                ("removed_v", c_bool), ("removed_o", c_bool), ("weights_before", c_uint64),
+                ("weights_after", c_uint64), ("condition", c_double), ("residual", c_double)]
+
+
+class MergeReport(Structure):
+    _c_name_ = "skl_merge_report"
+    _fields_ = [("removal", enum), ("n_layers", c_int32), ("layers", POINTER(MergeLayer)),
+                ("weights_before", c_uint64), ("weights_after", c_uint64),
+                ("max_condition", c_double), ("max_residual", c_double),
+                ("verify_error", c_double), ("n_probe_tokens", c_int32), ("seconds", c_double)]
+
+
+class PlanRow(Structure):
+    _c_name_ = "skl_plan_row"
+    _fields_ = [("removal", enum), ("applicable", c_bool), ("lossless", c_bool),
+                ("total", c_uint64), ("removed", c_uint64), ("after", c_uint64),
+                ("saving_percent", c_double), ("speedup_bound", c_double),
+                ("note", c_char * 96)]
+
+
+class Plan(Structure):
+    _c_name_ = "skl_plan"
+    _fields_ = [("block_type", enum), ("hidden_size", c_int32), ("kv_dim", c_int32),
+                ("intermediate_size", c_int32), ("num_hidden_layers", c_int32),
+                ("vocab_size", c_int32), ("glu", c_bool), ("final_norm", c_bool),
+                ("total", c_uint64), ("n_rows", c_int32), ("rows", PlanRow * 8)]
+
+
+STRUCTS = (Hparams, WeightCounts, ModelParams, ContextParams, SamplerParams, GenerateParams,
+           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan)
+CALLBACKS = {"skl_log_fn": LogFn, "skl_progress_fn": ProgressFn, "skl_token_fn": TokenFn}
+
+P = POINTER
+FUNCTIONS = (
+    ("skl_strerror", c_char_p, [c_int]),
+    ("skl_last_error", c_char_p, []),
+    ("skl_version", c_char_p, []),
+    ("skl_version_number", c_int, []),
+    ("skl_log_set", None, [LogFn, c_void_p]),
+    ("skl_model_params_init", None, [P(ModelParams)]),
+    ("skl_model_load", c_int, [c_char_p, P(ModelParams), P(handle)]),
+    ("skl_model_free", None, [handle]),
+    ("skl_model_hparams", c_int, [handle, P(Hparams)]),
+    ("skl_model_weight_counts", c_int, [handle, P(WeightCounts)]),
+    ("skl_model_has_proj", c_int, [handle, c_int32, c_char]),
+    ("skl_context_params_init", None, [P(ContextParams)]),
+    ("skl_context_create", c_int, [handle, P(ContextParams), P(handle)]),
+    ("skl_context_free", None, [handle]),
+    ("skl_eval", c_int, [handle, P(c_int32), c_int32]),
+    ("skl_logits", P(c_float), [handle, P(c_int32)]),
+    ("skl_context_n_past", c_int32, [handle]),
+    ("skl_context_n_ctx", c_int32, [handle]),
+    ("skl_kv_truncate", c_int, [handle, c_int32]),
+    ("skl_kv_reset", c_int, [handle]),
+    ("skl_sampler_params_init", None, [P(SamplerParams)]),
+    ("skl_sampler_create", c_int, [P(SamplerParams), P(handle)]),
+    ("skl_sampler_free", None, [handle]),
+    ("skl_sample", c_int, [handle, P(c_float), c_int32, P(c_int32)]),
+    ("skl_generate_params_init", None, [P(GenerateParams)]),
+    ("skl_generate", c_int, [handle, P(c_int32), c_int32, P(GenerateParams), TokenFn, c_void_p,
+                             P(GenerateResult)]),
+    ("skl_removal_name", c_char_p, [enum]),
+    ("skl_removal_parse", c_int, [c_char_p, P(enum)]),
+    ("skl_merge_params_init", None, [P(MergeParams)]),
+    ("skl_model_merge", c_int, [handle, P(MergeParams), P(handle), P(P(MergeReport))]),
+    ("skl_merge_report_free", None, [P(MergeReport)]),
+    ("skl_plan_config", c_int, [c_char_p, P(Plan)]),
+    ("skl_model_plan", c_int, [handle, P(Plan)]),
+    ("skl_model_save", c_int, [handle, c_char_p, enum]),
+)
+
+LIBRARY_NAMES = ("libskipless.so.0", "libskipless.so")
+
+_lock = threading.Lock()
+_lib = None
+
+
+def _declare(lib):
+    for name, restype, argtypes in FUNCTIONS:
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    number = lib.skl_version_number()
+    major, minor = number // 10000, number // 100 % 100
+    if major != VERSION_MAJOR or minor < VERSION_MINOR:
+        raise OSError(f"{lib._name}: libskipless {lib.skl_version().decode()} does not match "
+                      f"the binding (needs {VERSION_MAJOR}.{VERSION_MINOR} or a later "
+                      f"{VERSION_MAJOR}.x)")
+    return lib
+
+
+def candidates():
+    """Where the library is looked for, in order: SKIPLESS_LIBRARY, the package's
+    own directory, then the system loader."""
+    env = os.environ.get("SKIPLESS_LIBRARY")
+    if env:
+        return [env]  # explicit: no fallback that would hide a wrong path
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = [os.path.join(here, n) for n in LIBRARY_NAMES if os.path.exists(os.path.join(here, n))]
+    system = ctypes.util.find_library("skipless")
+    return found + ([system] if system else []) + [LIBRARY_NAMES[0]]
+
+
+def load_library(path=None):
+    """Load libskipless once per process and return the ctypes.CDLL.
+
+    ``path`` (if given) is used alone; otherwise see :func:`candidates`.  Once
+    loaded, a call with a different path raises RuntimeError."""
+    global _lib
+    with _lock:
+        if _lib is not None:
+            if path is not None and os.path.realpath(path) != os.path.realpath(_lib._name):
+                raise RuntimeError(f"libskipless is already loaded from {_lib._name}")
+            return _lib
+        tried = []
+        for cand in ([path] if path is not None else candidates()):
+            try:
+                _lib = _declare(ctypes.CDLL(cand))
+                return _lib
+            except (OSError, AttributeError) as e:
+                tried.append(f"{cand}: {e}")
+        raise OSError("cannot load libskipless; tried:\n  " + "\n  ".join(tried) +
+                      "\nset SKIPLESS_LIBRARY to the path of libskipless.so.0")
+
+
+def lib():
+    return _lib if _lib is not None else load_library()

@@ -1,0 +1,360 @@
+"""Behaviour of the Python binding against the C library, its CLI and the test models."""
+
+import array
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from common import CLI, LIBRARY, MODELS, PKG_ROOT, manifest, model_entry, skipless
+
+try:
+    import numpy
+except ImportError:
+    numpy = None
+
+SERIAL = "serial_mha_silu_glu"                      # directory model, MHA, merge "qp"
+PARALLEL = "parallel_gqa_tanh_mlp_rope25_tied_f16"  # F16, tied head, merge "q"
+
+
+def read_npy(path):
+    """(shape, flat list of floats) of a little-endian float32 C-order .npy file,
+    without numpy: the format is a magic, a header dict literal and raw data."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if blob[:6] != b"\x93NUMPY":
+        raise ValueError(f"{path}: not a .npy file")
+    major = blob[6]
+    hlen_size = 2 if major == 1 else 4
+    hlen = int.from_bytes(blob[8:8 + hlen_size], "little")
+    start = 8 + hlen_size
+    header = ast.literal_eval(blob[start:start + hlen].decode("latin1"))
+    if header["descr"] != "<f4" or header["fortran_order"]:
+        raise ValueError(f"{path}: need C-order <f4, got {header}")
+    data = array.array("f")
+    data.frombytes(blob[start + hlen:])
+    if sys.byteorder != "little":
+        data.byteswap()
+    return tuple(header["shape"]), list(data)
+
+
+def flat(logits):
+    return [float(x) for x in (logits.ravel() if numpy is not None else logits)]
+
+
+def cli(*args):
+    return subprocess.run([CLI, *map(str, args)], check=True, capture_output=True, text=True).stdout
+
+
+def rss_pages():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1])
+
+
+class ModelTest(unittest.TestCase):
+    def test_load_all_valid_models(self):
+        for m in manifest()["models"]:
+            with self.subTest(m["name"]), skipless.Model.load(os.path.join(MODELS, m["path"])) as model:
+                cfg = model.config
+                self.assertEqual(cfg.block_type, m["block_type"])
+                self.assertGreater(cfg.vocab_size, max(m["tokens"]))
+                wc = model.weight_counts
+                self.assertEqual(wc.linear_total, wc.embed + wc.q + wc.k + wc.v + wc.o + wc.gate
+                                 + wc.up + wc.down + wc.head)
+
+    def test_config_matches_config_json(self):
+        import json
+        path = model_entry(SERIAL)["path"]
+        with open(os.path.join(path, "config.json")) as f:
+            raw = json.load(f)
+        with skipless.Model.load(path) as model:
+            cfg = model.config
+            for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                        "intermediate_size", "max_position_embeddings"):
+                self.assertEqual(getattr(cfg, key), raw[key], key)
+            self.assertEqual(cfg.hidden_act, raw["hidden_act"])
+
+    def test_merge_report_and_save(self):
+        e = model_entry(SERIAL)
+        with skipless.Model.load(e["path"]) as model, tempfile.TemporaryDirectory() as tmp:
+            before = model.weight_counts.linear_total
+            report = model.merge(remove="auto", verify=True)
+            self.assertIsInstance(report, skipless.MergeReport)
+            merged = report.model
+            self.assertEqual(report.removal, "qp")
+            self.assertEqual(report.weights_before, before)
+            self.assertEqual(report.weights_after, merged.weight_counts.linear_total)
+            self.assertLess(report.weights_after, before)
+            self.assertEqual(len(report.layers), model.config.num_hidden_layers)
+            self.assertTrue(all(l.removed_q and l.removed_o for l in report.layers))
+            self.assertLess(report.verify_error, 1e-4)
+            self.assertFalse(merged.has_proj(0, "q"))
+            self.assertTrue(model.has_proj(0, "q"))  # the source is unchanged
+            # The merged model computes the same function (independent of the report).
+            with skipless.Context(model) as a, skipless.Context(merged) as b:
+                la, lb = flat(a.logits(e["tokens"])), flat(b.logits(e["tokens"]))
+            scale = max(abs(x) for x in la)
+            self.assertLess(max(abs(x - y) for x, y in zip(la, lb)) / scale, 1e-4)
+            # Saved and reloaded, it gives identical logits.
+            out = os.path.join(tmp, "merged.safetensors")
+            merged.save(out)
+            with skipless.Model.load(out) as back, skipless.Context(back) as c:
+                self.assertEqual(flat(c.logits(e["tokens"])), lb)
+                with self.assertRaises(skipless.AlreadyMergedError) as cm:
+                    back.merge(remove="qp")
+                self.assertEqual(cm.exception.code, -24)
+            merged.close()
+        with skipless.Model.load(model_entry(PARALLEL)["path"]) as model:
+            report = model.merge(verify=False)
+            self.assertEqual(report.removal, "q")
+            self.assertIsNone(report.verify_error)
+            report.model.close()
+
+    def test_plan(self):
+        path = model_entry(SERIAL)["path"]
+        plan = skipless.plan_config(os.path.join(path, "config.json"))
+        with skipless.Model.load(path) as model:
+            from_model = model.plan()
+            self.assertEqual(plan.total, model.weight_counts.linear_total)
+        self.assertEqual(from_model.total, plan.total)
+        self.assertEqual([(r.removal, r.applicable, r.removed) for r in from_model.rows],
+                         [(r.removal, r.applicable, r.removed) for r in plan.rows])
+        qp = [r for r in plan.rows if r.removal == "qp"][0]
+        self.assertTrue(qp.applicable)
+        self.assertEqual(qp.after, qp.total - qp.removed)
+
+
+class LogitsTest(unittest.TestCase):
+    def cli_logits(self, path, tokens, *extra):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "l.npy")
+            cli("logits", path, "--tokens", ",".join(map(str, tokens)), "--out", out, *extra)
+            if numpy is not None:  # cross-check the tiny reader against numpy's
+                ref = numpy.load(out)
+                shape, data = read_npy(out)
+                self.assertEqual(shape, ref.shape)
+                self.assertEqual(data, [float(x) for x in ref.ravel()])
+            return read_npy(out)
+
+    def test_prefill_logits_equal_cli(self):
+        for name in (SERIAL, PARALLEL, "serial_mqa_gelunew_glu_rope50_bias_f16"):
+            e = model_entry(name)
+            shape, ref = self.cli_logits(e["path"], e["tokens"])
+            with self.subTest(name), skipless.Model.load(e["path"]) as model, \
+                    skipless.Context(model, logits_all=True) as ctx:
+                got = ctx.logits(e["tokens"])
+                self.assertEqual(shape, (len(e["tokens"]), model.config.vocab_size))
+                if numpy is not None:
+                    self.assertEqual(got.shape, shape)
+                    self.assertEqual(got.dtype, numpy.float32)
+                else:
+                    self.assertIsInstance(got, array.array)
+                self.assertEqual(flat(got), ref)
+
+    def test_decode_logits_equal_cli(self):
+        e = model_entry(SERIAL)
+        shape, ref = self.cli_logits(e["path"], e["tokens"], "--decode")
+        vocab = shape[1]
+        with skipless.Model.load(e["path"]) as model, skipless.Context(model) as ctx:
+            for i, tok in enumerate(e["tokens"]):
+                self.assertEqual(flat(ctx.logits([tok])), ref[i * vocab:(i + 1) * vocab], i)
+            self.assertEqual(ctx.n_past, len(e["tokens"]))
+
+
+class GenerateTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.e = model_entry(SERIAL)
+        cls.model = skipless.Model.load(cls.e["path"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.model.close()
+
+    def run_gen(self, prompt, **kw):
+        with skipless.Context(self.model) as ctx:
+            g = ctx.generate(prompt, **kw)
+            return list(g), g
+
+    def test_seed_reproduces_and_equals_cli(self):
+        prompt = self.e["tokens"][:4]
+        for seed in (7, 12345):
+            a, g = self.run_gen(prompt, max_tokens=20, seed=seed)
+            b, _ = self.run_gen(prompt, max_tokens=20, seed=seed)
+            self.assertEqual(a, b)
+            self.assertEqual(len(a), 20)
+            self.assertEqual(g.stop_reason, "max_tokens")
+            out = cli("generate", self.e["path"], "--tokens", ",".join(map(str, prompt)),
+                      "-n", 20, "--seed", seed)
+            self.assertEqual(a, [int(t) for t in out.strip().split(",")])  # skl_generate's tokens
+
+    def test_stop_tokens(self):
+        prompt = self.e["tokens"][:3]
+        full, _ = self.run_gen(prompt, max_tokens=12, seed=3)
+        stop = full[5]
+        got, g = self.run_gen(prompt, max_tokens=12, seed=3, stop=[stop])
+        self.assertEqual(got, full[:full.index(stop)])
+        self.assertEqual((g.stop_reason, g.stop_token, g.n_generated), ("stop_token", stop, len(got)))
+
+    def test_context_full(self):
+        n_ctx = 8
+        with skipless.Context(self.model, n_ctx=n_ctx) as ctx:
+            g = ctx.generate([1, 2, 3], max_tokens=50, temperature=0)
+            toks = list(g)
+            self.assertEqual(g.stop_reason, "context_full")
+            self.assertEqual(len(toks), n_ctx - 3 + 1)  # the last token is never evaluated
+            self.assertEqual(ctx.n_past, n_ctx)
+
+    def test_break_keeps_context_usable(self):
+        prompt = self.e["tokens"][:4]
+        with skipless.Context(self.model) as ctx:
+            taken = []
+            for tok in ctx.generate(prompt, max_tokens=50, seed=9):
+                taken.append(tok)
+                if len(taken) == 3:
+                    break
+            # As with skl_generate: the last yielded token is not in the cache yet.
+            self.assertEqual(ctx.n_past, len(prompt) + 2)
+            cont = ctx.logits([taken[-1]])
+        with skipless.Context(self.model) as fresh:  # the same evals: prompt, then one by one
+            fresh.eval(prompt)
+            for tok in taken[:-1]:
+                fresh.eval([tok])
+            self.assertEqual(flat(fresh.logits([taken[-1]])), flat(cont))
+        full, _ = self.run_gen(prompt, max_tokens=50, seed=9)
+        self.assertEqual(full[:3], taken)
+
+
+class ErrorTest(unittest.TestCase):
+    def test_bad_models_raise_the_exact_subclass(self):
+        bad = manifest()["bad"]
+        self.assertGreater(len(bad), 10)
+        for b in bad:
+            cls = skipless.BY_CODE[[v for v, n in skipless.STATUS_TABLE if n == b["expect"]][0]]
+            with self.subTest(b["name"]):
+                with self.assertRaises(skipless.SkiplessError) as cm:
+                    skipless.Model.load(os.path.join(MODELS, b["path"]))
+                self.assertIs(type(cm.exception), cls)
+                self.assertEqual(cm.exception.code, cls.code)
+                self.assertTrue(cm.exception.message)
+
+    def test_missing_file_is_io_error(self):
+        with self.assertRaises(skipless.IoError) as cm:
+            skipless.Model.load("/nonexistent/model.safetensors")
+        self.assertIn("/nonexistent/model.safetensors", cm.exception.message)
+
+    def test_eval_errors_leave_the_context_unchanged(self):
+        with skipless.Model.load(model_entry(SERIAL)["path"]) as model, \
+                skipless.Context(model, n_ctx=6) as ctx:
+            before = flat(ctx.logits([1, 2]))
+            with self.assertRaises(skipless.TokenError) as cm:
+                ctx.eval([3, model.config.vocab_size])
+            self.assertIn(str(model.config.vocab_size), cm.exception.message)
+            with self.assertRaises(skipless.ContextFullError):
+                ctx.eval([1] * 5)
+            self.assertEqual(ctx.n_past, 2)
+            self.assertEqual(flat(ctx.logits()), before)
+            with self.assertRaises(skipless.InvalidArgError):
+                skipless.Context(model, n_ctx=model.config.max_position_embeddings + 1)
+            with self.assertRaises(skipless.InvalidArgError):
+                skipless.Sampler(top_p=0)
+            with self.assertRaises(skipless.InvalidArgError):
+                model.merge(remove="nonsense")
+
+    def test_closed_handles(self):
+        model = skipless.Model.load(model_entry(SERIAL)["path"])
+        ctx = skipless.Context(model)
+        model.close()  # closes its contexts first
+        with self.assertRaises(ValueError):
+            ctx.eval([1])
+        with self.assertRaises(ValueError):
+            model.config
+        model.close()
+        ctx.close()
+
+
+class LeakTest(unittest.TestCase):
+    def cycle(self, path, tokens):
+        with skipless.Model.load(path) as model:
+            with skipless.Context(model, n_ctx=32) as ctx:
+                ctx.logits(tokens)
+            skipless.Sampler(seed=1).close()
+
+    def test_create_free_cycles_do_not_grow_rss(self):
+        e = model_entry(SERIAL)
+        tokens = e["tokens"][:4]
+        for _ in range(50):  # warm up allocator pools and OpenBLAS buffers
+            self.cycle(e["path"], tokens)
+        before = rss_pages()
+        for _ in range(1000):
+            self.cycle(e["path"], tokens)
+        grown = (rss_pages() - before) * os.sysconf("SC_PAGE_SIZE")
+        # One leaked model is ~100 KiB of converted weights: 1,000 would be ~100 MiB.
+        self.assertLess(grown, 8 << 20, f"RSS grew by {grown} bytes over 1,000 cycles")
+
+
+def run_python(code, env_extra, cwd):
+    env = {k: v for k, v in os.environ.items() if k not in ("SKIPLESS_LIBRARY", "PYTHONPATH")}
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True,
+                          text=True)
+
+
+CHECK = ("import skipless, sys; m = skipless.Model.load(sys.argv[1] if len(sys.argv) > 1 else {!r}); "
+         "c = skipless.Context(m); c.eval([1, 2]); "
+         "print(skipless.__file__); print(skipless._ffi._lib._name)")
+
+
+class LookupTest(unittest.TestCase):
+    def test_explicit_env_and_package_directory(self):
+        path = model_entry(SERIAL)["path"]
+        with tempfile.TemporaryDirectory() as tmp:
+            pkg = os.path.join(tmp, "skipless")
+            shutil.copytree(os.path.join(PKG_ROOT, "skipless"), pkg,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            # SKIPLESS_LIBRARY wins, and a wrong one is an error, not a silent fallback.
+            r = run_python(CHECK.format(path), {"PYTHONPATH": tmp, "SKIPLESS_LIBRARY": LIBRARY}, tmp)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.split()[1], LIBRARY)
+            r = run_python(CHECK.format(path), {"PYTHONPATH": tmp,
+                                                "SKIPLESS_LIBRARY": os.path.join(tmp, "nope.so")}, tmp)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("nope.so", r.stderr)
+            # Without it, a copy in the package's own directory is found.
+            shutil.copy(LIBRARY, os.path.join(pkg, "libskipless.so.0"))
+            r = run_python(CHECK.format(path), {"PYTHONPATH": tmp}, tmp)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.split()[1], os.path.join(pkg, "libskipless.so.0"))
+
+    def test_already_loaded_from_elsewhere(self):
+        with self.assertRaises(RuntimeError):
+            skipless.load_library("/elsewhere/libskipless.so.0")
+
+
+def have_pip():
+    r = subprocess.run([sys.executable, "-c", "import setuptools, pip"], capture_output=True)
+    return r.returncode == 0
+
+
+class InstallTest(unittest.TestCase):
+    @unittest.skipUnless(have_pip(), f"{sys.executable} has no pip + setuptools")
+    def test_pip_install_target(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            target, work = os.path.join(tmp, "site"), os.path.join(tmp, "work")
+            shutil.copytree(PKG_ROOT, work, ignore=shutil.ignore_patterns("__pycache__", "build",
+                                                                         "*.egg-info"))
+            r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index",
+                                "--no-build-isolation", "--no-deps", "--target", target, work],
+                               capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            r = run_python(CHECK.format(model_entry(SERIAL)["path"]),
+                           {"PYTHONPATH": target, "SKIPLESS_LIBRARY": LIBRARY}, tmp)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.split()[0], os.path.join(target, "skipless", "__init__.py"))
+
+
+if __name__ == "__main__":
+    unittest.main()
