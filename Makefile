@@ -42,7 +42,14 @@ TEST_BIN := $(B)/test/test_skipless
 TEST_SRC := $(wildcard test/*.c)
 MODELS := $(B)/testmodels/manifest.json
 
-.PHONY: all deps check run install uninstall clean bench-models
+# Bindings (examples/python, examples/rust): Python tests run under both interpreters;
+# cargo is found on PATH or in ~/.cargo/bin (NO_RUST=1 skips the Rust checks).
+PYTHONS := $(PY) python3
+CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bin/cargo))
+BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_DIR=$(abspath $(LIBDIR)) \
+  LD_LIBRARY_PATH=$(abspath $(LIBDIR)) SKIPLESS_CLI=$(abspath $(CLI)) SKL_TEST_MODELS=$(abspath $(B)/testmodels)
+
+.PHONY: all deps check check-python check-rust run install uninstall clean bench-models
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(B)/obj/%.o: src/%.c include/skipless.h src/internal.h
@@ -102,6 +109,25 @@ check: deps
 	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
+	$(MAKE) check-python check-rust
+endif
+
+# The bindings load the shared library into an uninstrumented interpreter/binary, so they
+# are not run under SANITIZE=1 (ASan would have to be preloaded).
+check-python: $(SHARED) $(CLI) $(MODELS)
+	@for py in $(PYTHONS); do \
+	  echo "python bindings: $$py ($$($$py -c 'import sys; print(sys.version.split()[0])'))"; \
+	  (cd examples/python/tests && $(BIND_ENV) $$py -m unittest -q 2>&1) || exit 1; \
+	done
+
+check-rust: $(SHARED) $(CLI) $(MODELS)
+ifeq ($(NO_RUST),1)
+	@echo "check-rust: skipped (NO_RUST=1)"
+else ifeq ($(CARGO),)
+	@echo "check-rust: cargo not found on PATH or in ~/.cargo/bin; install Rust (e.g. apt-get install cargo) or run with NO_RUST=1" >&2; exit 1
+else
+	cd examples/rust && $(BIND_ENV) $(CARGO) test --offline -q
+	cd examples/rust && $(BIND_ENV) $(CARGO) build --offline -q --examples
 endif
 
 run: deps
@@ -124,4 +150,4 @@ uninstall:
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/skipless.pc $(DESTDIR)$(PREFIX)/bin/skipless
 
 clean:
-	rm -rf build lib bin
+	rm -rf build lib bin examples/rust/target

@@ -1,0 +1,333 @@
+//! Raw declarations of `include/skipless.h`, written by hand in the header's order.
+//!
+//! Names and layouts are the C ones; `tests/header.rs` parses the header and this file
+//! and fails when they drift apart.  Enums are `c_int` aliases with one constant per
+//! enumerator.  Use the safe `skipless` crate unless you need the raw calls.
+#![allow(non_camel_case_types)]
+
+use std::os::raw::{c_char, c_double, c_float, c_int, c_void};
+
+pub const SKL_VERSION_MAJOR: c_int = 0;
+pub const SKL_VERSION_MINOR: c_int = 1;
+pub const SKL_VERSION_PATCH: c_int = 0;
+pub const SKL_VERSION_STRING: &str = "0.1.0";
+
+// ------------------------------------------------------------------ status
+
+pub type skl_status = c_int;
+pub const SKL_OK: skl_status = 0;
+pub const SKL_ERR_INVALID_ARG: skl_status = -1;
+pub const SKL_ERR_NOMEM: skl_status = -2;
+pub const SKL_ERR_IO: skl_status = -3;
+pub const SKL_ERR_TRUNCATED: skl_status = -4;
+pub const SKL_ERR_HEADER_SIZE: skl_status = -5;
+pub const SKL_ERR_JSON: skl_status = -6;
+pub const SKL_ERR_DUPLICATE_KEY: skl_status = -7;
+pub const SKL_ERR_HEADER: skl_status = -8;
+pub const SKL_ERR_DTYPE: skl_status = -9;
+pub const SKL_ERR_TENSOR_SIZE: skl_status = -10;
+pub const SKL_ERR_OUT_OF_RANGE: skl_status = -11;
+pub const SKL_ERR_OVERLAP: skl_status = -12;
+pub const SKL_ERR_GAP: skl_status = -13;
+pub const SKL_ERR_CONFIG: skl_status = -14;
+pub const SKL_ERR_SHAPE: skl_status = -15;
+pub const SKL_ERR_MISSING_TENSOR: skl_status = -16;
+pub const SKL_ERR_UNEXPECTED_TENSOR: skl_status = -17;
+pub const SKL_ERR_TOKEN: skl_status = -18;
+pub const SKL_ERR_CONTEXT_FULL: skl_status = -19;
+pub const SKL_ERR_CANCELLED: skl_status = -20;
+pub const SKL_ERR_MERGE_NOT_APPLICABLE: skl_status = -21;
+pub const SKL_ERR_SINGULAR: skl_status = -22;
+pub const SKL_ERR_ILL_CONDITIONED: skl_status = -23;
+pub const SKL_ERR_ALREADY_MERGED: skl_status = -24;
+pub const SKL_ERR_UNSUPPORTED: skl_status = -25;
+
+// --------------------------------------------------------------------- log
+
+pub type skl_log_level = c_int;
+pub const SKL_LOG_ERROR: skl_log_level = 0;
+pub const SKL_LOG_WARN: skl_log_level = 1;
+pub const SKL_LOG_INFO: skl_log_level = 2;
+pub const SKL_LOG_DEBUG: skl_log_level = 3;
+
+pub type skl_log_fn =
+    Option<unsafe extern "C" fn(level: skl_log_level, message: *const c_char, user_data: *mut c_void)>;
+pub type skl_progress_fn =
+    Option<unsafe extern "C" fn(done: u64, total: u64, user_data: *mut c_void) -> c_int>;
+
+// ------------------------------------------------------------------- model
+
+#[repr(C)]
+pub struct skl_model {
+    _opaque: [u8; 0],
+}
+
+pub type skl_activation = c_int;
+pub const SKL_ACT_SILU: skl_activation = 0;
+pub const SKL_ACT_GELU: skl_activation = 1;
+pub const SKL_ACT_GELU_TANH: skl_activation = 2;
+pub const SKL_ACT_RELU: skl_activation = 3;
+
+pub type skl_block_type = c_int;
+pub const SKL_BLOCK_SERIAL: skl_block_type = 0;
+pub const SKL_BLOCK_PARALLEL: skl_block_type = 1;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct skl_hparams {
+    pub hidden_size: i32,
+    pub num_hidden_layers: i32,
+    pub num_attention_heads: i32,
+    pub num_key_value_heads: i32,
+    pub head_dim: i32,
+    pub intermediate_size: i32,
+    pub vocab_size: i32,
+    pub max_position_embeddings: i32,
+    pub rotary_dim: i32,
+    pub hidden_act: skl_activation,
+    pub block_type: skl_block_type,
+    pub rope_theta: c_float,
+    pub partial_rotary_factor: c_float,
+    pub rms_norm_eps: c_float,
+    pub use_rope: bool,
+    pub tie_word_embeddings: bool,
+    pub glu: bool,
+    pub final_norm: bool,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct skl_weight_counts {
+    pub embed: u64,
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    pub o: u64,
+    pub gate: u64,
+    pub up: u64,
+    pub down: u64,
+    pub head: u64,
+    pub bias: u64,
+    pub norm: u64,
+    pub linear_total: u64,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_model_params {
+    pub progress: skl_progress_fn,
+    pub progress_user_data: *mut c_void,
+}
+
+// ----------------------------------------------------------------- context
+
+#[repr(C)]
+pub struct skl_context {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct skl_context_params {
+    pub n_ctx: i32,
+    pub n_threads: i32,
+    pub n_batch: i32,
+    pub logits_all: bool,
+}
+
+// ---------------------------------------------------------------- sampling
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct skl_sampler_params {
+    pub temperature: c_float,
+    pub top_k: i32,
+    pub top_p: c_float,
+    pub seed: u64,
+}
+
+#[repr(C)]
+pub struct skl_sampler {
+    _opaque: [u8; 0],
+}
+
+// -------------------------------------------------------------- generation
+
+pub type skl_token_fn =
+    Option<unsafe extern "C" fn(token: i32, piece: *const c_char, user_data: *mut c_void) -> c_int>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_generate_params {
+    pub sampling: skl_sampler_params,
+    pub max_tokens: i32,
+    pub stop_tokens: *const i32,
+    pub n_stop_tokens: i32,
+}
+
+pub type skl_stop_reason = c_int;
+pub const SKL_STOP_MAX_TOKENS: skl_stop_reason = 0;
+pub const SKL_STOP_STOP_TOKEN: skl_stop_reason = 1;
+pub const SKL_STOP_CALLBACK: skl_stop_reason = 2;
+pub const SKL_STOP_CONTEXT_FULL: skl_stop_reason = 3;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct skl_generate_result {
+    pub n_generated: i32,
+    pub stop_token: i32,
+    pub stop_reason: skl_stop_reason,
+    pub prompt_seconds: c_double,
+    pub decode_seconds: c_double,
+}
+
+// ------------------------------------------------------------------- merge
+
+pub type skl_removal = c_int;
+pub const SKL_REMOVE_AUTO: skl_removal = 0;
+pub const SKL_REMOVE_QP: skl_removal = 1;
+pub const SKL_REMOVE_KP: skl_removal = 2;
+pub const SKL_REMOVE_VP: skl_removal = 3;
+pub const SKL_REMOVE_Q: skl_removal = 4;
+pub const SKL_REMOVE_P: skl_removal = 5;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_merge_params {
+    pub remove: skl_removal,
+    pub verify: bool,
+    pub n_probe_tokens: i32,
+    pub probe_seed: u64,
+    pub max_condition: c_double,
+    pub progress: skl_progress_fn,
+    pub progress_user_data: *mut c_void,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct skl_merge_layer {
+    pub layer: i32,
+    pub removed_q: bool,
+    pub removed_k: bool,
+    pub removed_v: bool,
+    pub removed_o: bool,
+    pub weights_before: u64,
+    pub weights_after: u64,
+    pub condition: c_double,
+    pub residual: c_double,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+pub struct skl_merge_report {
+    pub removal: skl_removal,
+    pub n_layers: i32,
+    pub layers: *mut skl_merge_layer,
+    pub weights_before: u64,
+    pub weights_after: u64,
+    pub max_condition: c_double,
+    pub max_residual: c_double,
+    pub verify_error: c_double,
+    pub n_probe_tokens: i32,
+    pub seconds: c_double,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_plan_row {
+    pub removal: skl_removal,
+    pub applicable: bool,
+    pub lossless: bool,
+    pub total: u64,
+    pub removed: u64,
+    pub after: u64,
+    pub saving_percent: c_double,
+    pub speedup_bound: c_double,
+    pub note: [c_char; 96],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_plan {
+    pub block_type: skl_block_type,
+    pub hidden_size: i32,
+    pub kv_dim: i32,
+    pub intermediate_size: i32,
+    pub num_hidden_layers: i32,
+    pub vocab_size: i32,
+    pub glu: bool,
+    pub final_norm: bool,
+    pub total: u64,
+    pub n_rows: i32,
+    pub rows: [skl_plan_row; 8],
+}
+
+// -------------------------------------------------------------------- save
+
+pub type skl_save_format = c_int;
+pub const SKL_SAVE_AUTO: skl_save_format = 0;
+pub const SKL_SAVE_DIR: skl_save_format = 1;
+pub const SKL_SAVE_FILE: skl_save_format = 2;
+
+extern "C" {
+    pub fn skl_strerror(status: c_int) -> *const c_char;
+    pub fn skl_last_error() -> *const c_char;
+    pub fn skl_version() -> *const c_char;
+    pub fn skl_version_number() -> c_int;
+    pub fn skl_log_set(fn_: skl_log_fn, user_data: *mut c_void);
+
+    pub fn skl_model_params_init(params: *mut skl_model_params);
+    pub fn skl_model_load(path: *const c_char, params: *const skl_model_params, out: *mut *mut skl_model)
+        -> c_int;
+    pub fn skl_model_free(model: *mut skl_model);
+    pub fn skl_model_hparams(model: *const skl_model, out: *mut skl_hparams) -> c_int;
+    pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts) -> c_int;
+    pub fn skl_model_has_proj(model: *const skl_model, layer: i32, which: c_char) -> c_int;
+
+    pub fn skl_context_params_init(params: *mut skl_context_params);
+    pub fn skl_context_create(
+        model: *const skl_model,
+        params: *const skl_context_params,
+        out: *mut *mut skl_context,
+    ) -> c_int;
+    pub fn skl_context_free(ctx: *mut skl_context);
+    pub fn skl_eval(ctx: *mut skl_context, tokens: *const i32, n_tokens: i32) -> c_int;
+    pub fn skl_logits(ctx: *const skl_context, n_rows: *mut i32) -> *const c_float;
+    pub fn skl_context_n_past(ctx: *const skl_context) -> i32;
+    pub fn skl_context_n_ctx(ctx: *const skl_context) -> i32;
+    pub fn skl_kv_truncate(ctx: *mut skl_context, n_keep: i32) -> c_int;
+    pub fn skl_kv_reset(ctx: *mut skl_context) -> c_int;
+
+    pub fn skl_sampler_params_init(params: *mut skl_sampler_params);
+    pub fn skl_sampler_create(params: *const skl_sampler_params, out: *mut *mut skl_sampler) -> c_int;
+    pub fn skl_sampler_free(sampler: *mut skl_sampler);
+    pub fn skl_sample(sampler: *mut skl_sampler, logits: *const c_float, n_vocab: i32, token: *mut i32)
+        -> c_int;
+
+    pub fn skl_generate_params_init(params: *mut skl_generate_params);
+    pub fn skl_generate(
+        ctx: *mut skl_context,
+        prompt_tokens: *const i32,
+        n_prompt: i32,
+        params: *const skl_generate_params,
+        on_token: skl_token_fn,
+        user_data: *mut c_void,
+        result: *mut skl_generate_result,
+    ) -> c_int;
+
+    pub fn skl_removal_name(r: skl_removal) -> *const c_char;
+    pub fn skl_removal_parse(name: *const c_char, out: *mut skl_removal) -> c_int;
+    pub fn skl_merge_params_init(params: *mut skl_merge_params);
+    pub fn skl_model_merge(
+        model: *const skl_model,
+        params: *const skl_merge_params,
+        out: *mut *mut skl_model,
+        report: *mut *mut skl_merge_report,
+    ) -> c_int;
+    pub fn skl_merge_report_free(report: *mut skl_merge_report);
+
+    pub fn skl_plan_config(config_path: *const c_char, out: *mut skl_plan) -> c_int;
+    pub fn skl_model_plan(model: *const skl_model, out: *mut skl_plan) -> c_int;
+
+    pub fn skl_model_save(model: *const skl_model, path: *const c_char, format: skl_save_format) -> c_int;
+}

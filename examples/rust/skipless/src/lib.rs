@@ -1,0 +1,770 @@
+//! Safe Rust binding of libskipless.
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! let model = skipless::Model::load("examples/models/kjv-serial")?;
+//! let mut ctx = skipless::Context::new(&model, &skipless::ContextParams { n_ctx: 256, ..Default::default() })?;
+//! let params = skipless::GenerateParams { max_tokens: 32, seed: 7, ..Default::default() };
+//! ctx.generate(&[1, 2, 3], &params, |t| {
+//!     print!("{} ", t.id);
+//!     ControlFlow::Continue(())
+//! })?;
+//! # Ok::<(), skipless::Error>(())
+//! ```
+//!
+//! Ownership follows the C contract (include/skipless.h): a [`Model`] is immutable and
+//! `Send + Sync`; a [`Context`] borrows its model (so it cannot outlive it) and is `Send`
+//! but not `Sync` (one thread at a time); a [`Sampler`] likewise.  Every failure is an
+//! [`Error`] with the status code and the library's message for it.
+//!
+//! Thread rules checked by the compiler:
+//! ```compile_fail
+//! fn sync<T: Sync>() {}
+//! sync::<skipless::Context<'static>>();
+//! ```
+//! ```compile_fail
+//! fn sync<T: Sync>() {}
+//! sync::<skipless::Sampler>();
+//! ```
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::ControlFlow;
+use std::os::raw::{c_char, c_int, c_void};
+use std::path::Path;
+use std::ptr::{self, NonNull};
+
+pub use skipless_sys as sys;
+
+// ------------------------------------------------------------------ errors
+
+macro_rules! error_kinds {
+    ($($kind:ident = $code:ident),* $(,)?) => {
+        /// What went wrong: one variant per `skl_status` of the header.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            $($kind,)*
+            /// A status this binding does not know (a newer library).
+            Unknown(i32),
+        }
+
+        impl ErrorKind {
+            pub fn from_code(code: i32) -> ErrorKind {
+                match code {
+                    $(sys::$code => ErrorKind::$kind,)*
+                    other => ErrorKind::Unknown(other),
+                }
+            }
+
+            /// Every known kind with its status code.
+            pub const ALL: &'static [(ErrorKind, i32)] = &[$((ErrorKind::$kind, sys::$code)),*];
+        }
+    };
+}
+
+error_kinds! {
+    InvalidArg = SKL_ERR_INVALID_ARG,
+    NoMem = SKL_ERR_NOMEM,
+    Io = SKL_ERR_IO,
+    Truncated = SKL_ERR_TRUNCATED,
+    HeaderSize = SKL_ERR_HEADER_SIZE,
+    Json = SKL_ERR_JSON,
+    DuplicateKey = SKL_ERR_DUPLICATE_KEY,
+    Header = SKL_ERR_HEADER,
+    Dtype = SKL_ERR_DTYPE,
+    TensorSize = SKL_ERR_TENSOR_SIZE,
+    OutOfRange = SKL_ERR_OUT_OF_RANGE,
+    Overlap = SKL_ERR_OVERLAP,
+    Gap = SKL_ERR_GAP,
+    Config = SKL_ERR_CONFIG,
+    Shape = SKL_ERR_SHAPE,
+    MissingTensor = SKL_ERR_MISSING_TENSOR,
+    UnexpectedTensor = SKL_ERR_UNEXPECTED_TENSOR,
+    Token = SKL_ERR_TOKEN,
+    ContextFull = SKL_ERR_CONTEXT_FULL,
+    Cancelled = SKL_ERR_CANCELLED,
+    MergeNotApplicable = SKL_ERR_MERGE_NOT_APPLICABLE,
+    Singular = SKL_ERR_SINGULAR,
+    IllConditioned = SKL_ERR_ILL_CONDITIONED,
+    AlreadyMerged = SKL_ERR_ALREADY_MERGED,
+    Unsupported = SKL_ERR_UNSUPPORTED,
+}
+
+/// A failed libskipless call: the `skl_status` code and the message of that failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    code: i32,
+    message: String,
+}
+
+impl Error {
+    pub fn code(&self) -> i32 {
+        self.code
+    }
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::from_code(self.code)
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    fn new(code: i32, message: String) -> Error {
+        Error { code, message }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, status {})", self.message, strerror(self.code), self.code)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+unsafe fn text(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// Turn a status into a Result, reading skl_last_error() at once: it is per thread
+/// and the next failure on this thread overwrites it.
+fn check(rc: c_int) -> Result<c_int> {
+    if rc >= 0 {
+        return Ok(rc);
+    }
+    let mut message = unsafe { text(sys::skl_last_error()) };
+    if message.is_empty() {
+        message = strerror(rc);
+    }
+    Err(Error::new(rc, message))
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(sys::SKL_ERR_INVALID_ARG, message)
+}
+
+fn c_path(path: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| invalid(format!("{}: path contains a NUL byte", path.display())))
+}
+
+fn len_i32(n: usize, what: &str) -> Result<i32> {
+    i32::try_from(n).map_err(|_| invalid(format!("{} has {} entries, more than 2^31-1", what, n)))
+}
+
+/// A params struct filled by its `skl_*_params_init` (zeroed first, so pointer fields
+/// the init leaves alone are NULL).
+fn params_init<T>(init: unsafe extern "C" fn(*mut T)) -> T {
+    let mut p = std::mem::MaybeUninit::<T>::zeroed();
+    unsafe {
+        init(p.as_mut_ptr());
+        p.assume_init()
+    }
+}
+
+/// Static description of a status code.
+pub fn strerror(code: i32) -> String {
+    unsafe { text(sys::skl_strerror(code)) }
+}
+
+/// Version of the loaded library, e.g. "0.1.0".
+pub fn version() -> String {
+    unsafe { text(sys::skl_version()) }
+}
+
+// ------------------------------------------------------------------- model
+
+/// Activation of the MLP (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    Gelu,
+    GeluTanh,
+    Relu,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockType {
+    Serial,
+    Parallel,
+}
+
+/// The model's hyper-parameters (`skl_hparams`, Hugging Face names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub hidden_size: i32,
+    pub num_hidden_layers: i32,
+    pub num_attention_heads: i32,
+    pub num_key_value_heads: i32,
+    pub head_dim: i32,
+    pub intermediate_size: i32,
+    pub vocab_size: i32,
+    pub max_position_embeddings: i32,
+    pub rotary_dim: i32,
+    pub hidden_act: Activation,
+    pub block_type: BlockType,
+    pub rope_theta: f32,
+    pub partial_rotary_factor: f32,
+    pub rms_norm_eps: f32,
+    pub use_rope: bool,
+    pub tie_word_embeddings: bool,
+    pub glu: bool,
+    pub final_norm: bool,
+}
+
+pub use sys::skl_weight_counts as WeightCounts;
+
+/// Which weights a merge removes (`skl_removal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Auto,
+    Qp,
+    Kp,
+    Vp,
+    Q,
+    P,
+}
+
+impl Removal {
+    fn to_c(self) -> sys::skl_removal {
+        match self {
+            Removal::Auto => sys::SKL_REMOVE_AUTO,
+            Removal::Qp => sys::SKL_REMOVE_QP,
+            Removal::Kp => sys::SKL_REMOVE_KP,
+            Removal::Vp => sys::SKL_REMOVE_VP,
+            Removal::Q => sys::SKL_REMOVE_Q,
+            Removal::P => sys::SKL_REMOVE_P,
+        }
+    }
+    fn from_c(r: sys::skl_removal) -> Removal {
+        [Removal::Auto, Removal::Qp, Removal::Kp, Removal::Vp, Removal::Q, Removal::P]
+            .iter()
+            .copied()
+            .find(|x| x.to_c() == r)
+            .unwrap_or(Removal::Auto)
+    }
+    /// "auto", "qp", "kp", "vp", "q" or "p".
+    pub fn name(self) -> String {
+        unsafe { text(sys::skl_removal_name(self.to_c())) }
+    }
+    pub fn parse(name: &str) -> Result<Removal> {
+        let c = CString::new(name).map_err(|_| invalid("removal name contains NUL".into()))?;
+        let mut r = 0;
+        check(unsafe { sys::skl_removal_parse(c.as_ptr(), &mut r) })?;
+        Ok(Removal::from_c(r))
+    }
+}
+
+/// Options of [`Model::merge`]; `Default` is the library's (`skl_merge_params_init`).
+#[derive(Debug, Clone, Copy)]
+pub struct MergeParams {
+    pub remove: Removal,
+    pub verify: bool,
+    pub n_probe_tokens: i32,
+    pub probe_seed: u64,
+    pub max_condition: f64,
+}
+
+impl Default for MergeParams {
+    fn default() -> Self {
+        let p = params_init(sys::skl_merge_params_init);
+        MergeParams {
+            remove: Removal::from_c(p.remove),
+            verify: p.verify,
+            n_probe_tokens: p.n_probe_tokens,
+            probe_seed: p.probe_seed,
+            max_condition: p.max_condition,
+        }
+    }
+}
+
+pub use sys::skl_merge_layer as MergeLayer;
+
+/// What a merge did (`skl_merge_report`).
+#[derive(Debug, Clone)]
+pub struct MergeReport {
+    pub removal: Removal,
+    pub layers: Vec<MergeLayer>,
+    pub weights_before: u64,
+    pub weights_after: u64,
+    pub max_condition: f64,
+    pub max_residual: f64,
+    /// Max relative logit difference on the probe tokens; None if not verified.
+    pub verify_error: Option<f64>,
+    pub n_probe_tokens: i32,
+    pub seconds: f64,
+}
+
+/// How [`Model::save`] writes the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveFormat {
+    /// A file if the path ends in ".safetensors", else a directory.
+    Auto,
+    Dir,
+    File,
+}
+
+/// One row of a merge plan (`skl_plan_row`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRow {
+    pub removal: Removal,
+    pub applicable: bool,
+    pub lossless: bool,
+    pub total: u64,
+    pub removed: u64,
+    pub after: u64,
+    pub saving_percent: f64,
+    pub speedup_bound: f64,
+    pub note: String,
+}
+
+/// Weight accounting of every removal (`skl_plan`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub block_type: BlockType,
+    pub total: u64,
+    pub rows: Vec<PlanRow>,
+}
+
+fn plan_from(p: &sys::skl_plan) -> Plan {
+    let rows = p.rows[..p.n_rows.max(0) as usize]
+        .iter()
+        .map(|r| PlanRow {
+            removal: Removal::from_c(r.removal),
+            applicable: r.applicable,
+            lossless: r.lossless,
+            total: r.total,
+            removed: r.removed,
+            after: r.after,
+            saving_percent: r.saving_percent,
+            speedup_bound: r.speedup_bound,
+            note: unsafe { text(r.note.as_ptr()) },
+        })
+        .collect();
+    Plan { block_type: block_type(p.block_type), total: p.total, rows }
+}
+
+fn block_type(b: sys::skl_block_type) -> BlockType {
+    if b == sys::SKL_BLOCK_PARALLEL {
+        BlockType::Parallel
+    } else {
+        BlockType::Serial
+    }
+}
+
+/// Merge plan from a config file alone (`skl_plan_config`).
+pub fn plan_config<P: AsRef<Path>>(config_path: P) -> Result<Plan> {
+    let path = c_path(config_path.as_ref())?;
+    let mut p = std::mem::MaybeUninit::<sys::skl_plan>::zeroed();
+    check(unsafe { sys::skl_plan_config(path.as_ptr(), p.as_mut_ptr()) })?;
+    Ok(plan_from(unsafe { &p.assume_init() }))
+}
+
+/// A loaded model: immutable, shareable between threads (`Send + Sync`).
+pub struct Model {
+    ptr: NonNull<sys::skl_model>,
+}
+
+// The C contract: a model is immutable after loading and may be used from any number of
+// threads at once; it is freed by whichever thread drops it last.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        unsafe { sys::skl_model_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model").field("ptr", &self.ptr).finish()
+    }
+}
+
+fn out_ptr<T>(p: *mut T, what: &str) -> Result<NonNull<T>> {
+    NonNull::new(p).ok_or_else(|| Error::new(sys::SKL_ERR_NOMEM, format!("{}: NULL without an error", what)))
+}
+
+impl Model {
+    /// Load a model directory (config.json + model.safetensors) or one .safetensors file.
+    pub fn load<P: AsRef<Path>>(path: P) -> Result<Model> {
+        let path = c_path(path.as_ref())?;
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::skl_model_load(path.as_ptr(), ptr::null(), &mut out) })?;
+        Ok(Model { ptr: out_ptr(out, "skl_model_load")? })
+    }
+
+    pub fn as_ptr(&self) -> *const sys::skl_model {
+        self.ptr.as_ptr()
+    }
+
+    pub fn config(&self) -> Config {
+        let mut h = sys::skl_hparams::default();
+        // Cannot fail for a valid model pointer.
+        check(unsafe { sys::skl_model_hparams(self.as_ptr(), &mut h) }).expect("skl_model_hparams");
+        let act = [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::Relu];
+        Config {
+            hidden_size: h.hidden_size,
+            num_hidden_layers: h.num_hidden_layers,
+            num_attention_heads: h.num_attention_heads,
+            num_key_value_heads: h.num_key_value_heads,
+            head_dim: h.head_dim,
+            intermediate_size: h.intermediate_size,
+            vocab_size: h.vocab_size,
+            max_position_embeddings: h.max_position_embeddings,
+            rotary_dim: h.rotary_dim,
+            hidden_act: act[h.hidden_act as usize],
+            block_type: block_type(h.block_type),
+            rope_theta: h.rope_theta,
+            partial_rotary_factor: h.partial_rotary_factor,
+            rms_norm_eps: h.rms_norm_eps,
+            use_rope: h.use_rope,
+            tie_word_embeddings: h.tie_word_embeddings,
+            glu: h.glu,
+            final_norm: h.final_norm,
+        }
+    }
+
+    pub fn weight_counts(&self) -> WeightCounts {
+        let mut w = WeightCounts::default();
+        check(unsafe { sys::skl_model_weight_counts(self.as_ptr(), &mut w) }).expect("skl_model_weight_counts");
+        w
+    }
+
+    /// Whether projection 'q', 'k', 'v' or 'o' of `layer` is present.
+    pub fn has_proj(&self, layer: i32, which: char) -> Result<bool> {
+        if !which.is_ascii() {
+            return Err(invalid(format!("projection '{}' is not one of q, k, v, o", which)));
+        }
+        Ok(check(unsafe { sys::skl_model_has_proj(self.as_ptr(), layer, which as u8 as c_char) })? == 1)
+    }
+
+    pub fn plan(&self) -> Result<Plan> {
+        let mut p = std::mem::MaybeUninit::<sys::skl_plan>::zeroed();
+        check(unsafe { sys::skl_model_plan(self.as_ptr(), p.as_mut_ptr()) })?;
+        Ok(plan_from(unsafe { &p.assume_init() }))
+    }
+
+    /// Remove weights exactly: a new merged model and the report; `self` is unchanged.
+    pub fn merge(&self, params: &MergeParams) -> Result<(Model, MergeReport)> {
+        let mut p = params_init(sys::skl_merge_params_init);
+        p.remove = params.remove.to_c();
+        p.verify = params.verify;
+        p.n_probe_tokens = params.n_probe_tokens;
+        p.probe_seed = params.probe_seed;
+        p.max_condition = params.max_condition;
+        let (mut out, mut rep) = (ptr::null_mut(), ptr::null_mut());
+        check(unsafe { sys::skl_model_merge(self.as_ptr(), &p, &mut out, &mut rep) })?;
+        let model = Model { ptr: out_ptr(out, "skl_model_merge")? };
+        let report = unsafe {
+            let r = &*rep;
+            let layers = if r.n_layers > 0 {
+                std::slice::from_raw_parts(r.layers, r.n_layers as usize).to_vec()
+            } else {
+                Vec::new()
+            };
+            let report = MergeReport {
+                removal: Removal::from_c(r.removal),
+                layers,
+                weights_before: r.weights_before,
+                weights_after: r.weights_after,
+                max_condition: r.max_condition,
+                max_residual: r.max_residual,
+                verify_error: if r.verify_error < 0.0 { None } else { Some(r.verify_error) },
+                n_probe_tokens: r.n_probe_tokens,
+                seconds: r.seconds,
+            };
+            sys::skl_merge_report_free(rep);
+            report
+        };
+        Ok((model, report))
+    }
+
+    /// Write the model (F32 safetensors) so that [`Model::load`] reads it back.
+    pub fn save<P: AsRef<Path>>(&self, path: P, format: SaveFormat) -> Result<()> {
+        let path = c_path(path.as_ref())?;
+        let f = match format {
+            SaveFormat::Auto => sys::SKL_SAVE_AUTO,
+            SaveFormat::Dir => sys::SKL_SAVE_DIR,
+            SaveFormat::File => sys::SKL_SAVE_FILE,
+        };
+        check(unsafe { sys::skl_model_save(self.as_ptr(), path.as_ptr(), f) }).map(|_| ())
+    }
+}
+
+// ----------------------------------------------------------------- context
+
+/// Options of [`Context::new`]; `Default` is the library's (`skl_context_params_init`):
+/// n_ctx 0 (= max_position_embeddings), 1 thread, n_batch 64, logits of the last token only.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextParams {
+    pub n_ctx: i32,
+    pub n_threads: i32,
+    pub n_batch: i32,
+    pub logits_all: bool,
+}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        let p = params_init(sys::skl_context_params_init);
+        ContextParams { n_ctx: p.n_ctx, n_threads: p.n_threads, n_batch: p.n_batch, logits_all: p.logits_all }
+    }
+}
+
+/// The KV cache of one sequence.  It borrows its model, is `Send` (it may move to
+/// another thread) but not `Sync`: the C library allows one thread at a time.
+pub struct Context<'m> {
+    ptr: NonNull<sys::skl_context>,
+    n_vocab: usize,
+    _model: PhantomData<&'m Model>,
+}
+
+// One thread at a time, any thread: Send, and no Sync (the raw pointer keeps it !Sync).
+unsafe impl Send for Context<'_> {}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::skl_context_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// One generated token handed to the [`Context::generate`] callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Token<'a> {
+    /// The token id (-1 for the final call that only flushes pending text).
+    pub id: i32,
+    /// The text this token completes, or None while the model has no tokenizer.
+    /// Borrowed from the library: valid only during the callback.
+    pub piece: Option<&'a str>,
+}
+
+/// Options of [`Context::generate`]; `Default` is the library's: 128 tokens, temperature
+/// 0.8, top_k 40, top_p 0.95, seed 0x5EED, no stop tokens.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    pub max_tokens: i32,
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub seed: u64,
+    pub stop_tokens: Vec<i32>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        let p = params_init(sys::skl_generate_params_init);
+        GenerateParams {
+            max_tokens: p.max_tokens,
+            temperature: p.sampling.temperature,
+            top_k: p.sampling.top_k,
+            top_p: p.sampling.top_p,
+            seed: p.sampling.seed,
+            stop_tokens: Vec::new(),
+        }
+    }
+}
+
+impl GenerateParams {
+    fn sampling(&self) -> sys::skl_sampler_params {
+        sys::skl_sampler_params {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    MaxTokens,
+    StopToken,
+    /// The callback returned `ControlFlow::Break`.
+    Callback,
+    ContextFull,
+}
+
+/// Outcome of [`Context::generate`] (`skl_generate_result`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerateResult {
+    pub n_generated: i32,
+    pub stop_token: Option<i32>,
+    pub stop_reason: StopReason,
+    pub prompt_seconds: f64,
+    pub decode_seconds: f64,
+}
+
+struct CallbackState<F> {
+    f: F,
+    panic: Option<Box<dyn std::any::Any + Send + 'static>>,
+}
+
+unsafe extern "C" fn on_token_trampoline<F>(token: i32, piece: *const c_char, user_data: *mut c_void) -> c_int
+where
+    F: FnMut(Token<'_>) -> ControlFlow<()>,
+{
+    let state = &mut *(user_data as *mut CallbackState<F>);
+    if state.panic.is_some() {
+        return 1;
+    }
+    let text = if piece.is_null() { None } else { Some(CStr::from_ptr(piece).to_string_lossy()) };
+    let f = &mut state.f;
+    // A panic must not unwind through C: catch it, stop generation, resume it afterwards.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(Token { id: token, piece: text.as_deref() }))) {
+        Ok(ControlFlow::Continue(())) => 0,
+        Ok(ControlFlow::Break(())) => 1,
+        Err(payload) => {
+            state.panic = Some(payload);
+            1
+        }
+    }
+}
+
+impl<'m> Context<'m> {
+    pub fn new(model: &'m Model, params: &ContextParams) -> Result<Context<'m>> {
+        let mut p = params_init(sys::skl_context_params_init);
+        p.n_ctx = params.n_ctx;
+        p.n_threads = params.n_threads;
+        p.n_batch = params.n_batch;
+        p.logits_all = params.logits_all;
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::skl_context_create(model.as_ptr(), &p, &mut out) })?;
+        Ok(Context {
+            ptr: out_ptr(out, "skl_context_create")?,
+            n_vocab: model.config().vocab_size as usize,
+            _model: PhantomData,
+        })
+    }
+
+    pub fn as_ptr(&mut self) -> *mut sys::skl_context {
+        self.ptr.as_ptr()
+    }
+
+    /// Tokens in the KV cache.
+    pub fn n_past(&self) -> i32 {
+        unsafe { sys::skl_context_n_past(self.ptr.as_ptr()) }
+    }
+
+    /// Capacity of the KV cache.
+    pub fn n_ctx(&self) -> i32 {
+        unsafe { sys::skl_context_n_ctx(self.ptr.as_ptr()) }
+    }
+
+    /// Append tokens and run them through the model; on error the context is unchanged.
+    pub fn eval(&mut self, tokens: &[i32]) -> Result<()> {
+        let n = len_i32(tokens.len(), "tokens")?;
+        check(unsafe { sys::skl_eval(self.ptr.as_ptr(), tokens.as_ptr(), n) }).map(|_| ())
+    }
+
+    /// Logits of the last eval, `[rows * vocab]` (rows = tokens of that eval with
+    /// `logits_all`, else 1); None before any eval.  Borrowed: the next eval needs
+    /// `&mut self`, so the slice cannot outlive the data.
+    pub fn logits(&self) -> Option<&[f32]> {
+        let mut rows = 0;
+        let p = unsafe { sys::skl_logits(self.ptr.as_ptr(), &mut rows) };
+        if p.is_null() {
+            None
+        } else {
+            Some(unsafe { std::slice::from_raw_parts(p, rows as usize * self.n_vocab) })
+        }
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// Keep the first `n_keep` tokens of the cache.
+    pub fn truncate(&mut self, n_keep: i32) -> Result<()> {
+        check(unsafe { sys::skl_kv_truncate(self.ptr.as_ptr(), n_keep) }).map(|_| ())
+    }
+
+    /// Empty the cache.
+    pub fn reset(&mut self) -> Result<()> {
+        check(unsafe { sys::skl_kv_reset(self.ptr.as_ptr()) }).map(|_| ())
+    }
+
+    /// `skl_generate`: evaluate the prompt, then sample and hand each token to `on_token`
+    /// until max_tokens, a stop token, a full cache, or `ControlFlow::Break`.  The last
+    /// token handed over is not evaluated into the cache (include it in the next prompt).
+    /// A panic in `on_token` stops generation and is resumed here.
+    pub fn generate<F>(&mut self, prompt: &[i32], params: &GenerateParams, on_token: F) -> Result<GenerateResult>
+    where
+        F: FnMut(Token<'_>) -> ControlFlow<()>,
+    {
+        let mut gp = params_init(sys::skl_generate_params_init);
+        gp.sampling = params.sampling();
+        gp.max_tokens = params.max_tokens;
+        gp.stop_tokens = if params.stop_tokens.is_empty() { ptr::null() } else { params.stop_tokens.as_ptr() };
+        gp.n_stop_tokens = len_i32(params.stop_tokens.len(), "stop_tokens")?;
+        let n_prompt = len_i32(prompt.len(), "prompt")?;
+        let mut state = CallbackState { f: on_token, panic: None };
+        let mut res = sys::skl_generate_result::default();
+        let rc = unsafe {
+            sys::skl_generate(
+                self.ptr.as_ptr(),
+                prompt.as_ptr(),
+                n_prompt,
+                &gp,
+                Some(on_token_trampoline::<F>),
+                &mut state as *mut CallbackState<F> as *mut c_void,
+                &mut res,
+            )
+        };
+        if let Some(payload) = state.panic {
+            std::panic::resume_unwind(payload);
+        }
+        check(rc)?;
+        Ok(GenerateResult {
+            n_generated: res.n_generated,
+            stop_token: if res.stop_token < 0 { None } else { Some(res.stop_token) },
+            stop_reason: match res.stop_reason {
+                sys::SKL_STOP_STOP_TOKEN => StopReason::StopToken,
+                sys::SKL_STOP_CALLBACK => StopReason::Callback,
+                sys::SKL_STOP_CONTEXT_FULL => StopReason::ContextFull,
+                _ => StopReason::MaxTokens,
+            },
+            prompt_seconds: res.prompt_seconds,
+            decode_seconds: res.decode_seconds,
+        })
+    }
+}
+
+// ----------------------------------------------------------------- sampler
+
+/// Sampling settings plus RNG state (`skl_sampler`): `Send`, not `Sync`.
+pub struct Sampler {
+    ptr: NonNull<sys::skl_sampler>,
+}
+
+unsafe impl Send for Sampler {}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        unsafe { sys::skl_sampler_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl Sampler {
+    /// A sampler with the sampling fields of `params` (temperature, top_k, top_p, seed).
+    pub fn new(params: &GenerateParams) -> Result<Sampler> {
+        let p = params.sampling();
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::skl_sampler_create(&p, &mut out) })?;
+        Ok(Sampler { ptr: out_ptr(out, "skl_sampler_create")? })
+    }
+
+    /// A token id from one row of logits.
+    pub fn sample(&mut self, logits: &[f32]) -> Result<i32> {
+        let n = len_i32(logits.len(), "logits")?;
+        let mut tok = 0;
+        check(unsafe { sys::skl_sample(self.ptr.as_ptr(), logits.as_ptr(), n, &mut tok) })?;
+        Ok(tok)
+    }
+}

@@ -1,0 +1,303 @@
+//! The safe binding against the C library, its CLI and the generated test models
+//! (the same cases as examples/python/tests).
+mod common;
+
+use common::*;
+use skipless::{Context, ContextParams, ErrorKind, GenerateParams, MergeParams, Model, Removal, SaveFormat,
+               StopReason};
+use std::ops::ControlFlow;
+
+const SERIAL: &str = "serial_mha_silu_glu";
+const PARALLEL: &str = "parallel_gqa_tanh_mlp_rope25_tied_f16";
+
+fn logits_of(model: &Model, tokens: &[i32], all: bool) -> Vec<f32> {
+    let mut ctx = Context::new(model, &ContextParams { logits_all: all, ..Default::default() }).unwrap();
+    ctx.eval(tokens).unwrap();
+    ctx.logits().unwrap().to_vec()
+}
+
+fn generate_ids(model: &Model, prompt: &[i32], params: &GenerateParams) -> (Vec<i32>, skipless::GenerateResult) {
+    let mut ctx = Context::new(model, &ContextParams::default()).unwrap();
+    let mut ids = Vec::new();
+    let res = ctx
+        .generate(prompt, params, |t| {
+            assert!(t.piece.is_none() || t.id >= -1);
+            ids.push(t.id);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    (ids, res)
+}
+
+#[test]
+fn load_every_valid_model() {
+    let m = manifest();
+    for e in m.get("models").arr() {
+        let model = Model::load(models_dir().join(e.get("path").str())).unwrap();
+        let cfg = model.config();
+        let block = format!("{:?}", cfg.block_type).to_lowercase();
+        assert_eq!(block, e.get("block_type").str());
+        assert!(cfg.vocab_size > *e.get("tokens").ints().iter().max().unwrap());
+        let w = model.weight_counts();
+        assert_eq!(w.linear_total, w.embed + w.q + w.k + w.v + w.o + w.gate + w.up + w.down + w.head);
+    }
+}
+
+#[test]
+fn merge_report_save_and_reload() {
+    let (path, tokens) = test_model(SERIAL);
+    let model = Model::load(&path).unwrap();
+    let before = model.weight_counts().linear_total;
+    let (merged, report) = model.merge(&MergeParams::default()).unwrap();
+    assert_eq!(report.removal, Removal::Qp);
+    assert_eq!(report.weights_before, before);
+    assert_eq!(report.weights_after, merged.weight_counts().linear_total);
+    assert!(report.weights_after < before);
+    assert_eq!(report.layers.len(), model.config().num_hidden_layers as usize);
+    assert!(report.layers.iter().all(|l| l.removed_q && l.removed_o));
+    assert!(report.verify_error.unwrap() < 1e-4);
+    assert!(!merged.has_proj(0, 'q').unwrap());
+    assert!(model.has_proj(0, 'q').unwrap());
+    let (a, b) = (logits_of(&model, &tokens, false), logits_of(&merged, &tokens, false));
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff / scale < 1e-4, "merged logits differ by {}", diff / scale);
+    let dir = temp_dir("merge");
+    let out = dir.join("merged.safetensors");
+    merged.save(&out, SaveFormat::Auto).unwrap();
+    let back = Model::load(&out).unwrap();
+    assert_eq!(logits_of(&back, &tokens, false), b);
+    let err = back.merge(&MergeParams { remove: Removal::Qp, ..Default::default() }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyMerged);
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let parallel = Model::load(test_model(PARALLEL).0).unwrap();
+    let (_, rep) = parallel.merge(&MergeParams { verify: false, ..Default::default() }).unwrap();
+    assert_eq!(rep.removal, Removal::Q);
+    assert_eq!(rep.verify_error, None);
+}
+
+#[test]
+fn plan_from_config_and_model_agree() {
+    let (path, _) = test_model(SERIAL);
+    let from_config = skipless::plan_config(path.join("config.json")).unwrap();
+    let model = Model::load(&path).unwrap();
+    let from_model = model.plan().unwrap();
+    assert_eq!(from_config.total, model.weight_counts().linear_total);
+    let key = |p: &skipless::Plan| p.rows.iter().map(|r| (r.removal, r.applicable, r.removed)).collect::<Vec<_>>();
+    assert_eq!(key(&from_model), key(&from_config));
+    assert_eq!(Removal::parse("qp").unwrap(), Removal::Qp);
+    assert_eq!(Removal::Vp.name(), "vp");
+    assert_eq!(Removal::parse("nonsense").unwrap_err().kind(), ErrorKind::InvalidArg);
+}
+
+#[test]
+fn logits_equal_cli() {
+    let dir = temp_dir("logits");
+    for name in [SERIAL, PARALLEL, "serial_mqa_gelunew_glu_rope50_bias_f16"] {
+        let (path, tokens) = test_model(name);
+        let list = tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
+        let model = Model::load(&path).unwrap();
+        let vocab = model.config().vocab_size as usize;
+        for decode in [false, true] {
+            let out = dir.join(format!("{}-{}.npy", name, decode));
+            let mut args = vec!["logits", path.to_str().unwrap(), "--tokens", &list, "--out", out.to_str().unwrap()];
+            if decode {
+                args.push("--decode");
+            }
+            run_cli(&args);
+            let (shape, want) = read_npy(&out);
+            assert_eq!(shape, vec![tokens.len(), vocab]);
+            let got = if decode {
+                let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
+                let mut rows = Vec::new();
+                for t in &tokens {
+                    ctx.eval(&[*t]).unwrap();
+                    rows.extend_from_slice(ctx.logits().unwrap());
+                }
+                rows
+            } else {
+                logits_of(&model, &tokens, true)
+            };
+            assert_eq!(got, want, "{} decode={}", name, decode);
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn generate_with_seed_reproduces_and_equals_cli() {
+    let (path, tokens) = test_model(SERIAL);
+    let model = Model::load(&path).unwrap();
+    let prompt = &tokens[..4];
+    for seed in [7u64, 12345] {
+        let params = GenerateParams { max_tokens: 20, seed, ..Default::default() };
+        let (a, res) = generate_ids(&model, prompt, &params);
+        let (b, _) = generate_ids(&model, prompt, &params);
+        assert_eq!(a, b);
+        assert_eq!((res.n_generated, res.stop_reason), (20, StopReason::MaxTokens));
+        let list = prompt.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",");
+        let out = run_cli(&["generate", path.to_str().unwrap(), "--tokens", &list, "-n", "20", "--seed",
+                            &seed.to_string()]);
+        let cli: Vec<i32> = out.trim().split(',').map(|t| t.parse().unwrap()).collect();
+        assert_eq!(a, cli);
+    }
+}
+
+#[test]
+fn stop_tokens_and_callback_stop() {
+    let (path, tokens) = test_model(SERIAL);
+    let model = Model::load(&path).unwrap();
+    let prompt = &tokens[..3];
+    let base = GenerateParams { max_tokens: 12, seed: 3, ..Default::default() };
+    let (full, _) = generate_ids(&model, prompt, &base);
+    let stop = full[5];
+    let (got, res) = generate_ids(&model, prompt, &GenerateParams { stop_tokens: vec![stop], ..base.clone() });
+    let first = full.iter().position(|t| *t == stop).unwrap();
+    assert_eq!(got, full[..first].to_vec());
+    assert_eq!((res.stop_reason, res.stop_token), (StopReason::StopToken, Some(stop)));
+
+    // Breaking out of the closure: the context stays usable and continues the sequence.
+    let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
+    let mut taken = Vec::new();
+    let res = ctx
+        .generate(prompt, &base, |t| {
+            taken.push(t.id);
+            if taken.len() == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .unwrap();
+    assert_eq!((res.stop_reason, res.n_generated), (StopReason::Callback, 3));
+    assert_eq!(taken, full[..3].to_vec());
+    assert_eq!(ctx.n_past(), prompt.len() as i32 + 2);
+    ctx.eval(&[taken[2]]).unwrap();
+    let cont = ctx.logits().unwrap().to_vec();
+    let mut fresh = Context::new(&model, &ContextParams::default()).unwrap();
+    fresh.eval(prompt).unwrap();
+    for t in &taken {
+        fresh.eval(&[*t]).unwrap();
+    }
+    assert_eq!(fresh.logits().unwrap(), &cont[..]);
+}
+
+#[test]
+fn panic_in_callback_is_resumed_not_unwound_through_c() {
+    let (path, tokens) = test_model(SERIAL);
+    let model = Model::load(&path).unwrap();
+    let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ctx.generate(&tokens[..2], &GenerateParams::default(), |_| panic!("from the callback")).unwrap();
+    }));
+    assert!(r.is_err());
+    ctx.eval(&[1]).unwrap(); // still usable
+}
+
+#[test]
+fn context_full_ends_generation() {
+    let model = Model::load(test_model(SERIAL).0).unwrap();
+    let mut ctx = Context::new(&model, &ContextParams { n_ctx: 8, ..Default::default() }).unwrap();
+    let mut n = 0;
+    let params = GenerateParams { max_tokens: 50, temperature: 0.0, ..Default::default() };
+    let res = ctx.generate(&[1, 2, 3], &params, |_| {
+        n += 1;
+        ControlFlow::Continue(())
+    }).unwrap();
+    assert_eq!((res.stop_reason, n, ctx.n_past()), (StopReason::ContextFull, 8 - 3 + 1, 8));
+}
+
+#[test]
+fn bad_models_give_the_exact_error() {
+    let m = manifest();
+    let bad = m.get("bad").arr();
+    assert!(bad.len() > 10);
+    let code_of = |name: &str| -> i32 {
+        // Header names SKL_ERR_X map to kinds through the table the sys crate mirrors.
+        let kinds: Vec<(&str, i32)> = vec![
+            ("SKL_ERR_INVALID_ARG", skipless::sys::SKL_ERR_INVALID_ARG),
+            ("SKL_ERR_IO", skipless::sys::SKL_ERR_IO),
+            ("SKL_ERR_TRUNCATED", skipless::sys::SKL_ERR_TRUNCATED),
+            ("SKL_ERR_HEADER_SIZE", skipless::sys::SKL_ERR_HEADER_SIZE),
+            ("SKL_ERR_JSON", skipless::sys::SKL_ERR_JSON),
+            ("SKL_ERR_DUPLICATE_KEY", skipless::sys::SKL_ERR_DUPLICATE_KEY),
+            ("SKL_ERR_HEADER", skipless::sys::SKL_ERR_HEADER),
+            ("SKL_ERR_DTYPE", skipless::sys::SKL_ERR_DTYPE),
+            ("SKL_ERR_TENSOR_SIZE", skipless::sys::SKL_ERR_TENSOR_SIZE),
+            ("SKL_ERR_OUT_OF_RANGE", skipless::sys::SKL_ERR_OUT_OF_RANGE),
+            ("SKL_ERR_OVERLAP", skipless::sys::SKL_ERR_OVERLAP),
+            ("SKL_ERR_GAP", skipless::sys::SKL_ERR_GAP),
+            ("SKL_ERR_CONFIG", skipless::sys::SKL_ERR_CONFIG),
+            ("SKL_ERR_SHAPE", skipless::sys::SKL_ERR_SHAPE),
+            ("SKL_ERR_MISSING_TENSOR", skipless::sys::SKL_ERR_MISSING_TENSOR),
+            ("SKL_ERR_UNEXPECTED_TENSOR", skipless::sys::SKL_ERR_UNEXPECTED_TENSOR),
+            ("SKL_ERR_UNSUPPORTED", skipless::sys::SKL_ERR_UNSUPPORTED),
+        ];
+        kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
+    };
+    for b in bad {
+        let err = Model::load(models_dir().join(b.get("path").str())).unwrap_err();
+        let want = code_of(b.get("expect").str());
+        assert_eq!(err.code(), want, "{}: {}", b.get("name").str(), err);
+        assert_eq!(err.kind(), ErrorKind::from_code(want));
+        assert!(!matches!(err.kind(), ErrorKind::Unknown(_)));
+        assert!(!err.message().is_empty());
+    }
+    let err = Model::load("/nonexistent/model.safetensors").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    assert!(err.message().contains("/nonexistent/model.safetensors"));
+    assert!(err.to_string().contains("status -3"));
+}
+
+#[test]
+fn every_status_has_a_kind_and_a_description() {
+    for (kind, code) in ErrorKind::ALL {
+        assert_eq!(ErrorKind::from_code(*code), *kind);
+        assert_ne!(skipless::strerror(*code), "unknown status");
+    }
+    assert_eq!(ErrorKind::ALL.len(), 25 + 0, "a status was added: extend error_kinds!");
+    assert_eq!(ErrorKind::from_code(-1000), ErrorKind::Unknown(-1000));
+}
+
+#[test]
+fn eval_errors_leave_the_context_unchanged() {
+    let model = Model::load(test_model(SERIAL).0).unwrap();
+    let vocab = model.config().vocab_size;
+    let mut ctx = Context::new(&model, &ContextParams { n_ctx: 6, ..Default::default() }).unwrap();
+    assert!(ctx.logits().is_none());
+    ctx.eval(&[1, 2]).unwrap();
+    let before = ctx.logits().unwrap().to_vec();
+    let e = ctx.eval(&[3, vocab]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Token);
+    assert!(e.message().contains(&vocab.to_string()));
+    assert_eq!(ctx.eval(&[1; 5]).unwrap_err().kind(), ErrorKind::ContextFull);
+    assert_eq!(ctx.n_past(), 2);
+    assert_eq!(ctx.logits().unwrap(), &before[..]);
+    let too_long = ContextParams { n_ctx: model.config().max_position_embeddings + 1, ..Default::default() };
+    assert_eq!(Context::new(&model, &too_long).err().unwrap().kind(), ErrorKind::InvalidArg);
+    let bad = GenerateParams { top_p: 0.0, ..Default::default() };
+    assert_eq!(skipless::Sampler::new(&bad).err().unwrap().kind(), ErrorKind::InvalidArg);
+}
+
+#[test]
+fn threads_share_a_model_each_with_its_own_context() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Model>();
+    send::<Context<'static>>();
+    send::<skipless::Sampler>();
+    let (path, tokens) = test_model(SERIAL);
+    let model = Model::load(&path).unwrap();
+    let want = logits_of(&model, &tokens, false);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| logits_of(&model, &tokens, false))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), want);
+        }
+    });
+    // A context moves to another thread (Send).
+    let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            ctx.eval(&tokens).unwrap();
+            assert_eq!(ctx.logits().unwrap(), &want[..]);
+        });
+    });
+}
