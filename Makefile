@@ -128,6 +128,7 @@ else ifeq ($(CARGO),)
 else
 	cd examples/rust && $(BIND_ENV) $(CARGO) test --offline -q
 	cd examples/rust && $(BIND_ENV) $(CARGO) build --offline -q --examples
+	sh examples/rust/test_pkgconfig.sh $(CARGO) $(CLI) $(B)/testmodels/models/serial_mha_silu_glu
 endif
 
 run: deps
