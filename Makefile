@@ -7,12 +7,15 @@ VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
 PY := /usr/bin/python3
-DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev check libsubunit-dev python3-numpy
+DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev check libsubunit-dev python3-numpy
+# node + npm run the tokenizer comparison (test/tokenizers_js); Debian's are installed only when
+# `node` / `npm` are missing, so a newer node from elsewhere is left alone.
+NODE_PACKAGES := nodejs npm
 
 CC ?= cc
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iinclude -Isrc
-LIBS := -lopenblas -llapacke -ljansson -lm -lpthread
+LIBS := -lopenblas -llapacke -ljansson -lpcre2-8 -lm -lpthread
 
 ifeq ($(SANITIZE),1)
   B := build/san
@@ -86,15 +89,21 @@ $(TEST_BIN): $(TEST_SRC) test/tests.h $(TOOL_OBJ) $(STATIC)
 	$(CC) $(CFLAGS_ALL) $(TEST_SRC) $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) $$(pkg-config --libs check) -o $@
 
 # Seeded test models + float64 reference logits (independent numpy code).
-$(MODELS): test/models.py test/reference.py
+$(MODELS): test/models.py test/reference.py test/tokenizers.py
 	@mkdir -p $(dir $@)
 	$(PY) test/models.py $(dir $@)
+	$(PY) test/tokenizers.py $(dir $@)
+
+# Every tokenizer the project ships or tests: the test models' and examples/models/*/tokenizer.json.
+TOKENIZER_MODELS = $(B)/testmodels/models/tok_plain $(B)/testmodels/models/tok_prefix.safetensors \
+  $(patsubst %/tokenizer.json,%,$(wildcard examples/models/*/tokenizer.json))
 
 # Install the Debian packages that are missing (needs root; otherwise says what to run).
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing="$$missing $(NODE_PACKAGES)"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -107,6 +116,8 @@ check: deps
 	SKL_TEST_MODELS=$(B)/testmodels $(TEST_BIN)
 	sh test/test_cli.sh $(CLI) $(B)/testmodels
 	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
+	cd test/tokenizers_js && npm ci --no-audit --no-fund --loglevel=error
+	node test/tokenizers_js/compare.mjs $(CLI) $(TOKENIZER_MODELS)
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 	$(MAKE) check-python check-rust

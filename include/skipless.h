@@ -80,7 +80,10 @@ typedef enum skl_status {
     SKL_ERR_SINGULAR = -22,         /* matrix to invert is singular */
     SKL_ERR_ILL_CONDITIONED = -23,  /* condition number too large for dtype */
     SKL_ERR_ALREADY_MERGED = -24,   /* the model is already merged that way */
-    SKL_ERR_UNSUPPORTED = -25       /* valid input this version cannot handle */
+    SKL_ERR_UNSUPPORTED = -25,      /* valid input this version cannot handle */
+    SKL_ERR_TOKENIZER = -26,        /* tokenizer.json malformed (names the key/entry) */
+    SKL_ERR_NO_TOKENIZER = -27,     /* the model has no tokenizer */
+    SKL_ERR_BUFFER_TOO_SMALL = -28  /* output buffer too small; the needed size is returned */
 } skl_status;
 
 /* Static description of a status code (never NULL). */
@@ -163,7 +166,15 @@ SKL_API void skl_model_params_init(skl_model_params *params);
 /* Load a model: a directory holding config.json + model.safetensors, or one
  * .safetensors file whose __metadata__ "config" entry holds the config JSON.
  * The file is memory-mapped and fully validated before use.  params may be
- * NULL for defaults.  On failure *out is NULL. */
+ * NULL for defaults.  On failure *out is NULL.
+ * The tokenizer, if any, is read too: tokenizer.json beside config.json, or
+ * the string under __metadata__ "tokenizer.json" of a single file.  A
+ * malformed one fails the load (SKL_ERR_TOKENIZER, or SKL_ERR_JSON /
+ * SKL_ERR_DUPLICATE_KEY for invalid JSON); a well-formed one outside the
+ * supported subset (docs/model-format.md) loads, and the tokenizer calls then
+ * return SKL_ERR_UNSUPPORTED saying why.  config.json "eos_token_id" (an
+ * integer >= 0, or a list whose first entry is used) is read for
+ * skl_token_eos(). */
 SKL_API int skl_model_load(const char *path, const skl_model_params *params, skl_model **out);
 SKL_API void skl_model_free(skl_model *model);
 
@@ -229,10 +240,68 @@ SKL_API void skl_sampler_free(skl_sampler *sampler);
 SKL_API int skl_sample(skl_sampler *sampler, const float *logits, int32_t n_vocab,
                        int32_t *token);
 
+/* --------------------------------------------------------------- tokenizer */
+
+/* Hugging Face tokenizer.json, byte-level BPE (GPT-2 family; the subset is in
+ * docs/model-format.md).  The tokenizer belongs to the immutable model: these
+ * calls may run concurrently on one model.  Token ids are the tokenizer's:
+ * skl_tokenizer_size() may differ from hparams.vocab_size.  Ids >= vocab_size
+ * cannot be evaluated (skl_eval: SKL_ERR_TOKEN); ids the model can produce but
+ * the tokenizer does not know have no text (SKL_ERR_TOKEN when decoded). */
+
+/* Does the model carry a usable tokenizer (present and supported)? */
+SKL_API bool skl_model_has_tokenizer(const skl_model *model);
+/* Number of token ids the tokenizer knows (vocab + added tokens), 0 if none
+ * or unsupported. */
+SKL_API int32_t skl_tokenizer_size(const skl_model *model);
+/* Id of the end-of-text token: config.json "eos_token_id" if present, else the
+ * added special token "<|endoftext|>" if present, else -1. */
+SKL_API int32_t skl_token_eos(const skl_model *model);
+
+#define SKL_TOKENIZE_PLAIN 1u  /* treat added/special token text as plain text */
+
+/* Text (UTF-8, text_len bytes, may contain NUL) -> ids.  No BOS/EOS added.
+ * Added tokens occurring in the text are recognised unless flags has
+ * SKL_TOKENIZE_PLAIN.  *n_tokens receives the count; if it exceeds n_max,
+ * returns SKL_ERR_BUFFER_TOO_SMALL with *n_tokens set to the count needed
+ * (tokens may be NULL when n_max == 0 to query the size).  Invalid UTF-8 in
+ * text -> SKL_ERR_INVALID_ARG naming the byte offset.  No tokenizer:
+ * SKL_ERR_NO_TOKENIZER; unsupported one: SKL_ERR_UNSUPPORTED. */
+SKL_API int skl_tokenize(const skl_model *model, const char *text, size_t text_len, int32_t *tokens,
+                         size_t n_max, size_t *n_tokens, unsigned flags);
+
+/* Ids -> UTF-8 text, NUL-terminated, as Hugging Face decodes it (byte-level
+ * decoding; invalid or incomplete UTF-8 sequences become U+FFFD; special
+ * tokens included as their text).  *text_len receives the length without the
+ * NUL; if text_cap < length + 1 returns SKL_ERR_BUFFER_TOO_SMALL with
+ * *text_len set to the length needed (text may be NULL when text_cap == 0).
+ * An id outside [0, skl_tokenizer_size) -> SKL_ERR_TOKEN. */
+SKL_API int skl_detokenize(const skl_model *model, const int32_t *tokens, size_t n_tokens, char *text,
+                           size_t text_cap, size_t *text_len);
+
+/* Streaming decoder: feed ids one at a time, get the text that became
+ * complete.  Never emits part of a UTF-8 character; bytes of an unfinished
+ * character are held back until completed (or emitted as U+FFFD when they can
+ * no longer complete, or at flush).  The pieces of a sequence concatenate to
+ * skl_detokenize() of it.  One thread at a time per decoder; free it before
+ * its model. */
+typedef struct skl_detokenizer skl_detokenizer;
+SKL_API int skl_detokenizer_create(const skl_model *model, skl_detokenizer **out);
+/* *piece points to NUL-terminated text owned by the decoder, valid until the
+ * next call; may be "" (piece_len 0; piece_len may be NULL).  SKL_ERR_TOKEN
+ * for a bad id (decoder state unchanged). */
+SKL_API int skl_detokenizer_push(skl_detokenizer *d, int32_t token, const char **piece, size_t *piece_len);
+/* Emit what is held back (as U+FFFD) and reset the decoder. */
+SKL_API int skl_detokenizer_flush(skl_detokenizer *d, const char **piece, size_t *piece_len);
+SKL_API void skl_detokenizer_free(skl_detokenizer *d);
+
 /* -------------------------------------------------------------- generation */
 
-/* Called for each generated token; `piece` is its text, or NULL while the
- * model has no tokenizer.  Return nonzero to stop generation. */
+/* Called for each generated token with `piece`, the text that token completes
+ * when the model has a tokenizer (from an internal skl_detokenizer; "" while
+ * a multi-byte character is pending), or NULL when it has none.  Bytes still
+ * pending when generation ends are delivered by one last call with
+ * token = -1 (its return value is ignored).  Return nonzero to stop. */
 typedef int (*skl_token_fn)(int32_t token, const char *piece, void *user_data);
 
 typedef struct skl_generate_params {
@@ -246,7 +315,8 @@ typedef enum skl_stop_reason {
     SKL_STOP_MAX_TOKENS = 0,
     SKL_STOP_STOP_TOKEN = 1,
     SKL_STOP_CALLBACK = 2,
-    SKL_STOP_CONTEXT_FULL = 3
+    SKL_STOP_CONTEXT_FULL = 3,
+    SKL_STOP_ERROR = 4            /* an error inside the loop; skl_generate returns it */
 } skl_stop_reason;
 
 typedef struct skl_generate_result {
@@ -372,7 +442,9 @@ typedef enum skl_save_format {
 } skl_save_format;
 
 /* Write the model (weights as F32) so that skl_model_load reads it back; the
- * config records merges applied ("skipless_merge").  Files are written to a
+ * config records merges applied ("skipless_merge"); the tokenizer.json the
+ * model was loaded with is written verbatim (directory: tokenizer.json;
+ * single file: __metadata__ "tokenizer.json").  Files are written to a
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
 

@@ -36,6 +36,9 @@ const char *skl_strerror(int status) {
     case SKL_ERR_ILL_CONDITIONED: return "matrix too ill-conditioned";
     case SKL_ERR_ALREADY_MERGED: return "model already merged";
     case SKL_ERR_UNSUPPORTED: return "unsupported";
+    case SKL_ERR_TOKENIZER: return "malformed tokenizer.json";
+    case SKL_ERR_NO_TOKENIZER: return "model has no tokenizer";
+    case SKL_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     default: return "unknown status";
     }
 }

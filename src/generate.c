@@ -29,15 +29,22 @@ int skl_generate(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, cons
     skl_sampler *s;
     int rc = skl_sampler_create(&p.sampling, &s);
     if (rc) return rc;
+    const skl_model *model = skl_context_model(ctx);
+    skl_detokenizer *detok = NULL; /* text pieces when the model has a tokenizer */
+    if (skl_model_has_tokenizer(model) && (rc = skl_detokenizer_create(model, &detok))) {
+        skl_sampler_free(s);
+        return rc;
+    }
     double t0 = skl_now_s();
     rc = skl_eval(ctx, prompt, n_prompt);
     double t1 = skl_now_s();
     if (rc) {
         skl_sampler_free(s);
+        skl_detokenizer_free(detok);
         return rc;
     }
     skl_stop_reason reason = SKL_STOP_MAX_TOKENS;
-    int32_t n_gen = 0, stop_tok = -1, n_vocab = skl_context_model(ctx)->hp.vocab_size;
+    int32_t n_gen = 0, stop_tok = -1, n_vocab = model->hp.vocab_size;
     while (n_gen < p.max_tokens) {
         int32_t rows, tok;
         const float *lg = skl_logits(ctx, &rows);
@@ -49,8 +56,10 @@ int skl_generate(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, cons
             stop_tok = tok;
             break;
         }
+        const char *piece = NULL;
+        if (detok && (rc = skl_detokenizer_push(detok, tok, &piece, NULL))) break; /* an id without text */
         n_gen++;
-        if (on_token && on_token(tok, NULL, user_data)) {
+        if (on_token && on_token(tok, piece, user_data)) {
             reason = SKL_STOP_CALLBACK;
             break;
         }
@@ -61,8 +70,16 @@ int skl_generate(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, cons
         }
         if ((rc = skl_eval(ctx, &tok, 1))) break;
     }
+    if (rc) reason = SKL_STOP_ERROR;
+    else if (detok) { /* bytes of an unfinished character: one last call with token -1 */
+        const char *piece;
+        size_t len;
+        if ((rc = skl_detokenizer_flush(detok, &piece, &len))) reason = SKL_STOP_ERROR;
+        else if (len && on_token) on_token(-1, piece, user_data);
+    }
     double t2 = skl_now_s();
     skl_sampler_free(s);
+    skl_detokenizer_free(detok);
     if (result) {
         result->n_generated = n_gen;
         result->stop_token = stop_tok;

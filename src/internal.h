@@ -80,6 +80,19 @@ int skl_json_parse(const char *text, size_t len, const char *what, json_t **out)
 /* Fill hp from a config object (tensor-dependent fields glu/final_norm left false). */
 int skl_config_parse(const json_t *cfg, const char *what, skl_hparams *hp);
 
+/* ---- tokenizer (tokenizer.c) ---- */
+
+/* A parsed tokenizer.json, reference counted (a merged model shares its
+ * source's). */
+typedef struct skl_tok skl_tok;
+/* Parse tokenizer.json text; `what` names it in messages.  A well-formed but
+ * unsupported file gives a tokenizer whose calls fail with SKL_ERR_UNSUPPORTED. */
+int skl_tok_load(const char *text, size_t len, const char *what, skl_tok **out);
+skl_tok *skl_tok_retain(skl_tok *t);
+void skl_tok_release(skl_tok *t);
+/* The JSON text as loaded (for save). */
+const char *skl_tok_text(const skl_tok *t, size_t *len);
+
 /* ---- model (model.c) ---- */
 
 /* A [rows, cols] fp32 row-major matrix (or a vector with rows = 1). data == NULL: absent. */
@@ -108,6 +121,8 @@ struct skl_model {
     skl_tensor norm;      /* [1, d] or absent */
     json_t *config;       /* the config object as loaded (for save) */
     char *path;
+    skl_tok *tok;         /* tokenizer or NULL */
+    int32_t eos_token_id; /* config "eos_token_id", -1 if absent */
 };
 
 void skl_tensor_clear(skl_tensor *t);

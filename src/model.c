@@ -308,8 +308,27 @@ void skl_model_free(skl_model *m) {
     skl_tensor_clear(&m->head.b);
     skl_tensor_clear(&m->norm);
     if (m->config) json_decref(m->config);
+    skl_tok_release(m->tok);
     free(m->path);
     free(m);
+}
+
+/* Read a whole text file and hand it to a parser (which names it `path`). */
+typedef int (*parse_fn)(const char *text, size_t len, const char *what, void *out);
+static int parse_text_file(const char *path, parse_fn parse, void *out) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_text_file(path, &text, &len);
+    if (rc) return rc;
+    rc = parse(text, len, path, out);
+    free(text);
+    return rc;
+}
+static int parse_json_cb(const char *text, size_t len, const char *what, void *out) {
+    return skl_json_parse(text, len, what, out);
+}
+static int parse_tok_cb(const char *text, size_t len, const char *what, void *out) {
+    return skl_tok_load(text, len, what, out);
 }
 
 static int load_config(const char *path, bool is_dir, const skl_st_file *f, const char *st_path,
@@ -318,13 +337,7 @@ static int load_config(const char *path, bool is_dir, const skl_st_file *f, cons
         char cpath[4200];
         if (snprintf(cpath, sizeof cpath, "%s/config.json", path) >= (int)sizeof cpath)
             return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-        char *text = NULL;
-        size_t len = 0;
-        int rc = read_text_file(cpath, &text, &len);
-        if (rc) return rc;
-        rc = skl_json_parse(text, len, cpath, cfg);
-        free(text);
-        return rc;
+        return parse_text_file(cpath, parse_json_cb, cfg);
     }
     const json_t *c = f->metadata ? json_object_get(f->metadata, "config") : NULL;
     if (!c)
@@ -337,6 +350,42 @@ static int load_config(const char *path, bool is_dir, const skl_st_file *f, cons
     if (snprintf(what, sizeof what, "%s: __metadata__.config", st_path) >= (int)sizeof what)
         return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
     return skl_json_parse(json_string_value(c), json_string_length(c), what, cfg);
+}
+
+/* The tokenizer: DIR/tokenizer.json (absent: none) or __metadata__
+ * "tokenizer.json" (a string holding the JSON). */
+static int load_tokenizer(const char *path, bool is_dir, const skl_st_file *f, const char *st_path, skl_tok **out) {
+    char what[4200];
+    *out = NULL;
+    if (is_dir) {
+        if (snprintf(what, sizeof what, "%s/tokenizer.json", path) >= (int)sizeof what)
+            return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
+        struct stat st;
+        if (stat(what, &st) != 0) {
+            if (errno == ENOENT) return SKL_OK;
+            return skl_fail(SKL_ERR_IO, "%s: %s", what, strerror(errno));
+        }
+        return parse_text_file(what, parse_tok_cb, out);
+    }
+    const json_t *t = f->metadata ? json_object_get(f->metadata, "tokenizer.json") : NULL;
+    if (!t) return SKL_OK;
+    if (!json_is_string(t))
+        return skl_fail(SKL_ERR_TOKENIZER, "%s: __metadata__ \"tokenizer.json\" must be a string holding JSON", st_path);
+    if (snprintf(what, sizeof what, "%s: __metadata__ tokenizer.json", st_path) >= (int)sizeof what)
+        return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
+    return skl_tok_load(json_string_value(t), json_string_length(t), what, out);
+}
+
+/* config "eos_token_id": absent/null, an id >= 0, or a list of ids (first used). */
+static int parse_eos(const json_t *cfg, const char *what, int32_t *out) {
+    const json_t *e = json_object_get(cfg, "eos_token_id");
+    *out = -1;
+    if (!e || json_is_null(e)) return SKL_OK;
+    if (json_is_array(e) && json_array_size(e) > 0) e = json_array_get(e, 0);
+    if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > INT32_MAX)
+        return skl_fail(SKL_ERR_CONFIG, "%s: \"eos_token_id\" must be a token id >= 0 or a non-empty list of them", what);
+    *out = (int32_t)json_integer_value(e);
+    return SKL_OK;
 }
 
 int skl_model_load(const char *path, const skl_model_params *params, skl_model **out) {
@@ -372,7 +421,9 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
         rc = skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
         goto done;
     }
-    if ((rc = skl_config_parse(m->config, what, &m->hp))) goto done;
+    if ((rc = skl_config_parse(m->config, what, &m->hp)) || (rc = parse_eos(m->config, what, &m->eos_token_id)) ||
+        (rc = load_tokenizer(path, is_dir, &f, st_path, &m->tok)))
+        goto done;
     skl_hparams *hp = &m->hp;
     ld.hp = hp;
     size_t nslots = G_COUNT + (size_t)hp->num_hidden_layers * LAYER_SLOTS;
@@ -488,6 +539,8 @@ int skl_model_clone(const skl_model *src, skl_model **out) {
     m->layers = calloc((size_t)src->hp.num_hidden_layers, sizeof *m->layers);
     m->config = json_deep_copy(src->config);
     m->path = strdup(src->path ? src->path : "");
+    m->tok = skl_tok_retain(src->tok);
+    m->eos_token_id = src->eos_token_id;
     if (!m->layers || !m->config || !m->path) {
         skl_model_free(m);
         return skl_fail(SKL_ERR_NOMEM, "out of memory");

@@ -58,6 +58,15 @@ static int write_safetensors(const skl_model *m, const char *path, bool with_con
         cfg = json_dumps(m->config, JSON_COMPACT | JSON_SORT_KEYS);
         if (!cfg) { rc = skl_fail(SKL_ERR_NOMEM, "save: out of memory"); goto done; }
         json_object_set_new(meta, "config", json_string(cfg));
+        if (m->tok) {
+            size_t tl;
+            const char *tt = skl_tok_text(m->tok, &tl);
+            json_t *js = json_stringn(tt, tl);
+            if (!js || json_object_set_new(meta, "tokenizer.json", js) != 0) {
+                rc = skl_fail(SKL_ERR_NOMEM, "save: out of memory");
+                goto done;
+            }
+        }
     }
     json_object_set(hdr, "__metadata__", meta);
     for (size_t i = 0; i < n; i++) {
@@ -102,6 +111,29 @@ static bool ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* DIR/tokenizer.json: the text the model was loaded with; a stale one from an
+ * earlier save is removed when the model has no tokenizer. */
+static int write_tokenizer(const skl_model *m, const char *dir) {
+    char p[4200], tmp[4300];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    if (!m->tok) {
+        if (remove(p) != 0 && errno != ENOENT) return skl_fail(SKL_ERR_IO, "save: cannot remove stale %s: %s", p, strerror(errno));
+        return SKL_OK;
+    }
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    size_t len;
+    const char *text = skl_tok_text(m->tok, &len);
+    FILE *fp = fopen(tmp, "wb");
+    int bad = !fp || write_all(fp, text, len);
+    if (fp && fclose(fp) != 0) bad = 1;
+    if (bad || rename(tmp, p) != 0) {
+        int e = errno;
+        remove(tmp);
+        return skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", p, strerror(e));
+    }
+    return SKL_OK;
+}
+
 int skl_model_save(const skl_model *m, const char *path, skl_save_format format) {
     if (!m || !path || !*path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: NULL model or empty path");
     if (format < SKL_SAVE_AUTO || format > SKL_SAVE_FILE)
@@ -121,5 +153,5 @@ int skl_model_save(const skl_model *m, const char *path, skl_save_format format)
         remove(tmp);
         return skl_fail(SKL_ERR_IO, "save: cannot write %s", p);
     }
-    return SKL_OK;
+    return write_tokenizer(m, path);
 }

@@ -40,6 +40,9 @@ static const struct {
     {"SKL_ERR_ILL_CONDITIONED", SKL_ERR_ILL_CONDITIONED},
     {"SKL_ERR_ALREADY_MERGED", SKL_ERR_ALREADY_MERGED},
     {"SKL_ERR_UNSUPPORTED", SKL_ERR_UNSUPPORTED},
+    {"SKL_ERR_TOKENIZER", SKL_ERR_TOKENIZER},
+    {"SKL_ERR_NO_TOKENIZER", SKL_ERR_NO_TOKENIZER},
+    {"SKL_ERR_BUFFER_TOO_SMALL", SKL_ERR_BUFFER_TOO_SMALL},
 };
 #define N_STATUS ((int)(sizeof status_names / sizeof status_names[0]))
 
@@ -159,7 +162,7 @@ END_TEST
 /* ---------------------------------------------------------- status strings */
 
 START_TEST(test_strerror) {
-    ck_assert_int_eq(N_STATUS, 26); /* SKL_OK .. SKL_ERR_UNSUPPORTED */
+    ck_assert_int_eq(N_STATUS, 29); /* SKL_OK .. SKL_ERR_BUFFER_TOO_SMALL */
     for (int i = 0; i < N_STATUS; i++) {
         ck_assert_int_eq(status_names[i].code, -i); /* pinned, contiguous values */
         const char *s = skl_strerror(status_names[i].code);
@@ -170,7 +173,7 @@ START_TEST(test_strerror) {
             ck_assert_msg(strcmp(s, skl_strerror(status_names[j].code)) != 0, "%s and %s share \"%s\"",
                           status_names[i].name, status_names[j].name, s);
     }
-    const int unknown[] = {1, 2, -26, -27, -1000, INT_MIN, INT_MAX};
+    const int unknown[] = {1, 2, -29, -30, -1000, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
         ck_assert_str_eq(skl_strerror(unknown[i]), "unknown status");
 }

@@ -3,6 +3,8 @@
  *   skipless generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]
  *                          [--top-p P] [--seed S] [--threads T]
  *   skipless logits MODEL --tokens 1,2,3 --out FILE.npy [--decode]
+ *   skipless tokenize MODEL --text TEXT [--plain]
+ *   skipless detokenize MODEL --tokens 1,2,3
  * Exit code 0 on success; on error one line on stderr and a non-zero code. */
 #include "skipless.h"
 #include "tools/npy.h"
@@ -19,8 +21,14 @@ static const char *usage =
     "commands:\n"
     "  info MODEL                         hyper-parameters and weight counts\n"
     "  generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]\n"
-    "           [--top-p P] [--seed S] [--threads T] [--stop 1,2]\n"
-    "                                     stream generated tokens to stdout, stats to stderr\n"
+    "           [--top-p P] [--seed S] [--threads T] [--stop 1,2] [--no-eos-stop]\n"
+    "                                     stream generated text (ids without a tokenizer) to\n"
+    "                                     stdout, stats to stderr; stops at the eos token\n"
+    "                                     unless --no-eos-stop\n"
+    "  tokenize MODEL --text TEXT [--plain]\n"
+    "                                     print the token ids, comma-separated (added tokens\n"
+    "                                     in TEXT recognised unless --plain; no BOS/EOS)\n"
+    "  detokenize MODEL --tokens 1,2,3    print the text of the ids\n"
     "  plan CONFIG.json [--json]          weights removed by each merge, from a config alone\n"
     "                                     (ours, or Hugging Face Llama/Mistral/GPT-NeoX)\n"
     "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
@@ -29,8 +37,9 @@ static const char *usage =
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
     "\n"
-    "MODEL is a directory (config.json + model.safetensors) or a .safetensors file\n"
-    "with the config in its metadata.  See docs/model-format.md.\n";
+    "MODEL is a directory (config.json + model.safetensors [+ tokenizer.json]) or a\n"
+    ".safetensors file with the config (and tokenizer) in its metadata.  See\n"
+    "docs/model-format.md.\n";
 
 static int die(const char *fmt, const char *arg) {
     fprintf(stderr, "skipless: ");
@@ -284,14 +293,99 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Tokenize into a malloc'd array (size query first). */
+static int tokenize_alloc(const skl_model *m, const char *text, unsigned flags, int32_t **out, size_t *n) {
+    size_t len = strlen(text), need = 0;
+    *out = NULL;
+    int rc = skl_tokenize(m, text, len, NULL, 0, &need, flags);
+    if (rc && rc != SKL_ERR_BUFFER_TOO_SMALL) return rc;
+    int32_t *t = malloc((need ? need : 1) * sizeof *t);
+    if (!t) return SKL_ERR_NOMEM;
+    if ((rc = skl_tokenize(m, text, len, t, need, n, flags))) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return SKL_OK;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *model_path = NULL, *text = NULL;
+    unsigned flags = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--plain")) flags |= SKL_TOKENIZE_PLAIN;
+        else if (!strcmp(a, "--text")) {
+            if (i + 1 >= argc) return die("tokenize: option %s needs a value", a);
+            text = argv[++i];
+        } else if (a[0] == '-') return die("tokenize: unknown option %s (see skipless --help)", a);
+        else if (!model_path) model_path = a;
+        else return die("tokenize: unexpected argument '%s'", a);
+    }
+    if (!model_path || !text) return die("tokenize: need MODEL and --text TEXT%s", "");
+    skl_model *m = NULL;
+    int32_t *toks = NULL;
+    size_t n = 0;
+    int ret = 0, rc = skl_model_load(model_path, NULL, &m);
+    if (rc) ret = lib_error("load", rc);
+    else if ((rc = tokenize_alloc(m, text, flags, &toks, &n))) ret = lib_error("tokenize", rc);
+    else {
+        for (size_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", toks[i]);
+        printf("\n");
+    }
+    free(toks);
+    skl_model_free(m);
+    return ret;
+}
+
+static int cmd_detokenize(int argc, char **argv) {
+    const char *model_path = NULL, *tokens_s = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--tokens")) {
+            if (i + 1 >= argc) return die("detokenize: option %s needs a value", a);
+            tokens_s = argv[++i];
+        } else if (a[0] == '-') return die("detokenize: unknown option %s (see skipless --help)", a);
+        else if (!model_path) model_path = a;
+        else return die("detokenize: unexpected argument '%s'", a);
+    }
+    if (!model_path || !tokens_s) return die("detokenize: need MODEL and --tokens 1,2,3%s", "");
+    int32_t *toks = NULL, n = 0;
+    if (!*tokens_s) toks = malloc(sizeof *toks); /* "" : no tokens */
+    else if (parse_tokens(tokens_s, &toks, &n))
+        return die("detokenize: --tokens must be comma-separated integers, got '%s'", tokens_s);
+    skl_model *m = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int ret = 0, rc = skl_model_load(model_path, NULL, &m);
+    if (rc) ret = lib_error("load", rc);
+    else if ((rc = skl_detokenize(m, toks, (size_t)n, NULL, 0, &len)) && rc != SKL_ERR_BUFFER_TOO_SMALL)
+        ret = lib_error("detokenize", rc);
+    else if (!(text = malloc(len + 1))) ret = die("detokenize: out of memory%s", "");
+    else if ((rc = skl_detokenize(m, toks, (size_t)n, text, len + 1, &len))) ret = lib_error("detokenize", rc);
+    else {
+        fwrite(text, 1, len, stdout);
+        printf("\n");
+    }
+    free(text);
+    free(toks);
+    skl_model_free(m);
+    return ret;
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tokens_s = NULL, *prompt = NULL, *stop_s = NULL;
     skl_generate_params gp;
     skl_generate_params_init(&gp);
     long threads = 1, v;
+    int eos_stop = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--no-eos-stop")) {
+            eos_stop = 0;
+            continue;
+        }
         int takes = strcmp(a, "--tokens") == 0 || strcmp(a, "--prompt") == 0 || strcmp(a, "-n") == 0 ||
                     strcmp(a, "--temp") == 0 || strcmp(a, "--top-k") == 0 || strcmp(a, "--top-p") == 0 ||
                     strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0 || strcmp(a, "--stop") == 0;
@@ -328,16 +422,14 @@ static int cmd_generate(int argc, char **argv) {
         i++;
     }
     if (!model_path) return die("generate: missing MODEL%s", "");
-    if (!tokens_s && !prompt) return die("generate: give --tokens 1,2,3 or --prompt TEXT%s", "");
-    if (prompt) return die("generate: --prompt needs a tokenizer, which this model format version does not carry yet; use --tokens%s", "");
+    if (!tokens_s == !prompt) return die("generate: give either --tokens 1,2,3 or --prompt TEXT%s", "");
     int32_t *toks = NULL, n = 0, *stops = NULL, n_stops = 0;
-    if (parse_tokens(tokens_s, &toks, &n)) return die("generate: --tokens must be comma-separated integers, got '%s'", tokens_s);
+    if (tokens_s && parse_tokens(tokens_s, &toks, &n))
+        return die("generate: --tokens must be comma-separated integers, got '%s'", tokens_s);
     if (stop_s && parse_tokens(stop_s, &stops, &n_stops)) {
         free(toks);
         return die("generate: --stop must be comma-separated integers, got '%s'", stop_s);
     }
-    gp.stop_tokens = stops;
-    gp.n_stop_tokens = n_stops;
     skl_model *m = NULL;
     skl_context *ctx = NULL;
     int ret = 0;
@@ -345,6 +437,21 @@ static int cmd_generate(int argc, char **argv) {
     int rc = skl_model_load(model_path, NULL, &m);
     if (rc) { ret = lib_error("load", rc); goto out; }
     double t_load = now_s() - t0;
+    if (prompt) {
+        size_t nt = 0;
+        if ((rc = tokenize_alloc(m, prompt, 0, &toks, &nt))) { ret = lib_error("tokenize", rc); goto out; }
+        if (nt > INT32_MAX) { ret = die("generate: prompt too long%s", ""); goto out; }
+        n = (int32_t)nt;
+    }
+    int32_t eos = skl_token_eos(m);
+    if (eos_stop && eos >= 0) { /* stop at the eos token too */
+        int32_t *ns = realloc(stops, ((size_t)n_stops + 1) * sizeof *ns);
+        if (!ns) { ret = die("generate: out of memory%s", ""); goto out; }
+        stops = ns;
+        stops[n_stops++] = eos;
+    }
+    gp.stop_tokens = stops;
+    gp.n_stop_tokens = n_stops;
     skl_context_params cp;
     skl_context_params_init(&cp);
     cp.n_threads = (int32_t)threads;
@@ -354,7 +461,7 @@ static int cmd_generate(int argc, char **argv) {
     rc = skl_generate(ctx, toks, n, &gp, on_token, &st, &res);
     printf("\n");
     if (rc) { ret = lib_error("generate", rc); goto out; }
-    static const char *reasons[] = {"max tokens", "stop token", "callback", "context full"};
+    static const char *reasons[] = {"max tokens", "stop token", "callback", "context full", "error"};
     fprintf(stderr, "load %.3f s | prompt %d tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | stop: %s\n",
             t_load, n, res.prompt_seconds, n / (res.prompt_seconds > 0 ? res.prompt_seconds : 1e-9), res.n_generated,
             res.decode_seconds, res.n_generated / (res.decode_seconds > 0 ? res.decode_seconds : 1e-9),
@@ -446,5 +553,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
     if (!strcmp(argv[1], "merge")) return cmd_merge(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
     return die("unknown command '%s' (see skipless --help)", argv[1]);
 }
