@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
 BLOCK_TYPES = ("serial", "parallel")
-STOP_REASONS = ("max_tokens", "stop_token", "callback", "context_full")
+STOP_REASONS = ("max_tokens", "stop_token", "callback", "context_full", "error")
 SAVE_FORMATS = {"auto": 0, "dir": 1, "file": 2}
 
 
@@ -232,7 +232,7 @@ class Model(_Owned):
     def __init__(self, handle, path):
         self._handle = handle
         self.path = path
-        self._contexts = weakref.WeakSet()
+        self._children = weakref.WeakSet()  # contexts, detokenizers
         self._lib = _ffi.lib()  # kept so __del__ works during interpreter shutdown
 
     @classmethod
@@ -245,8 +245,8 @@ class Model(_Owned):
         return cls(out, os.fspath(path))
 
     def _before_free(self):
-        for ctx in list(self._contexts):  # contexts must go before their model
-            ctx.close()
+        for child in list(self._children):  # contexts and decoders go before their model
+            child.close()
 
     def __repr__(self):
         return f"<skipless.Model {self.path!r}{'' if self._handle else ' closed'}>"
@@ -298,10 +298,76 @@ class Model(_Owned):
             lib.skl_merge_report_free(rep)
         return report
 
+    @property
+    def has_tokenizer(self):
+        """Whether the model carries a usable (present and supported) tokenizer."""
+        return bool(_ffi.lib().skl_model_has_tokenizer(self._h()))
+
+    @property
+    def tokenizer_size(self):
+        return _ffi.lib().skl_tokenizer_size(self._h())
+
+    @property
+    def eos_token(self):
+        """The end-of-text token id, or None."""
+        eos = _ffi.lib().skl_token_eos(self._h())
+        return None if eos < 0 else eos
+
+    def tokenize(self, text, plain=False):
+        """Text -> token ids (no BOS/EOS added); with plain=True, added/special
+        token text is treated as plain text."""
+        raw = text.encode("utf-8")
+        flags = _ffi.TOKENIZE_PLAIN if plain else 0
+        lib, n = _ffi.lib(), ctypes.c_size_t()
+        rc = lib.skl_tokenize(self._h(), raw, len(raw), None, 0, byref(n), flags)
+        if rc != BufferTooSmallError.code:  # noqa: F405  (the size query)
+            _check(rc)
+        buf = (c_int32 * max(n.value, 1))()
+        _check(lib.skl_tokenize(self._h(), raw, len(raw), buf, n.value, byref(n), flags))
+        return buf[:n.value]
+
+    def detokenize(self, tokens):
+        """Token ids -> text, as Hugging Face decodes it."""
+        ids, count = _tokens(tokens)
+        lib, n = _ffi.lib(), ctypes.c_size_t()
+        rc = lib.skl_detokenize(self._h(), ids, count, None, 0, byref(n))
+        if rc != BufferTooSmallError.code:  # noqa: F405
+            _check(rc)
+        buf = ctypes.create_string_buffer(n.value + 1)
+        _check(lib.skl_detokenize(self._h(), ids, count, buf, n.value + 1, byref(n)))
+        return buf.raw[:n.value].decode("utf-8")
+
     def save(self, path, format="auto"):
         """Write the model as F32 safetensors: a directory, or one file when
         the path ends in .safetensors (format "auto", "dir" or "file")."""
         _check(_ffi.lib().skl_model_save(self._h(), _path(path), SAVE_FORMATS[format]))
+
+
+class Detokenizer(_Owned):
+    """Streaming decoder (skl_detokenizer): push ids one at a time and get the
+    text each completes; never part of a UTF-8 character."""
+
+    _free, _what = "skl_detokenizer_free", "detokenizer"
+
+    def __init__(self, model):
+        self._lib = _ffi.lib()
+        self._handle = c_void_p()
+        _check(self._lib.skl_detokenizer_create(model._h(), byref(self._handle)))
+        self.model = model
+        model._children.add(self)
+
+    def _piece(self, fn, *args):
+        ptr, n = c_void_p(), ctypes.c_size_t()
+        _check(fn(self._h(), *args, byref(ptr), byref(n)))
+        # The decoder owns the text only until its next call: copy it now.
+        return ctypes.string_at(ptr, n.value).decode("utf-8") if n.value else ""
+
+    def push(self, token):
+        return self._piece(self._lib.skl_detokenizer_push, token)
+
+    def flush(self):
+        """Text still held back (as U+FFFD), and reset the decoder."""
+        return self._piece(self._lib.skl_detokenizer_flush)
 
 
 # ------------------------------------------------------------------- sampler
@@ -361,7 +427,7 @@ class Context(_Owned):
         self._handle = out
         self.model = model  # keeps the model alive while the context is
         self.n_vocab = model.config.vocab_size
-        model._contexts.add(self)
+        model._children.add(self)
 
     @property
     def n_past(self):
@@ -402,13 +468,23 @@ class Context(_Owned):
         return out
 
     def generate(self, prompt, max_tokens=128, temperature=None, top_k=None, top_p=None,
-                 seed=None, stop=()):
-        """Evaluate the prompt, then sample up to max_tokens tokens, lazily.
+                 seed=None, stop=None):
+        """Evaluate the prompt (text, or a list of token ids), then sample up to
+        max_tokens tokens, lazily.
 
-        Returns a Generation iterator yielding token ids; break out of the
-        loop to stop (the context stays usable).  Sampling defaults are the
-        library's (temperature 0.8, top_k 40, top_p 0.95, seed 0x5EED);
-        ``stop`` token ids end generation without being yielded."""
+        Returns a Generation iterator.  When the model has a tokenizer it yields
+        the text each token completes ("" while a multi-byte character is
+        pending, plus a last piece for bytes still pending at the end);
+        otherwise the token ids.  Break out of the loop to stop; the context
+        stays usable.  Sampling defaults are the library's (temperature 0.8,
+        top_k 40, top_p 0.95, seed 0x5EED).  ``stop``: token ids that end
+        generation without being yielded; None (default) means the model's
+        end-of-text token, if it has one."""
+        if isinstance(prompt, str):
+            prompt = self.model.tokenize(prompt)
+        if stop is None:
+            eos = self.model.eos_token
+            stop = () if eos is None else (eos,)
         return Generation(self, prompt, max_tokens, _sampler_params(temperature, top_k, top_p, seed),
                           stop)
 
@@ -416,10 +492,11 @@ class Context(_Owned):
 class Generation:
     """Iterator returned by Context.generate.  The same loop as skl_generate,
     one step per __next__: sample from the last logits; a stop token ends it;
-    otherwise yield the token and, unless it was the last one, evaluate it.
-    After the loop, ``stop_reason`` ("max_tokens", "stop_token",
-    "context_full"; "callback" when the caller broke out and called close()),
-    ``stop_token`` and ``n_generated`` describe how it ended."""
+    otherwise yield the token (or its text) and, unless it was the last one,
+    evaluate it.  After the loop, ``stop_reason`` ("max_tokens",
+    "stop_token", "context_full"; "callback" when the caller broke out and
+    called close()), ``stop_token``, ``n_generated`` and ``tokens`` (the ids
+    generated) describe how it ended."""
 
     def __init__(self, ctx, prompt, max_tokens, sampler_params, stop):
         if max_tokens < 0:
@@ -432,7 +509,9 @@ class Generation:
         self._max = max_tokens
         self._sampler = Sampler(**{f: getattr(sampler_params, f)
                                    for f in ("temperature", "top_k", "top_p", "seed")})
+        self._detok = Detokenizer(ctx.model) if ctx.model.has_tokenizer else None
         self._started = False
+        self.tokens = []
         self.n_generated = 0
         self.stop_token = -1
         self.stop_reason = None
@@ -444,25 +523,42 @@ class Generation:
     def _finish(self, reason):
         self.stop_reason = reason
         self._sampler.close()
+        rest = self._detok.flush() if self._detok is not None else ""
+        self._close_detok()
+        if rest:  # bytes of an unfinished character, as skl_generate's token -1 call
+            return rest
         raise StopIteration
+
+    def _close_detok(self):
+        if self._detok is not None:
+            self._detok.close()
 
     def __next__(self):
         if self.stop_reason is not None:
             raise StopIteration
+        try:
+            return self._step()
+        except SkiplessError:
+            self.stop_reason = "error"  # as skl_generate's SKL_STOP_ERROR
+            self._sampler.close()
+            self._close_detok()
+            raise
+
+    def _step(self):
         ctx, lib = self._ctx, self._ctx._lib
         if not self._started:
             self._started = True
             ctx.eval(self.prompt)
         elif self._pending is not None:
             if self.n_generated == self._max:
-                self._finish("max_tokens")
+                return self._finish("max_tokens")
             if ctx.n_past >= ctx.n_ctx:
-                self._finish("context_full")
+                return self._finish("context_full")
             buf = (c_int32 * 1)(self._pending)
             self._pending = None
             _check(lib.skl_eval(ctx._h(), buf, 1))
         if self.n_generated == self._max:
-            self._finish("max_tokens")
+            return self._finish("max_tokens")
         rows = c_int32()
         ptr = lib.skl_logits(ctx._h(), byref(rows))
         row = ctypes.cast(ctypes.byref(ptr.contents, 4 * (rows.value - 1) * ctx.n_vocab),
@@ -470,13 +566,16 @@ class Generation:
         tok = self._sampler._sample_ptr(row, ctx.n_vocab)
         if tok in self._stop:
             self.stop_token = tok
-            self._finish("stop_token")
+            return self._finish("stop_token")
+        piece = self._detok.push(tok) if self._detok is not None else tok
         self.n_generated += 1
+        self.tokens.append(tok)
         self._pending = tok
-        return tok
+        return piece
 
     def close(self):
         """Stop early (stop_reason "callback", as skl_generate's callback stop)."""
         if self.stop_reason is None:
             self.stop_reason = "callback"
         self._sampler.close()
+        self._close_detok()

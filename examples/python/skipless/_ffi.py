@@ -13,6 +13,8 @@ import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float,
                     c_int, c_int32, c_size_t, c_uint, c_uint64, c_void_p)
 
+TOKENIZE_PLAIN = 1  # SKL_TOKENIZE_PLAIN
+
 # The binding was written against this header version; the library must have
 # the same major version and at least this minor version.
 VERSION_MAJOR, VERSION_MINOR = 0, 1
@@ -140,6 +142,15 @@ FUNCTIONS = (
     ("skl_sampler_create", c_int, [P(SamplerParams), P(handle)]),
     ("skl_sampler_free", None, [handle]),
     ("skl_sample", c_int, [handle, P(c_float), c_int32, P(c_int32)]),
+    ("skl_model_has_tokenizer", c_bool, [handle]),
+    ("skl_tokenizer_size", c_int32, [handle]),
+    ("skl_token_eos", c_int32, [handle]),
+    ("skl_tokenize", c_int, [handle, c_char_p, c_size_t, P(c_int32), c_size_t, P(c_size_t), c_uint]),
+    ("skl_detokenize", c_int, [handle, P(c_int32), c_size_t, c_char_p, c_size_t, P(c_size_t)]),
+    ("skl_detokenizer_create", c_int, [handle, P(handle)]),
+    ("skl_detokenizer_push", c_int, [handle, c_int32, P(c_void_p), P(c_size_t)]),
+    ("skl_detokenizer_flush", c_int, [handle, P(c_void_p), P(c_size_t)]),
+    ("skl_detokenizer_free", None, [handle]),
     ("skl_generate_params_init", None, [P(GenerateParams)]),
     ("skl_generate", c_int, [handle, P(c_int32), c_int32, P(GenerateParams), TokenFn, c_void_p,
                              P(GenerateResult)]),

@@ -24,7 +24,7 @@ def split_decl(decl):
     decl = " ".join(decl.split())
     m = re.fullmatch(r"(.*?)\s*\b(\w+)\s*(\[\s*(\d+)\s*\])?", decl)
     ctype, name, _, n = m.groups()
-    if not ctype or ctype in ("const", "struct", "enum", "unsigned"):  # unnamed parameter
+    if not ctype or ctype in ("const", "struct", "enum"):  # unnamed parameter
         return decl, None
     return ctype + (f"[{n}]" if n else ""), name
 
@@ -111,6 +111,8 @@ class Mapper:
             test.assertIs(declared._type_, exp[1], where)
         elif exp is ctypes.c_char_p:  # text may also be passed as raw bytes
             test.assertIn(declared, (ctypes.c_char_p, ctypes.c_void_p), where)
+        elif exp is ctypes.POINTER(ctypes.c_char_p):  # text returned with its length
+            test.assertIn(declared, (exp, ctypes.POINTER(ctypes.c_void_p)), where)
         else:
             test.assertIs(declared, exp, f"{where}: C {ctype!r} needs {exp}, declared {declared}")
 
@@ -187,6 +189,9 @@ class HeaderTest(unittest.TestCase):
                          (_ffi.VERSION_MAJOR, _ffi.VERSION_MINOR))
         self.assertEqual(skipless.version(), "%s.%s.%s" % (m["SKL_VERSION_MAJOR"],
                                                            m["SKL_VERSION_MINOR"], m["SKL_VERSION_PATCH"]))
+
+    def test_flags(self):
+        self.assertEqual(int(self.h.macros["SKL_TOKENIZE_PLAIN"]), _ffi.TOKENIZE_PLAIN)
 
     def test_library_knows_every_code(self):
         for value, _ in errors.STATUS_TABLE:

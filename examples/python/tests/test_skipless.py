@@ -228,6 +228,85 @@ class GenerateTest(unittest.TestCase):
         self.assertEqual(full[:3], taken)
 
 
+def tok_models():
+    import json
+    with open(os.path.join(MODELS, "tokenizers.json")) as f:
+        return [os.path.join(MODELS, t["model"]) for t in json.load(f)]
+
+
+TEXT = "In the beginning God created the heaven and the earth. <sep> naïve café – ünïcödé ✓"
+
+
+class TokenizerTest(unittest.TestCase):
+    def test_tokenize_detokenize_equal_cli(self):
+        for path in tok_models():
+            with self.subTest(path), skipless.Model.load(path) as model:
+                self.assertTrue(model.has_tokenizer)
+                self.assertGreater(model.tokenizer_size, 256)
+                for plain in (False, True):
+                    ids = model.tokenize(TEXT, plain=plain)
+                    args = ["tokenize", path, "--text", TEXT] + (["--plain"] if plain else [])
+                    self.assertEqual(ids, [int(t) for t in cli(*args).strip().split(",")])
+                    out = cli("detokenize", path, "--tokens", ",".join(map(str, ids)))
+                    self.assertEqual(model.detokenize(ids), out[:-1])  # the CLI adds a newline
+                    if "prefix" not in path:  # add_prefix_space adds a leading space
+                        self.assertEqual(model.detokenize(ids), TEXT)
+                self.assertNotEqual(model.tokenize("<sep>"), model.tokenize("<sep>", plain=True))
+                self.assertEqual(model.tokenize(""), [])
+
+    def test_streaming_decoder_pieces_concatenate(self):
+        with skipless.Model.load(tok_models()[0]) as model:
+            ids = model.tokenize(TEXT)
+            d = skipless.Detokenizer(model)
+            pieces = [d.push(t) for t in ids]
+            self.assertEqual("".join(pieces) + d.flush(), TEXT)
+            # Bytes of a split character are held back, then emitted as U+FFFD at flush.
+            cut = model.tokenize("✓")  # three byte-level tokens, one per UTF-8 byte
+            self.assertGreater(len(cut), 1)
+            self.assertEqual(d.push(cut[0]), "")
+            self.assertEqual(d.flush(), "\ufffd")
+            with self.assertRaises(skipless.TokenError):
+                d.push(model.tokenizer_size)
+            model.close()  # closes the decoder first
+            with self.assertRaises(ValueError):
+                d.push(1)
+
+    def test_generate_text_equals_cli(self):
+        for path in tok_models():
+            with self.subTest(path), skipless.Model.load(path) as model, \
+                    skipless.Context(model) as ctx:
+                for seed, stop_args, stop in ((7, (), None), (11, ("--no-eos-stop",), [])):
+                    ctx.reset()
+                    gen = ctx.generate("In the beginning", max_tokens=40, seed=seed, stop=stop)
+                    pieces = list(gen)
+                    self.assertTrue(all(isinstance(p, str) for p in pieces))
+                    text = "".join(pieces)
+                    want = cli("generate", path, "--prompt", "In the beginning", "-n", 40,
+                               "--seed", seed, *stop_args)
+                    self.assertEqual(text, want[:-1])  # the CLI ends with a newline
+                    self.assertEqual(text, model.detokenize(gen.tokens))
+                    if gen.stop_reason == "stop_token":
+                        self.assertEqual(gen.stop_token, model.eos_token)
+
+    def test_save_keeps_the_tokenizer(self):
+        with skipless.Model.load(tok_models()[0]) as model, tempfile.TemporaryDirectory() as tmp:
+            for name in ("dir", "one.safetensors"):
+                out = os.path.join(tmp, name)
+                model.save(out)
+                with skipless.Model.load(out) as back:
+                    self.assertEqual(back.tokenize(TEXT), model.tokenize(TEXT))
+                    self.assertEqual(back.eos_token, model.eos_token)
+
+    def test_no_tokenizer(self):
+        with skipless.Model.load(model_entry(SERIAL)["path"]) as model:
+            self.assertFalse(model.has_tokenizer)
+            self.assertEqual(model.tokenizer_size, 0)
+            with self.assertRaises(skipless.NoTokenizerError):
+                model.tokenize("text")
+            with skipless.Context(model) as ctx, self.assertRaises(skipless.NoTokenizerError):
+                ctx.generate("text")
+
+
 class ErrorTest(unittest.TestCase):
     def test_bad_models_raise_the_exact_subclass(self):
         bad = manifest()["bad"]
