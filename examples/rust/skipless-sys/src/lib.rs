@@ -5,7 +5,7 @@
 //! enumerator.  Use the safe `skipless` crate unless you need the raw calls.
 #![allow(non_camel_case_types)]
 
-use std::os::raw::{c_char, c_double, c_float, c_int, c_void};
+use std::os::raw::{c_char, c_double, c_float, c_int, c_uint, c_void};
 
 pub const SKL_VERSION_MAJOR: c_int = 0;
 pub const SKL_VERSION_MINOR: c_int = 1;
@@ -41,6 +41,9 @@ pub const SKL_ERR_SINGULAR: skl_status = -22;
 pub const SKL_ERR_ILL_CONDITIONED: skl_status = -23;
 pub const SKL_ERR_ALREADY_MERGED: skl_status = -24;
 pub const SKL_ERR_UNSUPPORTED: skl_status = -25;
+pub const SKL_ERR_TOKENIZER: skl_status = -26;
+pub const SKL_ERR_NO_TOKENIZER: skl_status = -27;
+pub const SKL_ERR_BUFFER_TOO_SMALL: skl_status = -28;
 
 // --------------------------------------------------------------------- log
 
@@ -151,6 +154,15 @@ pub struct skl_sampler {
     _opaque: [u8; 0],
 }
 
+// --------------------------------------------------------------- tokenizer
+
+pub const SKL_TOKENIZE_PLAIN: c_uint = 1;
+
+#[repr(C)]
+pub struct skl_detokenizer {
+    _opaque: [u8; 0],
+}
+
 // -------------------------------------------------------------- generation
 
 pub type skl_token_fn =
@@ -170,6 +182,7 @@ pub const SKL_STOP_MAX_TOKENS: skl_stop_reason = 0;
 pub const SKL_STOP_STOP_TOKEN: skl_stop_reason = 1;
 pub const SKL_STOP_CALLBACK: skl_stop_reason = 2;
 pub const SKL_STOP_CONTEXT_FULL: skl_stop_reason = 3;
+pub const SKL_STOP_ERROR: skl_stop_reason = 4;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -303,6 +316,37 @@ extern "C" {
     pub fn skl_sampler_free(sampler: *mut skl_sampler);
     pub fn skl_sample(sampler: *mut skl_sampler, logits: *const c_float, n_vocab: i32, token: *mut i32)
         -> c_int;
+
+    pub fn skl_model_has_tokenizer(model: *const skl_model) -> bool;
+    pub fn skl_tokenizer_size(model: *const skl_model) -> i32;
+    pub fn skl_token_eos(model: *const skl_model) -> i32;
+    pub fn skl_tokenize(
+        model: *const skl_model,
+        text: *const c_char,
+        text_len: usize,
+        tokens: *mut i32,
+        n_max: usize,
+        n_tokens: *mut usize,
+        flags: c_uint,
+    ) -> c_int;
+    pub fn skl_detokenize(
+        model: *const skl_model,
+        tokens: *const i32,
+        n_tokens: usize,
+        text: *mut c_char,
+        text_cap: usize,
+        text_len: *mut usize,
+    ) -> c_int;
+    pub fn skl_detokenizer_create(model: *const skl_model, out: *mut *mut skl_detokenizer) -> c_int;
+    pub fn skl_detokenizer_push(
+        d: *mut skl_detokenizer,
+        token: i32,
+        piece: *mut *const c_char,
+        piece_len: *mut usize,
+    ) -> c_int;
+    pub fn skl_detokenizer_flush(d: *mut skl_detokenizer, piece: *mut *const c_char, piece_len: *mut usize)
+        -> c_int;
+    pub fn skl_detokenizer_free(d: *mut skl_detokenizer);
 
     pub fn skl_generate_params_init(params: *mut skl_generate_params);
     pub fn skl_generate(

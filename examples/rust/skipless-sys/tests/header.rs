@@ -89,7 +89,8 @@ fn c_param_type(decl: &str) -> String {
     };
     let words: Vec<&str> = d.split(' ').collect();
     let last = *words.last().unwrap();
-    let is_name = words.len() > 1 && last != "*" && !["const", "unsigned"].contains(&words[words.len() - 2]);
+    // The last word names the parameter unless it ends the type ("unsigned int", "char *").
+    let is_name = words.len() > 1 && !["*", "int", "char", "long", "short"].contains(&last);
     let ty = if is_name { words[..words.len() - 1].join(" ") } else { d.clone() };
     format!("{}{}", ty, array)
 }
@@ -118,8 +119,9 @@ fn parse_header(raw: &str) -> Header {
         } else if skip_cplusplus {
             skip_cplusplus = !t.starts_with("#endif");
         } else if let Some(def) = t.strip_prefix("#define ") {
-            let mut it = def.splitn(2, ' ');
-            let (name, value) = (it.next().unwrap(), it.next().unwrap_or("").trim());
+            let def = strip_c_comments(def);
+            let mut it = def.split_whitespace();
+            let (name, value) = (it.next().unwrap(), it.next().unwrap_or(""));
             let number = value.trim_end_matches('u');
             if name.starts_with("SKL_") && (number.parse::<i64>().is_ok() || value.starts_with('"')) {
                 h.macros.insert(name.to_string(), value.to_string());
@@ -210,9 +212,13 @@ fn rust_type(h: &Header, c: &str) -> String {
     }
     if let Some(pointee) = c.strip_suffix('*') {
         let pointee = pointee.trim();
+        // `const T *`: the pointee is const; `const T **`: a mutable pointer to `const T *`.
         let is_const = !pointee.ends_with('*') && pointee.split(' ').any(|w| w == "const");
-        let inner = pointee.split(' ').filter(|w| *w != "const").collect::<Vec<_>>().join(" ");
-        let inner = if inner == "void" { "c_void".to_string() } else { rust_type(h, &inner) };
+        let inner = match pointee.split(' ').filter(|w| *w != "const").collect::<Vec<_>>().join(" ") {
+            _ if pointee.ends_with('*') => rust_type(h, pointee),
+            v if v == "void" => "c_void".to_string(),
+            v => rust_type(h, &v),
+        };
         return format!("*{} {}", if is_const { "const" } else { "mut" }, inner);
     }
     let c = c.split(' ').filter(|w| *w != "const").collect::<Vec<_>>().join(" ");

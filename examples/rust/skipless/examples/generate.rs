@@ -1,5 +1,7 @@
-//! Generate from a model: `generate [MODEL] [--tokens 1,2,3] [-n N] [--seed S] [--temp T]`.
-//! MODEL defaults to the bundled examples/models/kjv-serial.
+//! Generate from a model:
+//! `generate [MODEL] [--prompt TEXT | --tokens 1,2,3] [-n N] [--seed S] [--temp T]`.
+//! MODEL defaults to the bundled examples/models/kjv-serial.  With a tokenizer in the
+//! model the text streams out; otherwise the token ids do.
 use skipless::{Context, ContextParams, GenerateParams, Model};
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -15,7 +17,7 @@ fn default_model() -> PathBuf {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("generate: {}\nusage: generate [MODEL] [--tokens 1,2,3] [-n N] [--seed S] [--temp T]", msg);
+    eprintln!("generate: {}\nusage: generate [MODEL] [--prompt TEXT | --tokens 1,2,3] [-n N] [--seed S] [--temp T]", msg);
     exit(1)
 }
 
@@ -26,7 +28,8 @@ fn value<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>, flag: &s
 
 fn main() {
     let mut model_path = None;
-    let mut prompt = vec![1];
+    let mut tokens: Option<Vec<i32>> = None;
+    let mut text: Option<String> = None;
     let mut params = GenerateParams { max_tokens: 64, ..Default::default() };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -36,8 +39,9 @@ fn main() {
             "--temp" => params.temperature = value(&mut args, "--temp"),
             "--tokens" => {
                 let list: String = value(&mut args, "--tokens");
-                prompt = list.split(',').map(|t| t.trim().parse().unwrap_or_else(|_| usage("bad token list"))).collect();
+                tokens = Some(list.split(',').map(|t| t.trim().parse().unwrap_or_else(|_| usage("bad token list"))).collect());
             }
+            "--prompt" => text = Some(value(&mut args, "--prompt")),
             "-h" | "--help" => usage("help"),
             _ if model_path.is_none() && !a.starts_with('-') => model_path = Some(PathBuf::from(a)),
             _ => usage(&format!("unknown argument {}", a)),
@@ -47,6 +51,12 @@ fn main() {
     let run = || -> skipless::Result<skipless::GenerateResult> {
         let model = Model::load(&path)?;
         let mut ctx = Context::new(&model, &ContextParams::default())?;
+        let prompt = match (&tokens, &text) {
+            (Some(ids), _) => ids.clone(),
+            (None, Some(t)) => model.tokenize(t)?,
+            (None, None) if model.has_tokenizer() => model.tokenize("In the beginning")?,
+            (None, None) => vec![1],
+        };
         let out = std::io::stdout();
         let mut out = out.lock();
         let res = ctx.generate(&prompt, &params, |t| {

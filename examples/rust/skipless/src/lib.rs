@@ -26,6 +26,10 @@
 //! fn sync<T: Sync>() {}
 //! sync::<skipless::Sampler>();
 //! ```
+//! ```compile_fail
+//! fn sync<T: Sync>() {}
+//! sync::<skipless::Detokenizer<'static>>();
+//! ```
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::marker::PhantomData;
@@ -88,6 +92,9 @@ error_kinds! {
     IllConditioned = SKL_ERR_ILL_CONDITIONED,
     AlreadyMerged = SKL_ERR_ALREADY_MERGED,
     Unsupported = SKL_ERR_UNSUPPORTED,
+    Tokenizer = SKL_ERR_TOKENIZER,
+    NoTokenizer = SKL_ERR_NO_TOKENIZER,
+    BufferTooSmall = SKL_ERR_BUFFER_TOO_SMALL,
 }
 
 /// A failed libskipless call: the `skl_status` code and the message of that failure.
@@ -486,6 +493,61 @@ impl Model {
         Ok((model, report))
     }
 
+    /// Whether the model carries a usable (present and supported) tokenizer.
+    pub fn has_tokenizer(&self) -> bool {
+        unsafe { sys::skl_model_has_tokenizer(self.as_ptr()) }
+    }
+
+    /// Token ids the tokenizer knows (vocab + added tokens); 0 without a tokenizer.
+    pub fn tokenizer_size(&self) -> i32 {
+        unsafe { sys::skl_tokenizer_size(self.as_ptr()) }
+    }
+
+    /// The end-of-text token, if the model has one.
+    pub fn eos_token(&self) -> Option<i32> {
+        let eos = unsafe { sys::skl_token_eos(self.as_ptr()) };
+        if eos < 0 { None } else { Some(eos) }
+    }
+
+    /// Text -> token ids (no BOS/EOS added); added/special tokens in the text are recognised.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<i32>> {
+        self.tokenize_flags(text, 0)
+    }
+
+    /// Like [`Model::tokenize`], but added/special token text is treated as plain text.
+    pub fn tokenize_plain(&self, text: &str) -> Result<Vec<i32>> {
+        self.tokenize_flags(text, sys::SKL_TOKENIZE_PLAIN)
+    }
+
+    fn tokenize_flags(&self, text: &str, flags: std::os::raw::c_uint) -> Result<Vec<i32>> {
+        let ptr = text.as_ptr() as *const c_char;
+        let mut n = 0usize;
+        let rc = unsafe { sys::skl_tokenize(self.as_ptr(), ptr, text.len(), ptr::null_mut(), 0, &mut n, flags) };
+        if rc != sys::SKL_ERR_BUFFER_TOO_SMALL {
+            check(rc)?; // the size query: OK (no tokens) or a real error
+        }
+        let mut ids = vec![0i32; n];
+        check(unsafe { sys::skl_tokenize(self.as_ptr(), ptr, text.len(), ids.as_mut_ptr(), n, &mut n, flags) })?;
+        ids.truncate(n);
+        Ok(ids)
+    }
+
+    /// Token ids -> text, as Hugging Face decodes it.
+    pub fn detokenize(&self, tokens: &[i32]) -> Result<String> {
+        let mut len = 0usize;
+        let rc = unsafe { sys::skl_detokenize(self.as_ptr(), tokens.as_ptr(), tokens.len(), ptr::null_mut(), 0, &mut len) };
+        if rc != sys::SKL_ERR_BUFFER_TOO_SMALL {
+            check(rc)?;
+        }
+        let mut buf = vec![0u8; len + 1];
+        check(unsafe {
+            sys::skl_detokenize(self.as_ptr(), tokens.as_ptr(), tokens.len(), buf.as_mut_ptr() as *mut c_char,
+                                buf.len(), &mut len)
+        })?;
+        buf.truncate(len);
+        String::from_utf8(buf).map_err(|_| Error::new(sys::SKL_ERR_TOKENIZER, "detokenized text is not UTF-8".into()))
+    }
+
     /// Write the model (F32 safetensors) so that [`Model::load`] reads it back.
     pub fn save<P: AsRef<Path>>(&self, path: P, format: SaveFormat) -> Result<()> {
         let path = c_path(path.as_ref())?;
@@ -495,6 +557,54 @@ impl Model {
             SaveFormat::File => sys::SKL_SAVE_FILE,
         };
         check(unsafe { sys::skl_model_save(self.as_ptr(), path.as_ptr(), f) }).map(|_| ())
+    }
+}
+
+// --------------------------------------------------------------- tokenizer
+
+/// Streaming decoder (`skl_detokenizer`): push ids one at a time, get the text each
+/// completes, never part of a UTF-8 character.  Borrows its model; `Send`, not `Sync`.
+pub struct Detokenizer<'m> {
+    ptr: NonNull<sys::skl_detokenizer>,
+    _model: PhantomData<&'m Model>,
+}
+
+unsafe impl Send for Detokenizer<'_> {}
+
+impl Drop for Detokenizer<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::skl_detokenizer_free(self.ptr.as_ptr()) }
+    }
+}
+
+unsafe fn piece<'a>(p: *const c_char, len: usize) -> Result<&'a str> {
+    if len == 0 {
+        return Ok("");
+    }
+    std::str::from_utf8(std::slice::from_raw_parts(p as *const u8, len))
+        .map_err(|_| Error::new(sys::SKL_ERR_TOKENIZER, "decoder piece is not UTF-8".into()))
+}
+
+impl<'m> Detokenizer<'m> {
+    pub fn new(model: &'m Model) -> Result<Detokenizer<'m>> {
+        let mut out = ptr::null_mut();
+        check(unsafe { sys::skl_detokenizer_create(model.as_ptr(), &mut out) })?;
+        Ok(Detokenizer { ptr: out_ptr(out, "skl_detokenizer_create")?, _model: PhantomData })
+    }
+
+    /// The text `token` completes ("" while a character is pending).  The slice is the
+    /// decoder's own buffer: it lives until the next call (enforced by the borrow).
+    pub fn push(&mut self, token: i32) -> Result<&str> {
+        let (mut p, mut len) = (ptr::null(), 0usize);
+        check(unsafe { sys::skl_detokenizer_push(self.ptr.as_ptr(), token, &mut p, &mut len) })?;
+        unsafe { piece(p, len) }
+    }
+
+    /// Bytes still held back (as U+FFFD); resets the decoder.
+    pub fn flush(&mut self) -> Result<&str> {
+        let (mut p, mut len) = (ptr::null(), 0usize);
+        check(unsafe { sys::skl_detokenizer_flush(self.ptr.as_ptr(), &mut p, &mut len) })?;
+        unsafe { piece(p, len) }
     }
 }
 
@@ -522,7 +632,7 @@ impl Default for ContextParams {
 pub struct Context<'m> {
     ptr: NonNull<sys::skl_context>,
     n_vocab: usize,
-    _model: PhantomData<&'m Model>,
+    model: &'m Model,
 }
 
 // One thread at a time, any thread: Send, and no Sync (the raw pointer keeps it !Sync).
@@ -539,13 +649,14 @@ impl Drop for Context<'_> {
 pub struct Token<'a> {
     /// The token id (-1 for the final call that only flushes pending text).
     pub id: i32,
-    /// The text this token completes, or None while the model has no tokenizer.
-    /// Borrowed from the library: valid only during the callback.
+    /// The text this token completes ("" while a multi-byte character is pending),
+    /// or None when the model has no tokenizer.  Valid only during the callback.
     pub piece: Option<&'a str>,
 }
 
 /// Options of [`Context::generate`]; `Default` is the library's: 128 tokens, temperature
-/// 0.8, top_k 40, top_p 0.95, seed 0x5EED, no stop tokens.
+/// 0.8, top_k 40, top_p 0.95, seed 0x5EED, no stop tokens but the model's end-of-text
+/// token (`stop_at_eos`, as the CLI).
 #[derive(Debug, Clone)]
 pub struct GenerateParams {
     pub max_tokens: i32,
@@ -554,6 +665,8 @@ pub struct GenerateParams {
     pub top_p: f32,
     pub seed: u64,
     pub stop_tokens: Vec<i32>,
+    /// Also stop at the model's end-of-text token, if it has one.
+    pub stop_at_eos: bool,
 }
 
 impl Default for GenerateParams {
@@ -566,6 +679,7 @@ impl Default for GenerateParams {
             top_p: p.sampling.top_p,
             seed: p.sampling.seed,
             stop_tokens: Vec::new(),
+            stop_at_eos: true,
         }
     }
 }
@@ -589,6 +703,8 @@ pub enum StopReason {
     /// The callback returned `ControlFlow::Break`.
     Callback,
     ContextFull,
+    /// Only in results of generation that failed midway (the error is returned instead).
+    Error,
 }
 
 /// Outcome of [`Context::generate`] (`skl_generate_result`).
@@ -639,7 +755,7 @@ impl<'m> Context<'m> {
         Ok(Context {
             ptr: out_ptr(out, "skl_context_create")?,
             n_vocab: model.config().vocab_size as usize,
-            _model: PhantomData,
+            model,
         })
     }
 
@@ -690,10 +806,21 @@ impl<'m> Context<'m> {
         check(unsafe { sys::skl_kv_reset(self.ptr.as_ptr()) }).map(|_| ())
     }
 
+    /// Tokenize `prompt` with the model's tokenizer, then [`Context::generate`].
+    pub fn generate_text<F>(&mut self, prompt: &str, params: &GenerateParams, on_token: F) -> Result<GenerateResult>
+    where
+        F: FnMut(Token<'_>) -> ControlFlow<()>,
+    {
+        let ids = self.model.tokenize(prompt)?;
+        self.generate(&ids, params, on_token)
+    }
+
     /// `skl_generate`: evaluate the prompt, then sample and hand each token to `on_token`
-    /// until max_tokens, a stop token, a full cache, or `ControlFlow::Break`.  The last
-    /// token handed over is not evaluated into the cache (include it in the next prompt).
-    /// A panic in `on_token` stops generation and is resumed here.
+    /// until max_tokens, a stop token, a full cache, or `ControlFlow::Break`.  With a
+    /// tokenizer, `Token::piece` is the text; bytes still pending at the end come in one
+    /// last call with id -1 (its return value is ignored).  The last real token handed
+    /// over is not evaluated into the cache (include it in the next prompt).  A panic in
+    /// `on_token` stops generation and is resumed here.
     pub fn generate<F>(&mut self, prompt: &[i32], params: &GenerateParams, on_token: F) -> Result<GenerateResult>
     where
         F: FnMut(Token<'_>) -> ControlFlow<()>,
@@ -701,8 +828,12 @@ impl<'m> Context<'m> {
         let mut gp = params_init(sys::skl_generate_params_init);
         gp.sampling = params.sampling();
         gp.max_tokens = params.max_tokens;
-        gp.stop_tokens = if params.stop_tokens.is_empty() { ptr::null() } else { params.stop_tokens.as_ptr() };
-        gp.n_stop_tokens = len_i32(params.stop_tokens.len(), "stop_tokens")?;
+        let mut stops = params.stop_tokens.clone();
+        if let (true, Some(eos)) = (params.stop_at_eos, self.model.eos_token()) {
+            stops.push(eos);
+        }
+        gp.stop_tokens = if stops.is_empty() { ptr::null() } else { stops.as_ptr() };
+        gp.n_stop_tokens = len_i32(stops.len(), "stop_tokens")?;
         let n_prompt = len_i32(prompt.len(), "prompt")?;
         let mut state = CallbackState { f: on_token, panic: None };
         let mut res = sys::skl_generate_result::default();
@@ -728,6 +859,7 @@ impl<'m> Context<'m> {
                 sys::SKL_STOP_STOP_TOKEN => StopReason::StopToken,
                 sys::SKL_STOP_CALLBACK => StopReason::Callback,
                 sys::SKL_STOP_CONTEXT_FULL => StopReason::ContextFull,
+                sys::SKL_STOP_ERROR => StopReason::Error,
                 _ => StopReason::MaxTokens,
             },
             prompt_seconds: res.prompt_seconds,
