@@ -136,24 +136,26 @@ static void pair_put(skl_tok *t, int32_t a, int32_t b, int32_t rank, int32_t new
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
  * other 68 to U+0100.. in byte order. */
-static uint32_t byte_to_cp(int b) {
-    if ((b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff)) return (uint32_t)b;
-    int k = 0;
-    for (int x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || (x >= 0xae && x <= 0xff))) k++;
-    return 256u + (uint32_t)k;
+static bool printable_byte(uint32_t b) {
+    return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
 }
 
-/* Inverse, -1 if cp is not a byte-level character. */
+static uint32_t byte_to_cp(int b) {
+    if (printable_byte((uint32_t)b)) return (uint32_t)b;
+    uint32_t k = 0;
+    for (int x = 0; x < b; x++) k += !printable_byte((uint32_t)x);
+    return 256u + k;
+}
+
+/* Inverse, -1 if cp is not a byte-level character (a pure function: the
+ * tokenizer is built concurrently from several threads without locks). */
 static int cp_to_byte(uint32_t cp) {
-    static int16_t inv[324];
-    static atomic_int ready;
-    if (!atomic_load(&ready)) { /* idempotent; concurrent first calls write the same values */
-        for (int i = 0; i < 324; i++) inv[i] = -1;
-        for (int b = 0; b < 256; b++) inv[byte_to_cp(b)] = (int16_t)b;
-        atomic_store(&ready, 1);
-    }
-    return cp < 324 ? inv[cp] : -1;
+    if (cp < 256) return printable_byte(cp) ? (int)cp : -1;
+    if (cp >= 256 + 68) return -1;
+    uint32_t k = cp - 256;
+    for (int b = 0; b < 256; b++)
+        if (!printable_byte((uint32_t)b) && k-- == 0) return b;
+    return -1;
 }
 
 static size_t put_utf8(uint32_t cp, char *o) {
@@ -955,7 +957,7 @@ static int detok_step(skl_detokenizer *d, const uint8_t *b, size_t nb, bool fina
     uint8_t *all = malloc(n ? n : 1);
     if (!all) return skl_fail(SKL_ERR_NOMEM, "skl_detokenizer: out of memory");
     memcpy(all, d->pending, d->n_pending);
-    memcpy(all + d->n_pending, b, nb);
+    if (nb) memcpy(all + d->n_pending, b, nb);
     size_t len = 0, used = utf8_lossy(all, n, final, d->piece, &len);
     d->n_pending = n - used; /* < 4: only an incomplete sequence is left */
     memcpy(d->pending, all + used, d->n_pending);
