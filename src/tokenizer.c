@@ -88,6 +88,7 @@ struct skl_tok {
     int32_t n_added;
     int32_t *added;      /* ids of the added tokens, in file order */
     uint8_t *added_normalized; /* [n_added] */
+    uint8_t added_first[2][256]; /* [normalized][byte]: some added token starts with it */
     bool add_prefix_space, ignore_merges;
     int32_t endoftext;   /* id of the special "<|endoftext|>", or -1 */
     pcre2_code *re;
@@ -496,6 +497,7 @@ static int parse_added(skl_tok *t, const json_t *added, const char *what) {
             if (t->added[j] == id)
                 return skl_fail(SKL_ERR_TOKENIZER, "%s: added_tokens: id %d is used twice", what, id);
         t->added[t->n_added++] = id;
+        t->added_first[t->added_normalized[i]][(uint8_t)c[0]] = 1;
         if (special && len == 13 && !memcmp(c, "<|endoftext|>", 13)) t->endoftext = id;
     }
     return SKL_OK;
@@ -777,6 +779,7 @@ static int encode_gap(const skl_tok *t, const char *text, size_t n, pcre2_match_
  * after `from`; returns its index into t->added or -1, *at its offset. */
 static int32_t find_added(const skl_tok *t, const char *text, size_t n, size_t from, bool normalized, size_t *at) {
     for (size_t i = from; i < n; i++) {
+        if (!t->added_first[normalized][(uint8_t)text[i]]) continue;
         int32_t best = -1;
         uint32_t best_len = 0;
         for (int32_t k = 0; k < t->n_added; k++) {
@@ -837,6 +840,8 @@ int skl_tokenize(const skl_model *m, const char *text, size_t text_len, int32_t 
     if (!n_tokens || (!text && text_len) || (!tokens && n_max))
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_tokenize: NULL text, tokens or n_tokens");
     if (flags & ~SKL_TOKENIZE_PLAIN) return skl_fail(SKL_ERR_INVALID_ARG, "skl_tokenize: unknown flags 0x%x", flags);
+    if (text_len > (size_t)1 << 30) /* piece positions are int32_t */
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_tokenize: text of %zu bytes is longer than 1 GiB", text_len);
     *n_tokens = 0;
     for (size_t i = 0; i < text_len;) {
         int k = utf8_seq((const uint8_t *)text + i, text_len - i, false);

@@ -308,6 +308,29 @@ for tm in "$TOKD" "$TOKF"; do
     expect_error "generate --prompt invalid UTF-8 $tm" generate "$tm" --prompt "$(printf 'a\377b')"
 done
 
+# generate stops at the eos token (<|endoftext|>) by default: find a seed whose
+# --no-eos-stop output holds it; the default run must end right before it.
+found=0
+for seed in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    run generate "$TOKD" --tokens 1 -n 200 --temp 1.5 --top-k 0 --top-p 1 --seed "$seed" --no-eos-stop
+    if grep -q '<|endoftext|>' "$OUT"; then found=$seed; break; fi
+done
+if [ "$found" -eq 0 ]; then
+    fail "generate eos stop" "no seed in 1..20 samples <|endoftext|>"
+else
+    cp "$OUT" "$TMP/no_eos"
+    run generate "$TOKD" --tokens 1 -n 200 --temp 1.5 --top-k 0 --top-p 1 --seed "$found"
+    if [ "$rc" -ne 0 ] || ! grep -q 'stop: stop token' "$ERR"; then
+        fail "generate eos stop" "exit $rc, stderr '$(cat "$ERR")'"
+    elif ! "$PY" -c '
+import sys
+full = open(sys.argv[1], encoding="utf-8", errors="surrogateescape").read()
+got = open(sys.argv[2], encoding="utf-8", errors="surrogateescape").read()
+sys.exit(0 if got == full.split("<|endoftext|>")[0] + "\n" else 1)' "$TMP/no_eos" "$OUT"; then
+        fail "generate eos stop" "output is not the text before <|endoftext|>"
+    else pass; fi
+fi
+
 # added tokens: recognised by default, plain text with --plain
 run tokenize "$TOKD" --text "a<|endoftext|>b"
 if [ "$rc" -ne 0 ] || ! tr ',' '\n' <"$OUT" | grep -qx "$EOT"; then
