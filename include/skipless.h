@@ -23,6 +23,9 @@
  *  - skl_context: the KV cache and scratch of one sequence.  One thread at a
  *    time; different contexts may run concurrently on different threads.
  *  - skl_sampler: its RNG state changes on every sample; one thread at a time.
+ *  - The tokenizer is part of the immutable model: skl_tokenize and
+ *    skl_detokenize may run concurrently.  skl_detokenizer: one thread at a
+ *    time; free it before its model.
  *  - skl_last_error(): thread-local, so concurrent failures do not mix.
  *  - skl_log_set(): global; set it once before other calls.  The callback
  *    may be called from any thread that calls into the library.

@@ -88,6 +88,7 @@ struct skl_tok {
     int32_t n_added;
     int32_t *added;      /* ids of the added tokens, in file order */
     uint8_t *added_normalized; /* [n_added] */
+    uint8_t added_first[2][256]; /* [normalized][byte]: some added token starts with it */
     bool add_prefix_space, ignore_merges;
     int32_t endoftext;   /* id of the special "<|endoftext|>", or -1 */
     pcre2_code *re;
@@ -136,24 +137,26 @@ static void pair_put(skl_tok *t, int32_t a, int32_t b, int32_t rank, int32_t new
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
  * other 68 to U+0100.. in byte order. */
-static uint32_t byte_to_cp(int b) {
-    if ((b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff)) return (uint32_t)b;
-    int k = 0;
-    for (int x = 0; x < b; x++)
-        if (!((x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || (x >= 0xae && x <= 0xff))) k++;
-    return 256u + (uint32_t)k;
+static bool printable_byte(uint32_t b) {
+    return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
 }
 
-/* Inverse, -1 if cp is not a byte-level character. */
+static uint32_t byte_to_cp(int b) {
+    if (printable_byte((uint32_t)b)) return (uint32_t)b;
+    uint32_t k = 0;
+    for (int x = 0; x < b; x++) k += !printable_byte((uint32_t)x);
+    return 256u + k;
+}
+
+/* Inverse, -1 if cp is not a byte-level character (a pure function: the
+ * tokenizer is built concurrently from several threads without locks). */
 static int cp_to_byte(uint32_t cp) {
-    static int16_t inv[324];
-    static atomic_int ready;
-    if (!atomic_load(&ready)) { /* idempotent; concurrent first calls write the same values */
-        for (int i = 0; i < 324; i++) inv[i] = -1;
-        for (int b = 0; b < 256; b++) inv[byte_to_cp(b)] = (int16_t)b;
-        atomic_store(&ready, 1);
-    }
-    return cp < 324 ? inv[cp] : -1;
+    if (cp < 256) return printable_byte(cp) ? (int)cp : -1;
+    if (cp >= 256 + 68) return -1;
+    uint32_t k = cp - 256;
+    for (int b = 0; b < 256; b++)
+        if (!printable_byte((uint32_t)b) && k-- == 0) return b;
+    return -1;
 }
 
 static size_t put_utf8(uint32_t cp, char *o) {
@@ -494,6 +497,7 @@ static int parse_added(skl_tok *t, const json_t *added, const char *what) {
             if (t->added[j] == id)
                 return skl_fail(SKL_ERR_TOKENIZER, "%s: added_tokens: id %d is used twice", what, id);
         t->added[t->n_added++] = id;
+        t->added_first[t->added_normalized[i]][(uint8_t)c[0]] = 1;
         if (special && len == 13 && !memcmp(c, "<|endoftext|>", 13)) t->endoftext = id;
     }
     return SKL_OK;
@@ -775,6 +779,7 @@ static int encode_gap(const skl_tok *t, const char *text, size_t n, pcre2_match_
  * after `from`; returns its index into t->added or -1, *at its offset. */
 static int32_t find_added(const skl_tok *t, const char *text, size_t n, size_t from, bool normalized, size_t *at) {
     for (size_t i = from; i < n; i++) {
+        if (!t->added_first[normalized][(uint8_t)text[i]]) continue;
         int32_t best = -1;
         uint32_t best_len = 0;
         for (int32_t k = 0; k < t->n_added; k++) {
@@ -835,6 +840,8 @@ int skl_tokenize(const skl_model *m, const char *text, size_t text_len, int32_t 
     if (!n_tokens || (!text && text_len) || (!tokens && n_max))
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_tokenize: NULL text, tokens or n_tokens");
     if (flags & ~SKL_TOKENIZE_PLAIN) return skl_fail(SKL_ERR_INVALID_ARG, "skl_tokenize: unknown flags 0x%x", flags);
+    if (text_len > (size_t)1 << 30) /* piece positions are int32_t */
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_tokenize: text of %zu bytes is longer than 1 GiB", text_len);
     *n_tokens = 0;
     for (size_t i = 0; i < text_len;) {
         int k = utf8_seq((const uint8_t *)text + i, text_len - i, false);
@@ -955,7 +962,7 @@ static int detok_step(skl_detokenizer *d, const uint8_t *b, size_t nb, bool fina
     uint8_t *all = malloc(n ? n : 1);
     if (!all) return skl_fail(SKL_ERR_NOMEM, "skl_detokenizer: out of memory");
     memcpy(all, d->pending, d->n_pending);
-    memcpy(all + d->n_pending, b, nb);
+    if (nb) memcpy(all + d->n_pending, b, nb);
     size_t len = 0, used = utf8_lossy(all, n, final, d->piece, &len);
     d->n_pending = n - used; /* < 4: only an incomplete sequence is left */
     memcpy(d->pending, all + used, d->n_pending);

@@ -127,6 +127,7 @@ expect_error "generate missing option value" generate "$ANY" --tokens
 expect_error "logits without --out" logits "$ANY" --tokens 1,2
 expect_error "info nonexistent model" info "$TMP/no_such_model"
 expect_error "generate --prompt without tokenizer" generate "$ANY" --prompt "hello world"
+expect_error "generate without --tokens or --prompt" generate "$ANY" -n 1
 
 for bad in '1,,2' 'abc' '1,2,' '' ',1' '1;2' '99999999999'; do
     expect_error "generate --tokens '$bad'" generate "$ANY" --tokens "$bad" -n 1
@@ -254,6 +255,113 @@ elif ! grep -q '^verification: ' "$OUT"; then fail "merge --verify" "no verifica
 elif [ ! -f "$TMP/verified/config.json" ] || [ ! -f "$TMP/verified/model.safetensors" ]; then
     fail "merge --verify" "--format dir did not write config.json + model.safetensors"
 else pass; fi
+
+# ---------------------------------------------------------------- tokenizer
+# Models carrying a tokenizer.json (test/tokenizers.py); ids are compared with
+# @huggingface/tokenizers by test/tokenizers_js/compare.mjs, here the CLI.
+TOKD=$MD/models/tok_plain
+TOKF=$MD/models/tok_prefix.safetensors
+EOT=$("$PY" -c '
+import json, sys
+t = json.load(open(sys.argv[1]))
+print(next(a["id"] for a in t["added_tokens"] if a["content"] == "<|endoftext|>"))' "$MD/tokenizers/bpe_plain.json")
+
+for tm in "$TOKD" "$TOKF"; do
+    run tokenize "$tm" --text "Hello world, don't stop"
+    ids=$(cat "$OUT")
+    if [ "$rc" -ne 0 ] || ! grep -Eqx '[0-9]+(,[0-9]+)+' "$OUT"; then
+        fail "tokenize $tm" "exit $rc, stdout '$ids'"
+    else pass; fi
+    run detokenize "$tm" --tokens "$ids"
+    case $tm in
+        "$TOKD") want="Hello world, don't stop" ;;
+        *) want=" Hello world, don't stop" ;;   # add_prefix_space
+    esac
+    if [ "$rc" -ne 0 ] || [ "$(cat "$OUT")" != "$want" ]; then
+        fail "detokenize $tm" "exit $rc, stdout '$(cat "$OUT")', expected '$want'"
+    else pass; fi
+    expect_error "tokenize without --text $tm" tokenize "$tm"
+    expect_error "tokenize --text without value $tm" tokenize "$tm" --text
+    expect_error "tokenize unknown option $tm" tokenize "$tm" --text x --bogus
+    expect_error "detokenize id out of range $tm" detokenize "$tm" --tokens 1,99999
+    expect_error "detokenize negative id $tm" detokenize "$tm" --tokens -1
+    expect_error "detokenize malformed --tokens $tm" detokenize "$tm" --tokens 1,,2
+    run detokenize "$tm" --tokens ''
+    if [ "$rc" -ne 0 ] || [ "$(cat "$OUT")" != "" ]; then fail "detokenize no ids $tm" "exit $rc"; else pass; fi
+    run tokenize "$tm" --text ''
+    if [ "$rc" -ne 0 ] || [ "$(cat "$OUT")" != "" ]; then fail "tokenize empty text $tm" "exit $rc"; else pass; fi
+
+    # generate --prompt streams text; the same ids via --tokens give the same text
+    run generate "$tm" --prompt "the thing" -n 12 --temp 0 --no-eos-stop
+    cp "$OUT" "$TMP/gen_prompt"
+    prompt_rc=$rc
+    run tokenize "$tm" --text "the thing"
+    run generate "$tm" --tokens "$(cat "$OUT")" -n 12 --temp 0 --no-eos-stop
+    if [ "$prompt_rc" -ne 0 ] || [ "$rc" -ne 0 ]; then
+        fail "generate --prompt $tm" "exit $prompt_rc / $rc"
+    elif ! cmp -s "$OUT" "$TMP/gen_prompt"; then
+        fail "generate --prompt $tm" "'$(cat "$TMP/gen_prompt")' differs from --tokens '$(cat "$OUT")'"
+    elif grep -Eqx '[0-9]+(,[0-9]+)*' "$OUT"; then
+        fail "generate --prompt $tm" "printed ids, not text"
+    else pass; fi
+    expect_error "generate --prompt and --tokens $tm" generate "$tm" --prompt x --tokens 1
+    expect_error "generate --prompt invalid UTF-8 $tm" generate "$tm" --prompt "$(printf 'a\377b')"
+done
+
+# generate stops at the eos token (<|endoftext|>) by default: find a seed whose
+# --no-eos-stop output holds it; the default run must end right before it.
+found=0
+for seed in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    run generate "$TOKD" --tokens 1 -n 200 --temp 1.5 --top-k 0 --top-p 1 --seed "$seed" --no-eos-stop
+    if grep -q '<|endoftext|>' "$OUT"; then found=$seed; break; fi
+done
+if [ "$found" -eq 0 ]; then
+    fail "generate eos stop" "no seed in 1..20 samples <|endoftext|>"
+else
+    cp "$OUT" "$TMP/no_eos"
+    run generate "$TOKD" --tokens 1 -n 200 --temp 1.5 --top-k 0 --top-p 1 --seed "$found"
+    if [ "$rc" -ne 0 ] || ! grep -q 'stop: stop token' "$ERR"; then
+        fail "generate eos stop" "exit $rc, stderr '$(cat "$ERR")'"
+    elif ! "$PY" -c '
+import sys
+full = open(sys.argv[1], encoding="utf-8", errors="surrogateescape").read()
+got = open(sys.argv[2], encoding="utf-8", errors="surrogateescape").read()
+sys.exit(0 if got == full.split("<|endoftext|>")[0] + "\n" else 1)' "$TMP/no_eos" "$OUT"; then
+        fail "generate eos stop" "output is not the text before <|endoftext|>"
+    else pass; fi
+fi
+
+# added tokens: recognised by default, plain text with --plain
+run tokenize "$TOKD" --text "a<|endoftext|>b"
+if [ "$rc" -ne 0 ] || ! tr ',' '\n' <"$OUT" | grep -qx "$EOT"; then
+    fail "tokenize added token" "exit $rc, '$(cat "$OUT")' lacks $EOT"
+else pass; fi
+run tokenize "$TOKD" --text "a<|endoftext|>b" --plain
+if [ "$rc" -ne 0 ] || tr ',' '\n' <"$OUT" | grep -qx "$EOT"; then
+    fail "tokenize --plain" "exit $rc, '$(cat "$OUT")' holds $EOT"
+else pass; fi
+run detokenize "$TOKD" --tokens "$(cat "$OUT")"
+if [ "$rc" -ne 0 ] || [ "$(cat "$OUT")" != "a<|endoftext|>b" ]; then
+    fail "detokenize --plain ids" "exit $rc, '$(cat "$OUT")'"
+else pass; fi
+run tokenize "$TOKD" --text "$(printf 'bad \377 utf8')"
+if [ "$rc" -eq 0 ] || ! grep -q 'byte offset 4' "$ERR"; then
+    fail "tokenize invalid UTF-8" "exit $rc, stderr '$(cat "$ERR")'"
+else pass; fi
+expect_error "tokenize model without tokenizer" tokenize "$ANY" --text hi
+expect_error "detokenize model without tokenizer" detokenize "$ANY" --tokens 1
+
+# merge keeps the tokenizer (directory and single file)
+for fmt in dir file; do
+    run merge "$TOKD" "$TMP/tok_merged_$fmt" --format "$fmt"
+    merge_rc=$rc
+    run tokenize "$TOKD" --text "Café <sep> 42"
+    cp "$OUT" "$TMP/tok_orig"
+    run tokenize "$TMP/tok_merged_$fmt" --text "Café <sep> 42"
+    if [ "$merge_rc" -ne 0 ] || [ "$rc" -ne 0 ] || ! cmp -s "$OUT" "$TMP/tok_orig"; then
+        fail "merge keeps the tokenizer ($fmt)" "exit $merge_rc / $rc"
+    else pass; fi
+done
 
 # ---------------------------------------------------------------- summary
 if [ "$n_fail" -ne 0 ]; then

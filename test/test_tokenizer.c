@@ -509,12 +509,22 @@ END_TEST
 
 /* ------------------------------------------ malformed and unsupported files */
 
-/* A directory model = tok_plain's config and weights + the given tokenizer.json. */
+/* A directory model = tok_plain's weights and config (or config_text) + the
+ * given tokenizer.json. */
 typedef struct variant_dir {
     char dir[64];
 } variant_dir;
 
-static void make_variant(variant_dir *v, const char *tokenizer_text) {
+static void write_text(const char *dir, const char *name, const char *text) {
+    char p[128];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *fp = fopen(p, "wb");
+    ck_assert_ptr_nonnull(fp);
+    fputs(text, fp);
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+static void make_variant_config(variant_dir *v, const char *tokenizer_text, const char *config_text) {
     strcpy(v->dir, "/tmp/skl_tokv_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(v->dir));
     json_t *e = tok_entry("bpe_plain");
@@ -523,20 +533,19 @@ static void make_variant(variant_dir *v, const char *tokenizer_text) {
     char src[4200], dst[128];
     char *abs = realpath(model, NULL);
     ck_assert_ptr_nonnull(abs);
-    const char *files[] = {"config.json", "model.safetensors"};
-    for (int i = 0; i < 2; i++) {
+    const char *files[] = {"model.safetensors", "config.json"};
+    for (int i = 0; i < (config_text ? 1 : 2); i++) {
         snprintf(src, sizeof src, "%s/%s", abs, files[i]);
         snprintf(dst, sizeof dst, "%s/%s", v->dir, files[i]);
         ck_assert_int_eq(symlink(src, dst), 0);
     }
     free(abs);
     free(model);
-    snprintf(dst, sizeof dst, "%s/tokenizer.json", v->dir);
-    FILE *fp = fopen(dst, "wb");
-    ck_assert_ptr_nonnull(fp);
-    fputs(tokenizer_text, fp);
-    fclose(fp);
+    if (config_text) write_text(v->dir, "config.json", config_text);
+    write_text(v->dir, "tokenizer.json", tokenizer_text);
 }
+
+static void make_variant(variant_dir *v, const char *tokenizer_text) { make_variant_config(v, tokenizer_text, NULL); }
 
 static void drop_variant(variant_dir *v) {
     char cmd[128];
@@ -548,7 +557,7 @@ static void drop_variant(variant_dir *v) {
 typedef void (*edit_fn)(json_t *root);
 static char *edited(edit_fn edit) {
     json_t *j = tok_json("bpe_plain");
-    edit(j);
+    if (edit) edit(j);
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     return s;
@@ -774,6 +783,87 @@ START_TEST(test_metadata_not_string) {
 }
 END_TEST
 
+/* config "eos_token_id" wins over <|endoftext|>; a list gives its first entry;
+ * a malformed one fails the load. */
+START_TEST(test_eos_config) {
+    json_t *e = tok_entry("bpe_plain");
+    char *model = entry_path(e, "model");
+    json_decref(e);
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/config.json", model);
+    free(model);
+    json_error_t err;
+    json_t *cfg = json_load_file(cpath, 0, &err);
+    ck_assert_ptr_nonnull(cfg);
+    char *tok = edited(NULL);
+    struct { json_t *value; int rc; int32_t eos; } cases[] = {
+        {json_integer(5), SKL_OK, 5},
+        {json_pack("[ii]", 7, 8), SKL_OK, 7},
+        {json_null(), SKL_OK, -2 /* <|endoftext|> */},
+        {json_string("5"), SKL_ERR_CONFIG, 0},
+        {json_integer(-1), SKL_ERR_CONFIG, 0},
+        {json_array(), SKL_ERR_CONFIG, 0},
+    };
+    json_t *tj = tok_json("bpe_plain");
+    int32_t eot = added_id(tj, "<|endoftext|>");
+    json_decref(tj);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_object_set_new(cfg, "eos_token_id", cases[i].value);
+        char *ctext = json_dumps(cfg, 0);
+        variant_dir v;
+        make_variant_config(&v, tok, ctext);
+        skl_model *m = NULL;
+        int rc = skl_model_load(v.dir, NULL, &m);
+        ck_assert_msg(rc == cases[i].rc, "case %zu: %d (%s)", i, rc, skl_last_error());
+        if (rc == SKL_OK) ck_assert_int_eq(skl_token_eos(m), cases[i].eos == -2 ? eot : cases[i].eos);
+        else ck_assert_ptr_nonnull(strstr(skl_last_error(), "eos_token_id"));
+        skl_model_free(m);
+        drop_variant(&v);
+        free(ctext);
+    }
+    free(tok);
+    json_decref(cfg);
+}
+END_TEST
+
+/* A tokenizer smaller than vocab_size: a sampled id without text ends
+ * generation with SKL_ERR_TOKEN and SKL_STOP_ERROR. */
+START_TEST(test_generate_unknown_id) {
+    json_t *tj = tok_json("bpe_prefix");
+    char *tok = json_dumps(tj, 0);
+    json_decref(tj);
+    variant_dir v;
+    make_variant(&v, tok); /* tok_plain's 548-token model, bpe_prefix's 459 tokens */
+    skl_model *m;
+    ck_assert_int_eq(skl_model_load(v.dir, NULL, &m), SKL_OK);
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    ck_assert_int_lt(skl_tokenizer_size(m), hp.vocab_size);
+    skl_context *ctx;
+    ck_assert_int_eq(skl_context_create(m, NULL, &ctx), SKL_OK);
+    skl_generate_params gp;
+    skl_generate_params_init(&gp);
+    gp.max_tokens = 60;
+    gp.sampling.temperature = 2.0f;
+    gp.sampling.top_k = 0;
+    gp.sampling.top_p = 1.0f;
+    collect *c = calloc(1, sizeof *c);
+    int32_t prompt[1] = {1};
+    skl_generate_result res;
+    int rc = skl_generate(ctx, prompt, 1, &gp, on_piece, c, &res);
+    ck_assert_msg(rc == SKL_ERR_TOKEN, "rc %d: no id >= %d sampled in 60 tokens?", rc, skl_tokenizer_size(m));
+    ck_assert_int_eq(res.stop_reason, SKL_STOP_ERROR);
+    ck_assert_int_eq(res.n_generated, c->n_ids);
+    ck_assert_int_eq(c->n_final, 0);
+    for (int i = 0; i < c->n_ids; i++) ck_assert_int_lt(c->ids[i], skl_tokenizer_size(m));
+    free(c);
+    skl_context_free(ctx);
+    skl_model_free(m);
+    drop_variant(&v);
+    free(tok);
+}
+END_TEST
+
 Suite *tokenizer_suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("calls");
@@ -797,6 +887,8 @@ Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_unsupported);
     tcase_add_test(tc, test_metadata_not_string);
+    tcase_add_test(tc, test_eos_config);
+    tcase_add_test(tc, test_generate_unknown_id);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -47,6 +47,37 @@ const CORPUS = [
   "   \n   ",
 ];
 
+// Seeded random texts from pieces of every kind the split regex distinguishes
+// (letters of several scripts, combining marks, digits and numerals,
+// punctuation, contractions, whitespace of several kinds, emoji, added tokens).
+// U+0085 and U+FEFF are left out on purpose: tokenizers.js's ByteLevel uses
+// JavaScript's \s, which (unlike Oniguruma's, used by the Rust crate and by
+// libskipless) includes U+FEFF and misses U+0085.
+const PIECES = [
+  "a", "Z", "the", " the", "Hello", "é", "e\u0301", "ß", "Ω", "Жж", "日本", "中文", "한", "ا", "ह\u093f",
+  "0", "42", " 7", "3.14", "٣", "Ⅻ", "½", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'x",
+  " ", "  ", "   ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\u2028", "\v", "\f",
+  ".", ",", "!?", "...", "-", "_", "(", ")", "\"", "#", "@", "$", "%", "&&", "~", "`", "\\", "/",
+  "🎉", "👩‍👩‍👧", "🇩🇪", "❤️", "𝔘", "\u200d", "\u00ad",
+  "<|endoftext|>", "<sep>", "<|pad|>", "<", "|", ">", "<|", "|>",
+];
+function randomTexts(n, seed) {
+  let x = BigInt(seed);
+  const next = () => {
+    x = (x * 6364136223846793005n + 1442695040888963407n) & 0xffffffffffffffffn;
+    return Number(x >> 33n);
+  };
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const len = 1 + (next() % 12);
+    let t = "";
+    for (let k = 0; k < len; k++) t += PIECES[next() % PIECES.length];
+    out.push(t);
+  }
+  return out;
+}
+CORPUS.push(...randomTexts(150, 2026));
+
 function tokenizerText(model) {
   if (statSync(model).isDirectory()) return readFileSync(`${model}/tokenizer.json`, "utf8");
   const fd = openSync(model, "r");
