@@ -126,13 +126,19 @@ endif
 # The bindings load the shared library into an uninstrumented interpreter/binary, so they
 # are not run under SANITIZE=1 (ASan would have to be preloaded).
 check-python: $(SHARED) $(CLI) $(MODELS)
+ifeq ($(SANITIZE),1)
+	@echo "check-python: skipped under SANITIZE=1"
+else
 	@for py in $(PYTHONS); do \
 	  echo "python bindings: $$py ($$($$py -c 'import sys; print(sys.version.split()[0])'))"; \
 	  (cd examples/python/tests && $(BIND_ENV) $$py -m unittest -q 2>&1) || exit 1; \
 	done
+endif
 
 check-rust: $(SHARED) $(CLI) $(MODELS)
-ifeq ($(NO_RUST),1)
+ifeq ($(SANITIZE),1)
+	@echo "check-rust: skipped under SANITIZE=1"
+else ifeq ($(NO_RUST),1)
 	@echo "check-rust: skipped (NO_RUST=1)"
 else ifeq ($(CARGO),)
 	@echo "check-rust: cargo not found on PATH or in ~/.cargo/bin; install Rust (e.g. apt-get install cargo) or run with NO_RUST=1" >&2; exit 1
