@@ -408,6 +408,23 @@ class LookupTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout.split()[1], os.path.join(pkg, "libskipless.so.0"))
 
+    @unittest.skipIf(__import__("ctypes.util").util.find_library("skipless"),
+                     "a system-wide libskipless would be found first")
+    def test_system_loader_last(self):
+        # No SKIPLESS_LIBRARY and no copy in the package: the dynamic loader's search
+        # (here LD_LIBRARY_PATH) finds libskipless.so.0.
+        code = ("import skipless; skipless.version(); "
+                "print([l.split()[-1] for l in open('/proc/self/maps') if 'libskipless' in l][0])")
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(os.path.join(PKG_ROOT, "skipless"), os.path.join(tmp, "skipless"),
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            libdir = os.path.join(tmp, "libdir")
+            os.mkdir(libdir)
+            shutil.copy(LIBRARY, os.path.join(libdir, "libskipless.so.0"))
+            r = run_python(code, {"PYTHONPATH": tmp, "LD_LIBRARY_PATH": libdir}, tmp)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(os.path.dirname(r.stdout.strip()), libdir)
+
     def test_already_loaded_from_elsewhere(self):
         with self.assertRaises(RuntimeError):
             skipless.load_library("/elsewhere/libskipless.so.0")
