@@ -4,8 +4,8 @@
     with skipless.Model.load("examples/models/kjv-serial") as model:
         report = model.merge()                 # MergeReport; report.model is the merged model
         with skipless.Context(report.model, n_ctx=256) as ctx:
-            for piece in ctx.generate([1, 2, 3], max_tokens=32, seed=7):
-                print(piece, end="")
+            for piece in ctx.generate("In the beginning", max_tokens=32, seed=7):
+                print(piece, end="")           # text pieces (token ids without a tokenizer)
 
 Logits come back as numpy arrays when numpy is importable, else as array.array('f').
 Every failed call raises a subclass of SkiplessError carrying the status code and the
