@@ -382,6 +382,13 @@ def run_python(code, env_extra, cwd):
                           text=True)
 
 
+def system_libskipless():
+    """What ctypes.util.find_library finds without this process's LD_LIBRARY_PATH."""
+    r = run_python("import ctypes.util; print(ctypes.util.find_library('skipless') or '')",
+                   {"LD_LIBRARY_PATH": ""}, os.getcwd())
+    return r.stdout.strip()
+
+
 CHECK = ("import skipless, sys; m = skipless.Model.load(sys.argv[1] if len(sys.argv) > 1 else {!r}); "
          "c = skipless.Context(m); c.eval([1, 2]); "
          "print(skipless.__file__); print(skipless._ffi._lib._name)")
@@ -408,8 +415,7 @@ class LookupTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(r.stdout.split()[1], os.path.join(pkg, "libskipless.so.0"))
 
-    @unittest.skipIf(__import__("ctypes.util").util.find_library("skipless"),
-                     "a system-wide libskipless would be found first")
+    @unittest.skipIf(system_libskipless(), "a system-wide libskipless would be found first")
     def test_system_loader_last(self):
         # No SKIPLESS_LIBRARY and no copy in the package: the dynamic loader's search
         # (here LD_LIBRARY_PATH) finds libskipless.so.0.
