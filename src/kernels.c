@@ -10,9 +10,9 @@
  *   "generic" portable C
  *
  * GEMV layout: W row-major [rows, cols] with leading dimension ld (elements);
- * a pass reads 4 rows at once (4 weight streams, 8 accumulators), each row
- * with 2 accumulators over 2-register column steps, then one vector step, then
- * a scalar tail.  A row's summation order depends only on cols and the
+ * a pass reads 4 rows at once (4 weight streams, 8 accumulators, software
+ * prefetch ahead for 16-bit weights), each row with 2 accumulators over
+ * 2-register column steps, then one vector step, then a scalar tail.  A row's summation order depends only on cols and the
  * variant, never on which rows share its pass or which thread computes it, so
  * results are identical for any row split (any thread count). */
 #include "internal.h"
@@ -169,7 +169,7 @@ AVX512 static inline float hsum512(__m512 v) {
 /* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
  * VW: floats per register; the per-row order is the same in the 4-row pass
  * and in the 1-row pass. */
-#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW)                                                   \
+#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, PF)                                               \
     const T *w = (const T *)W;                                                                                   \
     int32_t step2 = cols / (2 * VW) * (2 * VW), step1 = cols / VW * VW;                                          \
     int32_t r = r0;                                                                                              \
@@ -178,6 +178,12 @@ AVX512 static inline float hsum512(__m512 v) {
         VEC a0 = ZERO, b0 = ZERO, a1 = ZERO, b1 = ZERO, a2 = ZERO, b2 = ZERO, a3 = ZERO, b3 = ZERO;              \
         int32_t c = 0;                                                                                           \
         for (; c < step2; c += 2 * VW) {                                                                         \
+            if (PF) { /* one line per row, PF bytes ahead */                                                     \
+                _mm_prefetch((const char *)(w0 + c) + PF, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char *)(w1 + c) + PF, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char *)(w2 + c) + PF, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char *)(w3 + c) + PF, _MM_HINT_T0);                                          \
+            }                                                                                                    \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
             a0 = FMA(LD(w0 + c), xa, a0);                                                                        \
             b0 = FMA(LD(w0 + c + VW), xb, b0);                                                                   \
@@ -221,30 +227,33 @@ AVX512 static inline float hsum512(__m512 v) {
         y[r] = s0;                                                                                               \
     }
 
-#define GEMV512(DT, T, LD)                                                                                       \
+#define GEMV512(DT, T, LD, PF)                                                                                   \
     AVX512 static void gemv_##DT##_avx512(const void *W, size_t ld, int32_t cols, const float *x, float *y,     \
                                           int32_t r0, int32_t r1) {                                              \
         GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
-                  16)                                                                                            \
+                  16, PF)                                                                                        \
     }
-#define GEMV256(DT, T, LD)                                                                                       \
+#define GEMV256(DT, T, LD, PF)                                                                                   \
     AVX2 static void gemv_##DT##_avx2(const void *W, size_t ld, int32_t cols, const float *x, float *y,         \
                                       int32_t r0, int32_t r1) {                                                  \
         GEMV_BODY(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, _mm256_add_ps, hsum256, _mm256_loadu_ps, LD, T, \
-                  8)                                                                                             \
+                  8, PF)                                                                                         \
     }
 
+/* Software prefetch distance (bytes) for 16-bit weights: +10 % single-core
+ * bandwidth measured on Sapphire Rapids for F16; no gain for F32. */
+#define PF16 1024
 #define ELEM(v) (v)
-GEMV512(f32, float, LD512_F32)
-GEMV256(f32, float, LD256_F32)
+GEMV512(f32, float, LD512_F32, 0)
+GEMV256(f32, float, LD256_F32, 0)
 #undef ELEM
 #define ELEM(v) f16_to_f32(v)
-GEMV512(f16, uint16_t, LD512_F16)
-GEMV256(f16, uint16_t, LD256_F16)
+GEMV512(f16, uint16_t, LD512_F16, PF16)
+GEMV256(f16, uint16_t, LD256_F16, PF16)
 #undef ELEM
 #define ELEM(v) bf16_to_f32(v)
-GEMV512(bf16, uint16_t, LD512_BF16)
-GEMV256(bf16, uint16_t, LD256_BF16)
+GEMV512(bf16, uint16_t, LD512_BF16, PF16)
+GEMV256(bf16, uint16_t, LD256_BF16, PF16)
 #undef ELEM
 
 /* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld). */
