@@ -203,7 +203,7 @@ typedef struct skl_context skl_context;
 typedef struct skl_context_params {
     int32_t n_ctx;          /* KV cache length; 0: max_position_embeddings */
     int32_t n_threads;      /* threads for this context (>= 1); default 1 */
-    int32_t n_batch;        /* max tokens per internal forward batch; default 64 */
+    int32_t n_batch;        /* max tokens per internal forward batch; default 256 */
     bool logits_all;        /* keep logits of every evaluated token, not only the last */
 } skl_context_params;
 

@@ -59,7 +59,7 @@ void skl_context_params_init(skl_context_params *p) {
     memset(p, 0, sizeof *p);
     p->n_ctx = 0;
     p->n_threads = 1;
-    p->n_batch = 64;
+    p->n_batch = 256;
     p->logits_all = false;
 }
 
@@ -142,7 +142,11 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
         }
     bool tile_ok = true;
     if (narrow && p.n_batch > 1) {
+        /* at least one row of the widest matrix */
+        uint64_t widest = d > qd ? d : qd;
+        if (f > widest) widest = f;
         c->tile_elems = biggest < TILE_ELEMS ? (size_t)biggest : TILE_ELEMS;
+        if (c->tile_elems < widest) c->tile_elems = (size_t)widest;
         c->wtile = falloc(c->tile_elems, 1);
         tile_ok = c->wtile != NULL;
     }
