@@ -29,8 +29,15 @@
  *  - skl_last_error(): thread-local, so concurrent failures do not mix.
  *  - skl_log_set(): global; set it once before other calls.  The callback
  *    may be called from any thread that calls into the library.
- *  - n_threads of a context also sets OpenBLAS's thread count, which is
- *    process-wide: contexts evaluated concurrently should use equal counts.
+ *  - n_threads of a context is its one thread knob: the context owns a pool
+ *    of n_threads - 1 worker threads (started by skl_context_create, joined by
+ *    skl_context_free) that run decode and the elementwise work, and each
+ *    skl_eval sets OpenBLAS's thread count to n_threads for the batched
+ *    (prefill) matrix products, during which the pool is idle.  OpenBLAS's
+ *    count is process-wide: contexts evaluated concurrently should use equal
+ *    counts.  Logits are bitwise identical for a given n_threads; decode
+ *    (single-token) logits are identical for every n_threads.
+ *  - skl_cpu_kernels(): thread-safe; the choice is made once.
  */
 #ifndef SKIPLESS_H
 #define SKIPLESS_H
@@ -98,6 +105,9 @@ SKL_API const char *skl_last_error(void);
 
 SKL_API const char *skl_version(void);   /* e.g. "0.1.0" */
 SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
+/* The kernel variant this CPU runs, chosen once by CPU features:
+ * "avx512" (AVX-512F), "avx2" (AVX2 + FMA + F16C) or "generic" (portable C). */
+SKL_API const char *skl_cpu_kernels(void);
 
 /* --------------------------------------------------------------------- log */
 
@@ -118,6 +128,15 @@ typedef int (*skl_progress_fn)(uint64_t done, uint64_t total, void *user_data);
 /* ------------------------------------------------------------------- model */
 
 typedef struct skl_model skl_model;
+
+/* Weight storage types.  A loaded model keeps each tensor in its file dtype
+ * (F16/BF16 are not widened); computation accumulates in fp32. */
+typedef enum skl_dtype {
+    SKL_DTYPE_F32 = 0,
+    SKL_DTYPE_F16 = 1,   /* IEEE half */
+    SKL_DTYPE_BF16 = 2,  /* bfloat16 */
+    SKL_DTYPE_SAME = 3   /* merge only: like the tensor it replaces */
+} skl_dtype;
 
 typedef enum skl_activation {
     SKL_ACT_SILU = 0,
@@ -182,6 +201,10 @@ SKL_API int skl_model_load(const char *path, const skl_model_params *params, skl
 SKL_API void skl_model_free(skl_model *model);
 
 SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out);
+/* Bytes of weights one decoded token reads: every linear layer and the LM
+ * head (biases and the final norm included) in their stored dtypes, plus one
+ * embedding row.  0 for a NULL model. */
+SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
 SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out);
 /* Whether projection `which` ('q', 'k', 'v' or 'o') of layer `layer` is
  * present (false: the identity).  Returns 1, 0, or a negative status. */
@@ -194,7 +217,7 @@ typedef struct skl_context skl_context;
 typedef struct skl_context_params {
     int32_t n_ctx;          /* KV cache length; 0: max_position_embeddings */
     int32_t n_threads;      /* threads for this context (>= 1); default 1 */
-    int32_t n_batch;        /* max tokens per internal forward batch; default 64 */
+    int32_t n_batch;        /* max tokens per internal forward batch; default 256 */
     bool logits_all;        /* keep logits of every evaluated token, not only the last */
 } skl_context_params;
 
@@ -373,6 +396,10 @@ typedef struct skl_merge_params {
                                     0 (default): 0.01 / float32 unit roundoff = 1.68e5 */
     skl_progress_fn progress;    /* per block; nonzero return cancels (SKL_ERR_CANCELLED) */
     void *progress_user_data;
+    skl_dtype dtype;             /* storage of the changed tensors: SKL_DTYPE_F32 (default),
+                                    F16, BF16, or SAME (each like the tensor it replaces; a
+                                    bias that did not exist like the embedding).  The merge
+                                    itself runs in float64 whatever the source dtype. */
 } skl_merge_params;
 
 typedef struct skl_merge_layer {
@@ -400,7 +427,7 @@ typedef struct skl_merge_report {
 SKL_API void skl_merge_params_init(skl_merge_params *params);
 /* Build a merged copy of `model` in *out.  `model` is never modified: the
  * copy shares every unchanged tensor with it (reference counted) and owns new
- * fp32 storage only for the changed ones, so the extra memory is the size of
+ * storage (in skl_merge_params.dtype) only for the changed ones, so the extra memory is the size of
  * the changed matrices plus float64 scratch for one block (docs/merge.md).
  * On failure *out is NULL.  report may be NULL; otherwise free it with
  * skl_merge_report_free(). */
@@ -444,10 +471,12 @@ typedef enum skl_save_format {
     SKL_SAVE_FILE = 2   /* one .safetensors with __metadata__.config */
 } skl_save_format;
 
-/* Write the model (weights as F32) so that skl_model_load reads it back; the
- * config records merges applied ("skipless_merge"); the tokenizer.json the
- * model was loaded with is written verbatim (directory: tokenizer.json;
- * single file: __metadata__ "tokenizer.json").  Files are written to a
+/* Write the model (each tensor in its in-memory dtype: the file's dtype for
+ * loaded tensors, skl_merge_params.dtype for merged ones) so that
+ * skl_model_load reads it back bit for bit; the config records merges applied
+ * ("skipless_merge"); the tokenizer.json the model was loaded with is written
+ * verbatim (directory: tokenizer.json; single file: __metadata__
+ * "tokenizer.json").  Files are written to a
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
 
