@@ -35,6 +35,7 @@ ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
 BLOCK_TYPES = ("serial", "parallel")
 STOP_REASONS = ("max_tokens", "stop_token", "callback", "context_full", "error")
 SAVE_FORMATS = {"auto": 0, "dir": 1, "file": 2}
+DTYPES = ("f32", "f16", "bf16", "same")  # skl_dtype; "same" only for merge()
 
 
 def _check(rc):
@@ -58,6 +59,11 @@ def version():
 
 def strerror(code):
     return _ffi.lib().skl_strerror(code).decode()
+
+
+def cpu_kernels():
+    """The kernel variant this CPU runs: "avx512", "avx2" or "generic"."""
+    return _ffi.lib().skl_cpu_kernels().decode()
 
 
 def _removal_name(r):
@@ -273,13 +279,26 @@ class Model(_Owned):
         _check(_ffi.lib().skl_model_plan(self._h(), byref(p)))
         return _plan(p)
 
-    def merge(self, remove="auto", verify=True, n_probe_tokens=None, max_condition=None):
+    @property
+    def decode_bytes(self):
+        """Bytes of weights one decoded token reads (skl_model_decode_bytes): every
+        linear layer and the LM head in their stored dtypes, plus one embedding row."""
+        return _ffi.lib().skl_model_decode_bytes(self._h())
+
+    def merge(self, remove="auto", verify=True, n_probe_tokens=None, max_condition=None,
+              dtype="f32"):
         """Remove weights exactly (skl_model_merge).  Returns a MergeReport whose
-        ``model`` is the new merged Model; this model is left unchanged."""
+        ``model`` is the new merged Model; this model is left unchanged.  ``dtype``
+        is the storage of the changed tensors: "f32", "f16", "bf16" or "same" (each
+        like the tensor it replaces); the merge itself runs in float64."""
+        if dtype not in DTYPES:
+            raise InvalidArgError(  # noqa: F405
+                -1, f"merge dtype {dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
         lib = _ffi.lib()
         mp = _ffi.MergeParams()
         lib.skl_merge_params_init(byref(mp))
         mp.remove = _removal_parse(remove)
+        mp.dtype = DTYPES.index(dtype)
         mp.verify = bool(verify)
         if n_probe_tokens is not None:
             mp.n_probe_tokens = n_probe_tokens
@@ -338,8 +357,9 @@ class Model(_Owned):
         return buf.raw[:n.value].decode("utf-8")
 
     def save(self, path, format="auto"):
-        """Write the model as F32 safetensors: a directory, or one file when
-        the path ends in .safetensors (format "auto", "dir" or "file")."""
+        """Write the model as safetensors, each tensor in its in-memory dtype (the
+        file's for loaded tensors, the merge dtype for merged ones): a directory, or
+        one file when the path ends in .safetensors (format "auto", "dir" or "file")."""
         _check(_ffi.lib().skl_model_save(self._h(), _path(path), SAVE_FORMATS[format]))
 
 

@@ -78,7 +78,7 @@ class MergeParams(Structure):
     _c_name_ = "skl_merge_params"
     _fields_ = [("remove", enum), ("verify", c_bool), ("n_probe_tokens", c_int32),
                 ("probe_seed", c_uint64), ("max_condition", c_double), ("progress", ProgressFn),
-                ("progress_user_data", c_void_p)]
+                ("progress_user_data", c_void_p), ("dtype", enum)]
 
 
 class MergeLayer(Structure):
@@ -122,11 +122,13 @@ FUNCTIONS = (
     ("skl_last_error", c_char_p, []),
     ("skl_version", c_char_p, []),
     ("skl_version_number", c_int, []),
+    ("skl_cpu_kernels", c_char_p, []),
     ("skl_log_set", None, [LogFn, c_void_p]),
     ("skl_model_params_init", None, [P(ModelParams)]),
     ("skl_model_load", c_int, [c_char_p, P(ModelParams), P(handle)]),
     ("skl_model_free", None, [handle]),
     ("skl_model_hparams", c_int, [handle, P(Hparams)]),
+    ("skl_model_decode_bytes", c_uint64, [handle]),
     ("skl_model_weight_counts", c_int, [handle, P(WeightCounts)]),
     ("skl_model_has_proj", c_int, [handle, c_int32, c_char]),
     ("skl_context_params_init", None, [P(ContextParams)]),

@@ -5,6 +5,7 @@ functions) and each test compares one kind of declaration; adding or changing
 anything in the header without updating skipless/_ffi.py or errors.py fails here."""
 
 import ctypes
+import inspect
 import re
 import unittest
 
@@ -151,6 +152,8 @@ class HeaderTest(unittest.TestCase):
                          skipless.SAVE_FORMATS)
         self.assertEqual([k[len("SKL_STOP_"):].lower() for k in e["skl_stop_reason"]],
                          list(skipless.STOP_REASONS))
+        self.assertEqual([k[len("SKL_DTYPE_"):].lower() for k in e["skl_dtype"]],
+                         list(skipless.DTYPES))
         for enum in e.values():  # ctypes reads every enum as int: values must be dense from 0
             if "SKL_OK" not in enum:
                 self.assertEqual(sorted(enum.values()), list(range(len(enum))))
@@ -189,6 +192,13 @@ class HeaderTest(unittest.TestCase):
                          (_ffi.VERSION_MAJOR, _ffi.VERSION_MINOR))
         self.assertEqual(skipless.version(), "%s.%s.%s" % (m["SKL_VERSION_MAJOR"],
                                                            m["SKL_VERSION_MINOR"], m["SKL_VERSION_PATCH"]))
+
+    def test_python_defaults_are_the_librarys(self):
+        # Model.merge spells out dtype="f32"; it must be what skl_merge_params_init sets.
+        mp = _ffi.MergeParams()
+        _ffi.lib().skl_merge_params_init(ctypes.byref(mp))
+        default = inspect.signature(skipless.Model.merge).parameters["dtype"].default
+        self.assertEqual(skipless.DTYPES[mp.dtype], default)
 
     def test_flags(self):
         self.assertEqual(int(self.h.macros["SKL_TOKENIZE_PLAIN"]), _ffi.TOKENIZE_PLAIN)

@@ -2,6 +2,8 @@
 
 import array
 import ast
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -66,7 +68,6 @@ class ModelTest(unittest.TestCase):
                                  + wc.up + wc.down + wc.head)
 
     def test_config_matches_config_json(self):
-        import json
         path = model_entry(SERIAL)["path"]
         with open(os.path.join(path, "config.json")) as f:
             raw = json.load(f)
@@ -125,6 +126,103 @@ class ModelTest(unittest.TestCase):
         qp = [r for r in plan.rows if r.removal == "qp"][0]
         self.assertTrue(qp.applicable)
         self.assertEqual(qp.after, qp.total - qp.removed)
+
+
+def safetensors_header(path):
+    """{tensor name: (dtype, byte size)} read from a model's safetensors header."""
+    if not path.endswith(".safetensors"):
+        path = os.path.join(path, "model.safetensors")
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return {k: (v["dtype"], v["data_offsets"][1] - v["data_offsets"][0]) for k, v in header.items()}
+
+
+class DtypeTest(unittest.TestCase):
+    def decode_bytes_of_file(self, path, model):
+        cfg = model.config
+        tensors = safetensors_header(path)
+        _, embed = tensors.pop("model.embed_tokens.weight")
+        row = embed // cfg.vocab_size
+        return sum(size for _, size in tensors.values()) + row + (embed if cfg.tie_word_embeddings else 0)
+
+    def test_decode_bytes_equal_the_file(self):
+        for m in manifest()["models"]:
+            path = os.path.join(MODELS, m["path"])
+            with self.subTest(m["name"]), skipless.Model.load(path) as model:
+                self.assertEqual(model.decode_bytes, self.decode_bytes_of_file(path, model))
+
+    def test_cpu_kernels_follow_the_cpu_flags(self):
+        # The variant the header documents for this CPU, from /proc/cpuinfo's flags.
+        import platform
+        flags = set()
+        if platform.machine() in ("x86_64", "AMD64") and os.path.exists("/proc/cpuinfo"):
+            with open("/proc/cpuinfo") as f:
+                flags = next((set(l.split(":", 1)[1].split()) for l in f if l.startswith("flags")),
+                             set())
+        avx2 = {"avx2", "fma", "f16c"} <= flags
+        want = "avx512" if avx2 and "avx512f" in flags else "avx2" if avx2 else "generic"
+        self.assertEqual(skipless.cpu_kernels(), want)
+
+    def test_merge_dtype(self):
+        e = model_entry(PARALLEL)  # F16 weights; merge "q" changes k_proj/v_proj
+        with skipless.Model.load(e["path"]) as model, tempfile.TemporaryDirectory() as tmp:
+            before = model.decode_bytes
+            with skipless.Context(model) as ctx:
+                ref = flat(ctx.logits(e["tokens"]))
+            sizes = {}
+            for dtype in ("f16", "f32", "bf16", "same"):
+                report = model.merge(remove="q", dtype=dtype)
+                with report.model as merged:
+                    self.assertIsNotNone(report.verify_error, dtype)
+                    self.assertTrue(math.isfinite(report.verify_error), dtype)
+                    # Rounding the changed weights to 11 (f16) or 8 (bf16) significant bits
+                    # moves the logits by about that relative amount, not more.
+                    self.assertLess(report.verify_error, {"bf16": 5e-2}.get(dtype, 1e-2), dtype)
+                    with skipless.Context(merged) as ctx:
+                        got = flat(ctx.logits(e["tokens"]))
+                    scale = max(abs(x) for x in ref)
+                    self.assertLess(max(abs(x - y) for x, y in zip(ref, got)) / scale,
+                                    {"bf16": 5e-2}.get(dtype, 1e-2), dtype)
+                    # The saved file holds each tensor in its in-memory dtype, and the
+                    # bytes a decoded token reads are those of the file's tensors.
+                    out = os.path.join(tmp, f"{dtype}.safetensors")
+                    merged.save(out)
+                    dtypes = {d for d, _ in safetensors_header(out).values()}
+                    want = {"f16": {"F16"}, "same": {"F16"}, "f32": {"F16", "F32"},
+                            "bf16": {"F16", "BF16"}}[dtype]
+                    self.assertEqual(dtypes, want, dtype)
+                    sizes[dtype] = merged.decode_bytes
+                    self.assertEqual(sizes[dtype], self.decode_bytes_of_file(out, merged), dtype)
+            # q_proj is gone: in the file's own dtype the merged model reads less.
+            self.assertLess(sizes["f16"], before)
+            self.assertEqual(sizes["same"], sizes["f16"])
+            self.assertEqual(sizes["bf16"], sizes["f16"])
+            self.assertGreater(sizes["f32"], sizes["f16"])
+            # The CLI's merge with the same dtype gives the same model.
+            cli_out = os.path.join(tmp, "cli.safetensors")
+            cli("merge", e["path"], cli_out, "--remove", "q", "--dtype", "f16")
+            with skipless.Model.load(cli_out) as a, skipless.Model.load(
+                    os.path.join(tmp, "f16.safetensors")) as b:
+                self.assertEqual(a.decode_bytes, b.decode_bytes)
+                with skipless.Context(a) as ca, skipless.Context(b) as cb:
+                    self.assertEqual(flat(ca.logits(e["tokens"])), flat(cb.logits(e["tokens"])))
+
+    def test_qp_merge_shrinks_decode_bytes(self):
+        with skipless.Model.load(model_entry(SERIAL)["path"]) as model:  # F32
+            report = model.merge(remove="qp")
+            with report.model as merged:
+                self.assertLess(merged.decode_bytes, model.decode_bytes)
+                half = model.merge(remove="qp", dtype="f16")
+                with half.model as small:
+                    self.assertLess(small.decode_bytes, merged.decode_bytes)
+
+    def test_bad_dtype(self):
+        with skipless.Model.load(model_entry(SERIAL)["path"]) as model:
+            with self.assertRaises(skipless.InvalidArgError) as cm:
+                model.merge(dtype="f64")
+            self.assertIn("f64", cm.exception.message)
 
 
 class LogitsTest(unittest.TestCase):
@@ -229,7 +327,6 @@ class GenerateTest(unittest.TestCase):
 
 
 def tok_models():
-    import json
     with open(os.path.join(MODELS, "tokenizers.json")) as f:
         return [os.path.join(MODELS, t["model"]) for t in json.load(f)]
 

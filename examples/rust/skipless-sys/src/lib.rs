@@ -65,6 +65,12 @@ pub struct skl_model {
     _opaque: [u8; 0],
 }
 
+pub type skl_dtype = c_int;
+pub const SKL_DTYPE_F32: skl_dtype = 0;
+pub const SKL_DTYPE_F16: skl_dtype = 1;
+pub const SKL_DTYPE_BF16: skl_dtype = 2;
+pub const SKL_DTYPE_SAME: skl_dtype = 3;
+
 pub type skl_activation = c_int;
 pub const SKL_ACT_SILU: skl_activation = 0;
 pub const SKL_ACT_GELU: skl_activation = 1;
@@ -214,6 +220,7 @@ pub struct skl_merge_params {
     pub max_condition: c_double,
     pub progress: skl_progress_fn,
     pub progress_user_data: *mut c_void,
+    pub dtype: skl_dtype,
 }
 
 #[repr(C)]
@@ -287,6 +294,7 @@ extern "C" {
     pub fn skl_last_error() -> *const c_char;
     pub fn skl_version() -> *const c_char;
     pub fn skl_version_number() -> c_int;
+    pub fn skl_cpu_kernels() -> *const c_char;
     pub fn skl_log_set(fn_: skl_log_fn, user_data: *mut c_void);
 
     pub fn skl_model_params_init(params: *mut skl_model_params);
@@ -294,6 +302,7 @@ extern "C" {
         -> c_int;
     pub fn skl_model_free(model: *mut skl_model);
     pub fn skl_model_hparams(model: *const skl_model, out: *mut skl_hparams) -> c_int;
+    pub fn skl_model_decode_bytes(model: *const skl_model) -> u64;
     pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts) -> c_int;
     pub fn skl_model_has_proj(model: *const skl_model, layer: i32, which: c_char) -> c_int;
 

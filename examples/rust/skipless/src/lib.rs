@@ -184,6 +184,11 @@ pub fn version() -> String {
     unsafe { text(sys::skl_version()) }
 }
 
+/// The kernel variant this CPU runs: "avx512", "avx2" or "generic".
+pub fn cpu_kernels() -> String {
+    unsafe { text(sys::skl_cpu_kernels()) }
+}
+
 // ------------------------------------------------------------------- model
 
 /// Activation of the MLP (`hidden_act`).
@@ -267,6 +272,41 @@ impl Removal {
     }
 }
 
+/// Storage of the tensors a merge changes (`skl_dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+    /// Each like the tensor it replaces (a new bias like the embedding).
+    Same,
+}
+
+impl Dtype {
+    const ALL: [(Dtype, sys::skl_dtype, &'static str); 4] = [
+        (Dtype::F32, sys::SKL_DTYPE_F32, "f32"),
+        (Dtype::F16, sys::SKL_DTYPE_F16, "f16"),
+        (Dtype::Bf16, sys::SKL_DTYPE_BF16, "bf16"),
+        (Dtype::Same, sys::SKL_DTYPE_SAME, "same"),
+    ];
+    fn to_c(self) -> sys::skl_dtype {
+        Dtype::ALL.iter().find(|e| e.0 == self).map(|e| e.1).unwrap_or(sys::SKL_DTYPE_F32)
+    }
+    /// The value of a C `skl_dtype`, None if this binding does not know it.
+    pub fn from_c(d: sys::skl_dtype) -> Option<Dtype> {
+        Dtype::ALL.iter().find(|e| e.1 == d).map(|e| e.0)
+    }
+    /// "f32", "f16", "bf16" or "same" (the CLI's `--dtype` names).
+    pub fn name(self) -> &'static str {
+        Dtype::ALL.iter().find(|e| e.0 == self).map(|e| e.2).unwrap_or("f32")
+    }
+    pub fn parse(name: &str) -> Result<Dtype> {
+        Dtype::ALL.iter().find(|e| e.2 == name).map(|e| e.0).ok_or_else(|| {
+            invalid(format!("merge dtype \"{}\" is not one of f32, f16, bf16, same", name))
+        })
+    }
+}
+
 /// Options of [`Model::merge`]; `Default` is the library's (`skl_merge_params_init`).
 #[derive(Debug, Clone, Copy)]
 pub struct MergeParams {
@@ -275,6 +315,8 @@ pub struct MergeParams {
     pub n_probe_tokens: i32,
     pub probe_seed: u64,
     pub max_condition: f64,
+    /// Storage of the changed tensors; the merge itself runs in float64.
+    pub dtype: Dtype,
 }
 
 impl Default for MergeParams {
@@ -286,6 +328,7 @@ impl Default for MergeParams {
             n_probe_tokens: p.n_probe_tokens,
             probe_seed: p.probe_seed,
             max_condition: p.max_condition,
+            dtype: Dtype::from_c(p.dtype).expect("skl_merge_params_init: unknown dtype"),
         }
     }
 }
@@ -438,6 +481,12 @@ impl Model {
         }
     }
 
+    /// Bytes of weights one decoded token reads (`skl_model_decode_bytes`): every linear
+    /// layer and the LM head in their stored dtypes, plus one embedding row.
+    pub fn decode_bytes(&self) -> u64 {
+        unsafe { sys::skl_model_decode_bytes(self.as_ptr()) }
+    }
+
     pub fn weight_counts(&self) -> WeightCounts {
         let mut w = WeightCounts::default();
         check(unsafe { sys::skl_model_weight_counts(self.as_ptr(), &mut w) }).expect("skl_model_weight_counts");
@@ -466,6 +515,7 @@ impl Model {
         p.n_probe_tokens = params.n_probe_tokens;
         p.probe_seed = params.probe_seed;
         p.max_condition = params.max_condition;
+        p.dtype = params.dtype.to_c();
         let (mut out, mut rep) = (ptr::null_mut(), ptr::null_mut());
         check(unsafe { sys::skl_model_merge(self.as_ptr(), &p, &mut out, &mut rep) })?;
         let model = Model { ptr: out_ptr(out, "skl_model_merge")? };
@@ -548,7 +598,9 @@ impl Model {
         String::from_utf8(buf).map_err(|_| Error::new(sys::SKL_ERR_TOKENIZER, "detokenized text is not UTF-8".into()))
     }
 
-    /// Write the model (F32 safetensors) so that [`Model::load`] reads it back.
+    /// Write the model as safetensors, each tensor in its in-memory dtype (the file's for
+    /// loaded tensors, [`MergeParams::dtype`] for merged ones), so that [`Model::load`]
+    /// reads it back bit for bit.
     pub fn save<P: AsRef<Path>>(&self, path: P, format: SaveFormat) -> Result<()> {
         let path = c_path(path.as_ref())?;
         let f = match format {
@@ -611,7 +663,7 @@ impl<'m> Detokenizer<'m> {
 // ----------------------------------------------------------------- context
 
 /// Options of [`Context::new`]; `Default` is the library's (`skl_context_params_init`):
-/// n_ctx 0 (= max_position_embeddings), 1 thread, n_batch 64, logits of the last token only.
+/// n_ctx 0 (= max_position_embeddings), 1 thread, n_batch 256, logits of the last token only.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextParams {
     pub n_ctx: i32,

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use skipless::{Context, ContextParams, ErrorKind, GenerateParams, MergeParams, Model, Removal, SaveFormat,
+use skipless::{Context, ContextParams, Dtype, ErrorKind, GenerateParams, MergeParams, Model, Removal, SaveFormat,
                StopReason};
 use std::ops::ControlFlow;
 
@@ -75,6 +75,93 @@ fn merge_report_save_and_reload() {
     let (_, rep) = parallel.merge(&MergeParams { verify: false, ..Default::default() }).unwrap();
     assert_eq!(rep.removal, Removal::Q);
     assert_eq!(rep.verify_error, None);
+}
+
+fn decode_bytes_of(path: &std::path::Path, model: &Model) -> u64 {
+    let cfg = model.config();
+    decode_bytes_of_file(path, cfg.vocab_size, cfg.tie_word_embeddings)
+}
+
+#[test]
+fn decode_bytes_equal_the_file() {
+    for e in manifest().get("models").arr() {
+        let path = models_dir().join(e.get("path").str());
+        let model = Model::load(&path).unwrap();
+        assert_eq!(model.decode_bytes(), decode_bytes_of(&path, &model), "{}", e.get("name").str());
+    }
+}
+
+#[test]
+fn cpu_kernels_follow_the_cpu_flags() {
+    // The variant the header documents for this CPU, from /proc/cpuinfo's flags.
+    let mut flags = Vec::new();
+    if cfg!(target_arch = "x86_64") {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        if let Some(line) = info.lines().find(|l| l.starts_with("flags")) {
+            flags = line.split(':').nth(1).unwrap_or("").split_whitespace().map(String::from).collect();
+        }
+    }
+    let has = |f: &str| flags.iter().any(|x| x == f);
+    let avx2 = has("avx2") && has("fma") && has("f16c");
+    let want = if avx2 && has("avx512f") { "avx512" } else if avx2 { "avx2" } else { "generic" };
+    assert_eq!(skipless::cpu_kernels(), want);
+}
+
+#[test]
+fn merge_dtype() {
+    assert_eq!(MergeParams::default().dtype, Dtype::F32);
+    for d in [Dtype::F32, Dtype::F16, Dtype::Bf16, Dtype::Same] {
+        assert_eq!(Dtype::parse(d.name()).unwrap(), d);
+    }
+    let err = Dtype::parse("f64").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArg);
+    assert!(err.message().contains("f64"));
+
+    let (path, tokens) = test_model(PARALLEL); // F16 weights; merge "q" changes k_proj/v_proj
+    let model = Model::load(&path).unwrap();
+    let reference = logits_of(&model, &tokens, false);
+    let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let dir = temp_dir("dtype");
+    let mut sizes = Vec::new();
+    for (dtype, tol, file_dtypes) in [
+        (Dtype::F16, 1e-2, &["F16"][..]),
+        (Dtype::F32, 1e-2, &["F16", "F32"][..]),
+        (Dtype::Bf16, 5e-2, &["BF16", "F16"][..]),
+        (Dtype::Same, 1e-2, &["F16"][..]),
+    ] {
+        let (merged, report) =
+            model.merge(&MergeParams { remove: Removal::Q, dtype, ..Default::default() }).unwrap();
+        // Rounding the changed weights to 11 (f16) or 8 (bf16) significant bits moves the
+        // logits by about that relative amount, not more.
+        let err = report.verify_error.expect("verification ran");
+        assert!(err.is_finite() && err < tol, "{:?}: verify_error {}", dtype, err);
+        let got = logits_of(&merged, &tokens, false);
+        let diff = reference.iter().zip(&got).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(((diff / scale) as f64) < tol, "{:?}: logits differ by {}", dtype, diff / scale);
+        // The saved file holds each tensor in its in-memory dtype, and the bytes a decoded
+        // token reads are those of the file's tensors.
+        let out = dir.join(format!("{}.safetensors", dtype.name()));
+        merged.save(&out, SaveFormat::Auto).unwrap();
+        let mut seen: Vec<String> = safetensors_tensors(&out).into_iter().map(|t| t.1).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, file_dtypes, "{:?}", dtype);
+        assert_eq!(merged.decode_bytes(), decode_bytes_of(&out, &merged), "{:?}", dtype);
+        sizes.push(merged.decode_bytes());
+    }
+    // q_proj is gone: stored in the file's own dtype, the merged model reads less.
+    assert!(sizes[0] < model.decode_bytes());
+    assert!(sizes[1] > sizes[0]);
+    assert_eq!(sizes[2], sizes[0]);
+    assert_eq!(sizes[3], sizes[0]);
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let serial = Model::load(test_model(SERIAL).0).unwrap(); // F32 weights
+    let (qp, _) = serial.merge(&MergeParams { remove: Removal::Qp, ..Default::default() }).unwrap();
+    let (qp16, _) =
+        serial.merge(&MergeParams { remove: Removal::Qp, dtype: Dtype::F16, ..Default::default() }).unwrap();
+    assert!(qp.decode_bytes() < serial.decode_bytes());
+    assert!(qp16.decode_bytes() < qp.decode_bytes());
 }
 
 #[test]

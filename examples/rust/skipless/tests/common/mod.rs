@@ -215,3 +215,39 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// (name, dtype, byte size) of every tensor in a model's safetensors header (a directory
+/// holds model.safetensors).
+pub fn safetensors_tensors(path: &std::path::Path) -> Vec<(String, String, u64)> {
+    use std::io::Read;
+    let file = if path.extension().map_or(false, |e| e == "safetensors") {
+        path.to_path_buf()
+    } else {
+        path.join("model.safetensors")
+    };
+    let mut f = std::fs::File::open(&file).unwrap();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).unwrap();
+    let mut header = vec![0u8; u64::from_le_bytes(len) as usize];
+    f.read_exact(&mut header).unwrap();
+    match parse_json(std::str::from_utf8(&header).unwrap()) {
+        Json::Obj(m) => m
+            .iter()
+            .filter(|(k, _)| k.as_str() != "__metadata__")
+            .map(|(k, v)| {
+                let off = v.get("data_offsets").ints();
+                (k.clone(), v.get("dtype").str().to_string(), (off[1] - off[0]) as u64)
+            })
+            .collect(),
+        _ => panic!("{}: header is not an object", file.display()),
+    }
+}
+
+/// What one decoded token reads, from the file alone: every tensor but the embedding,
+/// one embedding row, and the whole embedding again when it is the (tied) LM head.
+pub fn decode_bytes_of_file(path: &std::path::Path, vocab_size: i32, tied: bool) -> u64 {
+    let tensors = safetensors_tensors(path);
+    let embed = tensors.iter().find(|t| t.0 == "model.embed_tokens.weight").expect("no embedding").2;
+    let rest: u64 = tensors.iter().filter(|t| t.0 != "model.embed_tokens.weight").map(|t| t.2).sum();
+    rest + embed / vocab_size as u64 + if tied { embed } else { 0 }
+}
