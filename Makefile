@@ -100,6 +100,7 @@ check: deps
 	SKL_TEST_MODELS=$(B)/testmodels $(TEST_BIN)
 	sh test/test_cli.sh $(CLI) $(B)/testmodels
 	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
+	$(PY) test/test_trained.py $(CLI)
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 endif

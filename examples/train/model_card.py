@@ -17,7 +17,7 @@ initialisation unless every block starts close to an isometry of the stream
 (He & Hofmann, "Simplifying Transformer Blocks", ICLR 2024).  The recipe
 (`init_model` and `train_model` in `examples/train/train.py`):
 
-- **Small depth**: 3 blocks.
+- **Small depth**: {L} blocks.
 - **Unit-variance stream**: embedding N(0, 1); the single final RMSNorm
   (`model.norm.weight`, allowed by the format, outside the stack) starts at
   1/sqrt(d) so the tied head gives logits of about unit scale.
@@ -39,13 +39,15 @@ initialisation unless every block starts close to an isometry of the stream
 """
 
 SERIAL_ATTN = """\
-`k_proj` has orthonormal rows; `q_proj` = 0.5 x (random orthogonal) + the
-  rows of its group's `k_proj`, so every query head starts by matching keys
-  like the current token's (the current position and earlier occurrences of
-  the same token) instead of averaging the context away -- in a serial
-  skipless block uniform causal averaging would erase the token itself.  The
-  orthogonal part keeps `q_proj` well conditioned, which the merge (Q
-  removal inverts `q_proj`) needs."""
+`k_proj` has orthonormal rows; each query head of `q_proj` starts as
+  its group's `k_proj` rows (the group's other heads add a distinct part of
+  an orthonormal basis of the rest of the space), so every query head starts
+  by matching keys like the current token's (its own position and earlier
+  occurrences of the same token) instead of averaging the context away --
+  in a serial skipless block uniform causal averaging would erase the token
+  itself.  The construction keeps `q_proj` well conditioned (Q = T U, U
+  orthogonal, T unit block-triangular), which the merge needs: Q removal
+  solves with `q_proj`."""
 
 PARALLEL_ATTN = """\
 there is no `q_proj`: the query is the stream itself.  `k_proj` starts at
@@ -85,7 +87,7 @@ def main():
         attn_init=SERIAL_ATTN if serial else PARALLEL_ATTN,
         rescale=" and `o_proj`" if serial else "", lr=st["lr"], batch=st["batch"], seq=st["seq"],
         steps=st["steps"], tokens_seen=st["tokens_seen"], epochs=st["tokens_seen"] / st["train_tokens"],
-        seed=st["seed"])
+        seed=st["seed"], L=cfg["num_hidden_layers"])
     block = ("**serial** blocks, `x <- down(silu(gate o) * up o)` with "
              "`o = o_proj(attention(q_proj x, k_proj x, v_proj x))`" if serial else
              "**parallel** blocks in the trained form without Q and P (arXiv 2404.12362, Fig. 3): "

@@ -47,10 +47,16 @@ N_GREEDY = 200
 # name -> shape and schedule.  d = H * head_dim so q_proj/o_proj are square
 # (removable by the merge); the tied embedding keeps the files under 8 MB.
 MODELS = {
-    "serial": dict(block="serial", d=128, L=3, H=4, KV=2, f=384, steps=160, lr=2e-3, seed=1),
+    "serial": dict(block="serial", d=128, L=2, H=4, KV=2, f=512, steps=160, lr=2e-3, seed=1),
     "parallel": dict(block="parallel", d=128, L=3, H=4, KV=2, f=512, steps=160, lr=2e-3, seed=2),
 }
 SEQ, BATCH = 256, 16
+# Serial q_proj starts as QK_GAIN x (its group's k_proj): a position's score
+# for its own key is about QK_GAIN * |k|^2 / sqrt(head_dim), so attention
+# starts close to the identity (He & Hofmann's identity-like attention at
+# init) rather than a causal average that would erase the token; 2.5 keeps
+# the own share high also for positions whose keys have a small norm.
+QK_GAIN = 2.5
 THETA, EPS = 10000.0, 1e-6
 
 
@@ -187,7 +193,7 @@ def init_model(m, gen, calib):
             for r in range(m.KV):
                 for j in range(g):
                     q.append(kq[r] if j == 0 else kq[r] + next(c))
-            p["q_proj"].copy_(torch.cat(q))
+            p["q_proj"].copy_(QK_GAIN * torch.cat(q))
             p["o_proj"].copy_(orthogonal(d, d, gen))
         else:
             p["k_proj"].mul_(0.1)
