@@ -118,6 +118,7 @@ check: deps
 	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
 	cd test/tokenizers_js && npm ci --no-audit --no-fund --loglevel=error
 	node test/tokenizers_js/compare.mjs $(CLI) $(TOKENIZER_MODELS)
+	$(PY) test/test_trained.py $(CLI)
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 	$(MAKE) check-python check-rust
