@@ -40,7 +40,8 @@ SHARED_REAL := $(LIBDIR)/libskipless.so.$(VERSION)
 SHARED_SONAME := libskipless.so.$(VERSION_MAJOR)
 SHARED := $(LIBDIR)/libskipless.so
 CLI := $(BINDIR)/skipless
-EXAMPLES := $(BINDIR)/simple
+EXAMPLES := $(BINDIR)/simple $(BINDIR)/demo
+DEFAULT_MODEL := examples/models/kjv-serial
 TEST_BIN := $(B)/test/test_skipless
 TEST_SRC := $(wildcard test/*.c)
 MODELS := $(B)/testmodels/manifest.json
@@ -80,7 +81,7 @@ $(CLI): src/cli/skipless.c $(TOOL_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
 
-$(BINDIR)/simple: examples/simple.c $(STATIC)
+$(BINDIR)/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
 
@@ -119,6 +120,7 @@ check: deps
 	cd test/tokenizers_js && npm ci --no-audit --no-fund --loglevel=error
 	node test/tokenizers_js/compare.mjs $(CLI) $(TOKENIZER_MODELS)
 	$(PY) test/test_trained.py $(CLI)
+	$(BINDIR)/demo $(DEFAULT_MODEL) "In the beginning" 50 2 > $(B)/demo.out
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 	$(MAKE) check-python check-rust
@@ -150,8 +152,8 @@ else
 endif
 
 run: deps
-	$(MAKE) all $(MODELS)
-	sh examples/demo.sh $(CLI) $(B)/testmodels/models/serial_mha_silu_glu
+	$(MAKE) all
+	$(BINDIR)/demo $(DEFAULT_MODEL) "$(or $(PROMPT),And God said)" 200 1
 
 install: $(STATIC) $(SHARED) $(CLI)
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

@@ -342,6 +342,16 @@ for tm in "$TOKD" "$TOKF"; do
     elif grep -Eqx '[0-9]+(,[0-9]+)*' "$OUT"; then
         fail "generate --prompt $tm" "printed ids, not text"
     else pass; fi
+    # --ids prints the generated ids instead of text; they detokenize to the same text
+    run generate "$tm" --prompt "the thing" -n 12 --temp 0 --no-eos-stop --ids
+    if [ "$rc" -ne 0 ] || ! grep -Eqx '[0-9]+(,[0-9]+){11}' "$OUT"; then
+        fail "generate --ids $tm" "exit $rc, stdout '$(cat "$OUT")'"
+    else
+        run detokenize "$tm" --tokens "$(cat "$OUT")"
+        if [ "$rc" -ne 0 ] || ! cmp -s "$OUT" "$TMP/gen_prompt"; then
+            fail "generate --ids $tm" "ids detokenize to '$(cat "$OUT")', text was '$(cat "$TMP/gen_prompt")'"
+        else pass; fi
+    fi
     expect_error "generate --prompt and --tokens $tm" generate "$tm" --prompt x --tokens 1
     expect_error "generate --prompt invalid UTF-8 $tm" generate "$tm" --prompt "$(printf 'a\377b')"
 done

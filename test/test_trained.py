@@ -62,7 +62,7 @@ def cli_logits(binary, model, ids, out):
 
 def cli_greedy(binary, model, ids):
     r = run([binary, "generate", model, "--tokens", ",".join(map(str, ids)),
-             "-n", str(N_GEN), "--temp", "0"])
+             "-n", str(N_GEN), "--temp", "0", "--ids", "--no-eos-stop"])
     if r.returncode:
         return None, r.stderr.strip()
     try:

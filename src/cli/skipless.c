@@ -21,10 +21,10 @@ static const char *usage =
     "commands:\n"
     "  info MODEL                         hyper-parameters and weight counts\n"
     "  generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]\n"
-    "           [--top-p P] [--seed S] [--threads T] [--stop 1,2] [--no-eos-stop]\n"
-    "                                     stream generated text (ids without a tokenizer) to\n"
-    "                                     stdout, stats to stderr; stops at the eos token\n"
-    "                                     unless --no-eos-stop\n"
+    "           [--top-p P] [--seed S] [--threads T] [--stop 1,2] [--no-eos-stop] [--ids]\n"
+    "                                     stream generated text (ids with --ids or without a\n"
+    "                                     tokenizer) to stdout, stats to stderr; stops at\n"
+    "                                     the eos token unless --no-eos-stop\n"
     "  tokenize MODEL --text TEXT [--plain]\n"
     "                                     print the token ids, comma-separated (added tokens\n"
     "                                     in TEXT recognised unless --plain; no BOS/EOS)\n"
@@ -283,11 +283,13 @@ static int cmd_info(int argc, char **argv) {
 
 typedef struct {
     int32_t count;
+    int ids; /* --ids: print token ids even when the model has a tokenizer */
 } stream_state;
 
 static int on_token(int32_t token, const char *piece, void *ud) {
     stream_state *s = ud;
-    if (piece) fputs(piece, stdout);
+    if (s->ids && token < 0) return 0; /* the final flush of pending text bytes */
+    if (piece && !s->ids) fputs(piece, stdout);
     else printf(s->count ? ",%d" : "%d", token);
     fflush(stdout);
     s->count++;
@@ -385,12 +387,16 @@ static int cmd_generate(int argc, char **argv) {
     skl_generate_params gp;
     skl_generate_params_init(&gp);
     long threads = 1, v;
-    int eos_stop = 1;
+    int eos_stop = 1, ids = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-eos-stop")) {
             eos_stop = 0;
+            continue;
+        }
+        if (!strcmp(a, "--ids")) {
+            ids = 1;
             continue;
         }
         int takes = strcmp(a, "--tokens") == 0 || strcmp(a, "--prompt") == 0 || strcmp(a, "-n") == 0 ||
@@ -463,7 +469,7 @@ static int cmd_generate(int argc, char **argv) {
     skl_context_params_init(&cp);
     cp.n_threads = (int32_t)threads;
     if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
-    stream_state st = {0};
+    stream_state st = {0, ids};
     skl_generate_result res;
     rc = skl_generate(ctx, toks, n, &gp, on_token, &st, &res);
     printf("\n");
