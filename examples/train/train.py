@@ -48,7 +48,7 @@ N_GREEDY = 200
 # (removable by the merge); the tied embedding keeps the files under 8 MB.
 MODELS = {
     "serial": dict(block="serial", d=128, L=2, H=4, KV=2, f=512, steps=600, lr=2e-3, seed=1),
-    "parallel": dict(block="parallel", d=128, L=3, H=4, KV=2, f=512, steps=160, lr=2e-3, seed=2),
+    "parallel": dict(block="parallel", d=128, L=3, H=4, KV=2, f=512, steps=400, lr=2e-3, seed=2),
 }
 SEQ, BATCH = 256, 16
 # Serial q_proj starts as QK_GAIN x (its group's k_proj): a position's score
