@@ -47,8 +47,8 @@ N_GREEDY = 200
 # name -> shape and schedule.  d = H * head_dim so q_proj/o_proj are square
 # (removable by the merge); the tied embedding keeps the files under 8 MB.
 MODELS = {
-    "serial": dict(block="serial", d=128, L=2, H=4, KV=2, f=512, steps=160, lr=2e-3, seed=1),
-    "parallel": dict(block="parallel", d=128, L=3, H=4, KV=2, f=512, steps=160, lr=2e-3, seed=2),
+    "serial": dict(block="serial", d=128, L=2, H=4, KV=2, f=512, steps=600, lr=2e-3, seed=1),
+    "parallel": dict(block="parallel", d=128, L=3, H=4, KV=2, f=512, steps=400, lr=2e-3, seed=2),
 }
 SEQ, BATCH = 256, 16
 # Serial q_proj starts as QK_GAIN x (its group's k_proj): a position's score
