@@ -376,6 +376,31 @@ typedef enum skl_save_format {
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
 
+/* -------------------------------------------------------------------- BLAS */
+
+/* OpenBLAS picks its kernels ("core") from the CPU model number; releases older
+ * than the CPU fall back to generic kernels (Debian 12's 0.3.21 on Sapphire
+ * Rapids: sgemm 4.7x slower).  Once per process, at the start of the first
+ * skl_model_load() or skl_blas_get_info(), libskipless checks the core: if the
+ * BLAS is a dynamically linked OpenBLAS, OPENBLAS_CORETYPE is not set, and the
+ * core targets an older instruction set than the CPU supports, it
+ * re-initialises OpenBLAS with the matching core (SkylakeX for AVX-512,
+ * Haswell for AVX2) by setting OPENBLAS_CORETYPE around gotoblas_dynamic_init()
+ * and unsetting it again; the log callback says what was done.  Setting
+ * OPENBLAS_CORETYPE yourself keeps your choice.  Do not run BLAS calls on other
+ * threads during that first call.  Another BLAS is left alone. */
+typedef struct skl_blas_info {
+    bool openblas;           /* the BLAS is a dynamically linked OpenBLAS */
+    bool user_coretype;      /* OPENBLAS_CORETYPE was set: core left as chosen */
+    bool core_changed;       /* libskipless re-initialised OpenBLAS with `core` */
+    char detected_core[32];  /* core OpenBLAS chose itself ("" if not OpenBLAS) */
+    char core[32];           /* core in use after the check ("" if not OpenBLAS) */
+    char cpu_isa[16];        /* best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE" */
+} skl_blas_info;
+
+/* Run the check above if it has not run yet, and describe the BLAS in use. */
+SKL_API int skl_blas_get_info(skl_blas_info *out);
+
 #ifdef __cplusplus
 }
 #endif

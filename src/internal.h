@@ -122,6 +122,11 @@ double skl_now_s(void);
 /* A new model sharing every tensor of src (reference counted). */
 int skl_model_clone(const skl_model *src, skl_model **out);
 
+/* ---- BLAS setup (blas.c) ---- */
+/* Once per process, before the library's first BLAS call: make OpenBLAS use the
+ * kernels this CPU supports (see blas.c).  Called by skl_model_load. */
+void skl_blas_setup(void);
+
 /* ---- context (forward.c) ---- */
 const skl_model *skl_context_model(const skl_context *ctx);
 

@@ -22,6 +22,7 @@ Suite *load_suite(void);
 Suite *api_suite(void);
 Suite *sampling_suite(void);
 Suite *merge_suite(void);
+Suite *blas_suite(void);
 
 /* ---- test models (helpers.c) ---- */
 
