@@ -169,6 +169,17 @@ SKL_API void skl_model_free(skl_model *model);
 
 SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out);
 SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out);
+/* Bytes of the weights as held in memory (after any conversion at load). */
+typedef struct skl_weight_bytes {
+    uint64_t linear;     /* every present q/k/v/o/gate/up/down_proj and lm_head: the
+                            bytes one batch-1 decode step reads */
+    uint64_t embed;      /* embed_tokens (0 when tied: lm_head's bytes hold it) */
+    uint64_t other;      /* biases and norms */
+    const char *dtype;   /* element type of the linear weights: "F32", "F16",
+                            "BF16" or "mixed" (static string) */
+} skl_weight_bytes;
+SKL_API int skl_model_weight_bytes(const skl_model *model, skl_weight_bytes *out);
+
 /* Whether projection `which` ('q', 'k', 'v' or 'o') of layer `layer` is
  * present (false: the identity).  Returns 1, 0, or a negative status. */
 SKL_API int skl_model_has_proj(const skl_model *model, int32_t layer, char which);

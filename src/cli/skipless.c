@@ -3,8 +3,10 @@
  *   skipless generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]
  *                          [--top-p P] [--seed S] [--threads T]
  *   skipless logits MODEL --tokens 1,2,3 --out FILE.npy [--decode]
+ *   skipless bench (MODEL | --blas) [--threads T] ... [--json]   (src/cli/bench.c)
  * Exit code 0 on success; on error one line on stderr and a non-zero code. */
 #include "skipless.h"
+#include "cli/bench.h"
 #include "tools/npy.h"
 
 #include <errno.h>
@@ -28,6 +30,7 @@ static const char *usage =
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
+    SKL_BENCH_USAGE
     "\n"
     "MODEL is a directory (config.json + model.safetensors) or a .safetensors file\n"
     "with the config in its metadata.  See docs/model-format.md.\n";
@@ -446,5 +449,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
     if (!strcmp(argv[1], "merge")) return cmd_merge(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
     return die("unknown command '%s' (see skipless --help)", argv[1]);
 }
