@@ -7,7 +7,7 @@ VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
 PY := /usr/bin/python3
-DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev check libsubunit-dev python3-numpy
+DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev check libsubunit-dev python3-numpy gnuplot-nox
 
 CC ?= cc
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -42,7 +42,7 @@ TEST_BIN := $(B)/test/test_skipless
 TEST_SRC := $(wildcard test/*.c)
 MODELS := $(B)/testmodels/manifest.json
 
-.PHONY: all deps check run install uninstall clean bench-models
+.PHONY: all deps check run install uninstall clean bench-models bench
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(B)/obj/%.o: src/%.c include/skipless.h src/internal.h
@@ -104,6 +104,13 @@ check: deps
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 endif
+
+# Benchmark (not part of check; 15-25 min, ~14 GB of generated models in $(B)/bench/models):
+# bench/run.sh generates the models once, runs `skipless bench`, prints the tables and
+# writes $(B)/bench/*.json and the plot docs/performance.png (docs/performance.md).
+bench: deps
+	$(MAKE) all
+	sh bench/run.sh $(CLI) $(B)/bench
 
 run: deps
 	$(MAKE) all $(MODELS)

@@ -1,0 +1,191 @@
+#!/usr/bin/python3
+"""Summarise `skipless bench --json` results written by bench/run.sh.
+
+    /usr/bin/python3 bench/report.py OUT_DIR [PLOT.png]
+
+Reads OUT_DIR/run-NAME-ROUND.json (NAME = SHAPE-DTYPE[-merged]) and
+OUT_DIR/blas.json.  Each figure is the median over every repeat of every round
+(the per-repeat values are in the JSON), and the ratios are recomputed from
+those medians with the definitions of src/cli/bench.c:
+  decode GB/s      = bytes_per_token * decode tokens/s
+  % of ceiling     = decode GB/s / ceiling GB/s
+  bound tokens/s   = ceiling GB/s / bytes_per_token
+  prefill GFLOP/s  = prefill_flops * prefill tokens/s / prompt_len
+  merge speedup    = merged / unmerged decode tokens/s, against its bound
+                     bytes_per_token unmerged / merged (within 3 %: |speedup / bound - 1| <= 0.03)
+Prints the tables, writes OUT_DIR/summary.json, OUT_DIR/table.md (markdown, for
+docs/performance.md) and OUT_DIR/plot.dat, and draws PLOT with gnuplot
+(bench/plot.gp) when given.
+"""
+import glob, json, os, re, statistics, subprocess, sys
+
+TARGET_F32, TARGET_F16, TARGET_MERGE, TARGET_PREFILL = 0.92, 0.85, 0.03, 0.70
+
+
+def load_runs(out):
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(out, "run-*.json"))):
+        m = re.match(r"run-(.+)-(\d+)\.json$", os.path.basename(path))
+        if m:
+            with open(path) as f:
+                runs.setdefault(m.group(1), []).append(json.load(f))
+    return runs
+
+
+def summarise(name, rs):
+    """Pool the per-repeat values of all rounds of one model; medians; figures."""
+    j0 = rs[0]
+    for j in rs:
+        for k in ("bytes_per_token", "prompt_len", "gen", "threads", "dtype", "prefill_flops"):
+            if j[k] != j0[k]:
+                sys.exit("report: %s: rounds disagree on %s" % (name, k))
+    gen, plen, nbytes = j0["gen"], j0["prompt_len"], j0["bytes_per_token"]
+    decode = [gen / s for j in rs for s in j["decode_seconds_runs"]]
+    prefill = [plen / s for j in rs for s in j["prefill_seconds_runs"]]
+    ceiling = statistics.median([c for j in rs for c in j["ceiling_gb_per_s_runs"]])
+    sgemm = statistics.median([g for j in rs for g in j["sgemm_gflops_runs"]])
+    d, p = statistics.median(decode), statistics.median(prefill)
+    shape, dtype_file = name.split("-")[0], name.split("-")[1]
+    return {
+        "name": name, "shape": shape, "file_dtype": dtype_file, "dtype": j0["dtype"],
+        "merged": j0["merged"], "absent_projections": j0["absent_projections"],
+        "threads": j0["threads"], "blas_core": j0["blas_core"], "n_samples": len(decode),
+        "bytes_per_token": nbytes,
+        "decode_tokens_per_s": d, "decode_gb_per_s": nbytes * d / 1e9,
+        "ceiling_gb_per_s": ceiling, "decode_ceiling_ratio": nbytes * d / 1e9 / ceiling,
+        "decode_bound_tokens_per_s": ceiling * 1e9 / nbytes,
+        "decode_tokens_per_s_min": min(decode), "decode_tokens_per_s_max": max(decode),
+        "prefill_tokens_per_s": p, "prefill_gflops": j0["prefill_flops"] * p / plen / 1e9,
+        "sgemm_gflops": sgemm, "sgemm_shape": j0["sgemm_shape"],
+        "prefill_sgemm_ratio": j0["prefill_flops"] * p / plen / 1e9 / sgemm,
+    }
+
+
+def speedups(rows):
+    by = {r["name"]: r for r in rows}
+    out = []
+    for r in rows:
+        if r["merged"] or r["name"] + "-merged" not in by:
+            continue
+        m = by[r["name"] + "-merged"]
+        s = m["decode_tokens_per_s"] / r["decode_tokens_per_s"]
+        b = r["bytes_per_token"] / m["bytes_per_token"]
+        out.append({"shape": r["shape"], "file_dtype": r["file_dtype"], "dtype": r["dtype"],
+                    "merged_dtype": m["dtype"], "speedup": s, "bound": b, "speedup_over_bound": s / b,
+                    "within_3_percent": abs(s / b - 1) <= TARGET_MERGE,
+                    "bytes_before": r["bytes_per_token"], "bytes_after": m["bytes_per_token"]})
+    return out
+
+
+def machine():
+    info = {}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in text.splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() in ("Model name", "CPU(s)", "L2 cache", "L3 cache", "Hypervisor vendor"):
+                info[k.strip()] = v.strip()
+        flags = next((l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith("Flags")), [])
+        info["AVX-512"] = " ".join(f for f in flags if f.startswith("avx512"))
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory"] = "%.0f GiB" % (int(f.readline().split()[1]) / 2**20)
+    except OSError:
+        pass
+    return info
+
+
+def fmt_table(header, rows):
+    w = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).rjust(n) for x, n in zip(r, w))
+    return "\n".join([line(header), line(["-" * n for n in w])] + [line(r) for r in rows])
+
+
+def md_table(header, rows):
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
+                     ["| " + " | ".join(str(x) for x in r) + " |" for r in rows])
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    plot = sys.argv[2] if len(sys.argv) == 3 and sys.argv[2] else None
+    runs = load_runs(out)
+    if not runs:
+        sys.exit("report: no run-*.json in %s" % out)
+    order = lambda n: (n.split("-")[0] != "S", n.split("-")[1] != "F32", n.endswith("-merged"))
+    rows = [summarise(n, runs[n]) for n in sorted(runs, key=order)]
+    sp = speedups(rows)
+    blas = None
+    if os.path.exists(os.path.join(out, "blas.json")):
+        with open(os.path.join(out, "blas.json")) as f:
+            blas = json.load(f)
+
+    h1 = ["model", "in memory", "MB/token", "decode tok/s", "GB/s", "ceiling GB/s", "% ceiling",
+          "bound tok/s", "prefill tok/s", "GFLOP/s", "sgemm GFLOP/s", "% sgemm"]
+    t1 = [[r["name"], r["dtype"], "%.1f" % (r["bytes_per_token"] / 1e6), "%.2f" % r["decode_tokens_per_s"],
+           "%.2f" % r["decode_gb_per_s"], "%.2f" % r["ceiling_gb_per_s"], "%.1f" % (100 * r["decode_ceiling_ratio"]),
+           "%.2f" % r["decode_bound_tokens_per_s"], "%.1f" % r["prefill_tokens_per_s"], "%.1f" % r["prefill_gflops"],
+           "%.1f" % r["sgemm_gflops"], "%.1f" % (100 * r["prefill_sgemm_ratio"])] for r in rows]
+    h2 = ["model", "in memory (unmerged/merged)", "weights read before -> after (MB/token)", "bound", "speedup",
+          "speedup / bound", "within 3 %"]
+    t2 = [["%s-%s" % (s["shape"], s["file_dtype"]), "%s/%s" % (s["dtype"], s["merged_dtype"]),
+           "%.1f -> %.1f" % (s["bytes_before"] / 1e6, s["bytes_after"] / 1e6), "%.3fx" % s["bound"],
+           "%.3fx" % s["speedup"], "%.3f" % s["speedup_over_bound"], "yes" if s["within_3_percent"] else "no"]
+          for s in sp]
+    # targets of the issue
+    checks = []
+    for r in rows:
+        if r["dtype"] == "F32":
+            checks.append(("%s decode >= 92 %% of ceiling" % r["name"], r["decode_ceiling_ratio"] >= TARGET_F32,
+                           "%.1f %%" % (100 * r["decode_ceiling_ratio"])))
+        elif r["dtype"] in ("F16", "BF16"):
+            checks.append(("%s decode >= 85 %% of ceiling" % r["name"], r["decode_ceiling_ratio"] >= TARGET_F16,
+                           "%.1f %%" % (100 * r["decode_ceiling_ratio"])))
+        if r["sgemm_shape"][0] == 256:
+            checks.append(("%s prefill >= 70 %% of sgemm" % r["name"], r["prefill_sgemm_ratio"] >= TARGET_PREFILL,
+                           "%.1f %%" % (100 * r["prefill_sgemm_ratio"])))
+    for s in sp:
+        checks.append(("%s-%s merged speedup within 3 %% of bound" % (s["shape"], s["file_dtype"]),
+                       s["within_3_percent"], "%.3fx of %.3fx" % (s["speedup"], s["bound"])))
+    t3 = [[c[0], c[2], "met" if c[1] else "MISSED"] for c in checks]
+
+    mach = machine()
+    print("machine: " + ", ".join("%s %s" % kv for kv in mach.items()))
+    if blas:
+        print("OpenBLAS core %s -> %s: sgemm %s %.1f -> %.1f GFLOP/s, sgemv %s %.1f -> %.1f GB/s (%d threads)" % (
+            blas["core_before"], blas["blas_core"], "x".join(map(str, blas["sgemm_shape"])),
+            blas["sgemm_gflops_before"], blas["sgemm_gflops_after"], "x".join(map(str, blas["sgemv_shape"])),
+            blas["sgemv_gb_per_s_before"], blas["sgemv_gb_per_s_after"], blas["threads"]))
+    print()
+    print(fmt_table(h1, t1))
+    print()
+    print(fmt_table(h2, t2))
+    print()
+    print(fmt_table(["target", "measured", ""], t3))
+
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({"machine": mach, "blas": blas, "models": rows, "merge_speedups": sp,
+                   "targets": [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks]}, f, indent=2)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(md_table(h1, t1) + "\n\n" + md_table(h2, t2) + "\n\n" + md_table(["target", "measured", ""], t3) + "\n")
+    dat = os.path.join(out, "plot.dat")
+    with open(dat, "w") as f:
+        f.write("# label measured_tok_s bound_tok_s (ceiling / bytes per token)\n")
+        for r in rows:
+            label = r["name"] + (" (%s in memory)" % r["dtype"] if r["dtype"] != r["file_dtype"] else "")
+            f.write('"%s" %.4f %.4f\n' % (label, r["decode_tokens_per_s"], r["decode_bound_tokens_per_s"]))
+    if plot:
+        gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")
+        title = "decode, %d threads, %s" % (rows[0]["threads"], mach.get("Model name", ""))
+        subprocess.run(["gnuplot", "-e", "datafile='%s'; outfile='%s'; plottitle='%s'; n=%d" % (dat, plot, title, len(rows)), gp],
+                       check=True)
+        print("\nplot: %s" % plot)
+    print("summary: %s, %s" % (os.path.join(out, "summary.json"), os.path.join(out, "table.md")))
+
+
+if __name__ == "__main__":
+    main()
