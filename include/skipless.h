@@ -13,8 +13,9 @@
  *    passed by pointer.  Always call the init function first: new fields are
  *    appended in later versions and get their defaults from it.
  *  - Callbacks take a void *user_data; a nonzero return stops the work.
- *  - The library never prints, never exits or aborts on bad input and never
- *    reads environment variables; the log callback is the only way it speaks.
+ *  - The library never prints, never exits or aborts on bad input, and reads
+ *    no environment variable but OpenBLAS's OPENBLAS_CORETYPE (see "BLAS"
+ *    below); the log callback is the only way it speaks.
  *
  * Thread safety, object by object
  *  - skl_model: immutable after skl_model_load() returns.  Any number of
@@ -26,8 +27,18 @@
  *  - skl_last_error(): thread-local, so concurrent failures do not mix.
  *  - skl_log_set(): global; set it once before other calls.  The callback
  *    may be called from any thread that calls into the library.
- *  - n_threads of a context also sets OpenBLAS's thread count, which is
- *    process-wide: contexts evaluated concurrently should use equal counts.
+ *  - n_threads of a context is its one thread knob: the context owns a pool
+ *    of n_threads - 1 worker threads (started by skl_context_create, joined by
+ *    skl_context_free) that run decode and the elementwise work, and each
+ *    skl_eval sets OpenBLAS's thread count to n_threads for the batched
+ *    (prefill) matrix products, during which the pool is idle.  OpenBLAS's
+ *    count is process-wide: contexts evaluated concurrently should use equal
+ *    counts.  Logits are bitwise identical for a given n_threads; decode
+ *    (single-token) logits are identical for every n_threads.
+ *  - skl_cpu_kernels(): thread-safe; the choice is made once.
+ *  - The first skl_model_load() or skl_blas_get_info() of a process may
+ *    re-initialise OpenBLAS (see "BLAS" below): no other thread may be in a
+ *    BLAS call meanwhile.
  */
 #ifndef SKIPLESS_H
 #define SKIPLESS_H
@@ -91,6 +102,9 @@ SKL_API const char *skl_last_error(void);
 /* ----------------------------------------------------------------- version */
 
 SKL_API const char *skl_version(void);   /* e.g. "0.1.0" */
+/* The kernel variant this CPU runs, chosen once by CPU features:
+ * "avx512" (AVX-512F), "avx2" (AVX2 + FMA + F16C) or "generic" (portable C). */
+SKL_API const char *skl_cpu_kernels(void);
 SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
 
 /* --------------------------------------------------------------------- log */
@@ -112,6 +126,15 @@ typedef int (*skl_progress_fn)(uint64_t done, uint64_t total, void *user_data);
 /* ------------------------------------------------------------------- model */
 
 typedef struct skl_model skl_model;
+
+/* Weight storage types.  A loaded model keeps each tensor in its file dtype
+ * (F16/BF16 are not widened); computation accumulates in fp32. */
+typedef enum skl_dtype {
+    SKL_DTYPE_F32 = 0,
+    SKL_DTYPE_F16 = 1,   /* IEEE half */
+    SKL_DTYPE_BF16 = 2,  /* bfloat16 */
+    SKL_DTYPE_SAME = 3   /* merge only: like the tensor it replaces */
+} skl_dtype;
 
 typedef enum skl_activation {
     SKL_ACT_SILU = 0,
@@ -168,17 +191,14 @@ SKL_API int skl_model_load(const char *path, const skl_model_params *params, skl
 SKL_API void skl_model_free(skl_model *model);
 
 SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out);
+/* Bytes of weights one decoded token reads: every linear layer and the LM
+ * head (biases and the final norm included) in their stored dtypes, plus one
+ * embedding row.  0 for a NULL model. */
+SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
+/* Storage dtype of the linear layers and lm_head: "F32", "F16", "BF16", or
+ * "mixed" (a merge stored its new tensors in another dtype); NULL for a NULL model. */
+SKL_API const char *skl_model_weight_dtype(const skl_model *model);
 SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out);
-/* Bytes of the weights as held in memory (after any conversion at load). */
-typedef struct skl_weight_bytes {
-    uint64_t linear;     /* every present q/k/v/o/gate/up/down_proj and lm_head: the
-                            bytes one batch-1 decode step reads */
-    uint64_t embed;      /* embed_tokens (0 when tied: lm_head's bytes hold it) */
-    uint64_t other;      /* biases and norms */
-    const char *dtype;   /* element type of the linear weights: "F32", "F16",
-                            "BF16" or "mixed" (static string) */
-} skl_weight_bytes;
-SKL_API int skl_model_weight_bytes(const skl_model *model, skl_weight_bytes *out);
 
 /* Whether projection `which` ('q', 'k', 'v' or 'o') of layer `layer` is
  * present (false: the identity).  Returns 1, 0, or a negative status. */
@@ -311,6 +331,9 @@ typedef struct skl_merge_params {
                                     0 (default): 0.01 / float32 unit roundoff = 1.68e5 */
     skl_progress_fn progress;    /* per block; nonzero return cancels (SKL_ERR_CANCELLED) */
     void *progress_user_data;
+    skl_dtype dtype;             /* storage of the changed tensors: SKL_DTYPE_F32 (default),
+                                    F16, BF16, or SAME (each like the tensor it replaces;
+                                    a new bias like its weight).  The merge itself is float64. */
 } skl_merge_params;
 
 typedef struct skl_merge_layer {
@@ -382,7 +405,9 @@ typedef enum skl_save_format {
     SKL_SAVE_FILE = 2   /* one .safetensors with __metadata__.config */
 } skl_save_format;
 
-/* Write the model (weights as F32) so that skl_model_load reads it back; the
+/* Write the model (each tensor in its in-memory dtype: the file's dtype for
+ * loaded tensors, skl_merge_params.dtype for merged ones) so that
+ * skl_model_load reads it back bit for bit; the
  * config records merges applied ("skipless_merge").  Files are written to a
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);

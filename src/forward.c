@@ -9,8 +9,16 @@
  * ffn(h) = act(gate h) * up h  (GLU), or act(up h).
  * After the last block: optional RMSNorm, then logits = lm_head x.
  *
- * A batch of n tokens goes through every linear layer as one cblas_sgemm;
- * a single token (decode) through cblas_sgemv.  Activations are fp32. */
+ * Decode (one token): every linear layer, lm_head included, is a GEMV of
+ * kernels.c with its rows split across the context's thread pool (q/k/v in
+ * one pool task, gate/up and the activation in one); attention splits the
+ * heads across the pool.  Each row / head is computed by one thread in a
+ * fixed order, so decode logits do not depend on the thread count.
+ * Prefill (a batch of n > 1 tokens): F32 linear layers are one cblas_sgemm
+ * over the batch; F16/BF16 weights are widened tile by tile (pool) into fp32
+ * and multiplied by cblas_sgemm; attention is Q K^T, softmax, P V with
+ * cblas_sgemm per head over blocks of queries.  OpenBLAS runs with n_threads
+ * threads while the pool sleeps.  Activations are fp32. */
 #include "internal.h"
 
 #include <cblas.h>
@@ -32,10 +40,19 @@ struct skl_context {
     float *h;      /* [nb, d] o_proj output */
     float *g, *u;  /* [nb, f] FFN hidden (gate, up) */
     float *ffo;    /* [nb, d] FFN output (parallel blocks) */
-    float *scores; /* [n_ctx] attention weights of one query head */
+    float *scores; /* decode: [n_threads, n_ctx] attention weights, one row per thread;
+                      prefill: [H, qblock, n_ctx] scores of a block of queries */
+    int32_t qblock;  /* queries per attention block in prefill */
+    float *bvec;   /* [max(d, qd, f, V)] a bias widened to fp32 (prefill) */
+    float *wtile;  /* [tile_elems] an F16/BF16 weight tile widened to fp32 (prefill); NULL: all F32 */
+    size_t tile_elems;
+    skl_pool *pool;
     float *logits; /* [n_logit_rows, V] */
     int32_t n_logit_rows, logit_cap;
 };
+
+#define TILE_ELEMS ((size_t)4 << 20)   /* floats per widened weight tile (16 MiB) */
+#define SCORE_ELEMS ((uint64_t)4 << 20) /* floats of prefill attention scores (16 MiB) */
 
 void skl_context_params_init(skl_context_params *p) {
     if (!p) return;
@@ -50,7 +67,8 @@ void skl_context_free(skl_context *c) {
     if (!c) return;
     free(c->kcache); free(c->vcache); free(c->rope_cos); free(c->rope_sin);
     free(c->x); free(c->q); free(c->att); free(c->h); free(c->g); free(c->u);
-    free(c->ffo); free(c->scores); free(c->logits);
+    free(c->ffo); free(c->scores); free(c->logits); free(c->bvec); free(c->wtile);
+    skl_pool_free(c->pool);
     free(c);
 }
 
@@ -102,9 +120,34 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     c->g = falloc(nb, f);
     c->u = falloc(nb, f);
     c->ffo = falloc(nb, d);
-    c->scores = falloc((uint64_t)p.n_ctx, 1);
+    /* prefill scores: as many queries per block as fit SCORE_ELEMS (at least 1) */
+    uint64_t H = (uint64_t)hp->num_attention_heads, qb = SCORE_ELEMS / (H * (uint64_t)p.n_ctx);
+    c->qblock = (int32_t)(qb < 1 ? 1 : qb > nb ? nb : qb);
+    uint64_t srows = (uint64_t)p.n_threads > H * (uint64_t)c->qblock ? (uint64_t)p.n_threads : H * (uint64_t)c->qblock;
+    c->scores = falloc(srows, (uint64_t)p.n_ctx);
+    uint64_t vmax = d > qd ? d : qd;
+    if (f > vmax) vmax = f;
+    if ((uint64_t)hp->vocab_size > vmax) vmax = (uint64_t)hp->vocab_size;
+    c->bvec = falloc(vmax, 1);
+    /* a tile buffer only when some weight matrix is F16/BF16 */
+    uint64_t biggest = 0;
+    bool narrow = m->head.w.data && m->head.w.dtype != SKL_DT_F32;
+    if (m->head.w.data) biggest = (uint64_t)m->head.w.rows * (uint64_t)m->head.w.cols;
+    for (int32_t l = 0; l < hp->num_hidden_layers; l++)
+        for (int lin = 0; lin < SKL_LIN_COUNT; lin++) {
+            const skl_tensor *w = &skl_layer_linear((skl_layer *)&m->layers[l], lin)->w;
+            if (!w->data) continue;
+            if (w->dtype != SKL_DT_F32) narrow = true;
+            if ((uint64_t)w->rows * (uint64_t)w->cols > biggest) biggest = (uint64_t)w->rows * (uint64_t)w->cols;
+        }
+    bool tile_ok = true;
+    if (narrow && p.n_batch > 1) {
+        c->tile_elems = biggest < TILE_ELEMS ? (size_t)biggest : TILE_ELEMS;
+        c->wtile = falloc(c->tile_elems, 1);
+        tile_ok = c->wtile != NULL;
+    }
     if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->att ||
-        !c->h || !c->g || !c->u || !c->ffo || !c->scores) {
+        !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok) {
         skl_context_free(c);
         return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory for a %d-token context (KV cache %llu MiB)",
                         p.n_ctx, (unsigned long long)(2 * cache_rows * kvd * 4 >> 20));
@@ -117,6 +160,11 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
             c->rope_cos[(uint64_t)pos * half + i] = (float)cos(a);
             c->rope_sin[(uint64_t)pos * half + i] = (float)sin(a);
         }
+    int rc = skl_pool_create(p.n_threads, &c->pool);
+    if (rc) {
+        skl_context_free(c);
+        return rc;
+    }
     *out = c;
     return SKL_OK;
 }
@@ -143,20 +191,25 @@ const float *skl_logits(const skl_context *c, int32_t *n_rows) {
     return c->logits;
 }
 
-/* ------------------------------------------------------------- kernels */
+/* ------------------------------------------------------------ helpers */
 
-/* y[n, out] = x[n, in] W^T + b; identity when W is absent (in == out). */
-static void linear(const skl_linear *L, const float *x, int32_t n, int32_t in, float *y, int32_t out) {
-    if (!L->w.data) {
-        memcpy(y, x, (size_t)n * (size_t)in * sizeof(float));
-    } else if (n == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, L->w.data, in, x, 1, 0.0f, y, 1);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, L->w.data, in,
-                    0.0f, y, out);
+static float act(skl_activation a, float x) {
+    switch (a) {
+    case SKL_ACT_SILU: return x / (1.0f + expf(-x));
+    case SKL_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case SKL_ACT_GELU_TANH:
+        return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    default: return x > 0.0f ? x : 0.0f;
     }
-    if (L->b.data)
-        for (int32_t i = 0; i < n; i++) cblas_saxpy(out, 1.0f, L->b.data, 1, y + (size_t)i * out, 1);
+}
+
+/* Rows [*r0, *r1) of `rows` for thread tid of nt: contiguous chunks, multiples of 4. */
+static void split(int64_t rows, int tid, int nt, int64_t *r0, int64_t *r1) {
+    int64_t chunk = (rows + nt - 1) / nt;
+    chunk = (chunk + 3) & ~(int64_t)3;
+    int64_t a = (int64_t)tid * chunk;
+    *r0 = a < rows ? a : rows;
+    *r1 = a + chunk < rows ? a + chunk : rows;
 }
 
 /* Rotate the first rotary_dim dims of each of n_heads heads of one row, in place. */
@@ -172,57 +225,208 @@ static void rope_row(float *row, int32_t n_heads, int32_t hd, int32_t rot, const
     }
 }
 
-static float act(skl_activation a, float x) {
-    switch (a) {
-    case SKL_ACT_SILU: return x / (1.0f + expf(-x));
-    case SKL_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
-    case SKL_ACT_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
-    default: return x > 0.0f ? x : 0.0f;
+/* Softmax of s[0, len) in place; s[len, width) set to 0. */
+static void softmax_row(float *s, int32_t len, int32_t width) {
+    float mx = s[0], sum = 0.0f;
+    for (int32_t j = 1; j < len; j++) mx = s[j] > mx ? s[j] : mx;
+    for (int32_t j = 0; j < len; j++) sum += (s[j] = expf(s[j] - mx));
+    float inv = 1.0f / sum;
+    for (int32_t j = 0; j < len; j++) s[j] *= inv;
+    for (int32_t j = len; j < width; j++) s[j] = 0.0f;
+}
+
+/* ------------------------------------------------------- decode: GEMV tasks */
+
+/* y[out] = W x + b for one token; W absent: y = x (out == in). */
+typedef struct mv {
+    const skl_linear *L;
+    const float *x;
+    float *y;
+    int32_t out, in;
+} mv;
+
+enum { POST_NONE, POST_GLU, POST_ACT };
+
+typedef struct mv_task {
+    mv jobs[3];
+    int n;
+    int post;          /* POST_GLU: jobs[1].y *= act(jobs[0].y); POST_ACT: jobs[0].y = act(jobs[0].y) */
+    skl_activation a;
+} mv_task;
+
+static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
+    const skl_tensor *w = &j->L->w, *b = &j->L->b;
+    if (!w->data) memcpy(j->y + r0, j->x + r0, (size_t)(r1 - r0) * sizeof(float));
+    else skl_gemv(w->dtype, w->data, (size_t)w->cols, j->in, j->x, j->y, (int32_t)r0, (int32_t)r1);
+    if (b->data)
+        for (int64_t r = r0; r < r1; r++) j->y[r] += skl_tensor_at(b, (size_t)r);
+}
+
+static void mv_task_fn(void *arg, int tid, int nt) {
+    const mv_task *t = arg;
+    int64_t r0, r1;
+    for (int i = 0; i < t->n; i++) {
+        split(t->jobs[i].out, tid, nt, &r0, &r1);
+        mv_rows(&t->jobs[i], r0, r1);
+    }
+    if (t->post == POST_GLU) { /* same row split as the gate and up jobs: own rows only */
+        split(t->jobs[1].out, tid, nt, &r0, &r1);
+        for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
+    } else if (t->post == POST_ACT) {
+        split(t->jobs[0].out, tid, nt, &r0, &r1);
+        for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
     }
 }
 
-/* out[n, d] = down(ffn(in[n, d])) */
-static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, float *out) {
+static void mv_run(skl_context *c, mv_task *t) { skl_pool_run(c->pool, mv_task_fn, t); }
+
+static mv job(const skl_linear *L, const float *x, int32_t in, float *y, int32_t out) {
+    mv j = {L, x, y, out, in};
+    return j;
+}
+
+typedef struct attn_task {
+    skl_context *c;
+    const float *kc, *vc; /* this layer's cache */
+    int32_t len;          /* keys: positions [0, len) */
+} attn_task;
+
+/* One query token over the cache: heads split across the pool. */
+static void attn_decode_fn(void *arg, int tid, int nt) {
+    const attn_task *t = arg;
+    skl_context *c = t->c;
     const skl_hparams *hp = &c->m->hp;
-    int32_t d = hp->hidden_size, f = hp->intermediate_size;
-    size_t nf = (size_t)n * (size_t)f;
-    linear(&L->up, in, n, d, c->u, f);
-    if (L->gate.w.data) {
-        linear(&L->gate, in, n, d, c->g, f);
-        for (size_t i = 0; i < nf; i++) c->u[i] *= act(hp->hidden_act, c->g[i]);
-    } else {
-        for (size_t i = 0; i < nf; i++) c->u[i] = act(hp->hidden_act, c->u[i]);
+    int32_t H = hp->num_attention_heads, hd = hp->head_dim, kvd = hp->num_key_value_heads * hd;
+    int32_t group = H / hp->num_key_value_heads;
+    float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)tid * c->n_ctx;
+    int64_t h0 = (int64_t)H * tid / nt, h1 = (int64_t)H * (tid + 1) / nt;
+    for (int64_t h = h0; h < h1; h++) {
+        size_t koff = (size_t)(h / group) * hd;
+        skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)kvd, hd, c->q + (size_t)h * hd, s, 0, t->len);
+        for (int32_t j = 0; j < t->len; j++) s[j] *= scale;
+        softmax_row(s, t->len, t->len);
+        skl_axpy_rows(t->vc + koff, (size_t)kvd, t->len, hd, s, c->att + (size_t)h * hd);
     }
-    linear(&L->down, c->u, n, f, out, d);
 }
 
-/* Causal attention of n queries at positions pos0.. over cache rows [0, pos0 + n). */
-static void attention(skl_context *c, int32_t layer, int32_t pos0, int32_t n) {
+/* ------------------------------------------------------ prefill: sgemm path */
+
+typedef struct tile_task {
+    const skl_tensor *w;
+    int32_t r0, rows; /* weight rows [r0, r0 + rows) */
+    float *dst;       /* [rows, cols] */
+} tile_task;
+
+static void tile_fn(void *arg, int tid, int nt) {
+    const tile_task *t = arg;
+    int64_t a, b;
+    split(t->rows, tid, nt, &a, &b);
+    size_t cols = (size_t)t->w->cols, esz = skl_dtype_size(t->w->dtype);
+    const uint8_t *src = (const uint8_t *)t->w->data + ((size_t)t->r0 + (size_t)a) * cols * esz;
+    if (b > a) skl_to_f32(t->w->dtype, src, t->dst + (size_t)a * cols, (size_t)(b - a) * cols);
+}
+
+/* y[n, out] = x[n, in] W^T + b for n > 1 tokens. */
+static void linear_batch(skl_context *c, const skl_linear *L, const float *x, int32_t n, int32_t in, float *y,
+                         int32_t out) {
+    const skl_tensor *w = &L->w;
+    if (!w->data) {
+        memcpy(y, x, (size_t)n * (size_t)in * sizeof(float));
+    } else if (w->dtype == SKL_DT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w->data, in, 0.0f, y, out);
+    } else {
+        int32_t tr = (int32_t)(c->tile_elems / (size_t)in);
+        if (tr > out) tr = out;
+        for (int32_t r0 = 0; r0 < out; r0 += tr) {
+            tile_task t = {w, r0, out - r0 < tr ? out - r0 : tr, c->wtile};
+            skl_pool_run(c->pool, tile_fn, &t);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, t.rows, in, 1.0f, x, in, c->wtile, in, 0.0f,
+                        y + r0, out);
+        }
+    }
+    if (L->b.data) {
+        skl_to_f32(L->b.dtype, L->b.data, c->bvec, (size_t)out);
+        for (int32_t i = 0; i < n; i++) cblas_saxpy(out, 1.0f, c->bvec, 1, y + (size_t)i * out, 1);
+    }
+}
+
+typedef struct act_task {
+    float *u;
+    const float *g; /* NULL: u = act(u) */
+    size_t n;
+    skl_activation a;
+} act_task;
+
+static void act_fn(void *arg, int tid, int nt) {
+    const act_task *t = arg;
+    int64_t a, b;
+    split((int64_t)t->n, tid, nt, &a, &b);
+    if (t->g)
+        for (int64_t i = a; i < b; i++) t->u[i] *= act(t->a, t->g[i]);
+    else
+        for (int64_t i = a; i < b; i++) t->u[i] = act(t->a, t->u[i]);
+}
+
+typedef struct softmax_task {
+    float *s;           /* [H, qb, width] */
+    int32_t H, qb, width, first_len; /* row r of a head has first_len + r keys */
+} softmax_task;
+
+static void softmax_fn(void *arg, int tid, int nt) {
+    const softmax_task *t = arg;
+    int64_t a, b;
+    split((int64_t)t->H * t->qb, tid, nt, &a, &b);
+    for (int64_t i = a; i < b; i++)
+        softmax_row(t->s + (size_t)i * t->width, t->first_len + (int32_t)(i % t->qb), t->width);
+}
+
+/* Causal attention of n > 1 queries at positions pos0.. over cache rows [0, pos0 + n). */
+static void attention_batch(skl_context *c, int32_t layer, int32_t pos0, int32_t n) {
     const skl_hparams *hp = &c->m->hp;
     int32_t H = hp->num_attention_heads, hd = hp->head_dim, qd = H * hd;
     int32_t kvd = hp->num_key_value_heads * hd, group = H / hp->num_key_value_heads;
     const float *kc = c->kcache + (size_t)layer * c->n_ctx * kvd;
     const float *vc = c->vcache + (size_t)layer * c->n_ctx * kvd;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int32_t i = 0; i < n; i++) {
-        int32_t len = pos0 + i + 1;
-        for (int32_t h = 0; h < H; h++) {
-            const float *qh = c->q + (size_t)i * qd + (size_t)h * hd;
-            size_t koff = (size_t)(h / group) * hd;
-            /* scores[len] = K[0:len, head] qh * scale */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, len, hd, scale, kc + koff, kvd, qh, 1, 0.0f,
-                        c->scores, 1);
-            float mx = c->scores[0], sum = 0.0f;
-            for (int32_t j = 1; j < len; j++) mx = c->scores[j] > mx ? c->scores[j] : mx;
-            for (int32_t j = 0; j < len; j++) sum += (c->scores[j] = expf(c->scores[j] - mx));
-            float inv = 1.0f / sum;
-            for (int32_t j = 0; j < len; j++) c->scores[j] *= inv;
-            /* att_h[hd] = V[0:len, head]^T scores */
-            cblas_sgemv(CblasRowMajor, CblasTrans, len, hd, 1.0f, vc + koff, kvd, c->scores, 1, 0.0f,
-                        c->att + (size_t)i * qd + (size_t)h * hd, 1);
-        }
+    for (int32_t i0 = 0; i0 < n; i0 += c->qblock) {
+        int32_t qb = n - i0 < c->qblock ? n - i0 : c->qblock, width = pos0 + i0 + qb;
+        for (int32_t h = 0; h < H; h++) /* S_h[qb, width] = scale Q_h K_h^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, width, hd, scale,
+                        c->q + (size_t)i0 * qd + (size_t)h * hd, qd, kc + (size_t)(h / group) * hd, kvd, 0.0f,
+                        c->scores + (size_t)h * qb * width, width);
+        softmax_task st = {c->scores, H, qb, width, pos0 + i0 + 1};
+        skl_pool_run(c->pool, softmax_fn, &st);
+        for (int32_t h = 0; h < H; h++) /* att_h[qb, hd] = P_h V_h */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, width, 1.0f,
+                        c->scores + (size_t)h * qb * width, width, vc + (size_t)(h / group) * hd, kvd, 0.0f,
+                        c->att + (size_t)i0 * qd + (size_t)h * hd, qd);
     }
+}
+
+/* ------------------------------------------------------------- forward */
+
+/* out = down(ffn(in)) for n tokens. */
+static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, float *out) {
+    const skl_hparams *hp = &c->m->hp;
+    int32_t d = hp->hidden_size, f = hp->intermediate_size;
+    bool glu = L->gate.w.data != NULL;
+    if (n == 1) {
+        mv_task t = {{job(&L->gate, in, d, c->g, f), job(&L->up, in, d, c->u, f)}, 2, POST_GLU, hp->hidden_act};
+        if (!glu) {
+            t.jobs[0] = job(&L->up, in, d, c->u, f);
+            t.n = 1;
+            t.post = POST_ACT;
+        }
+        mv_run(c, &t);
+        mv_task dn = {{job(&L->down, c->u, f, out, d)}, 1, POST_NONE, hp->hidden_act};
+        mv_run(c, &dn);
+        return;
+    }
+    linear_batch(c, &L->up, in, n, d, c->u, f);
+    if (glu) linear_batch(c, &L->gate, in, n, d, c->g, f);
+    act_task at = {c->u, glu ? c->g : NULL, (size_t)n * (size_t)f, hp->hidden_act};
+    skl_pool_run(c->pool, act_fn, &at);
+    linear_batch(c, &L->down, c->u, n, f, out, d);
 }
 
 /* Run n <= n_batch tokens at positions n_past..; write logits rows from `logit_row`. */
@@ -232,17 +436,28 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
     int32_t d = hp->hidden_size, H = hp->num_attention_heads, KV = hp->num_key_value_heads;
     int32_t hd = hp->head_dim, qd = H * hd, kvd = KV * hd, rot = hp->rotary_dim, half = rot / 2;
     int32_t pos0 = c->n_past;
+    bool one = n == 1;
+    skl_pool_set_spin(c->pool, one); /* prefill: workers sleep while OpenBLAS runs */
 
+    size_t esz = skl_dtype_size(m->embed.dtype);
     for (int32_t i = 0; i < n; i++)
-        memcpy(c->x + (size_t)i * d, m->embed.data + (size_t)tokens[i] * d, (size_t)d * sizeof(float));
+        skl_to_f32(m->embed.dtype, (const uint8_t *)m->embed.data + (size_t)tokens[i] * (size_t)d * esz,
+                   c->x + (size_t)i * d, (size_t)d);
 
     for (int32_t l = 0; l < hp->num_hidden_layers; l++) {
         const skl_layer *L = &m->layers[l];
         float *kdst = c->kcache + ((size_t)l * c->n_ctx + (size_t)pos0) * kvd; /* [n, kvd] */
         float *vdst = c->vcache + ((size_t)l * c->n_ctx + (size_t)pos0) * kvd;
-        linear(&L->q, c->x, n, d, c->q, qd);
-        linear(&L->k, c->x, n, d, kdst, kvd);
-        linear(&L->v, c->x, n, d, vdst, kvd);
+        if (one) {
+            mv_task t = {{job(&L->q, c->x, d, c->q, qd), job(&L->k, c->x, d, kdst, kvd),
+                          job(&L->v, c->x, d, vdst, kvd)},
+                         3, POST_NONE, hp->hidden_act};
+            mv_run(c, &t);
+        } else {
+            linear_batch(c, &L->q, c->x, n, d, c->q, qd);
+            linear_batch(c, &L->k, c->x, n, d, kdst, kvd);
+            linear_batch(c, &L->v, c->x, n, d, vdst, kvd);
+        }
         if (hp->use_rope)
             for (int32_t i = 0; i < n; i++) {
                 const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
@@ -250,8 +465,16 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
                 rope_row(c->q + (size_t)i * qd, H, hd, rot, cs, sn);
                 rope_row(kdst + (size_t)i * kvd, KV, hd, rot, cs, sn);
             }
-        attention(c, l, pos0, n);
-        linear(&L->o, c->att, n, qd, c->h, d);
+        if (one) {
+            attn_task at = {c, c->kcache + (size_t)l * c->n_ctx * kvd, c->vcache + (size_t)l * c->n_ctx * kvd,
+                            pos0 + 1};
+            skl_pool_run(c->pool, attn_decode_fn, &at);
+            mv_task t = {{job(&L->o, c->att, qd, c->h, d)}, 1, POST_NONE, hp->hidden_act};
+            mv_run(c, &t);
+        } else {
+            attention_batch(c, l, pos0, n);
+            linear_batch(c, &L->o, c->att, n, qd, c->h, d);
+        }
         if (hp->block_type == SKL_BLOCK_SERIAL) {
             ffn(c, L, c->h, n, c->x);
         } else {
@@ -272,9 +495,16 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
             double ss = 0.0;
             for (int32_t j = 0; j < d; j++) ss += (double)r[j] * r[j];
             float s = (float)(1.0 / sqrt(ss / d + (double)hp->rms_norm_eps));
-            for (int32_t j = 0; j < d; j++) r[j] = r[j] * s * m->norm.data[j];
+            for (int32_t j = 0; j < d; j++) r[j] = r[j] * s * skl_tensor_at(&m->norm, (size_t)j);
         }
-    linear(&m->head, xr, rows, d, c->logits + (size_t)logit_row * hp->vocab_size, hp->vocab_size);
+    float *lg = c->logits + (size_t)logit_row * hp->vocab_size;
+    if (rows == 1) {
+        skl_pool_set_spin(c->pool, 1);
+        mv_task t = {{job(&m->head, xr, d, lg, hp->vocab_size)}, 1, POST_NONE, hp->hidden_act};
+        mv_run(c, &t);
+    } else {
+        linear_batch(c, &m->head, xr, rows, d, lg, hp->vocab_size);
+    }
 }
 
 int skl_eval(skl_context *c, const int32_t *tokens, int32_t n) {

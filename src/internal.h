@@ -43,7 +43,8 @@ void skl_buf_release(skl_buf *b);
 
 /* ---- safetensors container (safetensors.c) ---- */
 
-enum { SKL_DT_F32 = 0, SKL_DT_F16 = 1, SKL_DT_BF16 = 2 };
+/* Equal to the public SKL_DTYPE_F32 / F16 / BF16. */
+enum { SKL_DT_F32 = SKL_DTYPE_F32, SKL_DT_F16 = SKL_DTYPE_F16, SKL_DT_BF16 = SKL_DTYPE_BF16 };
 #define SKL_ST_MAX_DIMS 8
 
 typedef struct skl_st_tensor {
@@ -82,12 +83,18 @@ int skl_config_parse(const json_t *cfg, const char *what, skl_hparams *hp);
 
 /* ---- model (model.c) ---- */
 
-/* A [rows, cols] fp32 row-major matrix (or a vector with rows = 1). data == NULL: absent. */
+/* A [rows, cols] row-major matrix (or a vector with rows = 1) of dtype
+ * SKL_DT_F32, F16 or BF16 (the file's dtype; F16/BF16 stay 16-bit in memory,
+ * little-endian, as in the file).  data == NULL: absent. */
 typedef struct skl_tensor {
-    float *data;
+    const void *data;
+    int dtype;
     int32_t rows, cols;
     skl_buf *owner; /* holds data alive */
 } skl_tensor;
+
+/* Element i (row-major) of a tensor as float. */
+static inline float skl_tensor_at(const skl_tensor *t, size_t i);
 
 /* y = W x + b, W [out, in].  w.data == NULL: the identity (out == in). */
 typedef struct skl_linear {
@@ -121,6 +128,39 @@ skl_linear *skl_layer_linear(skl_layer *l, int lin);
 double skl_now_s(void);
 /* A new model sharing every tensor of src (reference counted). */
 int skl_model_clone(const skl_model *src, skl_model **out);
+
+/* ---- kernels (kernels.c) ----
+ * Variants chosen at run time by CPU features; see kernels.c. */
+enum { SKL_KERN_GENERIC = 0, SKL_KERN_AVX2 = 1, SKL_KERN_AVX512 = 2, SKL_KERN_COUNT };
+int skl_kernels_supported(int id);       /* 1 if this CPU runs variant id */
+const char *skl_kernels_name(int id);    /* "generic", "avx2", "avx512"; NULL if unknown */
+/* Use variant id from now on (tests); id < 0: back to the best supported.
+ * Returns -1 (nothing changed) if the variant is unknown or unsupported.
+ * Not to be called while another thread evaluates a context. */
+int skl_kernels_force(int id);
+/* y[r] = sum_c W[r * ld + c] x[c] for r in [r0, r1), W of dtype (fp32 accumulation). */
+void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1);
+/* out[cols] = sum_j p[j] V[j * ld + c] (fp32). */
+void skl_axpy_rows(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out);
+/* dst[n] = src[n] of dtype, widened to fp32 (exact). */
+void skl_to_f32(int dtype, const void *src, float *dst, size_t n);
+float skl_f16_to_f32(uint16_t h);
+uint16_t skl_f32_to_f16(float f);   /* round to nearest even; overflow to inf */
+uint16_t skl_f32_to_bf16(float f);  /* round to nearest even */
+float skl_elem(int dtype, const void *base, size_t i);
+
+static inline float skl_tensor_at(const skl_tensor *t, size_t i) { return skl_elem(t->dtype, t->data, i); }
+
+/* ---- thread pool (pool.c) ---- */
+typedef struct skl_pool skl_pool;
+typedef void (*skl_task_fn)(void *arg, int tid, int n_threads);
+int skl_pool_create(int n_threads, skl_pool **out); /* n_threads - 1 workers + the caller */
+void skl_pool_free(skl_pool *p);
+int skl_pool_size(const skl_pool *p);
+/* Run fn(arg, tid, n) on all n threads (the caller is tid 0); returns when all are done. */
+void skl_pool_run(skl_pool *p, skl_task_fn fn, void *arg);
+/* spin = 0: idle workers sleep at once (set before OpenBLAS runs); 1: spin briefly first. */
+void skl_pool_set_spin(skl_pool *p, int spin);
 
 /* ---- BLAS setup (blas.c) ---- */
 /* Once per process, before the library's first BLAS call: make OpenBLAS use the

@@ -10,7 +10,10 @@
  * layers, so they absorb it: G* = G P, U* = U P.
  *
  * Numerics: float64 throughout; LAPACKE dgetrf + dgecon + dgetrs (never an
- * explicit inverse); products with cblas_dgemm; merged matrices stored fp32.
+ * explicit inverse); products with cblas_dgemm.  F16/BF16 weights are read
+ * exactly into float64; the changed tensors are stored in
+ * skl_merge_params.dtype (F32 by default) and residuals are those of the
+ * stored values.
  * The source model is never modified: the result is a clone that shares the
  * unchanged tensors and owns the new ones. */
 #include "internal.h"
@@ -53,6 +56,7 @@ void skl_merge_params_init(skl_merge_params *p) {
     p->verify = true;
     p->n_probe_tokens = 32;
     p->probe_seed = 1;
+    p->dtype = SKL_DTYPE_F32;
 }
 
 void skl_merge_report_free(skl_merge_report *r) {
@@ -65,6 +69,8 @@ void skl_merge_report_free(skl_merge_report *r) {
 
 typedef struct merger {
     skl_model *m;           /* the clone being merged */
+    int dtype;              /* storage of changed tensors (skl_dtype, SAME allowed) */
+    int new_dtype;          /* SAME: dtype of a tensor that did not exist (the embedding's) */
     double max_cond;
     char msg[512];          /* first error message */
     int status;
@@ -87,25 +93,50 @@ static double *to_f64(const skl_tensor *t, int32_t rows, int32_t cols, bool zero
     double *a = calloc(n ? n : 1, sizeof *a);
     if (!a) return NULL;
     if (t->data)
-        for (size_t i = 0; i < n; i++) a[i] = t->data[i];
+        for (size_t i = 0; i < n; i++) a[i] = skl_tensor_at(t, i);
     else if (!zero_if_absent)
         for (int32_t i = 0; i < rows && i < cols; i++) a[(size_t)i * cols + i] = 1.0;
     return a;
 }
 
-/* Replace tensor t by fp32(src) [rows, cols] (src may be NULL: remove t). */
-static int set_f32(merger *g, skl_tensor *t, const double *src, int32_t rows, int32_t cols) {
+/* The dtype a changed tensor t is stored in. */
+static int target_dtype(const merger *g, const skl_tensor *t) {
+    if (g->dtype != SKL_DTYPE_SAME) return g->dtype;
+    return t->data ? t->dtype : g->new_dtype;
+}
+
+/* v rounded to dtype (float64 -> float32 first, as stored). */
+static double stored_value(int dtype, double v) {
+    float f = (float)v;
+    if (dtype == SKL_DT_F16) return skl_f16_to_f32(skl_f32_to_f16(f));
+    if (dtype == SKL_DT_BF16) {
+        uint16_t h = skl_f32_to_bf16(f);
+        return skl_elem(SKL_DT_BF16, &h, 0);
+    }
+    return f;
+}
+
+/* Replace tensor t by src [rows, cols] stored in target_dtype (src may be NULL: remove t). */
+static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows, int32_t cols) {
     if (!src) {
         skl_tensor_clear(t);
         return SKL_OK;
     }
+    int dt = target_dtype(g, t);
     size_t n = (size_t)rows * (size_t)cols;
-    skl_buf *b = skl_buf_new(n * sizeof(float));
+    skl_buf *b = skl_buf_new(n * skl_dtype_size(dt));
     if (!b) return mfail(g, SKL_ERR_NOMEM, "out of memory for a merged [%d, %d] matrix", rows, cols);
-    float *f = b->base;
-    for (size_t i = 0; i < n; i++) f[i] = (float)src[i];
+    if (dt == SKL_DT_F32) {
+        float *f = b->base;
+        for (size_t i = 0; i < n; i++) f[i] = (float)src[i];
+    } else {
+        uint16_t *h = b->base;
+        for (size_t i = 0; i < n; i++)
+            h[i] = dt == SKL_DT_F16 ? skl_f32_to_f16((float)src[i]) : skl_f32_to_bf16((float)src[i]);
+    }
     skl_tensor_clear(t);
-    t->data = f;
+    t->data = b->base;
+    t->dtype = dt;
     t->rows = rows;
     t->cols = cols;
     t->owner = b;
@@ -180,11 +211,11 @@ static int right_solve(merger *g, const lu *f, skl_linear *X, const skl_tensor *
         if (!bx || !ba) { free(ba); rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, -1.0, x, n, ba, 1, 1.0, bx, 1);
         free(ba);
-        if ((rc = set_f32(g, &X->b, bx, 1, rows))) goto done;
+        if ((rc = set_tensor(g, &X->b, bx, 1, rows))) goto done;
     }
-    if ((rc = set_f32(g, &X->w, x, rows, n))) goto done;
-    /* residual of the stored fp32 matrix: x <- fp32(X*) A - X */
-    for (size_t i = 0; i < cnt; i++) x[i] = X->w.data[i];
+    if ((rc = set_tensor(g, &X->w, x, rows, n))) goto done;
+    /* residual of the stored matrix: x <- stored(X*) A - X */
+    for (size_t i = 0; i < cnt; i++) x[i] = skl_tensor_at(&X->w, i);
     double *r = malloc(cnt * sizeof *r);
     if (!r) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
     memcpy(r, x0, cnt * sizeof *r);
@@ -213,9 +244,9 @@ static int left_multiply(merger *g, const double *A, int32_t n, skl_linear *W, i
         bo = to_f64(b_add ? b_add : &(skl_tensor){0}, 1, n, true);
         if (!b || !bo) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, n, wrows, 1.0, A, n, b, 1, 1.0, bo, 1);
-        if ((rc = set_f32(g, &W->b, bo, 1, n))) goto done;
+        if ((rc = set_tensor(g, &W->b, bo, 1, n))) goto done;
     }
-    rc = set_f32(g, &W->w, out, n, cols);
+    rc = set_tensor(g, &W->w, out, n, cols);
 done:
     free(w);
     free(out);
@@ -237,9 +268,9 @@ static int right_multiply(merger *g, skl_linear *X, int32_t n, const double *A, 
         ba = to_f64(bA, 1, n, true);
         if (!bx || !ba) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, 1.0, x, n, ba, 1, 1.0, bx, 1);
-        if ((rc = set_f32(g, &X->b, bx, 1, rows))) goto done;
+        if ((rc = set_tensor(g, &X->b, bx, 1, rows))) goto done;
     }
-    rc = set_f32(g, &X->w, out, rows, n);
+    rc = set_tensor(g, &X->w, out, rows, n);
 done:
     free(x);
     free(out);
@@ -258,9 +289,9 @@ static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor 
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, n, n, 1.0, e, n, A, n, 0.0, out, n);
     if (bA->data)
         for (int32_t t = 0; t < V; t++)
-            for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += bA->data[j];
+            for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += skl_tensor_at(bA, (size_t)j);
     /* a tied head keeps the original matrix: it still holds its own reference */
-    rc = set_f32(g, &m->embed, out, V, n);
+    rc = set_tensor(g, &m->embed, out, V, n);
     if (!rc) m->hp.tie_word_embeddings = false;
 done:
     free(e);
@@ -423,8 +454,9 @@ done:
     return rc;
 }
 
-/* D <- P^-1 D for D [n, cols] (f: ROW_MAJOR factorization of P). */
-static int left_solve(merger *g, const lu *f, double *D, int32_t cols, double *resid) {
+/* D <- P^-1 D for D [n, cols] (f: ROW_MAJOR factorization of P); the residual
+ * is that of D rounded to dtype dt, as it will be stored. */
+static int left_solve(merger *g, const lu *f, double *D, int32_t cols, int dt, double *resid) {
     int32_t n = f->n;
     size_t cnt = (size_t)n * cols;
     double *d0 = malloc(cnt * sizeof *d0);
@@ -441,7 +473,7 @@ static int left_solve(merger *g, const lu *f, double *D, int32_t cols, double *r
         free(d0);
         return mfail(g, SKL_ERR_NOMEM, "out of memory");
     }
-    for (size_t k = 0; k < cnt; k++) y[k] = (float)D[k];
+    for (size_t k = 0; k < cnt; k++) y[k] = stored_value(dt, D[k]);
     double nd = frob(d0, cnt);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, n, 1.0, f->orig, n, y, cols, -1.0, d0, cols);
     double e = frob(d0, cnt) / fmax(nd, 1e-300);
@@ -463,15 +495,15 @@ static int merge_parallel_p(merger *g, int32_t i, double *cond, double *resid) {
     /* the block now writes P^-1 x': down* = P^-1 down, b*_down = P^-1 (b_P + b_down) */
     down = to_f64(&Li->down.w, d, fdim, false);
     if (!down) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
-    if ((rc = left_solve(g, &f, down, fdim, resid))) goto done;
+    if ((rc = left_solve(g, &f, down, fdim, target_dtype(g, &Li->down.w), resid))) goto done;
     if (Li->o.b.data || Li->down.b.data) {
         b = to_f64(&Li->down.b, 1, d, true);
         if (!b) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
-        for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += Li->o.b.data[j];
-        if ((rc = left_solve(g, &f, b, 1, resid))) goto done;
-        if ((rc = set_f32(g, &Li->down.b, b, 1, d))) goto done;
+        for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += skl_tensor_at(&Li->o.b, (size_t)j);
+        if ((rc = left_solve(g, &f, b, 1, target_dtype(g, &Li->down.b), resid))) goto done;
+        if ((rc = set_tensor(g, &Li->down.b, b, 1, d))) goto done;
     }
-    if ((rc = set_f32(g, &Li->down.w, down, d, fdim))) goto done;
+    if ((rc = set_tensor(g, &Li->down.w, down, d, fdim))) goto done;
     /* every reader of the next stream absorbs P: X* = X P */
     if (i + 1 < L) {
         skl_layer *Ln = &m->layers[i + 1];
@@ -562,10 +594,13 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (!skl_removal_name(p.remove)) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: unknown removal %d", (int)p.remove);
     if (p.verify && p.n_probe_tokens < 1)
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: n_probe_tokens %d must be >= 1", p.n_probe_tokens);
+    if (p.dtype < SKL_DTYPE_F32 || p.dtype > SKL_DTYPE_SAME)
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: unknown dtype %d (expected F32, F16, BF16 or SAME)",
+                        (int)p.dtype);
     if (p.max_condition < 0 || isnan(p.max_condition))
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: max_condition %g must be >= 0", p.max_condition);
     double t0 = skl_now_s();
-    merger g = {NULL, p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF, "", 0};
+    merger g = {NULL, (int)p.dtype, src->embed.dtype, p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF, "", 0};
     skl_removal r = p.remove;
     int rc = r == SKL_REMOVE_AUTO ? choose_auto(&g, src, &r) : check_removal(&g, src, r);
     if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g.msg);

@@ -4,9 +4,8 @@
  * norm, or one linear layer of one block); a name that resolves to nothing is
  * an unexpected tensor.  Shapes are checked against the config, required
  * tensors against what is present, and only then is anything converted.
- * F32 tensors that are 4-byte aligned in the mapping are used in place; F16,
- * BF16 and unaligned F32 are widened to fp32 copies (reduced-precision kernels
- * are future work). */
+ * Every tensor keeps its file dtype (F32, F16 or BF16) in memory: used in
+ * place from the mapping when aligned for its dtype, else copied once. */
 #include "internal.h"
 
 #include <errno.h>
@@ -209,51 +208,26 @@ static int check_required(loader *ld) {
     return SKL_OK;
 }
 
-/* ------------------------------------------------------------ conversion */
+/* ------------------------------------------------------------ tensors */
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);  /* inf / nan */
-    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
-    else if (man == 0) bits = sign;                           /* +-0 */
-    else {                                                    /* subnormal: renormalise */
-        int e = -1;
-        do { man <<= 1; e++; } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
+/* Tensors keep the file's dtype.  Used in place when the mapping is aligned
+ * for the dtype, else copied once (same dtype) into aligned memory. */
 static int make_tensor(loader *ld, const skl_st_file *f, const skl_st_tensor *t, skl_buf *map,
                        skl_tensor *out) {
-    size_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
     out->rows = t->ndim == 2 ? (int32_t)t->shape[0] : 1;
     out->cols = (int32_t)t->shape[t->ndim - 1];
+    out->dtype = t->dtype;
     const uint8_t *src = f->data + t->begin;
-    if (t->dtype == SKL_DT_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
-        out->data = (float *)(uintptr_t)src; /* read-only mapping, never written */
+    size_t bytes = (size_t)(t->end - t->begin);
+    if (((uintptr_t)src % skl_dtype_size(t->dtype)) == 0) {
+        out->data = src; /* read-only mapping, never written */
         out->owner = skl_buf_retain(map);
         return SKL_OK;
     }
-    skl_buf *b = skl_buf_new(n * sizeof(float));
+    skl_buf *b = skl_buf_new(bytes);
     if (!b) return skl_fail(SKL_ERR_NOMEM, "%s: out of memory for tensor '%s'", ld->file, t->name);
-    float *dst = b->base;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *p = src + i * skl_dtype_size(t->dtype);
-        if (t->dtype == SKL_DT_F32) memcpy(&dst[i], p, 4);
-        else {
-            uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
-            if (t->dtype == SKL_DT_F16) dst[i] = f16_to_f32(h);
-            else {
-                uint32_t bits = (uint32_t)h << 16;
-                memcpy(&dst[i], &bits, 4);
-            }
-        }
-    }
-    out->data = dst;
+    memcpy(b->base, src, bytes);
+    out->data = b->base;
     out->owner = b;
     return SKL_OK;
 }
@@ -472,6 +446,22 @@ int skl_model_has_proj(const skl_model *m, int32_t layer, char which) {
     case 'o': return L->o.w.data != NULL;
     default: return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: which '%c' is not q, k, v or o", which);
     }
+}
+
+static uint64_t nbytes(const skl_tensor *t) {
+    return t->data ? (uint64_t)t->rows * (uint64_t)t->cols * skl_dtype_size(t->dtype) : 0;
+}
+
+uint64_t skl_model_decode_bytes(const skl_model *m) {
+    if (!m) return 0;
+    uint64_t n = nbytes(&m->head.w) + nbytes(&m->head.b) + nbytes(&m->norm);
+    if (m->embed.data) n += (uint64_t)m->embed.cols * skl_dtype_size(m->embed.dtype);
+    for (int l = 0; l < m->hp.num_hidden_layers; l++)
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            const skl_linear *x = skl_layer_linear((skl_layer *)&m->layers[l], lin);
+            n += nbytes(&x->w) + nbytes(&x->b);
+        }
+    return n;
 }
 
 /* ------------------------------------------------------------------ clone */

@@ -1,4 +1,5 @@
-/* save.c - write a model as safetensors (F32) + config, readable by skl_model_load.
+/* save.c - write a model as safetensors + config, readable by skl_model_load;
+ * each tensor in its in-memory dtype (F32, F16 or BF16, little-endian).
  * Each file is written under a temporary name and renamed into place. */
 #include "internal.h"
 
@@ -61,10 +62,10 @@ static int write_safetensors(const skl_model *m, const char *path, bool with_con
     }
     json_object_set(hdr, "__metadata__", meta);
     for (size_t i = 0; i < n; i++) {
-        uint64_t bytes = (uint64_t)e[i].t->rows * (uint64_t)e[i].t->cols * 4;
+        uint64_t bytes = (uint64_t)e[i].t->rows * (uint64_t)e[i].t->cols * skl_dtype_size(e[i].t->dtype);
         json_t *shape = e[i].vector ? json_pack("[I]", (json_int_t)e[i].t->cols)
                                     : json_pack("[I,I]", (json_int_t)e[i].t->rows, (json_int_t)e[i].t->cols);
-        json_t *ent = json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", shape, "data_offsets",
+        json_t *ent = json_pack("{s:s, s:o, s:[I,I]}", "dtype", skl_dtype_name(e[i].t->dtype), "shape", shape, "data_offsets",
                                 (json_int_t)off, (json_int_t)(off + bytes));
         if (!ent || json_object_set_new(hdr, e[i].name, ent) != 0) { rc = skl_fail(SKL_ERR_NOMEM, "save: out of memory"); goto done; }
         off += bytes;
@@ -79,8 +80,9 @@ static int write_safetensors(const skl_model *m, const char *path, bool with_con
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     int bad = write_all(fp, len8, 8) || write_all(fp, text, hl);
     for (size_t i = hl; !bad && i < padded; i++) bad = fputc(' ', fp) == EOF;
-    for (size_t i = 0; !bad && i < n; i++) /* fp32 little-endian, as in memory on x86/ARM */
-        bad = write_all(fp, e[i].t->data, (size_t)e[i].t->rows * (size_t)e[i].t->cols * 4);
+    for (size_t i = 0; !bad && i < n; i++) /* little-endian, as in memory on x86/ARM */
+        bad = write_all(fp, e[i].t->data,
+                        (size_t)e[i].t->rows * (size_t)e[i].t->cols * skl_dtype_size(e[i].t->dtype));
     if (fclose(fp) != 0) bad = 1;
     fp = NULL;
     if (bad || rename(tmp, path) != 0) {

@@ -257,7 +257,7 @@ else pass; fi
 
 # ------------------------------------------------------------------ bench
 # No timing assertions: the figures must be present, finite and positive, and
-# bytes_per_token / merged must match an independent count from the file.
+# bytes_per_token, dtype and merged must match an independent count from the file.
 # check_bench NAME MODEL THREADS: validate $OUT (bench --json of MODEL).
 check_bench() {
     if ! msg=$("$PY" - "$2" "$OUT" "$3" 2>&1 <<'EOF'
@@ -281,13 +281,24 @@ st = os.path.join(model, "model.safetensors") if os.path.isdir(model) else model
 with open(st, "rb") as f:
     n = struct.unpack("<Q", f.read(8))[0]
     hdr = json.loads(f.read(n))
-lin = re.compile(r"model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$")
-elems = sum(math.prod(t["shape"]) for k, t in hdr.items() if lin.match(k))
-head = hdr.get("lm_head.weight") or hdr["model.embed_tokens.weight"]
-elems += math.prod(head["shape"])
-size = {"F32": 4, "F16": 2, "BF16": 2}.get(j["dtype"])
-if size is None or j["bytes_per_token"] != elems * size:
-    sys.exit("bytes_per_token %r, expected %d linear weights x %s bytes (%s)" % (j["bytes_per_token"], elems, size, j["dtype"]))
+# skl_model_decode_bytes: every tensor but the embedding table (linear layers,
+# lm_head, biases, final norm) in its file dtype, plus one embedding row; a
+# tied lm_head is the embedding table itself.
+size = {"F32": 4, "F16": 2, "BF16": 2}
+nbytes = lambda t: t["data_offsets"][1] - t["data_offsets"][0]
+emb = hdr["model.embed_tokens.weight"]
+expect = sum(nbytes(t) for k, t in hdr.items() if k not in ("__metadata__", "model.embed_tokens.weight"))
+if "lm_head.weight" not in hdr:
+    expect += nbytes(emb)
+expect += emb["shape"][1] * size[emb["dtype"]]
+if j["bytes_per_token"] != expect:
+    sys.exit("bytes_per_token %r, expected %d from the file's tensors" % (j["bytes_per_token"], expect))
+lin = re.compile(r"(model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj|lm_head)\.weight$")
+dts = {t["dtype"] for k, t in hdr.items() if lin.match(k)}
+if "lm_head.weight" not in hdr:
+    dts.add(emb["dtype"])
+if j["dtype"] != (dts.pop() if len(dts) == 1 else "mixed"):
+    sys.exit("dtype %r, the file's linear weights are %s" % (j["dtype"], sorted(dts)))
 layers = j["num_hidden_layers"]
 absent = "".join(p for p in "qkvo"
                  if not any("model.layers.%d.self_attn.%s_proj.weight" % (l, p) in hdr for l in range(layers)))

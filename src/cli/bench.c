@@ -5,10 +5,11 @@
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
- *  - bytes per decode token: the bytes of every linear layer in memory
- *    (q/k/v/o/gate/up/down_proj of every block and lm_head, in their stored
- *    dtype; skl_model_weight_bytes().linear).  Batch-1 decode reads each once
- *    per token.  The embedding row (one per token) and the KV cache are not
+ *  - bytes per decode token: skl_model_decode_bytes(), the weights one
+ *    batch-1 decode step reads in their stored dtypes: every linear layer
+ *    (q/k/v/o/gate/up/down_proj) and lm_head with their biases, the final
+ *    norm and one embedding row.  The KV cache reads (2 L kv_dim 4 bytes per
+ *    cached position, under 1 % of the weights at these lengths) are not
  *    counted.
  *  - ceiling: streaming read of a buffer far larger than the last-level cache
  *    (--ceiling-mib, default 1024 MiB) by the same number of threads (membw.c),
@@ -330,11 +331,11 @@ static int bench_model(const bench_opts *o) {
     if (rc) return lib_failure("load", rc);
     skl_hparams hp;
     skl_weight_counts wc;
-    skl_weight_bytes wb;
     skl_blas_info bi;
     skl_model_hparams(m, &hp);
     skl_model_weight_counts(m, &wc);
-    skl_model_weight_bytes(m, &wb);
+    uint64_t decode_bytes = skl_model_decode_bytes(m);
+    const char *dtype = skl_model_weight_dtype(m);
     skl_blas_get_info(&bi);
     int32_t P = (int32_t)o->prompt_len, G = (int32_t)o->gen, T = (int32_t)o->threads;
     long R = o->repeat;
@@ -399,7 +400,7 @@ static int bench_model(const bench_opts *o) {
     double decode_tps = median(tps, R), prefill_tps = median(tps + R, R);
     free(tps);
     double ceiling = median(r.ceiling, R), sgemm = median(r.sgemm, R);
-    double bytes = (double)wb.linear;
+    double bytes = (double)decode_bytes;
     double decode_gbps = bytes * decode_tps / 1e9;
     uint64_t block_w = wc.q + wc.k + wc.v + wc.o + wc.gate + wc.up + wc.down;
     double attn_flops = 2.0 * hp.num_hidden_layers * hp.num_attention_heads * (double)hp.head_dim * P * (P + 1.0);
@@ -411,7 +412,7 @@ static int bench_model(const bench_opts *o) {
     if (o->json) {
         json_t *j = json_object();
         put_str(j, "model", o->model);
-        put_str(j, "dtype", wb.dtype);
+        put_str(j, "dtype", dtype);
         json_object_set_new(j, "merged", json_boolean(absent[0] != '\0'));
         put_str(j, "absent_projections", absent);
         put_int(j, "hidden_size", hp.hidden_size);
@@ -427,7 +428,7 @@ static int bench_model(const bench_opts *o) {
         put_blas(j, &bi);
         put_str(j, "ceiling_kernel", membw_kernel());
         put_int(j, "ceiling_buffer_bytes", (long long)cbytes);
-        put_int(j, "bytes_per_token", (long long)wb.linear);
+        put_int(j, "bytes_per_token", (long long)decode_bytes);
         put_int(j, "linear_weights", (long long)(block_w + wc.head));
         put_real(j, "decode_tokens_per_s", decode_tps);
         put_real(j, "decode_gb_per_s", decode_gbps);
@@ -448,7 +449,7 @@ static int bench_model(const bench_opts *o) {
         put_runs(j, "decode_seconds_runs", r.decode_s, R);
         ret = print_json(j);
     } else {
-        printf("model    %s: %s, %d layers, hidden %d, %d/%d heads, FFN %d, vocab %d%s%s\n", o->model, wb.dtype,
+        printf("model    %s: %s, %d layers, hidden %d, %d/%d heads, FFN %d, vocab %d%s%s\n", o->model, dtype,
                hp.num_hidden_layers, hp.hidden_size, hp.num_attention_heads, hp.num_key_value_heads,
                hp.intermediate_size, hp.vocab_size, absent[0] ? ", merged: absent " : "", absent);
         printf("setup    %d threads, prompt %d, gen %d, medians of %ld repeats; BLAS core %s (%s picked %s; CPU %s)\n",

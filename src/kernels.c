@@ -1,0 +1,408 @@
+/* kernels.c - the inner loops of decode: y = W x for W in F32, F16 or BF16,
+ * the attention's weighted sum of value rows, and dtype conversions.
+ *
+ * Three variants of every kernel, chosen once at run time from the CPU's
+ * features (__builtin_cpu_supports), each compiled with its own per-function
+ * target attribute so the library itself needs no -march flag and runs on any
+ * x86-64 (and builds on other architectures with the generic variant only):
+ *   "avx512"  AVX-512F + F16C + FMA: 16 floats per register, vcvtph2ps zmm
+ *   "avx2"    AVX2 + FMA + F16C: 8 floats per register
+ *   "generic" portable C
+ *
+ * GEMV layout: W row-major [rows, cols] with leading dimension ld (elements);
+ * a pass reads 4 rows at once (4 weight streams, 8 accumulators), each row
+ * with 2 accumulators over 2-register column steps, then one vector step, then
+ * a scalar tail.  A row's summation order depends only on cols and the
+ * variant, never on which rows share its pass or which thread computes it, so
+ * results are identical for any row split (any thread count). */
+#include "internal.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SKL_X86 1
+#include <immintrin.h>
+#else
+#define SKL_X86 0
+#endif
+
+/* ------------------------------------------------------------ conversions */
+
+float skl_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
+    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+    else if (man == 0) bits = sign; /* +-0 */
+    else {                          /* subnormal: renormalise */
+        int e = -1;
+        do {
+            man <<= 1;
+            e++;
+        } while (!(man & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Round-to-nearest-even float -> half, with overflow to inf and subnormals. */
+uint16_t skl_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* inf or nan (keep a quiet nan) */
+        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520: inf */
+    if (ax < 0x38800000u) {                                  /* below 2^-14: subnormal half or zero */
+        if (ax < 0x33000000u) return (uint16_t)sign;         /* below 2^-25: rounds to zero */
+        uint32_t e = ax >> 23, man = (ax & 0x7fffff) | 0x800000;
+        uint32_t shift = 126 - e; /* 14..24: value = man * 2^(e-150), half unit 2^-24 */
+        uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t r = ax + 0xfff + ((ax >> 13) & 1); /* RNE at bit 13 */
+    return (uint16_t)(sign | (((r >> 13) - (112u << 10)) & 0x7fff));
+}
+
+uint16_t skl_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
+    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+float skl_elem(int dtype, const void *base, size_t i) {
+    if (dtype == SKL_DT_F32) return ((const float *)base)[i];
+    uint16_t h;
+    memcpy(&h, (const uint8_t *)base + 2 * i, 2);
+    return dtype == SKL_DT_F16 ? skl_f16_to_f32(h) : bf16_to_f32(h);
+}
+
+/* ------------------------------------------------------------------ generic */
+
+static inline float load_g(int dtype, const void *w, size_t i) { return skl_elem(dtype, w, i); }
+
+static void gemv_generic(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0,
+                         int32_t r1) {
+    for (int32_t r = r0; r < r1; r++) {
+        size_t base = (size_t)r * ld;
+        float acc[8] = {0};
+        int32_t c = 0;
+        for (; c + 8 <= cols; c += 8)
+            for (int k = 0; k < 8; k++) acc[k] += load_g(dtype, W, base + (size_t)(c + k)) * x[c + k];
+        float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (; c < cols; c++) s += load_g(dtype, W, base + (size_t)c) * x[c];
+        y[r] = s;
+    }
+}
+
+static void gemv_f32_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
+    gemv_generic(SKL_DT_F32, W, ld, cols, x, y, r0, r1);
+}
+static void gemv_f16_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
+    gemv_generic(SKL_DT_F16, W, ld, cols, x, y, r0, r1);
+}
+static void gemv_bf16_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
+    gemv_generic(SKL_DT_BF16, W, ld, cols, x, y, r0, r1);
+}
+
+static void axpy_rows_generic(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out) {
+    for (int32_t c = 0; c < cols; c++) out[c] = 0.0f;
+    for (int32_t j = 0; j < rows; j++) {
+        const float *v = V + (size_t)j * ld;
+        float pj = p[j];
+        for (int32_t c = 0; c < cols; c++) out[c] += pj * v[c];
+    }
+}
+
+static void to_f32_generic(int dtype, const void *src, float *dst, size_t n) {
+    if (dtype == SKL_DT_F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = skl_elem(dtype, src, i);
+}
+
+/* ------------------------------------------------------------------- x86 */
+
+#if SKL_X86
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* Load 16 (AVX-512) or 8 (AVX2) weights of dtype DT at p as floats. */
+#define LD512_F32(p) _mm512_loadu_ps((const float *)(p))
+#define LD512_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LD512_BF16(p) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define LD256_F32(p) _mm256_loadu_ps((const float *)(p))
+#define LD256_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LD256_BF16(p) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+
+AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX512 static inline float hsum512(__m512 v) {
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
+ * VW: floats per register; the per-row order is the same in the 4-row pass
+ * and in the 1-row pass. */
+#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW)                                                   \
+    const T *w = (const T *)W;                                                                                   \
+    int32_t step2 = cols / (2 * VW) * (2 * VW), step1 = cols / VW * VW;                                          \
+    int32_t r = r0;                                                                                              \
+    for (; r + 4 <= r1; r += 4) {                                                                                \
+        const T *w0 = w + (size_t)r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;                           \
+        VEC a0 = ZERO, b0 = ZERO, a1 = ZERO, b1 = ZERO, a2 = ZERO, b2 = ZERO, a3 = ZERO, b3 = ZERO;              \
+        int32_t c = 0;                                                                                           \
+        for (; c < step2; c += 2 * VW) {                                                                         \
+            VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
+            a0 = FMA(LD(w0 + c), xa, a0);                                                                        \
+            b0 = FMA(LD(w0 + c + VW), xb, b0);                                                                   \
+            a1 = FMA(LD(w1 + c), xa, a1);                                                                        \
+            b1 = FMA(LD(w1 + c + VW), xb, b1);                                                                   \
+            a2 = FMA(LD(w2 + c), xa, a2);                                                                        \
+            b2 = FMA(LD(w2 + c + VW), xb, b2);                                                                   \
+            a3 = FMA(LD(w3 + c), xa, a3);                                                                        \
+            b3 = FMA(LD(w3 + c + VW), xb, b3);                                                                   \
+        }                                                                                                        \
+        if (c < step1) {                                                                                         \
+            VEC xa = LOADX(x + c);                                                                               \
+            a0 = FMA(LD(w0 + c), xa, a0);                                                                        \
+            a1 = FMA(LD(w1 + c), xa, a1);                                                                        \
+            a2 = FMA(LD(w2 + c), xa, a2);                                                                        \
+            a3 = FMA(LD(w3 + c), xa, a3);                                                                        \
+        }                                                                                                        \
+        float s0 = HSUM(ADD(a0, b0)), s1 = HSUM(ADD(a1, b1)), s2 = HSUM(ADD(a2, b2)), s3 = HSUM(ADD(a3, b3));    \
+        for (c = step1; c < cols; c++) {                                                                         \
+            s0 += ELEM(w0[c]) * x[c];                                                                            \
+            s1 += ELEM(w1[c]) * x[c];                                                                            \
+            s2 += ELEM(w2[c]) * x[c];                                                                            \
+            s3 += ELEM(w3[c]) * x[c];                                                                            \
+        }                                                                                                        \
+        y[r] = s0;                                                                                               \
+        y[r + 1] = s1;                                                                                           \
+        y[r + 2] = s2;                                                                                           \
+        y[r + 3] = s3;                                                                                           \
+    }                                                                                                            \
+    for (; r < r1; r++) {                                                                                        \
+        const T *w0 = w + (size_t)r * ld;                                                                        \
+        VEC a0 = ZERO, b0 = ZERO;                                                                                \
+        int32_t c = 0;                                                                                           \
+        for (; c < step2; c += 2 * VW) {                                                                         \
+            a0 = FMA(LD(w0 + c), LOADX(x + c), a0);                                                              \
+            b0 = FMA(LD(w0 + c + VW), LOADX(x + c + VW), b0);                                                    \
+        }                                                                                                        \
+        if (c < step1) a0 = FMA(LD(w0 + c), LOADX(x + c), a0);                                                   \
+        float s0 = HSUM(ADD(a0, b0));                                                                            \
+        for (c = step1; c < cols; c++) s0 += ELEM(w0[c]) * x[c];                                                 \
+        y[r] = s0;                                                                                               \
+    }
+
+#define GEMV512(DT, T, LD)                                                                                       \
+    AVX512 static void gemv_##DT##_avx512(const void *W, size_t ld, int32_t cols, const float *x, float *y,     \
+                                          int32_t r0, int32_t r1) {                                              \
+        GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
+                  16)                                                                                            \
+    }
+#define GEMV256(DT, T, LD)                                                                                       \
+    AVX2 static void gemv_##DT##_avx2(const void *W, size_t ld, int32_t cols, const float *x, float *y,         \
+                                      int32_t r0, int32_t r1) {                                                  \
+        GEMV_BODY(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, _mm256_add_ps, hsum256, _mm256_loadu_ps, LD, T, \
+                  8)                                                                                             \
+    }
+
+#define ELEM(v) (v)
+GEMV512(f32, float, LD512_F32)
+GEMV256(f32, float, LD256_F32)
+#undef ELEM
+#define ELEM(v) skl_f16_to_f32(v)
+GEMV512(f16, uint16_t, LD512_F16)
+GEMV256(f16, uint16_t, LD256_F16)
+#undef ELEM
+#define ELEM(v) bf16_to_f32(v)
+GEMV512(bf16, uint16_t, LD512_BF16)
+GEMV256(bf16, uint16_t, LD256_BF16)
+#undef ELEM
+
+/* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld). */
+AVX512 static void axpy_rows_avx512(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p,
+                                    float *out) {
+    int32_t c = 0;
+    for (; c + 64 <= cols; c += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t j = 0; j < rows; j++) {
+            const float *v = V + (size_t)j * ld + c;
+            __m512 pj = _mm512_set1_ps(p[j]);
+            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v), a0);
+            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16), a1);
+            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 32), a2);
+            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 48), a3);
+        }
+        _mm512_storeu_ps(out + c, a0);
+        _mm512_storeu_ps(out + c + 16, a1);
+        _mm512_storeu_ps(out + c + 32, a2);
+        _mm512_storeu_ps(out + c + 48, a3);
+    }
+    for (; c < cols; c += 16) {
+        __mmask16 m = cols - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - c)) - 1);
+        __m512 a0 = _mm512_setzero_ps();
+        for (int32_t j = 0; j < rows; j++)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(m, V + (size_t)j * ld + c), a0);
+        _mm512_mask_storeu_ps(out + c, m, a0);
+    }
+}
+
+AVX2 static void axpy_rows_avx2(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out) {
+    int32_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int32_t j = 0; j < rows; j++) {
+            const float *v = V + (size_t)j * ld + c;
+            __m256 pj = _mm256_set1_ps(p[j]);
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 24), a3);
+        }
+        _mm256_storeu_ps(out + c, a0);
+        _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2);
+        _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c + 8 <= cols; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int32_t j = 0; j < rows; j++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(V + (size_t)j * ld + c), a0);
+        _mm256_storeu_ps(out + c, a0);
+    }
+    for (; c < cols; c++) {
+        float s = 0.0f;
+        for (int32_t j = 0; j < rows; j++) s += p[j] * V[(size_t)j * ld + c];
+        out[c] = s;
+    }
+}
+
+AVX512 static void to_f32_avx512(int dtype, const void *src, float *dst, size_t n) {
+    if (dtype == SKL_DT_F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    const uint16_t *s = src;
+    size_t i = 0;
+    if (dtype == SKL_DT_F16)
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, LD512_F16(s + i));
+    else
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, LD512_BF16(s + i));
+    for (; i < n; i++) dst[i] = skl_elem(dtype, src, i);
+}
+
+AVX2 static void to_f32_avx2(int dtype, const void *src, float *dst, size_t n) {
+    if (dtype == SKL_DT_F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    const uint16_t *s = src;
+    size_t i = 0;
+    if (dtype == SKL_DT_F16)
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LD256_F16(s + i));
+    else
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LD256_BF16(s + i));
+    for (; i < n; i++) dst[i] = skl_elem(dtype, src, i);
+}
+#endif /* SKL_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+
+typedef void (*gemv_fn)(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1);
+typedef struct kernels {
+    const char *name;
+    gemv_fn gemv[3]; /* by SKL_DT_* */
+    void (*axpy_rows)(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out);
+    void (*to_f32)(int dtype, const void *src, float *dst, size_t n);
+} kernels;
+
+static const kernels table[SKL_KERN_COUNT] = {
+    [SKL_KERN_GENERIC] = {"generic", {gemv_f32_generic, gemv_f16_generic, gemv_bf16_generic}, axpy_rows_generic,
+                          to_f32_generic},
+#if SKL_X86
+    [SKL_KERN_AVX2] = {"avx2", {gemv_f32_avx2, gemv_f16_avx2, gemv_bf16_avx2}, axpy_rows_avx2, to_f32_avx2},
+    [SKL_KERN_AVX512] = {"avx512", {gemv_f32_avx512, gemv_f16_avx512, gemv_bf16_avx512}, axpy_rows_avx512,
+                         to_f32_avx512},
+#endif
+};
+
+static _Atomic(const kernels *) active;
+
+int skl_kernels_supported(int id) {
+    if (id == SKL_KERN_GENERIC) return 1;
+#if SKL_X86
+    __builtin_cpu_init();
+    if (id == SKL_KERN_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (id == SKL_KERN_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#endif
+    return 0;
+}
+
+const char *skl_kernels_name(int id) { return id >= 0 && id < SKL_KERN_COUNT ? table[id].name : NULL; }
+
+static const kernels *best(void) {
+    for (int id = SKL_KERN_COUNT - 1; id > 0; id--)
+        if (table[id].name && skl_kernels_supported(id)) return &table[id];
+    return &table[SKL_KERN_GENERIC];
+}
+
+static inline const kernels *K(void) {
+    const kernels *k = atomic_load_explicit(&active, memory_order_acquire);
+    if (!k) { /* first use; racing initialisations store the same pointer */
+        k = best();
+        atomic_store_explicit(&active, k, memory_order_release);
+    }
+    return k;
+}
+
+int skl_kernels_force(int id) {
+    if (id < 0) {
+        atomic_store(&active, best());
+        return 0;
+    }
+    if (id >= SKL_KERN_COUNT || !table[id].name || !skl_kernels_supported(id)) return -1;
+    atomic_store(&active, &table[id]);
+    return 0;
+}
+
+const char *skl_cpu_kernels(void) { return K()->name; }
+
+void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
+    if (r0 < r1) K()->gemv[dtype](W, ld, cols, x, y, r0, r1);
+}
+
+void skl_axpy_rows(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out) {
+    K()->axpy_rows(V, ld, rows, cols, p, out);
+}
+
+void skl_to_f32(int dtype, const void *src, float *dst, size_t n) { K()->to_f32(dtype, src, dst, n); }
