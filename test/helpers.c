@@ -108,8 +108,9 @@ static const char *weights_path(const json_t *entry) {
     return buf;
 }
 
-json_t *test_st_header(const json_t *entry) {
-    const char *path = weights_path(entry);
+json_t *test_st_header(const json_t *entry) { return test_st_header_path(weights_path(entry)); }
+
+json_t *test_st_header_path(const char *path) {
     FILE *fp = fopen(path, "rb");
     ck_assert_msg(fp != NULL, "cannot open %s", path);
     unsigned char len8[8];

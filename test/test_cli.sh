@@ -146,6 +146,44 @@ expect_error "merge unknown option" merge "$ANY" "$TMP/m_out" --bogus
 expect_error "merge --remove bogus" merge "$ANY" "$TMP/m_out" --remove bogus
 expect_error "merge --format bogus" merge "$ANY" "$TMP/m_out" --format bogus
 expect_error "merge without OUT" merge "$ANY"
+expect_error "merge --dtype bogus" merge "$ANY" "$TMP/m_out" --dtype f8
+
+# merge --dtype: the changed weights are stored as asked (the others keep the
+# file's dtype, F32 here) and the merged model stays within 8 unit roundoffs
+# of the storage dtype of the original's float64 reference.
+line=$(awk -F "$TAB" '$1 == "serial_mha_silu_glu"' "$TMP/good.tsv")
+m_path=$(printf '%s' "$line" | cut -f 2)
+m_toks=$(printf '%s' "$line" | cut -f 3)
+m_ref=$(printf '%s' "$line" | cut -f 4)
+DTCHECK='
+import json, struct, sys
+import numpy as np
+path, got, ref, dt = sys.argv[1:5]
+raw = open(path, "rb").read()
+hdr = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+dts = {v["dtype"] for k, v in hdr.items() if k != "__metadata__"}
+want = {"f16": {"F16", "F32"}, "bf16": {"BF16", "F32"}, "same": {"F32"}}[dt]
+if dts != want:
+    sys.exit("dtypes %s, expected %s" % (sorted(dts), sorted(want)))
+c, r = np.load(got).astype(np.float64), np.load(ref)
+tol = {"f16": 8 * 2.0 ** -11, "bf16": 8 * 2.0 ** -8, "same": 1e-4}[dt]
+err = np.max(np.abs(c - r)) / np.max(np.abs(r))
+if not err < tol:
+    sys.exit("relative error %.3g >= %.3g" % (err, tol))
+'
+for dt in f16 bf16 same; do
+    run merge "$m_path" "$TMP/m_dt_$dt" --dtype $dt
+    if [ "$rc" -ne 0 ]; then fail "merge --dtype $dt" "exit $rc"; continue; fi
+    if ! run logits "$TMP/m_dt_$dt" --tokens "$m_toks" --out "$TMP/m_dt.npy" || [ "$rc" -ne 0 ]; then
+        fail "merge --dtype $dt" "logits exit $rc"; continue
+    fi
+    if msg=$("$PY" -c "$DTCHECK" "$TMP/m_dt_$dt/model.safetensors" "$TMP/m_dt.npy" "$m_ref" $dt 2>&1 </dev/null); then
+        pass
+    else
+        fail "merge --dtype $dt" "$msg"
+    fi
+    rm -rf "$TMP/m_dt_$dt" "$TMP/m_dt.npy"
+done
 
 run plan "$ANY_DIR/config.json"
 if [ "$rc" -eq 0 ] && grep -q '^merge plan' "$OUT"; then pass

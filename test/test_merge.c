@@ -189,6 +189,163 @@ START_TEST(test_merge_coverage) {
 }
 END_TEST
 
+/* --- storage dtypes ----------------------------------------------------- */
+
+/* Weights file of a saved model at `path` (directory or .safetensors). */
+static json_t *saved_header(const char *path) {
+    char p[300];
+    size_t n = strlen(path);
+    if (n > 12 && !strcmp(path + n - 12, ".safetensors")) snprintf(p, sizeof p, "%s", path);
+    else snprintf(p, sizeof p, "%s/model.safetensors", path);
+    return test_st_header_path(p);
+}
+
+static const char *dtype_of(const json_t *hdr, const char *tensor) {
+    const json_t *t = json_object_get(hdr, tensor);
+    return t ? json_string_value(json_object_get(t, "dtype")) : NULL;
+}
+
+static void rm_rf(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Saving keeps every tensor's file dtype; the reloaded model gives the same logits bit for bit. */
+START_TEST(test_save_keeps_dtype) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    const char *name = test_str(e, "name");
+    skl_model *m = test_load(e);
+    int32_t n;
+    int32_t *tok = test_tokens(e, &n);
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    char dir[] = "/tmp/skl_save_XXXXXX", path[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/%s", dir, _i % 2 ? "m.safetensors" : "m");
+    ck_assert_int_eq(skl_model_save(m, path, SKL_SAVE_AUTO), SKL_OK);
+    json_t *orig = test_st_header(e), *saved = saved_header(path);
+    const char *key;
+    json_t *val;
+    json_object_foreach(orig, key, val) {
+        if (!strcmp(key, "__metadata__")) continue;
+        const char *d = dtype_of(saved, key);
+        ck_assert_msg(d && !strcmp(d, json_string_value(json_object_get(val, "dtype"))),
+                      "%s: tensor %s saved as %s, file has %s", name, key, d ? d : "(missing)",
+                      json_string_value(json_object_get(val, "dtype")));
+    }
+    ck_assert_uint_eq(json_object_size(orig) - (json_object_get(orig, "__metadata__") != NULL),
+                      json_object_size(saved) - (json_object_get(saved, "__metadata__") != NULL));
+    skl_model *back;
+    ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
+    ck_assert_uint_eq(skl_model_decode_bytes(back), skl_model_decode_bytes(m));
+    float *a = run_logits(m, tok, n, 0), *b = run_logits(back, tok, n, 0);
+    ck_assert_msg(memcmp(a, b, (size_t)n * hp.vocab_size * sizeof *a) == 0, "%s: reloaded logits differ", name);
+    free(a);
+    free(b);
+    skl_model_free(back);
+    json_decref(orig);
+    json_decref(saved);
+    rm_rf(dir);
+    free(tok);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* Relative logit error tolerated when the merged (changed) tensors are stored
+ * in dtype: 8 unit roundoffs of F16 (2^-11) or BF16 (2^-8).  Rounding perturbs
+ * each changed weight by up to one unit roundoff and the logits of these 2-3
+ * layer models by a few (measured: at most 4.1 for F16, 4.3 for BF16 over the
+ * seeded models).  F32 storage: the 1e-4 of every logits test. */
+static double storage_tol(const char *dt) {
+    if (!strcmp(dt, "F16")) return 8 * 0x1.0p-11;
+    if (!strcmp(dt, "BF16")) return 8 * 0x1.0p-8;
+    return 1e-4;
+}
+
+/* _i: model.  Merge (auto) storing the changed tensors as F16, BF16 and SAME. */
+START_TEST(test_merge_dtype) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    const char *name = test_str(e, "name"), *file_dt = test_str(e, "dtype");
+    skl_model *m = test_load(e);
+    int32_t n;
+    int32_t *tok = test_tokens(e, &n);
+    int64_t rr, rc_;
+    double *ref = test_ref(e, &rr, &rc_);
+    static const skl_dtype want[3] = {SKL_DTYPE_F16, SKL_DTYPE_BF16, SKL_DTYPE_SAME};
+    static const char *const names[3] = {"F16", "BF16", NULL};
+    for (int k = 0; k < 3; k++) {
+        const char *dt = names[k] ? names[k] : file_dt;
+        skl_merge_params mp;
+        skl_merge_params_init(&mp);
+        ck_assert_int_eq(mp.dtype, SKL_DTYPE_F32);
+        mp.dtype = want[k];
+        skl_model *mm;
+        skl_merge_report *rep;
+        int rc = skl_model_merge(m, &mp, &mm, &rep);
+        if (rc == SKL_ERR_MERGE_NOT_APPLICABLE || rc == SKL_ERR_ALREADY_MERGED) break;
+        ck_assert_msg(rc == SKL_OK, "%s: merge to %s: %s", name, dt, skl_last_error());
+        double tol = storage_tol(dt);
+        ck_assert_msg(rep->verify_error >= 0 && rep->verify_error < tol, "%s -> %s: verify error %g (tolerance %g)",
+                      name, dt, rep->verify_error, tol);
+        if (strcmp(dt, "F32") != 0) /* the stored rounding shows in the report */
+            ck_assert_msg(rep->verify_error > 1e-7 && rep->max_residual > 1e-6, "%s -> %s: verify %g residual %g", name,
+                          dt, rep->verify_error, rep->max_residual);
+        float *pre = run_logits(mm, tok, n, 0), *dec = run_logits(mm, tok, n, 1);
+        double ep = rel_error(pre, ref, (size_t)(rr * rc_)), ed = rel_error(dec, ref, (size_t)(rr * rc_));
+        ck_assert_msg(ep < tol && ed < tol, "%s -> %s: merged vs reference of the original: prefill %.3g decode %.3g "
+                      "(tolerance %g)", name, dt, ep, ed, tol);
+        /* saved: unchanged tensors keep the file dtype, changed ones have the requested one */
+        char dir[] = "/tmp/skl_mdt_XXXXXX", path[256];
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/%s", dir, k % 2 ? "m.safetensors" : "m");
+        ck_assert_int_eq(skl_model_save(mm, path, SKL_SAVE_AUTO), SKL_OK);
+        json_t *orig = test_st_header(e), *saved = saved_header(path);
+        const char *key;
+        json_t *val;
+        int n_dt = 0;
+        json_object_foreach(saved, key, val) {
+            if (!strcmp(key, "__metadata__")) continue;
+            const char *d = json_string_value(json_object_get(val, "dtype")), *o = dtype_of(orig, key);
+            if (!o && !strcmp(key, "lm_head.weight")) o = dtype_of(orig, "model.embed_tokens.weight"); /* was tied */
+            ck_assert_msg(!strcmp(d, dt) || (o && !strcmp(d, o)), "%s -> %s: tensor %s saved as %s (file: %s)", name,
+                          dt, key, d, o ? o : "none");
+            n_dt += !strcmp(d, dt);
+        }
+        ck_assert_msg(n_dt > 0, "%s -> %s: no tensor saved as %s", name, dt, dt);
+        skl_model *back;
+        ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
+        float *pb = run_logits(back, tok, n, 0);
+        ck_assert_msg(memcmp(pb, pre, (size_t)(rr * rc_) * sizeof *pb) == 0, "%s -> %s: reloaded logits differ", name,
+                      dt);
+        free(pb);
+        skl_model_free(back);
+        json_decref(orig);
+        json_decref(saved);
+        rm_rf(dir);
+        free(pre);
+        free(dec);
+        skl_merge_report_free(rep);
+        skl_model_free(mm);
+    }
+    /* an unknown dtype is refused */
+    skl_merge_params bad;
+    skl_merge_params_init(&bad);
+    bad.dtype = (skl_dtype)7;
+    skl_model *mm = (skl_model *)0x1;
+    ck_assert_int_eq(skl_model_merge(m, &bad, &mm, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_ptr_null(mm);
+    ck_assert_ptr_nonnull(strstr(skl_last_error(), "dtype"));
+    free(ref);
+    free(tok);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 /* --- refusals with their exact codes ------------------------------------ */
 
 static skl_model *load_named(json_t *man, const char *name) {
@@ -379,6 +536,8 @@ Suite *merge_suite(void) {
     TCase *tc = tcase_create("merge");
     tcase_set_timeout(tc, TEST_TIMEOUT * 3);
     tcase_add_loop_test(tc, test_merge_every_model, 0, test_n_models());
+    tcase_add_loop_test(tc, test_merge_dtype, 0, test_n_models());
+    tcase_add_loop_test(tc, test_save_keeps_dtype, 0, test_n_models());
     tcase_add_test(tc, test_merge_coverage);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_cancel);

@@ -22,6 +22,7 @@ Suite *load_suite(void);
 Suite *api_suite(void);
 Suite *sampling_suite(void);
 Suite *merge_suite(void);
+Suite *kernels_suite(void);
 Suite *blas_suite(void);
 
 /* ---- test models (helpers.c) ---- */
@@ -56,6 +57,8 @@ double *test_ref(const json_t *entry, int64_t *rows, int64_t *cols);
 json_t *test_model_config(const json_t *entry);
 /* The safetensors header object of the model's weights file (caller decrefs). */
 json_t *test_st_header(const json_t *entry);
+/* The same for a safetensors file at `path`. */
+json_t *test_st_header_path(const char *path);
 
 /* ---- numerics ---- */
 

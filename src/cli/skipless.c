@@ -26,6 +26,7 @@ static const char *usage =
     "  plan CONFIG.json [--json]          weights removed by each merge, from a config alone\n"
     "                                     (ours, or Hugging Face Llama/Mistral/GPT-NeoX)\n"
     "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
+    "                  [--dtype f32|f16|bf16|same]  storage of the changed weights (default f32)\n"
     "                                     remove weights exactly and save the merged model\n"
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
@@ -167,9 +168,15 @@ static int cmd_merge(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verify")) mp.verify = true;
-        else if (!strcmp(a, "--remove") || !strcmp(a, "--format")) {
+        else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype")) {
             if (!val) return die("merge: option %s needs a value", a);
-            if (!strcmp(a, "--remove")) {
+            if (!strcmp(a, "--dtype")) {
+                if (!strcmp(val, "f32")) mp.dtype = SKL_DTYPE_F32;
+                else if (!strcmp(val, "f16")) mp.dtype = SKL_DTYPE_F16;
+                else if (!strcmp(val, "bf16")) mp.dtype = SKL_DTYPE_BF16;
+                else if (!strcmp(val, "same")) mp.dtype = SKL_DTYPE_SAME;
+                else return die("merge: --dtype must be f32, f16, bf16 or same, got '%s'", val);
+            } else if (!strcmp(a, "--remove")) {
                 if (skl_removal_parse(val, &mp.remove)) return die("merge: --remove must be auto, qp, kp, vp, q or p, got '%s'", val);
             } else if (!strcmp(val, "dir")) fmt = SKL_SAVE_DIR;
             else if (!strcmp(val, "file")) fmt = SKL_SAVE_FILE;

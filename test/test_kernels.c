@@ -1,0 +1,345 @@
+/* test_kernels.c - the decode kernels and the thread pool.
+ *
+ * Every kernel variant this CPU supports (forced one at a time through the
+ * internal selector) is compared with a float64 computation on odd sizes
+ * (cols not a multiple of the vector width, rows not a multiple of the 4-row
+ * blocking, a leading dimension larger than cols), for F32, F16 and BF16
+ * weights, within the fp32 error bound of a dot product.  Conversions are
+ * checked exhaustively against formulas written here.  The whole model's
+ * logits are checked per variant against the float64 reference, and logits
+ * for different thread counts against each other (bitwise). */
+#include "tests.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static uint64_t rng_state = 0x1234567u;
+static double urand(void) { /* xorshift64*, uniform in [-1, 1) */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ull) >> 11) * 0x1.0p-52 - 1.0;
+}
+
+/* Independent decoders (not the library's). */
+static double half_value(uint16_t h) {
+    int sign = h >> 15, e = (h >> 10) & 0x1f, man = h & 0x3ff;
+    double v = e == 0 ? ldexp(man, -24) : e == 31 ? (man ? NAN : INFINITY) : ldexp(1024 + man, e - 25);
+    return sign ? -v : v;
+}
+static double bf16_value(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+static double value_of(int dtype, const void *w, size_t i) {
+    if (dtype == SKL_DT_F32) return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    return dtype == SKL_DT_F16 ? half_value(h) : bf16_value(h);
+}
+
+static void *random_matrix(int dtype, size_t n) {
+    void *w = malloc(n * (dtype == SKL_DT_F32 ? 4 : 2));
+    ck_assert_ptr_nonnull(w);
+    for (size_t i = 0; i < n; i++) {
+        float f = (float)urand();
+        if (dtype == SKL_DT_F32) ((float *)w)[i] = f;
+        else ((uint16_t *)w)[i] = dtype == SKL_DT_F16 ? skl_f32_to_f16(f) : skl_f32_to_bf16(f);
+    }
+    return w;
+}
+
+static const int dtypes[3] = {SKL_DT_F32, SKL_DT_F16, SKL_DT_BF16};
+
+/* _i: variant id.  Variants the CPU lacks are skipped (checked by test_variants_selectable). */
+START_TEST(test_gemv_vs_f64) {
+    if (!skl_kernels_supported(_i)) return;
+    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    static const int32_t rows_list[] = {1, 3, 4, 5, 7, 13, 37};
+    static const int32_t cols_list[] = {1, 7, 8, 15, 16, 17, 31, 33, 47, 64, 100, 129, 515};
+    for (int di = 0; di < 3; di++)
+        for (size_t ri = 0; ri < sizeof rows_list / sizeof *rows_list; ri++)
+            for (size_t ci = 0; ci < sizeof cols_list / sizeof *cols_list; ci++) {
+                int dt = dtypes[di];
+                int32_t rows = rows_list[ri], cols = cols_list[ci];
+                size_t ld = (size_t)cols + 3;
+                void *W = random_matrix(dt, (size_t)rows * ld);
+                float *x = malloc((size_t)cols * sizeof *x), *y = malloc((size_t)(rows + 2) * sizeof *y),
+                      *y1 = malloc((size_t)rows * sizeof *y1);
+                ck_assert(x && y && y1);
+                for (int32_t c = 0; c < cols; c++) x[c] = (float)urand();
+                for (int32_t r = 0; r < rows + 2; r++) y[r] = -7.0f; /* sentinels */
+                skl_gemv(dt, W, ld, cols, x, y + 1, 0, rows);
+                ck_assert(y[0] == -7.0f && y[rows + 1] == -7.0f);
+                for (int32_t r = 0; r < rows; r++) {
+                    double ref = 0.0, mag = 0.0;
+                    for (int32_t c = 0; c < cols; c++) {
+                        double t = value_of(dt, W, (size_t)r * ld + (size_t)c) * x[c];
+                        ref += t;
+                        mag += fabs(t);
+                    }
+                    /* |fl(dot) - dot| <= gamma_n sum|w x|, gamma_n ~ n u; u = 2^-24 */
+                    double tol = ((double)cols + 2.0) * 0x1.0p-24 * mag * 1.01 + 1e-30;
+                    ck_assert_msg(fabs(y[r + 1] - ref) <= tol, "%s %s rows %d cols %d row %d: %.9g vs %.9g (tol %.3g)",
+                                  skl_kernels_name(_i), skl_dtype_name(dt), rows, cols, r, y[r + 1], ref, tol);
+                }
+                /* row by row (other blocking, other row ranges): bitwise the same */
+                for (int32_t r = 0; r < rows; r++) skl_gemv(dt, W, ld, cols, x, y1, r, r + 1);
+                ck_assert_msg(memcmp(y1, y + 1, (size_t)rows * sizeof *y1) == 0,
+                              "%s %s rows %d cols %d: row-by-row result differs", skl_kernels_name(_i),
+                              skl_dtype_name(dt), rows, cols);
+                free(W);
+                free(x);
+                free(y);
+                free(y1);
+            }
+    skl_kernels_force(-1);
+}
+END_TEST
+
+START_TEST(test_axpy_rows_vs_f64) {
+    if (!skl_kernels_supported(_i)) return;
+    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    static const int32_t rows_list[] = {1, 2, 9, 33};
+    static const int32_t cols_list[] = {1, 5, 8, 12, 16, 24, 40, 64, 80, 100, 128, 200};
+    for (size_t ri = 0; ri < 4; ri++)
+        for (size_t ci = 0; ci < sizeof cols_list / sizeof *cols_list; ci++) {
+            int32_t rows = rows_list[ri], cols = cols_list[ci];
+            size_t ld = (size_t)cols + 5;
+            float *V = random_matrix(SKL_DT_F32, (size_t)rows * ld), *p = malloc((size_t)rows * sizeof *p),
+                  *out = malloc((size_t)(cols + 1) * sizeof *out);
+            ck_assert(p && out);
+            for (int32_t j = 0; j < rows; j++) p[j] = (float)urand();
+            out[cols] = -7.0f;
+            skl_axpy_rows(V, ld, rows, cols, p, out);
+            ck_assert(out[cols] == -7.0f);
+            for (int32_t c = 0; c < cols; c++) {
+                double ref = 0.0, mag = 0.0;
+                for (int32_t j = 0; j < rows; j++) {
+                    ref += (double)p[j] * V[(size_t)j * ld + c];
+                    mag += fabs((double)p[j] * V[(size_t)j * ld + c]);
+                }
+                double tol = ((double)rows + 2.0) * 0x1.0p-24 * mag * 1.01 + 1e-30;
+                ck_assert_msg(fabs(out[c] - ref) <= tol, "%s rows %d cols %d col %d: %.9g vs %.9g",
+                              skl_kernels_name(_i), rows, cols, c, out[c], ref);
+            }
+            free(V);
+            free(p);
+            free(out);
+        }
+    skl_kernels_force(-1);
+}
+END_TEST
+
+/* All 65536 halves and bfloat16s widen exactly, through every variant's vector path. */
+START_TEST(test_widen_exhaustive) {
+    if (!skl_kernels_supported(_i)) return;
+    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    uint16_t *h = malloc(65536 * sizeof *h);
+    float *f = malloc(65536 * sizeof *f);
+    ck_assert(h && f);
+    for (uint32_t i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    for (int k = 1; k < 3; k++) {
+        int dt = dtypes[k];
+        skl_to_f32(dt, h, f, 65536);
+        for (uint32_t i = 0; i < 65536; i++) {
+            double want = dt == SKL_DT_F16 ? half_value(h[i]) : bf16_value(h[i]);
+            if (isnan(want)) ck_assert_msg(isnan(f[i]), "%s 0x%04x: not NaN", skl_dtype_name(dt), i);
+            else ck_assert_msg((double)f[i] == want && !signbit(f[i]) == !signbit(want), "%s 0x%04x: %.9g vs %.9g",
+                               skl_dtype_name(dt), i, f[i], want);
+        }
+    }
+    free(h);
+    free(f);
+    skl_kernels_force(-1);
+}
+END_TEST
+
+/* Narrowing rounds to nearest, ties to even: every representable value maps
+ * to itself, every midpoint to the even neighbour, just above it upward. */
+START_TEST(test_narrow_rounding) {
+    for (int k = 1; k < 3; k++) {
+        int dt = dtypes[k];
+        for (uint32_t i = 0; i < 0x7c00 || (dt == SKL_DT_BF16 && i < 0x7f80); i++) { /* positive finite */
+            uint16_t a = (uint16_t)i, b = (uint16_t)(i + 1);
+            double va = dt == SKL_DT_F16 ? half_value(a) : bf16_value(a);
+            double vb = dt == SKL_DT_F16 ? half_value(b) : bf16_value(b);
+            uint16_t (*narrow)(float) = dt == SKL_DT_F16 ? skl_f32_to_f16 : skl_f32_to_bf16;
+            ck_assert_uint_eq(narrow((float)va), a);
+            ck_assert_uint_eq(narrow((float)-va), (uint16_t)(a | 0x8000));
+            if (isinf(vb)) continue;
+            float mid = (float)((va + vb) / 2); /* exact in float */
+            ck_assert_msg(narrow(mid) == ((a & 1) ? b : a), "%s midpoint of 0x%04x: got 0x%04x", skl_dtype_name(dt),
+                          a, narrow(mid));
+            ck_assert_uint_eq(narrow(nextafterf(mid, INFINITY)), b);
+            ck_assert_uint_eq(narrow(nextafterf(mid, 0.0f)), a);
+        }
+    }
+    /* overflow and NaN */
+    ck_assert_uint_eq(skl_f32_to_f16(65520.0f), 0x7c00);
+    ck_assert_uint_eq(skl_f32_to_f16(65519.99f), 0x7bff);
+    ck_assert_uint_eq(skl_f32_to_f16(-1e10f), 0xfc00);
+    ck_assert(isnan(half_value(skl_f32_to_f16(NAN))));
+    ck_assert(isnan(bf16_value(skl_f32_to_bf16(NAN))));
+    ck_assert_uint_eq(skl_f32_to_bf16(INFINITY), 0x7f80);
+}
+END_TEST
+
+START_TEST(test_variants_selectable) {
+    ck_assert_int_eq(skl_kernels_supported(SKL_KERN_GENERIC), 1);
+    ck_assert_int_eq(skl_kernels_force(SKL_KERN_COUNT), -1);
+    const char *best = skl_cpu_kernels();
+    ck_assert_ptr_nonnull(best);
+    int found = 0;
+    for (int id = 0; id < SKL_KERN_COUNT; id++)
+        if (!strcmp(best, skl_kernels_name(id))) {
+            found = 1;
+            ck_assert_int_eq(skl_kernels_supported(id), 1);
+            for (int j = id + 1; j < SKL_KERN_COUNT; j++) ck_assert_int_eq(skl_kernels_supported(j), 0);
+        }
+    ck_assert_msg(found, "skl_cpu_kernels() = '%s' is not a variant name", best);
+    ck_assert_int_eq(skl_kernels_force(SKL_KERN_GENERIC), 0);
+    ck_assert_str_eq(skl_cpu_kernels(), "generic");
+    skl_kernels_force(-1);
+    ck_assert_str_eq(skl_cpu_kernels(), best);
+}
+END_TEST
+
+/* ---------------------------------------------------------- whole models */
+
+static float *model_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode, int threads, int V) {
+    skl_context_params cp;
+    skl_context_params_init(&cp);
+    cp.logits_all = !decode;
+    cp.n_threads = threads;
+    skl_context *c;
+    ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
+    float *out = malloc((size_t)n * V * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    if (decode)
+        for (int32_t i = 0; i < n; i++) {
+            ck_assert_int_eq(skl_eval(c, &tok[i], 1), SKL_OK);
+            memcpy(out + (size_t)i * V, skl_logits(c, NULL), (size_t)V * sizeof *out);
+        }
+    else {
+        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
+        memcpy(out, skl_logits(c, NULL), (size_t)n * V * sizeof *out);
+    }
+    skl_context_free(c);
+    return out;
+}
+
+/* _i: variant.  Every model (F32, F16, BF16), prefill and decode, vs float64. */
+START_TEST(test_models_per_variant) {
+    if (!skl_kernels_supported(_i)) return;
+    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    json_t *man = test_manifest();
+    for (int k = 0; k < test_n_models(); k++) {
+        const json_t *e = test_entry(man, "models", k);
+        skl_model *m = test_load(e);
+        skl_hparams hp;
+        skl_model_hparams(m, &hp);
+        int32_t n;
+        int32_t *tok = test_tokens(e, &n);
+        int64_t rows, cols;
+        double *ref = test_ref(e, &rows, &cols);
+        for (int decode = 0; decode < 2; decode++) {
+            float *lg = model_logits(m, tok, n, decode, 2, hp.vocab_size);
+            double err = rel_error(lg, ref, (size_t)n * hp.vocab_size);
+            ck_assert_msg(err < 1e-4, "%s (%s, %s): %s max rel error %.3g", test_str(e, "name"), test_str(e, "dtype"),
+                          skl_kernels_name(_i), decode ? "decode" : "prefill", err);
+            free(lg);
+        }
+        free(ref);
+        free(tok);
+        skl_model_free(m);
+    }
+    json_decref(man);
+    skl_kernels_force(-1);
+}
+END_TEST
+
+/* Decode logits are bitwise identical for 1..4 threads; prefill logits are
+ * bitwise identical between two runs with the same thread count. */
+START_TEST(test_thread_determinism) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    skl_model *m = test_load(e);
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    int32_t n;
+    int32_t *tok = test_tokens(e, &n);
+    size_t bytes = (size_t)n * hp.vocab_size * sizeof(float);
+    float *d1 = model_logits(m, tok, n, 1, 1, hp.vocab_size);
+    for (int t = 2; t <= 4; t++) {
+        float *dt = model_logits(m, tok, n, 1, t, hp.vocab_size);
+        ck_assert_msg(memcmp(d1, dt, bytes) == 0, "%s: decode logits with %d threads differ from 1 thread",
+                      test_str(e, "name"), t);
+        free(dt);
+    }
+    for (int t = 1; t <= 3; t++) {
+        float *a = model_logits(m, tok, n, 0, t, hp.vocab_size), *b = model_logits(m, tok, n, 0, t, hp.vocab_size);
+        ck_assert_msg(memcmp(a, b, bytes) == 0, "%s: two prefills with %d threads differ", test_str(e, "name"), t);
+        free(a);
+        free(b);
+    }
+    free(d1);
+    free(tok);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* The pool runs every thread's share exactly once, many times in a row. */
+typedef struct count_arg {
+    int *hits; /* [n] */
+    int n;
+} count_arg;
+static void count_fn(void *arg, int tid, int n) {
+    count_arg *a = arg;
+    ck_assert_int_eq(n, a->n);
+    a->hits[tid]++;
+}
+
+START_TEST(test_pool) {
+    for (int n = 1; n <= 4; n++) {
+        skl_pool *p;
+        ck_assert_int_eq(skl_pool_create(n, &p), SKL_OK);
+        ck_assert_int_eq(skl_pool_size(p), n);
+        int hits[4] = {0};
+        count_arg a = {hits, n};
+        for (int r = 0; r < 2000; r++) {
+            skl_pool_set_spin(p, r % 3 != 0); /* mix spinning and sleeping hand-offs */
+            skl_pool_run(p, count_fn, &a);
+        }
+        for (int t = 0; t < n; t++) ck_assert_int_eq(hits[t], 2000);
+        skl_pool_free(p);
+    }
+}
+END_TEST
+
+Suite *kernels_suite(void) {
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("variants");
+    tcase_set_timeout(tc, TEST_TIMEOUT);
+    tcase_add_test(tc, test_variants_selectable);
+    tcase_add_test(tc, test_narrow_rounding);
+    tcase_add_loop_test(tc, test_gemv_vs_f64, 0, SKL_KERN_COUNT);
+    tcase_add_loop_test(tc, test_axpy_rows_vs_f64, 0, SKL_KERN_COUNT);
+    tcase_add_loop_test(tc, test_widen_exhaustive, 0, SKL_KERN_COUNT);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("models");
+    tcase_set_timeout(tc, TEST_TIMEOUT * 3);
+    tcase_add_loop_test(tc, test_models_per_variant, 0, SKL_KERN_COUNT);
+    tcase_add_loop_test(tc, test_thread_determinism, 0, test_n_models());
+    suite_add_tcase(s, tc);
+    tc = tcase_create("pool");
+    tcase_set_timeout(tc, TEST_TIMEOUT);
+    tcase_add_test(tc, test_pool);
+    suite_add_tcase(s, tc);
+    return s;
+}
