@@ -97,7 +97,7 @@ for s in $SHAPES; do
             echo "bench: merging $dir -> $mdir"
             rm -rf "$mdir.tmp"
             extra=""
-            [ "$dt" = F16 ] && [ "$HAVE_DTYPE" = 1 ] && extra="--dtype F16"
+            [ "$dt" = F16 ] && [ "$HAVE_DTYPE" = 1 ] && extra="--dtype f16"
             # shellcheck disable=SC2086
             nice "$BIN" merge "$dir" "$mdir.tmp" --remove qp --format dir $extra >"$OUT/merge-$s-$dt.log"
             mv "$mdir.tmp" "$mdir"

@@ -394,6 +394,7 @@ for bad in '--threads 0' '--threads x' '--prompt-len 0' '--gen 0' '--gen 1.5' '-
 done
 expect_error "bench missing model" bench --threads 2
 expect_error "bench --blas with model" bench "$ANY" --blas
+expect_error "bench --blas --gen" bench --blas --gen 4
 expect_error "bench two models" bench "$ANY" "$ANY"
 expect_error "bench nonexistent model" bench "$TMP/no_such_model"
 

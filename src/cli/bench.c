@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"--ceiling-mib", 16, 1 << 20, offsetof(bench_opts, ceiling_mib)},
     };
     *o = (bench_opts){NULL, 1, 256, 64, 3, 1024, 0, 0};
+    const char *model_only = NULL; /* an option --blas does not use */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
@@ -94,6 +96,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (k < n) {
             if (i + 1 >= argc) return usage_error("option %s needs a value", a);
             long *field = (long *)((char *)o + ints[k].field);
+            if (ints[k].field == offsetof(bench_opts, gen) || ints[k].field == offsetof(bench_opts, repeat))
+                model_only = a;
             if (int_value(argv[++i], ints[k].lo, ints[k].hi, field))
                 return usage_error("%s must be an integer in [%ld, %ld], got '%s'", a, ints[k].lo, ints[k].hi, argv[i]);
         } else if (a[0] == '-') {
@@ -105,6 +109,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         }
     }
     if (o->blas && o->model) return usage_error("--blas takes no MODEL (got '%s')", o->model);
+    if (o->blas && model_only) return usage_error("%s does not apply to --blas", model_only);
     if (!o->blas && !o->model) return usage_error("missing MODEL (or --blas)");
     return 0;
 }
