@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Summarise `skipless bench --json` results written by bench/run.sh.
 
-    /usr/bin/python3 bench/report.py OUT_DIR [PLOT.png]
+    /usr/bin/python3 bench/report.py OUT_DIR [PLOT.png [DOC.md]]
 
 Reads OUT_DIR/run-NAME-ROUND.json (NAME = SHAPE-DTYPE[-merged]) and
 OUT_DIR/blas.json.  Each figure is the median over every repeat of every round
@@ -15,7 +15,10 @@ those medians with the definitions of src/cli/bench.c:
                      bytes_per_token unmerged / merged (within 3 %: |speedup / bound - 1| <= 0.03)
 Prints the tables, writes OUT_DIR/summary.json, OUT_DIR/table.md (markdown, for
 docs/performance.md) and OUT_DIR/plot.dat, and draws PLOT with gnuplot
-(bench/plot.gp) when given.
+(bench/plot.gp) when given; $BENCH_NOTE, if set, is appended to the plot title
+and put above the tables.  With DOC.md, rewrites its sections between
+<!-- bench:blas:begin/end --> and <!-- bench:results:begin/end --> markers
+(docs/performance.md) with the BLAS table and the result tables.
 """
 import glob, json, os, re, statistics, subprocess, sys
 
@@ -50,6 +53,7 @@ def summarise(name, rs):
         "name": name, "shape": shape, "file_dtype": dtype_file, "dtype": j0["dtype"],
         "merged": j0["merged"], "absent_projections": j0["absent_projections"],
         "threads": j0["threads"], "blas_core": j0["blas_core"], "n_samples": len(decode),
+        "n_rounds": len(rs), "repeat": j0["repeat"], "prompt_len": plen, "gen": gen,
         "bytes_per_token": nbytes,
         "decode_tokens_per_s": d, "decode_gb_per_s": nbytes * d / 1e9,
         "ceiling_gb_per_s": ceiling, "decode_ceiling_ratio": nbytes * d / 1e9 / ceiling,
@@ -109,10 +113,11 @@ def md_table(header, rows):
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
+    if len(sys.argv) not in (2, 3, 4):
         sys.exit(__doc__)
     out = sys.argv[1]
-    plot = sys.argv[2] if len(sys.argv) == 3 and sys.argv[2] else None
+    plot = sys.argv[2] if len(sys.argv) >= 3 and sys.argv[2] else None
+    doc = sys.argv[3] if len(sys.argv) == 4 and sys.argv[3] else None
     runs = load_runs(out)
     if not runs:
         sys.exit("report: no run-*.json in %s" % out)
@@ -181,10 +186,89 @@ def main():
     if plot:
         gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")
         title = "decode, %d threads, %s" % (rows[0]["threads"], mach.get("Model name", ""))
+        if os.environ.get("BENCH_NOTE"):
+            title += " - " + os.environ["BENCH_NOTE"].replace("'", "")
         subprocess.run(["gnuplot", "-e", "datafile='%s'; outfile='%s'; plottitle='%s'; n=%d" % (dat, plot, title, len(rows)), gp],
                        check=True)
         print("\nplot: %s" % plot)
     print("summary: %s, %s" % (os.path.join(out, "summary.json"), os.path.join(out, "table.md")))
+    if doc:
+        rewrite_doc(doc, out, rows, blas, md_table(h1, t1) + "\n\n" + md_table(h2, t2) + "\n\n" +
+                    md_table(["target", "measured", ""], t3))
+        print("updated: %s" % doc)
+
+
+def read_text(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def replace_section(text, name, body):
+    begin, end = "<!-- bench:%s:begin -->" % name, "<!-- bench:%s:end -->" % name
+    a, b = text.find(begin), text.find(end)
+    if a < 0 or b < a:
+        sys.exit("report: no %s ... %s markers in the document" % (begin, end))
+    return text[:a + len(begin)] + "\n" + body.strip() + "\n" + text[b:]
+
+
+# Figures from the issue that asked for this benchmark, measured elsewhere on the
+# same kind of machine (2 cores): ratio of decode to the read ceiling, GFLOP/s.
+PEERS = {"S-F32": ("llama.cpp and llama2.c: about 95 %", 0.95),
+         "S-F16": ("llama.cpp: about 60 %", 0.60)}
+PEER_PREFILL = "llama.cpp 256-token F32 prefill about 186 GFLOP/s; OpenBLAS sgemm about 300 GFLOP/s"
+
+
+def peer_table(rows):
+    """Our shape-S figures beside the peers' (which were not measured in this run)."""
+    lines = ["| shape S, 2 threads | libskipless, this run | measured elsewhere on the same kind of machine |",
+             "|---|---|---|"]
+    for r in rows:
+        if r["name"] in PEERS:
+            lines.append("| %s decode, %% of read ceiling | %.1f %% (%.2f tok/s) | %s |" % (
+                r["name"], 100 * r["decode_ceiling_ratio"], r["decode_tokens_per_s"], PEERS[r["name"]][0]))
+    for r in rows:
+        if r["name"] == "S-F32":
+            lines.append("| S-F32 256-token prefill | %.1f GFLOP/s; sgemm in the same run %.1f GFLOP/s | %s |" % (
+                r["prefill_gflops"], r["sgemm_gflops"], PEER_PREFILL))
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def rewrite_doc(doc, out, rows, blas, tables):
+    """Put the measured tables into the marked sections of doc."""
+    r0 = rows[0]
+    when = read_text(os.path.join(out, "started"), "?")
+    load0 = read_text(os.path.join(out, "loadavg-start"), "?").split()[:3]
+    load1 = read_text(os.path.join(out, "loadavg-end"), "?").split()[:3]
+    note = os.environ.get("BENCH_NOTE", "")
+    head = ("Measured %s by bench/run.sh (`make bench`): %d round(s) x %d repeats per model, %d threads, "
+            "prompt %d, gen %d; load average %s at the start and %s at the end (1, 5, 15 min). "
+            "Figures are medians over all repeats (%d per model).\n" % (
+                when, r0["n_rounds"], r0["repeat"], r0["threads"], r0["prompt_len"], r0["gen"], " ".join(load0), " ".join(load1), r0["n_samples"]))
+    if note:
+        head = "> **%s.** The tables below are not final; re-run `make bench` on a quiet machine.\n\n" % note + head
+    with open(doc) as f:
+        text = f.read()
+    text = replace_section(text, "results", head + "\n" + tables + "\n\n" + peer_table(rows))
+    if blas:
+        b = blas
+        btab = ("| | before (core %s, OpenBLAS's own choice) | after (core %s) | after / before |\n"
+                "|---|---|---|---|\n"
+                "| sgemm %s, GFLOP/s | %.1f | %.1f | %.2fx |\n"
+                "| sgemv %s (%d MiB), GB/s | %.1f | %.1f | %.2fx |\n\n"
+                "`skipless bench --blas --threads %d` in the same `make bench` run; streaming-read ceiling in that "
+                "process: %.1f GB/s.\n" % (
+                    b["core_before"], b["blas_core"], " x ".join(map(str, b["sgemm_shape"])),
+                    b["sgemm_gflops_before"], b["sgemm_gflops_after"], b["sgemm_gflops_after"] / b["sgemm_gflops_before"],
+                    " x ".join(map(str, b["sgemv_shape"])), b["sgemv_shape"][0] * b["sgemv_shape"][1] * 4 >> 20,
+                    b["sgemv_gb_per_s_before"], b["sgemv_gb_per_s_after"],
+                    b["sgemv_gb_per_s_after"] / b["sgemv_gb_per_s_before"], b["threads"], b["ceiling_gb_per_s"]))
+        text = replace_section(text, "blas", btab)
+    with open(doc + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(doc + ".tmp", doc)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@
 #
 # Environment: BENCH_THREADS (2), BENCH_ROUNDS (3), BENCH_REPEAT (3),
 # BENCH_PROMPT (256), BENCH_GEN (64), BENCH_PLOT (docs/performance.png; empty: no plot),
-# BENCH_SHAPES ("S L"; "T" is a tiny shape that checks the harness in seconds).
+# BENCH_SHAPES ("S L"; "T" is a tiny shape that checks the harness in seconds),
+# BENCH_NOTE (put in the plot title and above the tables, e.g. "PRELIMINARY"),
+# BENCH_DOC (docs/performance.md: its marked sections get the tables; empty: leave it).
 set -eu
 
 PY=/usr/bin/python3
@@ -32,6 +34,7 @@ REPEAT=${BENCH_REPEAT:-3}
 PROMPT=${BENCH_PROMPT:-256}
 GEN=${BENCH_GEN:-64}
 PLOT=${BENCH_PLOT-docs/performance.png}
+DOC=${BENCH_DOC-docs/performance.md}
 SHAPES=${BENCH_SHAPES:-S L}
 HERE=$(dirname "$0")
 MODELS=$OUT/models
@@ -107,6 +110,8 @@ done
 
 # ---- measurements
 rm -f "$OUT"/run-*.json "$OUT"/blas.json
+date -u '+%Y-%m-%d %H:%M UTC' >"$OUT/started"
+cat /proc/loadavg >"$OUT/loadavg-start"
 "$BIN" bench --blas --threads "$THREADS" --json >"$OUT/blas.json"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
@@ -123,4 +128,5 @@ while [ "$r" -le "$ROUNDS" ]; do
     r=$((r + 1))
 done
 
-"$PY" "$HERE/report.py" "$OUT" "$PLOT"
+cat /proc/loadavg >"$OUT/loadavg-end"
+"$PY" "$HERE/report.py" "$OUT" "$PLOT" "$DOC"
