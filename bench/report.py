@@ -188,8 +188,11 @@ def main():
         title = "decode, %d threads, %s" % (rows[0]["threads"], mach.get("Model name", ""))
         if os.environ.get("BENCH_NOTE"):
             title += " - " + os.environ["BENCH_NOTE"].replace("'", "")
-        subprocess.run(["gnuplot", "-e", "datafile='%s'; outfile='%s'; plottitle='%s'; n=%d" % (dat, plot, title, len(rows)), gp],
-                       check=True)
+        try:
+            subprocess.run(["gnuplot", "-e", "datafile='%s'; outfile='%s'; plottitle='%s'; n=%d" % (
+                dat, plot, title, len(rows)), gp], check=True)
+        except OSError as e:
+            sys.exit("report: cannot run gnuplot (%s); install gnuplot-nox (make deps) or set BENCH_PLOT=''" % e)
         print("\nplot: %s" % plot)
     print("summary: %s, %s" % (os.path.join(out, "summary.json"), os.path.join(out, "table.md")))
     if doc:
