@@ -102,10 +102,10 @@ SKL_API const char *skl_last_error(void);
 /* ----------------------------------------------------------------- version */
 
 SKL_API const char *skl_version(void);   /* e.g. "0.1.0" */
+SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
 /* The kernel variant this CPU runs, chosen once by CPU features:
  * "avx512" (AVX-512F), "avx2" (AVX2 + FMA + F16C) or "generic" (portable C). */
 SKL_API const char *skl_cpu_kernels(void);
-SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
 
 /* --------------------------------------------------------------------- log */
 
@@ -211,7 +211,7 @@ typedef struct skl_context skl_context;
 typedef struct skl_context_params {
     int32_t n_ctx;          /* KV cache length; 0: max_position_embeddings */
     int32_t n_threads;      /* threads for this context (>= 1); default 1 */
-    int32_t n_batch;        /* max tokens per internal forward batch; default 64 */
+    int32_t n_batch;        /* max tokens per internal forward batch; default 256 */
     bool logits_all;        /* keep logits of every evaluated token, not only the last */
 } skl_context_params;
 
@@ -332,8 +332,9 @@ typedef struct skl_merge_params {
     skl_progress_fn progress;    /* per block; nonzero return cancels (SKL_ERR_CANCELLED) */
     void *progress_user_data;
     skl_dtype dtype;             /* storage of the changed tensors: SKL_DTYPE_F32 (default),
-                                    F16, BF16, or SAME (each like the tensor it replaces;
-                                    a new bias like its weight).  The merge itself is float64. */
+                                    F16, BF16, or SAME (each like the tensor it replaces; a
+                                    bias that did not exist like the embedding).  The merge
+                                    itself runs in float64 whatever the source dtype. */
 } skl_merge_params;
 
 typedef struct skl_merge_layer {
@@ -361,7 +362,7 @@ typedef struct skl_merge_report {
 SKL_API void skl_merge_params_init(skl_merge_params *params);
 /* Build a merged copy of `model` in *out.  `model` is never modified: the
  * copy shares every unchanged tensor with it (reference counted) and owns new
- * fp32 storage only for the changed ones, so the extra memory is the size of
+ * storage (in skl_merge_params.dtype) only for the changed ones, so the extra memory is the size of
  * the changed matrices plus float64 scratch for one block (docs/merge.md).
  * On failure *out is NULL.  report may be NULL; otherwise free it with
  * skl_merge_report_free(). */

@@ -59,7 +59,7 @@ void skl_context_params_init(skl_context_params *p) {
     memset(p, 0, sizeof *p);
     p->n_ctx = 0;
     p->n_threads = 1;
-    p->n_batch = 64;
+    p->n_batch = 256;
     p->logits_all = false;
 }
 
@@ -142,7 +142,11 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
         }
     bool tile_ok = true;
     if (narrow && p.n_batch > 1) {
+        /* at least one row of the widest matrix */
+        uint64_t widest = d > qd ? d : qd;
+        if (f > widest) widest = f;
         c->tile_elems = biggest < TILE_ELEMS ? (size_t)biggest : TILE_ELEMS;
+        if (c->tile_elems < widest) c->tile_elems = (size_t)widest;
         c->wtile = falloc(c->tile_elems, 1);
         tile_ok = c->wtile != NULL;
     }
@@ -247,12 +251,21 @@ typedef struct mv {
 
 enum { POST_NONE, POST_GLU, POST_ACT };
 
+/* Up to 3 GEMVs (q/k/v) in one pool task, or gate + up + activation.  The
+ * rows are cut into chunks of about CHUNK_BYTES of weights that threads take
+ * from a shared counter, so a thread slowed by other load does less of the
+ * work.  Which thread computes a row does not change its value. */
 typedef struct mv_task {
     mv jobs[3];
     int n;
-    int post;          /* POST_GLU: jobs[1].y *= act(jobs[0].y); POST_ACT: jobs[0].y = act(jobs[0].y) */
+    int post;          /* POST_GLU: jobs[1].y *= act(jobs[0].y) (same rows); POST_ACT: jobs[0].y = act(..) */
     skl_activation a;
+    int64_t chunk[3];  /* rows per chunk of each job */
+    int64_t first[4];  /* chunk index where job i starts; first[n] = total */
+    atomic_llong next; /* next chunk to take */
 } mv_task;
+
+#define CHUNK_BYTES ((int64_t)256 << 10)
 
 static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
     const skl_tensor *w = &j->L->w, *b = &j->L->b;
@@ -263,22 +276,41 @@ static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
 }
 
 static void mv_task_fn(void *arg, int tid, int nt) {
-    const mv_task *t = arg;
-    int64_t r0, r1;
-    for (int i = 0; i < t->n; i++) {
-        split(t->jobs[i].out, tid, nt, &r0, &r1);
+    mv_task *t = arg;
+    (void)tid;
+    (void)nt;
+    for (;;) {
+        int64_t k = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (k >= t->first[t->n]) return;
+        int i = 0;
+        while (k >= t->first[i + 1]) i++;
+        int64_t r0 = (k - t->first[i]) * t->chunk[i], r1 = r0 + t->chunk[i];
+        if (r1 > t->jobs[i].out) r1 = t->jobs[i].out;
         mv_rows(&t->jobs[i], r0, r1);
-    }
-    if (t->post == POST_GLU) { /* same row split as the gate and up jobs: own rows only */
-        split(t->jobs[1].out, tid, nt, &r0, &r1);
-        for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
-    } else if (t->post == POST_ACT) {
-        split(t->jobs[0].out, tid, nt, &r0, &r1);
-        for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
+        if (t->post == POST_GLU) { /* the gate's chunk: up's same rows, then the product */
+            mv_rows(&t->jobs[1], r0, r1);
+            for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
+        } else if (t->post == POST_ACT) {
+            for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
+        }
     }
 }
 
-static void mv_run(skl_context *c, mv_task *t) { skl_pool_run(c->pool, mv_task_fn, t); }
+static void mv_run(skl_context *c, mv_task *t) {
+    int n = t->post == POST_GLU ? 1 : t->n; /* GLU: chunks of the gate carry the up rows */
+    t->first[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const skl_tensor *w = &t->jobs[i].L->w;
+        int64_t row_bytes = (int64_t)t->jobs[i].in * (int64_t)(w->data ? skl_dtype_size(w->dtype) : 4);
+        if (t->post == POST_GLU) row_bytes *= 2;
+        int64_t rows = (CHUNK_BYTES / row_bytes + 3) & ~(int64_t)3;
+        t->chunk[i] = rows < 4 ? 4 : rows;
+        t->first[i + 1] = t->first[i] + (t->jobs[i].out + t->chunk[i] - 1) / t->chunk[i];
+    }
+    t->n = n;
+    atomic_init(&t->next, 0);
+    skl_pool_run(c->pool, mv_task_fn, t);
+}
 
 static mv job(const skl_linear *L, const float *x, int32_t in, float *y, int32_t out) {
     mv j = {L, x, y, out, in};
@@ -411,14 +443,15 @@ static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, 
     int32_t d = hp->hidden_size, f = hp->intermediate_size;
     bool glu = L->gate.w.data != NULL;
     if (n == 1) {
-        mv_task t = {{job(&L->gate, in, d, c->g, f), job(&L->up, in, d, c->u, f)}, 2, POST_GLU, hp->hidden_act};
+        mv_task t = {.jobs = {job(&L->gate, in, d, c->g, f), job(&L->up, in, d, c->u, f)},
+                     .n = 2, .post = POST_GLU, .a = hp->hidden_act};
         if (!glu) {
             t.jobs[0] = job(&L->up, in, d, c->u, f);
             t.n = 1;
             t.post = POST_ACT;
         }
         mv_run(c, &t);
-        mv_task dn = {{job(&L->down, c->u, f, out, d)}, 1, POST_NONE, hp->hidden_act};
+        mv_task dn = {.jobs = {job(&L->down, c->u, f, out, d)}, .n = 1, .post = POST_NONE};
         mv_run(c, &dn);
         return;
     }
@@ -449,9 +482,9 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
         float *kdst = c->kcache + ((size_t)l * c->n_ctx + (size_t)pos0) * kvd; /* [n, kvd] */
         float *vdst = c->vcache + ((size_t)l * c->n_ctx + (size_t)pos0) * kvd;
         if (one) {
-            mv_task t = {{job(&L->q, c->x, d, c->q, qd), job(&L->k, c->x, d, kdst, kvd),
-                          job(&L->v, c->x, d, vdst, kvd)},
-                         3, POST_NONE, hp->hidden_act};
+            mv_task t = {.jobs = {job(&L->q, c->x, d, c->q, qd), job(&L->k, c->x, d, kdst, kvd),
+                                  job(&L->v, c->x, d, vdst, kvd)},
+                         .n = 3, .post = POST_NONE};
             mv_run(c, &t);
         } else {
             linear_batch(c, &L->q, c->x, n, d, c->q, qd);
@@ -469,7 +502,7 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
             attn_task at = {c, c->kcache + (size_t)l * c->n_ctx * kvd, c->vcache + (size_t)l * c->n_ctx * kvd,
                             pos0 + 1};
             skl_pool_run(c->pool, attn_decode_fn, &at);
-            mv_task t = {{job(&L->o, c->att, qd, c->h, d)}, 1, POST_NONE, hp->hidden_act};
+            mv_task t = {.jobs = {job(&L->o, c->att, qd, c->h, d)}, .n = 1, .post = POST_NONE};
             mv_run(c, &t);
         } else {
             attention_batch(c, l, pos0, n);
@@ -500,7 +533,7 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
     float *lg = c->logits + (size_t)logit_row * hp->vocab_size;
     if (rows == 1) {
         skl_pool_set_spin(c->pool, 1);
-        mv_task t = {{job(&m->head, xr, d, lg, hp->vocab_size)}, 1, POST_NONE, hp->hidden_act};
+        mv_task t = {.jobs = {job(&m->head, xr, d, lg, hp->vocab_size)}, .n = 1, .post = POST_NONE};
         mv_run(c, &t);
     } else {
         linear_batch(c, &m->head, xr, rows, d, lg, hp->vocab_size);

