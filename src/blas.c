@@ -11,8 +11,12 @@
  * OpenBLAS's own override is the OPENBLAS_CORETYPE environment variable, read
  * by gotoblas_dynamic_init() (names matched case-insensitively against its
  * core table); gotoblas_dynamic_quit() only forgets the current core, and
- * gotoblas_dynamic_init() does nothing while a core is set.  So, once per
- * process (pthread_once), before the library's first BLAS call:
+ * gotoblas_dynamic_init() does nothing while a core is set.  In a DYNAMIC_ARCH
+ * build all per-core state (kernel table, blocking parameters sized to the
+ * fixed buffer) is set by gotoblas_dynamic_init -> the core's init(); memory.c
+ * skips blas_set_parameter() there.  So quit + init with the variable set
+ * gives the state OpenBLAS would have started with had the user set it.
+ * Once per process (pthread_once), before the library's first BLAS call:
  *   - if the BLAS has no openblas_get_corename (another BLAS, or a static
  *     OpenBLAS whose symbols are not dynamic), nothing happens;
  *   - if the user set OPENBLAS_CORETYPE, the user's choice stands;
