@@ -40,7 +40,7 @@ struct skl_context {
     float *h;      /* [nb, d] o_proj output */
     float *g, *u;  /* [nb, f] FFN hidden (gate, up) */
     float *ffo;    /* [nb, d] FFN output (parallel blocks) */
-    float *scores; /* decode: [n_threads, n_ctx] attention weights, one row per thread;
+    float *scores; /* decode: [H, n_ctx] attention weights, one row per query head;
                       prefill: [H, qblock, n_ctx] scores of a block of queries */
     int32_t qblock;  /* queries per attention block in prefill */
     float *bvec;   /* [max(d, qd, f, V)] a bias widened to fp32 (prefill) */
@@ -123,7 +123,7 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     /* prefill scores: as many queries per block as fit SCORE_ELEMS (at least 1) */
     uint64_t H = (uint64_t)hp->num_attention_heads, qb = SCORE_ELEMS / (H * (uint64_t)p.n_ctx);
     c->qblock = (int32_t)(qb < 1 ? 1 : qb > nb ? nb : qb);
-    uint64_t srows = (uint64_t)p.n_threads > H * (uint64_t)c->qblock ? (uint64_t)p.n_threads : H * (uint64_t)c->qblock;
+    uint64_t srows = H * (uint64_t)c->qblock;
     c->scores = falloc(srows, (uint64_t)p.n_ctx);
     uint64_t vmax = d > qd ? d : qd;
     if (f > vmax) vmax = f;
@@ -207,14 +207,13 @@ static float act(skl_activation a, float x) {
     }
 }
 
-/* Rows [*r0, *r1) of `rows` for thread tid of nt: contiguous chunks, multiples of 4. */
-static void split(int64_t rows, int tid, int nt, int64_t *r0, int64_t *r1) {
-    int64_t chunk = (rows + nt - 1) / nt;
-    chunk = (chunk + 3) & ~(int64_t)3;
-    int64_t a = (int64_t)tid * chunk;
-    *r0 = a < rows ? a : rows;
-    *r1 = a + chunk < rows ? a + chunk : rows;
+/* Elements [*a, *b) of chunk k of n elements cut into chunks of `size`. */
+static void chunk_range(int64_t k, int64_t size, int64_t n, int64_t *a, int64_t *b) {
+    *a = k * size;
+    *b = *a + size < n ? *a + size : n;
 }
+
+static int64_t n_chunks(int64_t n, int64_t size) { return (n + size - 1) / size; }
 
 /* Rotate the first rotary_dim dims of each of n_heads heads of one row, in place. */
 static void rope_row(float *row, int32_t n_heads, int32_t hd, int32_t rot, const float *cs, const float *sn) {
@@ -251,10 +250,10 @@ typedef struct mv {
 
 enum { POST_NONE, POST_GLU, POST_ACT };
 
-/* Up to 3 GEMVs (q/k/v) in one pool task, or gate + up + activation.  The
+/* Up to 3 GEMVs (q/k/v) in one pool loop, or gate + up + activation.  The
  * rows are cut into chunks of about CHUNK_BYTES of weights that threads take
- * from a shared counter, so a thread slowed by other load does less of the
- * work.  Which thread computes a row does not change its value. */
+ * from the pool's shared counter, so a thread slowed by other load does less
+ * of the work.  Which thread computes a row does not change its value. */
 typedef struct mv_task {
     mv jobs[3];
     int n;
@@ -262,7 +261,6 @@ typedef struct mv_task {
     skl_activation a;
     int64_t chunk[3];  /* rows per chunk of each job */
     int64_t first[4];  /* chunk index where job i starts; first[n] = total */
-    atomic_llong next; /* next chunk to take */
 } mv_task;
 
 #define CHUNK_BYTES ((int64_t)256 << 10)
@@ -275,24 +273,18 @@ static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; r++) j->y[r] += skl_tensor_at(b, (size_t)r);
 }
 
-static void mv_task_fn(void *arg, int tid, int nt) {
-    mv_task *t = arg;
-    (void)tid;
-    (void)nt;
-    for (;;) {
-        int64_t k = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
-        if (k >= t->first[t->n]) return;
-        int i = 0;
-        while (k >= t->first[i + 1]) i++;
-        int64_t r0 = (k - t->first[i]) * t->chunk[i], r1 = r0 + t->chunk[i];
-        if (r1 > t->jobs[i].out) r1 = t->jobs[i].out;
-        mv_rows(&t->jobs[i], r0, r1);
-        if (t->post == POST_GLU) { /* the gate's chunk: up's same rows, then the product */
-            mv_rows(&t->jobs[1], r0, r1);
-            for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
-        } else if (t->post == POST_ACT) {
-            for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
-        }
+static void mv_chunk(void *arg, int64_t k) {
+    const mv_task *t = arg;
+    int i = 0;
+    while (k >= t->first[i + 1]) i++;
+    int64_t r0, r1;
+    chunk_range(k - t->first[i], t->chunk[i], t->jobs[i].out, &r0, &r1);
+    mv_rows(&t->jobs[i], r0, r1);
+    if (t->post == POST_GLU) { /* the gate's chunk: up's same rows, then the product */
+        mv_rows(&t->jobs[1], r0, r1);
+        for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
+    } else if (t->post == POST_ACT) {
+        for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
     }
 }
 
@@ -305,11 +297,10 @@ static void mv_run(skl_context *c, mv_task *t) {
         if (t->post == POST_GLU) row_bytes *= 2;
         int64_t rows = (CHUNK_BYTES / row_bytes + 3) & ~(int64_t)3;
         t->chunk[i] = rows < 4 ? 4 : rows;
-        t->first[i + 1] = t->first[i] + (t->jobs[i].out + t->chunk[i] - 1) / t->chunk[i];
+        t->first[i + 1] = t->first[i] + n_chunks(t->jobs[i].out, t->chunk[i]);
     }
     t->n = n;
-    atomic_init(&t->next, 0);
-    skl_pool_run(c->pool, mv_task_fn, t);
+    skl_pool_for(c->pool, t->first[n], mv_chunk, t);
 }
 
 static mv job(const skl_linear *L, const float *x, int32_t in, float *y, int32_t out) {
@@ -323,25 +314,26 @@ typedef struct attn_task {
     int32_t len;          /* keys: positions [0, len) */
 } attn_task;
 
-/* One query token over the cache: heads split across the pool. */
-static void attn_decode_fn(void *arg, int tid, int nt) {
+/* One query token over the cache: chunk h is query head h (scores row h). */
+static void attn_decode_head(void *arg, int64_t h) {
     const attn_task *t = arg;
     skl_context *c = t->c;
     const skl_hparams *hp = &c->m->hp;
     int32_t H = hp->num_attention_heads, hd = hp->head_dim, kvd = hp->num_key_value_heads * hd;
     int32_t group = H / hp->num_key_value_heads;
-    float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)tid * c->n_ctx;
-    int64_t h0 = (int64_t)H * tid / nt, h1 = (int64_t)H * (tid + 1) / nt;
-    for (int64_t h = h0; h < h1; h++) {
-        size_t koff = (size_t)(h / group) * hd;
-        skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)kvd, hd, c->q + (size_t)h * hd, s, 0, t->len);
-        for (int32_t j = 0; j < t->len; j++) s[j] *= scale;
-        softmax_row(s, t->len, t->len);
-        skl_axpy_rows(t->vc + koff, (size_t)kvd, t->len, hd, s, c->att + (size_t)h * hd);
-    }
+    float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)h * c->n_ctx;
+    size_t koff = (size_t)(h / group) * hd;
+    skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)kvd, hd, c->q + (size_t)h * hd, s, 0, t->len);
+    for (int32_t j = 0; j < t->len; j++) s[j] *= scale;
+    softmax_row(s, t->len, t->len);
+    skl_axpy_rows(t->vc + koff, (size_t)kvd, t->len, hd, s, c->att + (size_t)h * hd);
 }
 
 /* ------------------------------------------------------ prefill: sgemm path */
+
+#define TILE_CHUNK 16 /* weight rows widened per pool chunk */
+#define ELEM_CHUNK 16384 /* activations per pool chunk */
+#define ROW_CHUNK 8 /* softmax rows per pool chunk */
 
 typedef struct tile_task {
     const skl_tensor *w;
@@ -349,10 +341,10 @@ typedef struct tile_task {
     float *dst;       /* [rows, cols] */
 } tile_task;
 
-static void tile_fn(void *arg, int tid, int nt) {
+static void tile_chunk(void *arg, int64_t k) {
     const tile_task *t = arg;
     int64_t a, b;
-    split(t->rows, tid, nt, &a, &b);
+    chunk_range(k, TILE_CHUNK, t->rows, &a, &b);
     size_t cols = (size_t)t->w->cols, esz = skl_dtype_size(t->w->dtype);
     const uint8_t *src = (const uint8_t *)t->w->data + ((size_t)t->r0 + (size_t)a) * cols * esz;
     if (b > a) skl_to_f32(t->w->dtype, src, t->dst + (size_t)a * cols, (size_t)(b - a) * cols);
@@ -371,7 +363,7 @@ static void linear_batch(skl_context *c, const skl_linear *L, const float *x, in
         if (tr > out) tr = out;
         for (int32_t r0 = 0; r0 < out; r0 += tr) {
             tile_task t = {w, r0, out - r0 < tr ? out - r0 : tr, c->wtile};
-            skl_pool_run(c->pool, tile_fn, &t);
+            skl_pool_for(c->pool, n_chunks(t.rows, TILE_CHUNK), tile_chunk, &t);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, t.rows, in, 1.0f, x, in, c->wtile, in, 0.0f,
                         y + r0, out);
         }
@@ -389,10 +381,10 @@ typedef struct act_task {
     skl_activation a;
 } act_task;
 
-static void act_fn(void *arg, int tid, int nt) {
+static void act_chunk(void *arg, int64_t k) {
     const act_task *t = arg;
     int64_t a, b;
-    split((int64_t)t->n, tid, nt, &a, &b);
+    chunk_range(k, ELEM_CHUNK, (int64_t)t->n, &a, &b);
     if (t->g)
         for (int64_t i = a; i < b; i++) t->u[i] *= act(t->a, t->g[i]);
     else
@@ -404,10 +396,10 @@ typedef struct softmax_task {
     int32_t H, qb, width, first_len; /* row r of a head has first_len + r keys */
 } softmax_task;
 
-static void softmax_fn(void *arg, int tid, int nt) {
+static void softmax_chunk(void *arg, int64_t k) {
     const softmax_task *t = arg;
     int64_t a, b;
-    split((int64_t)t->H * t->qb, tid, nt, &a, &b);
+    chunk_range(k, ROW_CHUNK, (int64_t)t->H * t->qb, &a, &b);
     for (int64_t i = a; i < b; i++)
         softmax_row(t->s + (size_t)i * t->width, t->first_len + (int32_t)(i % t->qb), t->width);
 }
@@ -427,7 +419,7 @@ static void attention_batch(skl_context *c, int32_t layer, int32_t pos0, int32_t
                         c->q + (size_t)i0 * qd + (size_t)h * hd, qd, kc + (size_t)(h / group) * hd, kvd, 0.0f,
                         c->scores + (size_t)h * qb * width, width);
         softmax_task st = {c->scores, H, qb, width, pos0 + i0 + 1};
-        skl_pool_run(c->pool, softmax_fn, &st);
+        skl_pool_for(c->pool, n_chunks((int64_t)H * qb, ROW_CHUNK), softmax_chunk, &st);
         for (int32_t h = 0; h < H; h++) /* att_h[qb, hd] = P_h V_h */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, width, 1.0f,
                         c->scores + (size_t)h * qb * width, width, vc + (size_t)(h / group) * hd, kvd, 0.0f,
@@ -458,7 +450,7 @@ static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, 
     linear_batch(c, &L->up, in, n, d, c->u, f);
     if (glu) linear_batch(c, &L->gate, in, n, d, c->g, f);
     act_task at = {c->u, glu ? c->g : NULL, (size_t)n * (size_t)f, hp->hidden_act};
-    skl_pool_run(c->pool, act_fn, &at);
+    skl_pool_for(c->pool, n_chunks((int64_t)at.n, ELEM_CHUNK), act_chunk, &at);
     linear_batch(c, &L->down, c->u, n, f, out, d);
 }
 
@@ -501,7 +493,7 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
         if (one) {
             attn_task at = {c, c->kcache + (size_t)l * c->n_ctx * kvd, c->vcache + (size_t)l * c->n_ctx * kvd,
                             pos0 + 1};
-            skl_pool_run(c->pool, attn_decode_fn, &at);
+            skl_pool_for(c->pool, H, attn_decode_head, &at);
             mv_task t = {.jobs = {job(&L->o, c->att, qd, c->h, d)}, .n = 1, .post = POST_NONE};
             mv_run(c, &t);
         } else {

@@ -153,12 +153,14 @@ static inline float skl_tensor_at(const skl_tensor *t, size_t i) { return skl_el
 
 /* ---- thread pool (pool.c) ---- */
 typedef struct skl_pool skl_pool;
-typedef void (*skl_task_fn)(void *arg, int tid, int n_threads);
+typedef void (*skl_chunk_fn)(void *arg, int64_t chunk);
 int skl_pool_create(int n_threads, skl_pool **out); /* n_threads - 1 workers + the caller */
 void skl_pool_free(skl_pool *p);
 int skl_pool_size(const skl_pool *p);
-/* Run fn(arg, tid, n) on all n threads (the caller is tid 0); returns when all are done. */
-void skl_pool_run(skl_pool *p, skl_task_fn fn, void *arg);
+/* fn(arg, k) once for each k in [0, n_chunks), on the caller and the workers
+ * (chunks taken from a shared counter); returns when all are done.  Which
+ * thread runs a chunk must not matter to fn. */
+void skl_pool_for(skl_pool *p, int64_t n_chunks, skl_chunk_fn fn, void *arg);
 /* spin = 0: idle workers sleep at once (set before OpenBLAS runs); 1: spin briefly first. */
 void skl_pool_set_spin(skl_pool *p, int spin);
 

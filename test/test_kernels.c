@@ -323,15 +323,14 @@ START_TEST(test_decode_bytes) {
 }
 END_TEST
 
-/* The pool runs every thread's share exactly once, many times in a row. */
+/* The pool runs every chunk exactly once and returns only when all are done,
+ * many loops in a row, with spinning and sleeping hand-offs. */
 typedef struct count_arg {
-    int *hits; /* [n] */
-    int n;
+    atomic_int hits[64];
 } count_arg;
-static void count_fn(void *arg, int tid, int n) {
+static void count_chunk(void *arg, int64_t k) {
     count_arg *a = arg;
-    ck_assert_int_eq(n, a->n);
-    a->hits[tid]++;
+    atomic_fetch_add(&a->hits[k], 1);
 }
 
 START_TEST(test_pool) {
@@ -339,13 +338,16 @@ START_TEST(test_pool) {
         skl_pool *p;
         ck_assert_int_eq(skl_pool_create(n, &p), SKL_OK);
         ck_assert_int_eq(skl_pool_size(p), n);
-        int hits[4] = {0};
-        count_arg a = {hits, n};
-        for (int r = 0; r < 2000; r++) {
-            skl_pool_set_spin(p, r % 3 != 0); /* mix spinning and sleeping hand-offs */
-            skl_pool_run(p, count_fn, &a);
+        count_arg a;
+        for (int r = 0; r < 3000; r++) {
+            int64_t chunks = 1 + r % 64;
+            for (int k = 0; k < 64; k++) atomic_init(&a.hits[k], 0);
+            skl_pool_set_spin(p, r % 3 != 0);
+            skl_pool_for(p, chunks, count_chunk, &a);
+            for (int k = 0; k < 64; k++)
+                ck_assert_msg(atomic_load(&a.hits[k]) == (k < chunks), "%d threads, loop %d: chunk %d ran %d times", n,
+                              r, k, atomic_load(&a.hits[k]));
         }
-        for (int t = 0; t < n; t++) ck_assert_int_eq(hits[t], 2000);
         skl_pool_free(p);
     }
 }
