@@ -12,8 +12,9 @@
  *    cached position, under 1 % of the weights at these lengths) are not
  *    counted.
  *  - ceiling: streaming read of a buffer far larger than the last-level cache
- *    (--ceiling-mib, default 1024 MiB) by the same number of threads (membw.c),
- *    best of 5 passes.  Decode bound = ceiling / bytes per token.
+ *    (--ceiling-mib, default 1024 MiB) by the same number of threads, each
+ *    reading its slice as several prefetched vector streams (membw.c); best
+ *    of 5 passes.  Decode bound = ceiling / bytes per token.
  *  - prefill FLOPs for N prompt tokens: 2 N (block linear weights) + 2 (lm_head
  *    weights: logits of the last token only) + 2 L H hd N (N + 1) (causal
  *    attention: q.k and the weighted sum of v, for every query/key pair).
@@ -460,7 +461,7 @@ static int bench_model(const bench_opts *o) {
         printf("setup    %d threads, prompt %d, gen %d, medians of %ld repeats; BLAS core %s (%s picked %s; CPU %s)\n",
                T, P, G, R, bi.openblas ? bi.core : "n/a", bi.openblas ? "OpenBLAS" : "BLAS",
                bi.openblas ? bi.detected_core : "n/a", bi.cpu_isa);
-        printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, best of 5 passes)\n", ceiling,
+        printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes)\n", ceiling,
                o->ceiling_mib, membw_kernel());
         printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n",
                decode_tps, bytes / 1e9, decode_gbps, 100.0 * decode_gbps / ceiling, ceiling * 1e9 / bytes);
