@@ -417,7 +417,7 @@ SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_fo
 
 /* OpenBLAS picks its kernels ("core") from the CPU model number; releases older
  * than the CPU fall back to generic kernels (Debian 12's 0.3.21 on Sapphire
- * Rapids: sgemm 4.7x slower).  Once per process, at the start of the first
+ * Rapids: sgemm about 5x slower).  Once per process, at the start of the first
  * skl_model_load() or skl_blas_get_info(), libskipless checks the core: if the
  * BLAS is a dynamically linked OpenBLAS, OPENBLAS_CORETYPE is not set, and the
  * core targets an older instruction set than the CPU supports, it

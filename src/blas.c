@@ -5,8 +5,9 @@
  * (driver/others/dynamic.c: gotoblas_dynamic_init -> get_coretype).  A
  * release older than the CPU does not know its model number and falls back to
  * the generic Prescott (SSE3) kernels: Debian 12's OpenBLAS 0.3.21 on a
- * Sapphire/Emerald Rapids class CPU (family 6, model 0xcf here) runs sgemm 4.7x and sgemv
- * about 25 % slower than with the SkylakeX kernels the CPU can run.
+ * Sapphire/Emerald Rapids class CPU (family 6, model 0xcf here) runs sgemm about 5x and sgemv
+ * 1.3-1.5x slower than with the SkylakeX kernels the CPU can run
+ * (docs/performance.md).
  *
  * OpenBLAS's own override is the OPENBLAS_CORETYPE environment variable, read
  * by gotoblas_dynamic_init() (names matched case-insensitively against its
