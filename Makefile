@@ -7,7 +7,7 @@ VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
 PY := /usr/bin/python3
-DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev check libsubunit-dev python3-numpy
+DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev check libsubunit-dev python3-numpy gnuplot-nox
 # node + npm run the tokenizer comparison (test/tokenizers_js); Debian's are installed only when
 # `node` / `npm` are missing, so a newer node from elsewhere is left alone.
 NODE_PACKAGES := nodejs npm
@@ -53,7 +53,7 @@ CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bi
 BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_DIR=$(abspath $(LIBDIR)) \
   LD_LIBRARY_PATH=$(abspath $(LIBDIR)) SKIPLESS_CLI=$(abspath $(CLI)) SKL_TEST_MODELS=$(abspath $(B)/testmodels)
 
-.PHONY: all deps check check-python check-rust run install uninstall clean bench-models
+.PHONY: all deps check check-python check-rust run install uninstall clean bench-models bench
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(B)/obj/%.o: src/%.c include/skipless.h src/internal.h
@@ -77,9 +77,10 @@ $(SHARED): $(SHARED_REAL)
 	ln -sf $(SHARED_SONAME) $@
 
 # The CLI and examples link the static library so they run from the tree.
-$(CLI): src/cli/skipless.c $(TOOL_OBJ) $(STATIC)
+CLI_SRC := src/cli/skipless.c src/cli/bench.c src/cli/membw.c
+$(CLI): $(CLI_SRC) src/cli/bench.h src/cli/membw.h $(TOOL_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
+	$(CC) $(CFLAGS_ALL) $(CLI_SRC) $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
 
 $(BINDIR)/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
@@ -150,6 +151,13 @@ else
 	cd examples/rust && $(BIND_ENV) $(CARGO) build --offline -q --examples
 	sh examples/rust/test_pkgconfig.sh $(CARGO) $(CLI) $(B)/testmodels/models/serial_mha_silu_glu
 endif
+
+# Benchmark (not part of check; 15-25 min, ~14 GB of generated models in $(B)/bench/models):
+# bench/run.sh generates the models once, runs `skipless bench`, prints the tables and
+# writes $(B)/bench/*.json and the plot docs/performance.png (docs/performance.md).
+bench: deps
+	$(MAKE) all
+	sh bench/run.sh $(CLI) $(B)/bench
 
 run: deps
 	$(MAKE) all

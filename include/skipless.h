@@ -13,8 +13,9 @@
  *    passed by pointer.  Always call the init function first: new fields are
  *    appended in later versions and get their defaults from it.
  *  - Callbacks take a void *user_data; a nonzero return stops the work.
- *  - The library never prints, never exits or aborts on bad input and never
- *    reads environment variables; the log callback is the only way it speaks.
+ *  - The library never prints, never exits or aborts on bad input, and reads
+ *    no environment variable but OpenBLAS's OPENBLAS_CORETYPE (see "BLAS"
+ *    below); the log callback is the only way it speaks.
  *
  * Thread safety, object by object
  *  - skl_model: immutable after skl_model_load() returns.  Any number of
@@ -38,6 +39,9 @@
  *    counts.  Logits are bitwise identical for a given n_threads; decode
  *    (single-token) logits are identical for every n_threads.
  *  - skl_cpu_kernels(): thread-safe; the choice is made once.
+ *  - The first skl_model_load() or skl_blas_get_info() of a process may
+ *    re-initialise OpenBLAS (see "BLAS" below): no other thread may be in a
+ *    BLAS call meanwhile.
  */
 #ifndef SKIPLESS_H
 #define SKIPLESS_H
@@ -205,7 +209,11 @@ SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out);
  * head (biases and the final norm included) in their stored dtypes, plus one
  * embedding row.  0 for a NULL model. */
 SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
+/* Storage dtype of the linear layers and lm_head: "F32", "F16", "BF16", or
+ * "mixed" (a merge stored its new tensors in another dtype); NULL for a NULL model. */
+SKL_API const char *skl_model_weight_dtype(const skl_model *model);
 SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out);
+
 /* Whether projection `which` ('q', 'k', 'v' or 'o') of layer `layer` is
  * present (false: the identity).  Returns 1, 0, or a negative status. */
 SKL_API int skl_model_has_proj(const skl_model *model, int32_t layer, char which);
@@ -479,6 +487,31 @@ typedef enum skl_save_format {
  * "tokenizer.json").  Files are written to a
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
+
+/* -------------------------------------------------------------------- BLAS */
+
+/* OpenBLAS picks its kernels ("core") from the CPU model number; releases older
+ * than the CPU fall back to generic kernels (Debian 12's 0.3.21 on Sapphire
+ * Rapids: sgemm about 5x slower).  Once per process, at the start of the first
+ * skl_model_load() or skl_blas_get_info(), libskipless checks the core: if the
+ * BLAS is a dynamically linked OpenBLAS, OPENBLAS_CORETYPE is not set, and the
+ * core targets an older instruction set than the CPU supports, it
+ * re-initialises OpenBLAS with the matching core (SkylakeX for AVX-512,
+ * Haswell for AVX2) by setting OPENBLAS_CORETYPE around gotoblas_dynamic_init()
+ * and unsetting it again; the log callback says what was done.  Setting
+ * OPENBLAS_CORETYPE yourself keeps your choice.  Do not run BLAS calls on other
+ * threads during that first call.  Another BLAS is left alone. */
+typedef struct skl_blas_info {
+    bool openblas;           /* the BLAS is a dynamically linked OpenBLAS */
+    bool user_coretype;      /* OPENBLAS_CORETYPE was set: core left as chosen */
+    bool core_changed;       /* libskipless re-initialised OpenBLAS with `core` */
+    char detected_core[32];  /* core OpenBLAS chose itself ("" if not OpenBLAS) */
+    char core[32];           /* core in use after the check ("" if not OpenBLAS) */
+    char cpu_isa[16];        /* best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE" */
+} skl_blas_info;
+
+/* Run the check above if it has not run yet, and describe the BLAS in use. */
+SKL_API int skl_blas_get_info(skl_blas_info *out);
 
 #ifdef __cplusplus
 }

@@ -179,6 +179,11 @@ void skl_pool_for(skl_pool *p, int64_t n_chunks, skl_chunk_fn fn, void *arg);
 /* spin = 0: idle workers sleep at once (set before OpenBLAS runs); 1: spin briefly first. */
 void skl_pool_set_spin(skl_pool *p, int spin);
 
+/* ---- BLAS setup (blas.c) ---- */
+/* Once per process, before the library's first BLAS call: make OpenBLAS use the
+ * kernels this CPU supports (see blas.c).  Called by skl_model_load. */
+void skl_blas_setup(void);
+
 /* ---- context (forward.c) ---- */
 const skl_model *skl_context_model(const skl_context *ctx);
 

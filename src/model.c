@@ -365,6 +365,7 @@ static int parse_eos(const json_t *cfg, const char *what, int32_t *out) {
 int skl_model_load(const char *path, const skl_model_params *params, skl_model **out) {
     if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: out is NULL");
     *out = NULL;
+    skl_blas_setup(); /* before any BLAS call on this model (blas.c) */
     if (!path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path is NULL");
     if (strlen(path) > 4000) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
     skl_model_params defaults;

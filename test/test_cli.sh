@@ -411,6 +411,111 @@ for fmt in dir file; do
     else pass; fi
 done
 
+# ------------------------------------------------------------------ bench
+# No timing assertions: the figures must be present, finite and positive, and
+# bytes_per_token, dtype and merged must match an independent count from the file.
+# check_bench NAME MODEL THREADS: validate $OUT (bench --json of MODEL).
+check_bench() {
+    if ! msg=$("$PY" - "$2" "$OUT" "$3" 2>&1 <<'EOF'
+import json, math, os, re, struct, sys
+model, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+j = json.load(open(out))
+for k in ("decode_tokens_per_s", "prefill_tokens_per_s", "bytes_per_token", "ceiling_gb_per_s",
+          "decode_gb_per_s", "decode_ceiling_ratio", "decode_bound_tokens_per_s", "prefill_gflops",
+          "sgemm_gflops", "prefill_sgemm_ratio", "prefill_flops"):
+    v = j.get(k)
+    if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        sys.exit("%s = %r, expected a positive number" % (k, v))
+if j["threads"] != threads:
+    sys.exit("threads %r, expected %d" % (j["threads"], threads))
+if not isinstance(j.get("blas_core"), str) or not j["blas_core"]:
+    sys.exit("blas_core missing")
+for k in ("ceiling_gb_per_s_runs", "decode_seconds_runs", "prefill_seconds_runs", "sgemm_gflops_runs"):
+    if len(j[k]) != j["repeat"]:
+        sys.exit("%s has %d entries for %d repeats" % (k, len(j[k]), j["repeat"]))
+st = os.path.join(model, "model.safetensors") if os.path.isdir(model) else model
+with open(st, "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    hdr = json.loads(f.read(n))
+# skl_model_decode_bytes: every tensor but the embedding table (linear layers,
+# lm_head, biases, final norm) in its file dtype, plus one embedding row; a
+# tied lm_head is the embedding table itself.
+size = {"F32": 4, "F16": 2, "BF16": 2}
+nbytes = lambda t: t["data_offsets"][1] - t["data_offsets"][0]
+emb = hdr["model.embed_tokens.weight"]
+expect = sum(nbytes(t) for k, t in hdr.items() if k not in ("__metadata__", "model.embed_tokens.weight"))
+if "lm_head.weight" not in hdr:
+    expect += nbytes(emb)
+expect += emb["shape"][1] * size[emb["dtype"]]
+if j["bytes_per_token"] != expect:
+    sys.exit("bytes_per_token %r, expected %d from the file's tensors" % (j["bytes_per_token"], expect))
+lin = re.compile(r"(model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj|lm_head)\.weight$")
+dts = {t["dtype"] for k, t in hdr.items() if lin.match(k)}
+if "lm_head.weight" not in hdr:
+    dts.add(emb["dtype"])
+if j["dtype"] != (dts.pop() if len(dts) == 1 else "mixed"):
+    sys.exit("dtype %r, the file's linear weights are %s" % (j["dtype"], sorted(dts)))
+layers = j["num_hidden_layers"]
+absent = "".join(p for p in "qkvo"
+                 if not any("model.layers.%d.self_attn.%s_proj.weight" % (l, p) in hdr for l in range(layers)))
+if j["absent_projections"] != absent or j["merged"] != bool(absent):
+    sys.exit("absent_projections %r merged %r, the file has absent %r" % (j["absent_projections"], j["merged"], absent))
+EOF
+    ); then
+        fail "$1" "$msg"
+    else
+        pass
+    fi
+}
+BENCH_SMALL="--prompt-len 8 --gen 4 --repeat 2 --ceiling-mib 16"
+# shellcheck disable=SC2086
+run bench "$ANY" --threads 2 $BENCH_SMALL --json
+if [ "$rc" -ne 0 ]; then fail "bench --json" "exit $rc"; else check_bench "bench --json" "$ANY" 2; fi
+# the merged model written above: fewer bytes per token than its original
+ANY_DIR_BYTES=""
+# shellcheck disable=SC2086
+run bench "$ANY_DIR" $BENCH_SMALL --json
+if [ "$rc" -ne 0 ]; then fail "bench --json original" "exit $rc"
+else
+    check_bench "bench --json original" "$ANY_DIR" 1
+    ANY_DIR_BYTES=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["bytes_per_token"])' "$OUT")
+fi
+# shellcheck disable=SC2086
+run bench "$TMP/verified" $BENCH_SMALL --json
+if [ "$rc" -ne 0 ]; then fail "bench --json merged" "exit $rc"
+else
+    check_bench "bench --json merged" "$TMP/verified" 1
+    if ! "$PY" -c 'import json, sys; j = json.load(open(sys.argv[1])); sys.exit(not (j["merged"] and j["bytes_per_token"] < int(sys.argv[2])))' \
+        "$OUT" "${ANY_DIR_BYTES:-0}"; then
+        fail "bench merged bytes" "merged model not marked merged or not fewer bytes per token than ${ANY_DIR_BYTES:-?}"
+    else pass; fi
+fi
+# shellcheck disable=SC2086
+run bench "$ANY" $BENCH_SMALL
+if [ "$rc" -eq 0 ] && grep -q '^decode ' "$OUT" && grep -q '^prefill ' "$OUT" && grep -q '^ceiling ' "$OUT"; then pass
+else fail "bench text" "exit $rc or missing ceiling/decode/prefill lines"; fi
+run bench --blas --threads 2 --prompt-len 8 --ceiling-mib 16 --json
+if [ "$rc" -ne 0 ]; then fail "bench --blas --json" "exit $rc"
+elif ! msg=$("$PY" -c '
+import json, math, sys
+j = json.load(open(sys.argv[1]))
+for k in ("sgemm_gflops_before", "sgemm_gflops_after", "sgemv_gb_per_s_before", "sgemv_gb_per_s_after", "ceiling_gb_per_s"):
+    if not (isinstance(j.get(k), (int, float)) and math.isfinite(j[k]) and j[k] > 0):
+        sys.exit("%s = %r" % (k, j.get(k)))
+if not j.get("core_before") or "blas_core" not in j:
+    sys.exit("core names missing")' "$OUT" 2>&1); then fail "bench --blas --json" "$msg"
+else pass; fi
+for bad in '--threads 0' '--threads x' '--prompt-len 0' '--gen 0' '--gen 1.5' '--repeat -1' '--ceiling-mib 1' \
+           '--bogus' '--prompt-len 60 --gen 60' '--threads'; do
+    # shellcheck disable=SC2086
+    expect_error "bench $bad" bench "$ANY" $bad
+done
+expect_error "bench missing model" bench --threads 2
+expect_error "bench --blas with model" bench "$ANY" --blas
+expect_error "bench --blas --gen" bench --blas --gen 4
+expect_error "bench two models" bench "$ANY" "$ANY"
+expect_error "bench nonexistent model" bench "$TMP/no_such_model"
+
 # ---------------------------------------------------------------- summary
 if [ "$n_fail" -ne 0 ]; then
     echo "cli: $n_fail of $((n_pass + n_fail)) checks FAILED" >&2

@@ -24,6 +24,7 @@ Suite *sampling_suite(void);
 Suite *merge_suite(void);
 Suite *tokenizer_suite(void);
 Suite *kernels_suite(void);
+Suite *blas_suite(void);
 
 /* ---- test models (helpers.c) ---- */
 

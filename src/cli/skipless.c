@@ -5,8 +5,10 @@
  *   skipless logits MODEL --tokens 1,2,3 --out FILE.npy [--decode]
  *   skipless tokenize MODEL --text TEXT [--plain]
  *   skipless detokenize MODEL --tokens 1,2,3
+ *   skipless bench (MODEL | --blas) [--threads T] ... [--json]   (src/cli/bench.c)
  * Exit code 0 on success; on error one line on stderr and a non-zero code. */
 #include "skipless.h"
+#include "cli/bench.h"
 #include "tools/npy.h"
 
 #include <errno.h>
@@ -37,6 +39,7 @@ static const char *usage =
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
+    SKL_BENCH_USAGE
     "\n"
     "MODEL is a directory (config.json + model.safetensors [+ tokenizer.json]) or a\n"
     ".safetensors file with the config (and tokenizer) in its metadata.  See\n"
@@ -568,5 +571,6 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "merge")) return cmd_merge(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
     return die("unknown command '%s' (see skipless --help)", argv[1]);
 }

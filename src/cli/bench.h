@@ -1,0 +1,17 @@
+/* bench.h - the `skipless bench` command (src/cli/bench.c). */
+#ifndef SKL_CLI_BENCH_H
+#define SKL_CLI_BENCH_H
+
+/* argv: the arguments after "bench"; returns the process exit code
+ * (0 ok, 1 usage error, 2 library or system error). */
+int cmd_bench(int argc, char **argv);
+
+/* Lines for skipless --help. */
+#define SKL_BENCH_USAGE \
+    "  bench MODEL [--threads T] [--prompt-len N] [--gen N] [--repeat R] [--ceiling-mib M] [--json]\n" \
+    "                                     prefill/decode tokens/s against a bandwidth ceiling and\n" \
+    "                                     an sgemm measured in the same run (docs/performance.md)\n" \
+    "  bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]\n" \
+    "                                     sgemm/sgemv before and after libskipless's OpenBLAS core check\n"
+
+#endif
