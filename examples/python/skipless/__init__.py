@@ -196,6 +196,27 @@ def plan_config(config_path):
     return _plan(p)
 
 
+@dataclasses.dataclass(frozen=True)
+class BlasInfo:
+    """skl_blas_info: the BLAS in use and what libskipless's OpenBLAS core check did."""
+    openblas: bool        # the BLAS is a dynamically linked OpenBLAS
+    user_coretype: bool   # OPENBLAS_CORETYPE was set: core left as chosen
+    core_changed: bool    # libskipless re-initialised OpenBLAS with `core`
+    detected_core: str    # core OpenBLAS chose itself ("" if not OpenBLAS)
+    core: str             # core in use after the check ("" if not OpenBLAS)
+    cpu_isa: str          # best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE"
+
+
+def blas_info():
+    """Describe the BLAS in use (skl_blas_get_info).  The first call of a process (or the
+    first Model.load) runs the OpenBLAS core check, which may re-initialise OpenBLAS: no
+    other thread may be in a BLAS call meanwhile."""
+    b = _ffi.BlasInfo()
+    _check(_ffi.lib().skl_blas_get_info(byref(b)))
+    text = {f: getattr(b, f).decode("utf-8", "replace") for f in ("detected_core", "core", "cpu_isa")}
+    return BlasInfo(**dict(_struct_dict(b, BlasInfo), **text))
+
+
 # --------------------------------------------------------------------- model
 
 class _Owned:
@@ -284,6 +305,12 @@ class Model(_Owned):
         """Bytes of weights one decoded token reads (skl_model_decode_bytes): every
         linear layer and the LM head in their stored dtypes, plus one embedding row."""
         return _ffi.lib().skl_model_decode_bytes(self._h())
+
+    @property
+    def weight_dtype(self):
+        """Storage dtype of the linear layers and lm_head (skl_model_weight_dtype):
+        "F32", "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype)."""
+        return _ffi.lib().skl_model_weight_dtype(self._h()).decode()
 
     def merge(self, remove="auto", verify=True, n_probe_tokens=None, max_condition=None,
               dtype="f32"):

@@ -112,8 +112,14 @@ class Plan(Structure):
                 ("total", c_uint64), ("n_rows", c_int32), ("rows", PlanRow * 8)]
 
 
+class BlasInfo(Structure):
+    _c_name_ = "skl_blas_info"
+    _fields_ = [("openblas", c_bool), ("user_coretype", c_bool), ("core_changed", c_bool),
+                ("detected_core", c_char * 32), ("core", c_char * 32), ("cpu_isa", c_char * 16)]
+
+
 STRUCTS = (Hparams, WeightCounts, ModelParams, ContextParams, SamplerParams, GenerateParams,
-           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan)
+           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan, BlasInfo)
 CALLBACKS = {"skl_log_fn": LogFn, "skl_progress_fn": ProgressFn, "skl_token_fn": TokenFn}
 
 P = POINTER
@@ -129,6 +135,7 @@ FUNCTIONS = (
     ("skl_model_free", None, [handle]),
     ("skl_model_hparams", c_int, [handle, P(Hparams)]),
     ("skl_model_decode_bytes", c_uint64, [handle]),
+    ("skl_model_weight_dtype", c_char_p, [handle]),
     ("skl_model_weight_counts", c_int, [handle, P(WeightCounts)]),
     ("skl_model_has_proj", c_int, [handle, c_int32, c_char]),
     ("skl_context_params_init", None, [P(ContextParams)]),
@@ -164,6 +171,7 @@ FUNCTIONS = (
     ("skl_plan_config", c_int, [c_char_p, P(Plan)]),
     ("skl_model_plan", c_int, [handle, P(Plan)]),
     ("skl_model_save", c_int, [handle, c_char_p, enum]),
+    ("skl_blas_get_info", c_int, [P(BlasInfo)]),
 )
 
 LIBRARY_NAMES = ("libskipless.so.0", "libskipless.so")

@@ -2,6 +2,7 @@
 
 import array
 import ast
+import ctypes
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import tempfile
 import unittest
 
 from common import CLI, LIBRARY, MODELS, PKG_ROOT, manifest, model_entry, skipless
+from skipless import _ffi
 
 try:
     import numpy
@@ -139,6 +141,16 @@ def safetensors_header(path):
     return {k: (v["dtype"], v["data_offsets"][1] - v["data_offsets"][0]) for k, v in header.items()}
 
 
+def weight_dtype_of_file(path):
+    """What skl_model_weight_dtype documents, from the safetensors header alone: the dtype
+    of every q/k/v/o/gate/up/down_proj weight and of lm_head (the embedding when tied),
+    or "mixed" when they differ."""
+    tensors = safetensors_header(path)
+    head = "lm_head.weight" if "lm_head.weight" in tensors else "model.embed_tokens.weight"
+    dtypes = {d for name, (d, _) in tensors.items() if name.endswith("_proj.weight") or name == head}
+    return dtypes.pop() if len(dtypes) == 1 else "mixed"
+
+
 class DtypeTest(unittest.TestCase):
     def decode_bytes_of_file(self, path, model):
         cfg = model.config
@@ -152,6 +164,16 @@ class DtypeTest(unittest.TestCase):
             path = os.path.join(MODELS, m["path"])
             with self.subTest(m["name"]), skipless.Model.load(path) as model:
                 self.assertEqual(model.decode_bytes, self.decode_bytes_of_file(path, model))
+
+    def test_weight_dtype_follows_the_file(self):
+        seen = set()
+        for m in manifest()["models"]:
+            path = os.path.join(MODELS, m["path"])
+            with self.subTest(m["name"]), skipless.Model.load(path) as model:
+                want = weight_dtype_of_file(path)
+                self.assertEqual(model.weight_dtype, want)
+                seen.add(want)
+        self.assertLessEqual({"F32", "F16", "BF16"}, seen)  # the test models cover each dtype
 
     def test_cpu_kernels_follow_the_cpu_flags(self):
         # The variant the header documents for this CPU, from /proc/cpuinfo's flags.
@@ -193,6 +215,10 @@ class DtypeTest(unittest.TestCase):
                     want = {"f16": {"F16"}, "same": {"F16"}, "f32": {"F16", "F32"},
                             "bf16": {"F16", "BF16"}}[dtype]
                     self.assertEqual(dtypes, want, dtype)
+                    # Only new tensors in another dtype than the file's make the model "mixed".
+                    self.assertEqual(merged.weight_dtype, weight_dtype_of_file(out), dtype)
+                    self.assertEqual(merged.weight_dtype,
+                                     {"f16": "F16", "same": "F16"}.get(dtype, "mixed"), dtype)
                     sizes[dtype] = merged.decode_bytes
                     self.assertEqual(sizes[dtype], self.decode_bytes_of_file(out, merged), dtype)
             # q_proj is gone: in the file's own dtype the merged model reads less.
@@ -213,6 +239,7 @@ class DtypeTest(unittest.TestCase):
         with skipless.Model.load(model_entry(SERIAL)["path"]) as model:  # F32
             report = model.merge(remove="qp")
             with report.model as merged:
+                self.assertEqual((model.weight_dtype, merged.weight_dtype), ("F32", "F32"))
                 self.assertLess(merged.decode_bytes, model.decode_bytes)
                 half = model.merge(remove="qp", dtype="f16")
                 with half.model as small:
@@ -223,6 +250,98 @@ class DtypeTest(unittest.TestCase):
             with self.assertRaises(skipless.InvalidArgError) as cm:
                 model.merge(dtype="f64")
             self.assertIn("f64", cm.exception.message)
+
+
+# Run in a fresh interpreter: OpenBLAS's core before libskipless's first call, the
+# BlasInfo of that call, and OpenBLAS's core after it (openblas_get_corename is looked up
+# through the ctypes handle of libskipless, which searches the libraries it links).
+BLAS_PROBE = """
+import dataclasses, json, sys
+sys.path.insert(0, sys.argv[1])
+import skipless
+lib = skipless.load_library(sys.argv[2])
+try:
+    corename = lib.openblas_get_corename
+    corename.restype = __import__("ctypes").c_char_p
+except AttributeError:
+    corename = None
+before = corename().decode() if corename else None
+info = dataclasses.asdict(skipless.blas_info())
+print(json.dumps({"before": before, "info": info,
+                  "after": corename().decode() if corename else None}))
+"""
+
+
+def cpu_isa_from_flags():
+    """The header's cpu_isa for this CPU from /proc/cpuinfo (None off x86-64)."""
+    import platform
+    if platform.machine() not in ("x86_64", "AMD64") or not os.path.exists("/proc/cpuinfo"):
+        return None
+    with open("/proc/cpuinfo") as f:
+        flags = next((set(l.split(":", 1)[1].split()) for l in f if l.startswith("flags")), set())
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "AVX-512"
+    return "AVX2" if {"avx2", "fma"} <= flags else "AVX" if "avx" in flags else "SSE"
+
+
+class BlasTest(unittest.TestCase):
+    def probe(self, **env):
+        environ = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+        out = subprocess.run([sys.executable, "-c", BLAS_PROBE, PKG_ROOT, LIBRARY], check=True,
+                             capture_output=True, text=True, env=dict(environ, **env)).stdout
+        return json.loads(out)
+
+    def check_consistent(self, b):
+        self.assertIsInstance(b, skipless.BlasInfo)
+        if b.openblas:
+            self.assertNotEqual(b.core, "")
+            self.assertNotEqual(b.detected_core, "")
+        else:
+            self.assertEqual((b.core, b.detected_core, b.user_coretype, b.core_changed),
+                             ("", "", False, False))
+        if not b.core_changed:
+            self.assertEqual(b.core, b.detected_core)
+        else:
+            self.assertNotEqual(b.core, b.detected_core)
+            self.assertFalse(b.user_coretype)  # the user's choice is never changed
+        want = cpu_isa_from_flags()
+        if want is not None:
+            self.assertEqual(b.cpu_isa, want)
+
+    def test_blas_info_is_consistent_and_stable(self):
+        b = skipless.blas_info()
+        self.check_consistent(b)
+        self.assertEqual(skipless.blas_info(), b)  # the check runs once per process
+        self.assertEqual(b.user_coretype, b.openblas and "OPENBLAS_CORETYPE" in os.environ)
+        try:
+            corename = _ffi.lib().openblas_get_corename
+        except AttributeError:
+            self.assertFalse(b.openblas)
+            return
+        corename.restype = ctypes.c_char_p
+        self.assertTrue(b.openblas)
+        self.assertEqual(b.core, corename().decode())  # the core OpenBLAS runs now
+
+    def test_fresh_process_sees_openblas_before_and_after(self):
+        r = self.probe()
+        b = skipless.BlasInfo(**r["info"])
+        self.check_consistent(b)
+        self.assertEqual(b.openblas, r["before"] is not None)
+        if not b.openblas:
+            return
+        self.assertFalse(b.user_coretype)
+        self.assertEqual(b.detected_core, r["before"])
+        self.assertEqual(b.core, r["after"])
+        # With OPENBLAS_CORETYPE set (to the core OpenBLAS picks itself, so it exists in
+        # this build) the library keeps it.
+        r = self.probe(OPENBLAS_CORETYPE=b.detected_core)
+        kept = skipless.BlasInfo(**r["info"])
+        self.check_consistent(kept)
+        self.assertTrue(kept.user_coretype)
+        self.assertFalse(kept.core_changed)
+        self.assertEqual(kept.detected_core.lower(), b.detected_core.lower())
+        self.assertEqual(r["before"], r["after"])
+        self.assertEqual(kept.core, r["after"])
 
 
 class LogitsTest(unittest.TestCase):
@@ -448,6 +567,8 @@ class ErrorTest(unittest.TestCase):
             ctx.eval([1])
         with self.assertRaises(ValueError):
             model.config
+        with self.assertRaises(ValueError):
+            model.weight_dtype
         model.close()
         ctx.close()
 

@@ -289,6 +289,19 @@ pub const SKL_SAVE_AUTO: skl_save_format = 0;
 pub const SKL_SAVE_DIR: skl_save_format = 1;
 pub const SKL_SAVE_FILE: skl_save_format = 2;
 
+// -------------------------------------------------------------------- BLAS
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct skl_blas_info {
+    pub openblas: bool,
+    pub user_coretype: bool,
+    pub core_changed: bool,
+    pub detected_core: [c_char; 32],
+    pub core: [c_char; 32],
+    pub cpu_isa: [c_char; 16],
+}
+
 extern "C" {
     pub fn skl_strerror(status: c_int) -> *const c_char;
     pub fn skl_last_error() -> *const c_char;
@@ -303,6 +316,7 @@ extern "C" {
     pub fn skl_model_free(model: *mut skl_model);
     pub fn skl_model_hparams(model: *const skl_model, out: *mut skl_hparams) -> c_int;
     pub fn skl_model_decode_bytes(model: *const skl_model) -> u64;
+    pub fn skl_model_weight_dtype(model: *const skl_model) -> *const c_char;
     pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts) -> c_int;
     pub fn skl_model_has_proj(model: *const skl_model, layer: i32, which: c_char) -> c_int;
 
@@ -383,4 +397,6 @@ extern "C" {
     pub fn skl_model_plan(model: *const skl_model, out: *mut skl_plan) -> c_int;
 
     pub fn skl_model_save(model: *const skl_model, path: *const c_char, format: skl_save_format) -> c_int;
+
+    pub fn skl_blas_get_info(out: *mut skl_blas_info) -> c_int;
 }

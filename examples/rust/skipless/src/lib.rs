@@ -137,6 +137,12 @@ unsafe fn text(p: *const c_char) -> String {
     }
 }
 
+/// Text of a fixed-size C char array (up to its NUL, or all of it without one).
+fn array_text(a: &[c_char]) -> String {
+    let bytes: Vec<u8> = a.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Turn a status into a Result, reading skl_last_error() at once: it is per thread
 /// and the next failure on this thread overwrites it.
 fn check(rc: c_int) -> Result<c_int> {
@@ -187,6 +193,39 @@ pub fn version() -> String {
 /// The kernel variant this CPU runs: "avx512", "avx2" or "generic".
 pub fn cpu_kernels() -> String {
     unsafe { text(sys::skl_cpu_kernels()) }
+}
+
+/// The BLAS in use and what libskipless's OpenBLAS core check did (`skl_blas_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlasInfo {
+    /// The BLAS is a dynamically linked OpenBLAS.
+    pub openblas: bool,
+    /// `OPENBLAS_CORETYPE` was set: the core was left as chosen.
+    pub user_coretype: bool,
+    /// libskipless re-initialised OpenBLAS with `core`.
+    pub core_changed: bool,
+    /// The core OpenBLAS chose itself ("" if not OpenBLAS).
+    pub detected_core: String,
+    /// The core in use after the check ("" if not OpenBLAS).
+    pub core: String,
+    /// Best vector ISA of the CPU: "AVX-512", "AVX2", "AVX" or "SSE".
+    pub cpu_isa: String,
+}
+
+/// Describe the BLAS in use (`skl_blas_get_info`).  The first call of a process (or the
+/// first [`Model::load`]) runs the OpenBLAS core check, which may re-initialise OpenBLAS:
+/// no other thread may be in a BLAS call meanwhile.
+pub fn blas_info() -> Result<BlasInfo> {
+    let mut b = sys::skl_blas_info::default();
+    check(unsafe { sys::skl_blas_get_info(&mut b) })?;
+    Ok(BlasInfo {
+        openblas: b.openblas,
+        user_coretype: b.user_coretype,
+        core_changed: b.core_changed,
+        detected_core: array_text(&b.detected_core),
+        core: array_text(&b.core),
+        cpu_isa: array_text(&b.cpu_isa),
+    })
 }
 
 // ------------------------------------------------------------------- model
@@ -393,7 +432,7 @@ fn plan_from(p: &sys::skl_plan) -> Plan {
             after: r.after,
             saving_percent: r.saving_percent,
             speedup_bound: r.speedup_bound,
-            note: unsafe { text(r.note.as_ptr()) },
+            note: array_text(&r.note),
         })
         .collect();
     Plan { block_type: block_type(p.block_type), total: p.total, rows }
@@ -485,6 +524,12 @@ impl Model {
     /// layer and the LM head in their stored dtypes, plus one embedding row.
     pub fn decode_bytes(&self) -> u64 {
         unsafe { sys::skl_model_decode_bytes(self.as_ptr()) }
+    }
+
+    /// Storage dtype of the linear layers and lm_head (`skl_model_weight_dtype`): "F32",
+    /// "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype).
+    pub fn weight_dtype(&self) -> String {
+        unsafe { text(sys::skl_model_weight_dtype(self.as_ptr())) }
     }
 
     pub fn weight_counts(&self) -> WeightCounts {

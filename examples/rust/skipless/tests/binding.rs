@@ -92,15 +92,75 @@ fn decode_bytes_equal_the_file() {
 }
 
 #[test]
+fn weight_dtype_follows_the_file() {
+    let mut seen = Vec::new();
+    for e in manifest().get("models").arr() {
+        let path = models_dir().join(e.get("path").str());
+        let want = weight_dtype_of_file(&path);
+        assert_eq!(Model::load(&path).unwrap().weight_dtype(), want, "{}", e.get("name").str());
+        seen.push(want);
+    }
+    for d in ["F32", "F16", "BF16"] {
+        assert!(seen.iter().any(|s| s == d), "no test model stores its weights as {}", d);
+    }
+}
+
+extern "C" {
+    fn dlsym(handle: *mut std::os::raw::c_void, symbol: *const std::os::raw::c_char) -> *mut std::os::raw::c_void;
+}
+
+/// OpenBLAS's own name of the core it runs now (None: no openblas_get_corename in the
+/// process, i.e. not a dynamically linked OpenBLAS).
+fn openblas_corename() -> Option<String> {
+    // RTLD_DEFAULT (NULL on glibc): libopenblas came in with libskipless at start-up.
+    let f = unsafe { dlsym(std::ptr::null_mut(), b"openblas_get_corename\0".as_ptr() as *const _) };
+    if f.is_null() {
+        return None;
+    }
+    let f: unsafe extern "C" fn() -> *const std::os::raw::c_char = unsafe { std::mem::transmute(f) };
+    Some(unsafe { std::ffi::CStr::from_ptr(f()) }.to_string_lossy().into_owned())
+}
+
+#[test]
+fn blas_info_is_consistent() {
+    let b = skipless::blas_info().unwrap();
+    assert_eq!(skipless::blas_info().unwrap(), b, "the check runs once per process");
+    if b.openblas {
+        assert!(!b.core.is_empty() && !b.detected_core.is_empty(), "{:?}", b);
+        assert_eq!(b.user_coretype, std::env::var_os("OPENBLAS_CORETYPE").is_some(), "{:?}", b);
+    } else {
+        assert_eq!((b.user_coretype, b.core_changed, b.core.as_str(), b.detected_core.as_str()),
+                   (false, false, "", ""));
+    }
+    if b.core_changed {
+        assert_ne!(b.core, b.detected_core);
+        assert!(!b.user_coretype, "the user's OPENBLAS_CORETYPE is never overridden");
+    } else {
+        assert_eq!(b.core, b.detected_core);
+    }
+    // The core OpenBLAS reports now is the one the check left in place.
+    assert_eq!(openblas_corename().as_deref(), if b.openblas { Some(b.core.as_str()) } else { None });
+    // The ISA the header documents for this CPU, from /proc/cpuinfo's flags.
+    let flags = cpu_flags();
+    if !flags.is_empty() {
+        let has = |f: &str| flags.iter().any(|x| x == f);
+        let want = if ["avx512f", "avx512bw", "avx512vl", "avx512dq"].iter().all(|f| has(f)) {
+            "AVX-512"
+        } else if has("avx2") && has("fma") {
+            "AVX2"
+        } else if has("avx") {
+            "AVX"
+        } else {
+            "SSE"
+        };
+        assert_eq!(b.cpu_isa, want);
+    }
+}
+
+#[test]
 fn cpu_kernels_follow_the_cpu_flags() {
     // The variant the header documents for this CPU, from /proc/cpuinfo's flags.
-    let mut flags = Vec::new();
-    if cfg!(target_arch = "x86_64") {
-        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        if let Some(line) = info.lines().find(|l| l.starts_with("flags")) {
-            flags = line.split(':').nth(1).unwrap_or("").split_whitespace().map(String::from).collect();
-        }
-    }
+    let flags = cpu_flags();
     let has = |f: &str| flags.iter().any(|x| x == f);
     let avx2 = has("avx2") && has("fma") && has("f16c");
     let want = if avx2 && has("avx512f") { "avx512" } else if avx2 { "avx2" } else { "generic" };
@@ -147,6 +207,10 @@ fn merge_dtype() {
         seen.dedup();
         assert_eq!(seen, file_dtypes, "{:?}", dtype);
         assert_eq!(merged.decode_bytes(), decode_bytes_of(&out, &merged), "{:?}", dtype);
+        // Only new tensors in another dtype than the file's make the model "mixed".
+        assert_eq!(merged.weight_dtype(), weight_dtype_of_file(&out), "{:?}", dtype);
+        let want = if matches!(dtype, Dtype::F16 | Dtype::Same) { "F16" } else { "mixed" };
+        assert_eq!(merged.weight_dtype(), want, "{:?}", dtype);
         sizes.push(merged.decode_bytes());
     }
     // q_proj is gone: stored in the file's own dtype, the merged model reads less.
@@ -160,6 +224,7 @@ fn merge_dtype() {
     let (qp, _) = serial.merge(&MergeParams { remove: Removal::Qp, ..Default::default() }).unwrap();
     let (qp16, _) =
         serial.merge(&MergeParams { remove: Removal::Qp, dtype: Dtype::F16, ..Default::default() }).unwrap();
+    assert_eq!((serial.weight_dtype().as_str(), qp.weight_dtype().as_str()), ("F32", "F32"));
     assert!(qp.decode_bytes() < serial.decode_bytes());
     assert!(qp16.decode_bytes() < qp.decode_bytes());
 }

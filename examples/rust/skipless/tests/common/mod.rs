@@ -251,3 +251,28 @@ pub fn decode_bytes_of_file(path: &std::path::Path, vocab_size: i32, tied: bool)
     let rest: u64 = tensors.iter().filter(|t| t.0 != "model.embed_tokens.weight").map(|t| t.2).sum();
     rest + embed / vocab_size as u64 + if tied { embed } else { 0 }
 }
+
+/// What `skl_model_weight_dtype` documents, from the safetensors header alone: the dtype of
+/// every q/k/v/o/gate/up/down_proj weight and of lm_head (the embedding when tied), or
+/// "mixed" when they differ.
+pub fn weight_dtype_of_file(path: &std::path::Path) -> String {
+    let tensors = safetensors_tensors(path);
+    let head = if tensors.iter().any(|t| t.0 == "lm_head.weight") { "lm_head.weight" } else { "model.embed_tokens.weight" };
+    let mut dtypes: Vec<&str> =
+        tensors.iter().filter(|t| t.0.ends_with("_proj.weight") || t.0 == head).map(|t| t.1.as_str()).collect();
+    dtypes.sort();
+    dtypes.dedup();
+    if dtypes.len() == 1 { dtypes[0].to_string() } else { "mixed".to_string() }
+}
+
+/// /proc/cpuinfo's flags of the first CPU (empty off x86-64).
+pub fn cpu_flags() -> Vec<String> {
+    if !cfg!(target_arch = "x86_64") {
+        return Vec::new();
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    match info.lines().find(|l| l.starts_with("flags")) {
+        Some(line) => line.split(':').nth(1).unwrap_or("").split_whitespace().map(String::from).collect(),
+        None => Vec::new(),
+    }
+}
