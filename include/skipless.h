@@ -507,7 +507,8 @@ typedef struct skl_blas_info {
     bool core_changed;       /* libskipless re-initialised OpenBLAS with `core` */
     char detected_core[32];  /* core OpenBLAS chose itself ("" if not OpenBLAS) */
     char core[32];           /* core in use after the check ("" if not OpenBLAS) */
-    char cpu_isa[16];        /* best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE" */
+    char cpu_isa[16];        /* best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE";
+                                "unknown" off x86-64 */
 } skl_blas_info;
 
 /* Run the check above if it has not run yet, and describe the BLAS in use. */
