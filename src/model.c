@@ -38,7 +38,7 @@ skl_buf *skl_buf_retain(skl_buf *b) {
 
 void skl_buf_release(skl_buf *b) {
     if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
-    if (b->mapped) munmap(b->base, b->len);
+    if (b->mapped) munmap(b->base, b->map_len > b->len ? b->map_len : b->len);
     else free(b->base);
     free(b);
 }
@@ -381,7 +381,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
 
     skl_st_file f;
-    int rc = skl_st_open(st_path, &f);
+    int rc = skl_st_open(st_path, params->use_mmap, &f);
     if (rc) return rc;
     json_t *cfg = NULL;
     skl_model *m = NULL;
