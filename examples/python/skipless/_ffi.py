@@ -47,7 +47,7 @@ class WeightCounts(Structure):
 
 class ModelParams(Structure):
     _c_name_ = "skl_model_params"
-    _fields_ = [("progress", ProgressFn), ("progress_user_data", c_void_p)]
+    _fields_ = [("progress", ProgressFn), ("progress_user_data", c_void_p), ("use_mmap", c_bool)]
 
 
 class ContextParams(Structure):
@@ -112,8 +112,14 @@ class Plan(Structure):
                 ("total", c_uint64), ("n_rows", c_int32), ("rows", PlanRow * 8)]
 
 
+class BlasInfo(Structure):
+    _c_name_ = "skl_blas_info"
+    _fields_ = [("openblas", c_bool), ("user_coretype", c_bool), ("core_changed", c_bool),
+                ("detected_core", c_char * 32), ("core", c_char * 32), ("cpu_isa", c_char * 16)]
+
+
 STRUCTS = (Hparams, WeightCounts, ModelParams, ContextParams, SamplerParams, GenerateParams,
-           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan)
+           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan, BlasInfo)
 CALLBACKS = {"skl_log_fn": LogFn, "skl_progress_fn": ProgressFn, "skl_token_fn": TokenFn}
 
 P = POINTER
@@ -130,6 +136,8 @@ FUNCTIONS = (
     ("skl_model_hparams", c_int, [handle, P(Hparams)]),
     ("skl_model_decode_bytes", c_uint64, [handle]),
     ("skl_model_weight_counts", c_int, [handle, P(WeightCounts)]),
+    ("skl_model_weight_dtype", c_char_p, [handle]),
+    ("skl_blas_get_info", c_int, [P(BlasInfo)]),
     ("skl_model_has_proj", c_int, [handle, c_int32, c_char]),
     ("skl_context_params_init", None, [P(ContextParams)]),
     ("skl_context_create", c_int, [handle, P(ContextParams), P(handle)]),
