@@ -235,7 +235,9 @@ static int make_tensor(loader *ld, const skl_st_file *f, const skl_st_tensor *t,
 /* ------------------------------------------------------------------- load */
 
 void skl_model_params_init(skl_model_params *p) {
-    if (p) memset(p, 0, sizeof *p);
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->use_mmap = true;
 }
 
 static int read_text_file(const char *path, char **out, size_t *len) {

@@ -45,10 +45,10 @@ int skl_json_parse(const char *text, size_t len, const char *what, json_t **out)
 #define HUGE_PAGE ((size_t)2 << 20)
 
 /* Read the whole file into anonymous memory aligned to (and padded to) 2 MiB,
- * advised for transparent huge pages: batch-1 decode streams every weight
- * once per token, and on 4 KiB file pages the TLB misses cost several per cent
- * of memory bandwidth.  The file's page cache is dropped afterwards so the
- * weights are not held twice. */
+ * advised for transparent huge pages (skl_model_params.use_mmap false):
+ * batch-1 decode streams every weight once per token, and huge pages avoid
+ * TLB misses (no gain measured reliably here; docs/performance.md).  The
+ * file's page cache is dropped afterwards so the weights are not held twice. */
 static int read_to_huge_pages(const char *path, int fd, size_t len, skl_buf *b) {
     size_t alloc = (len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     uint8_t *raw = mmap(NULL, alloc + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -80,24 +80,24 @@ START_TEST(test_bad_model) {
     const char *msg = skl_last_error();
     ck_assert_msg(msg != NULL && strstr(msg, name) != NULL,
                   "%s: last error \"%s\" does not name the file", name, msg ? msg : "(null)");
-    /* The same verdict when the file mapping is used in place. */
+    /* The same verdict when the file is read onto huge pages. */
     skl_model_params mp;
     skl_model_params_init(&mp);
-    mp.use_mmap = true;
+    mp.use_mmap = false;
     clobber_last_error();
     m = SENTINEL;
     rc = skl_model_load(test_path(test_str(e, "path")), &mp, &m);
-    ck_assert_msg(rc == want, "%s (use_mmap): got %d (%s), expected %d (%s)", name, rc, skl_strerror(rc), want,
+    ck_assert_msg(rc == want, "%s (no mmap): got %d (%s), expected %d (%s)", name, rc, skl_strerror(rc), want,
                   expect);
     ck_assert_ptr_null(m);
-    ck_assert_msg(strstr(skl_last_error(), name) != NULL, "%s (use_mmap): last error \"%s\" does not name the file",
+    ck_assert_msg(strstr(skl_last_error(), name) != NULL, "%s (no mmap): last error \"%s\" does not name the file",
                   name, skl_last_error());
     json_decref(man);
 }
 END_TEST
 
-/* A model read onto huge pages (default) and one used in place from the file
- * mapping (use_mmap) give bitwise identical logits. */
+/* A model used in place from the file mapping (default) and one read onto
+ * huge pages (use_mmap false) give bitwise identical logits. */
 START_TEST(test_use_mmap_same_logits) {
     json_t *man = test_manifest();
     const json_t *e = test_entry(man, "models", _i);
@@ -108,7 +108,7 @@ START_TEST(test_use_mmap_same_logits) {
     for (int k = 0; k < 2; k++) {
         skl_model_params mp;
         skl_model_params_init(&mp);
-        ck_assert(!mp.use_mmap); /* the default reads the weights into memory */
+        ck_assert(mp.use_mmap); /* the default maps the file */
         mp.use_mmap = k == 1;
         skl_model *m = NULL;
         ck_assert_int_eq(skl_model_load(test_path(test_str(e, "path")), &mp, &m), SKL_OK);

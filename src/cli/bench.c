@@ -1,7 +1,7 @@
 /* bench.c - `skipless bench`: prefill and decode speed against limits measured in the same run.
  *
  *   skipless bench MODEL [--threads T] [--prompt-len N] [--gen N] [--repeat R]
- *                        [--ceiling-mib M] [--mmap] [--json]
+ *                        [--ceiling-mib M] [--no-mmap] [--json]
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
@@ -22,9 +22,9 @@
  *    the shape of the largest prefill products, same thread count, best of 2.
  * Every repeat measures ceiling, sgemm, prefill and decode in turn; the
  * figures are medians over repeats, ratios are ratios of medians.
- * The model is loaded with the library's default (weights copied onto huge
- * pages) or, with --mmap, with skl_model_params.use_mmap (file mapping used
- * in place); the load time is reported as load_seconds.
+ * The model is loaded with the library's default (file mapping used in
+ * place) or, with --no-mmap, with skl_model_params.use_mmap false (weights
+ * copied onto huge pages); the load time is reported as load_seconds.
  *
  * --blas measures sgemm (N x 2048 x 5632) and sgemv (a matrix of --ceiling-mib
  * MiB) with the OpenBLAS core OpenBLAS picked, then lets libskipless check
@@ -47,7 +47,7 @@
 typedef struct {
     const char *model;
     long threads, prompt_len, gen, repeat, ceiling_mib;
-    int json, blas, mmap;
+    int json, blas, no_mmap;
 } bench_opts;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -95,7 +95,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if (!strcmp(a, "--blas")) { o->blas = 1; continue; }
-        if (!strcmp(a, "--mmap")) { o->mmap = 1; model_only = a; continue; }
+        if (!strcmp(a, "--no-mmap")) { o->no_mmap = 1; model_only = a; continue; }
         size_t k = 0, n = sizeof ints / sizeof ints[0];
         while (k < n && strcmp(a, ints[k].name) != 0) k++;
         if (k < n) {
@@ -339,7 +339,7 @@ static int bench_model(const bench_opts *o) {
     runs r = {0};
     skl_model_params mp;
     skl_model_params_init(&mp);
-    mp.use_mmap = o->mmap != 0;
+    mp.use_mmap = !o->no_mmap;
     double load_t0 = now_s();
     int ret = 0, rc = skl_model_load(o->model, &mp, &m);
     if (rc) return lib_failure("load", rc);
@@ -440,7 +440,7 @@ static int bench_model(const bench_opts *o) {
         put_int(j, "prompt_len", P);
         put_int(j, "gen", G);
         put_int(j, "repeat", R);
-        json_object_set_new(j, "use_mmap", json_boolean(o->mmap));
+        json_object_set_new(j, "use_mmap", json_boolean(!o->no_mmap));
         put_real(j, "load_seconds", load_s);
         put_blas(j, &bi);
         put_str(j, "ceiling_kernel", membw_kernel());
@@ -473,7 +473,7 @@ static int bench_model(const bench_opts *o) {
                T, P, G, R, bi.openblas ? bi.core : "n/a", bi.openblas ? "OpenBLAS" : "BLAS",
                bi.openblas ? bi.detected_core : "n/a", bi.cpu_isa);
         printf("load     %8.2f s      weights %s\n", load_s,
-               o->mmap ? "used in place from the file mapping (--mmap)" : "copied onto huge pages");
+               o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
         printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes)\n", ceiling,
                o->ceiling_mib, membw_kernel());
         printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n",
