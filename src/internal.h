@@ -34,7 +34,8 @@ typedef struct skl_buf {
     atomic_int refs;
     void *base;
     size_t len;
-    int mapped; /* 1: munmap on release, 0: free */
+    size_t map_len; /* bytes to munmap when larger than len (anonymous copy), else 0 */
+    int mapped;     /* 1: munmap on release, 0: free */
 } skl_buf;
 
 skl_buf *skl_buf_new(size_t len);  /* malloc'd, refs = 1; NULL on failure */
@@ -65,8 +66,11 @@ typedef struct skl_st_file {
     size_t n_tensors;
 } skl_st_file;
 
-/* Map and fully validate a safetensors file (layout only, not model shapes). */
-int skl_st_open(const char *path, skl_st_file *out);
+/* Map and fully validate a safetensors file (layout only, not model shapes).
+ * use_mmap: use the file mapping in place; else read the file into anonymous
+ * memory on transparent huge pages (2 MiB aligned, MADV_HUGEPAGE, read-only
+ * after loading) and drop the file's page cache (POSIX_FADV_DONTNEED). */
+int skl_st_open(const char *path, bool use_mmap, skl_st_file *out);
 void skl_st_close(skl_st_file *f);
 const skl_st_tensor *skl_st_find(const skl_st_file *f, const char *name);
 /* Dtype element size, name. */

@@ -38,7 +38,7 @@ skl_buf *skl_buf_retain(skl_buf *b) {
 
 void skl_buf_release(skl_buf *b) {
     if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
-    if (b->mapped) munmap(b->base, b->len);
+    if (b->mapped) munmap(b->base, b->map_len > b->len ? b->map_len : b->len);
     else free(b->base);
     free(b);
 }
@@ -235,7 +235,9 @@ static int make_tensor(loader *ld, const skl_st_file *f, const skl_st_tensor *t,
 /* ------------------------------------------------------------------- load */
 
 void skl_model_params_init(skl_model_params *p) {
-    if (p) memset(p, 0, sizeof *p);
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->use_mmap = true;
 }
 
 static int read_text_file(const char *path, char **out, size_t *len) {
@@ -381,7 +383,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
 
     skl_st_file f;
-    int rc = skl_st_open(st_path, &f);
+    int rc = skl_st_open(st_path, params->use_mmap, &f);
     if (rc) return rc;
     json_t *cfg = NULL;
     skl_model *m = NULL;

@@ -430,6 +430,10 @@ if j["threads"] != threads:
     sys.exit("threads %r, expected %d" % (j["threads"], threads))
 if not isinstance(j.get("blas_core"), str) or not j["blas_core"]:
     sys.exit("blas_core missing")
+if not isinstance(j.get("load_seconds"), (int, float)) or not j["load_seconds"] >= 0:
+    sys.exit("load_seconds = %r" % (j.get("load_seconds"),))
+if j.get("use_mmap") is ("--no-mmap" in os.environ.get("BENCH_ARGS", "")):
+    sys.exit("use_mmap = %r for arguments %r" % (j.get("use_mmap"), os.environ.get("BENCH_ARGS", "")))
 for k in ("ceiling_gb_per_s_runs", "decode_seconds_runs", "prefill_seconds_runs", "sgemm_gflops_runs"):
     if len(j[k]) != j["repeat"]:
         sys.exit("%s has %d entries for %d repeats" % (k, len(j[k]), j["repeat"]))
@@ -471,6 +475,11 @@ BENCH_SMALL="--prompt-len 8 --gen 4 --repeat 2 --ceiling-mib 16"
 # shellcheck disable=SC2086
 run bench "$ANY" --threads 2 $BENCH_SMALL --json
 if [ "$rc" -ne 0 ]; then fail "bench --json" "exit $rc"; else check_bench "bench --json" "$ANY" 2; fi
+# --no-mmap: weights read onto huge pages, reported as use_mmap false
+# shellcheck disable=SC2086
+run bench "$ANY" $BENCH_SMALL --no-mmap --json
+if [ "$rc" -ne 0 ]; then fail "bench --no-mmap --json" "exit $rc"
+else BENCH_ARGS="--no-mmap" check_bench "bench --no-mmap --json" "$ANY" 1; fi
 # the merged model written above: fewer bytes per token than its original
 ANY_DIR_BYTES=""
 # shellcheck disable=SC2086
@@ -513,6 +522,7 @@ done
 expect_error "bench missing model" bench --threads 2
 expect_error "bench --blas with model" bench "$ANY" --blas
 expect_error "bench --blas --gen" bench --blas --gen 4
+expect_error "bench --blas --no-mmap" bench --blas --no-mmap
 expect_error "bench two models" bench "$ANY" "$ANY"
 expect_error "bench nonexistent model" bench "$TMP/no_such_model"
 

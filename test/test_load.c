@@ -80,6 +80,61 @@ START_TEST(test_bad_model) {
     const char *msg = skl_last_error();
     ck_assert_msg(msg != NULL && strstr(msg, name) != NULL,
                   "%s: last error \"%s\" does not name the file", name, msg ? msg : "(null)");
+    /* The same verdict when the file is read onto huge pages. */
+    skl_model_params mp;
+    skl_model_params_init(&mp);
+    mp.use_mmap = false;
+    clobber_last_error();
+    m = SENTINEL;
+    rc = skl_model_load(test_path(test_str(e, "path")), &mp, &m);
+    ck_assert_msg(rc == want, "%s (no mmap): got %d (%s), expected %d (%s)", name, rc, skl_strerror(rc), want,
+                  expect);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(skl_last_error(), name) != NULL, "%s (no mmap): last error \"%s\" does not name the file",
+                  name, skl_last_error());
+    json_decref(man);
+}
+END_TEST
+
+/* A model used in place from the file mapping (default) and one read onto
+ * huge pages (use_mmap false) give bitwise identical logits. */
+START_TEST(test_use_mmap_same_logits) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    int32_t n = 0;
+    int32_t *tok = test_tokens(e, &n);
+    float *out[2] = {NULL, NULL};
+    int32_t vocab = 0;
+    for (int k = 0; k < 2; k++) {
+        skl_model_params mp;
+        skl_model_params_init(&mp);
+        ck_assert(mp.use_mmap); /* the default maps the file */
+        mp.use_mmap = k == 1;
+        skl_model *m = NULL;
+        ck_assert_int_eq(skl_model_load(test_path(test_str(e, "path")), &mp, &m), SKL_OK);
+        skl_hparams hp;
+        ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+        vocab = hp.vocab_size;
+        skl_context_params cp;
+        skl_context_params_init(&cp);
+        cp.n_threads = 1;
+        skl_context *c = NULL;
+        ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
+        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
+        int32_t rows = 0;
+        const float *lg = skl_logits(c, &rows);
+        ck_assert_ptr_nonnull(lg);
+        out[k] = malloc((size_t)vocab * sizeof(float));
+        ck_assert_ptr_nonnull(out[k]);
+        memcpy(out[k], lg, (size_t)vocab * sizeof(float));
+        skl_context_free(c);
+        skl_model_free(m);
+    }
+    ck_assert_msg(memcmp(out[0], out[1], (size_t)vocab * sizeof(float)) == 0, "%s: logits differ with use_mmap",
+                  test_str(e, "name"));
+    free(out[0]);
+    free(out[1]);
+    free(tok);
     json_decref(man);
 }
 END_TEST
@@ -382,6 +437,7 @@ Suite *load_suite(void) {
     tcase_add_loop_test(tc, test_hparams_match_config, 0, test_n_models());
     tcase_add_loop_test(tc, test_weight_counts_match_header, 0, test_n_models());
     tcase_add_test(tc, test_absent_projections);
+    tcase_add_loop_test(tc, test_use_mmap_same_logits, 0, test_n_models());
     suite_add_tcase(s, tc);
     return s;
 }

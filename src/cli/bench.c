@@ -1,7 +1,7 @@
 /* bench.c - `skipless bench`: prefill and decode speed against limits measured in the same run.
  *
  *   skipless bench MODEL [--threads T] [--prompt-len N] [--gen N] [--repeat R]
- *                        [--ceiling-mib M] [--json]
+ *                        [--ceiling-mib M] [--no-mmap] [--json]
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
@@ -22,6 +22,9 @@
  *    the shape of the largest prefill products, same thread count, best of 2.
  * Every repeat measures ceiling, sgemm, prefill and decode in turn; the
  * figures are medians over repeats, ratios are ratios of medians.
+ * The model is loaded with the library's default (file mapping used in
+ * place) or, with --no-mmap, with skl_model_params.use_mmap false (weights
+ * copied onto huge pages); the load time is reported as load_seconds.
  *
  * --blas measures sgemm (N x 2048 x 5632) and sgemv (a matrix of --ceiling-mib
  * MiB) with the OpenBLAS core OpenBLAS picked, then lets libskipless check
@@ -44,7 +47,7 @@
 typedef struct {
     const char *model;
     long threads, prompt_len, gen, repeat, ceiling_mib;
-    int json, blas;
+    int json, blas, no_mmap;
 } bench_opts;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -86,12 +89,13 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"--repeat", 1, 1000, offsetof(bench_opts, repeat)},
         {"--ceiling-mib", 16, 1 << 20, offsetof(bench_opts, ceiling_mib)},
     };
-    *o = (bench_opts){NULL, 1, 256, 64, 3, 1024, 0, 0};
+    *o = (bench_opts){NULL, 1, 256, 64, 3, 1024, 0, 0, 0};
     const char *model_only = NULL; /* an option --blas does not use */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if (!strcmp(a, "--blas")) { o->blas = 1; continue; }
+        if (!strcmp(a, "--no-mmap")) { o->no_mmap = 1; model_only = a; continue; }
         size_t k = 0, n = sizeof ints / sizeof ints[0];
         while (k < n && strcmp(a, ints[k].name) != 0) k++;
         if (k < n) {
@@ -333,8 +337,13 @@ static int bench_model(const bench_opts *o) {
     float *cbuf = NULL;
     gemm_shape g = {0};
     runs r = {0};
-    int ret = 0, rc = skl_model_load(o->model, NULL, &m);
+    skl_model_params mp;
+    skl_model_params_init(&mp);
+    mp.use_mmap = !o->no_mmap;
+    double load_t0 = now_s();
+    int ret = 0, rc = skl_model_load(o->model, &mp, &m);
     if (rc) return lib_failure("load", rc);
+    double load_s = now_s() - load_t0;
     skl_hparams hp;
     skl_weight_counts wc;
     skl_blas_info bi;
@@ -431,6 +440,8 @@ static int bench_model(const bench_opts *o) {
         put_int(j, "prompt_len", P);
         put_int(j, "gen", G);
         put_int(j, "repeat", R);
+        json_object_set_new(j, "use_mmap", json_boolean(!o->no_mmap));
+        put_real(j, "load_seconds", load_s);
         put_blas(j, &bi);
         put_str(j, "ceiling_kernel", membw_kernel());
         put_int(j, "ceiling_buffer_bytes", (long long)cbytes);
@@ -461,6 +472,8 @@ static int bench_model(const bench_opts *o) {
         printf("setup    %d threads, prompt %d, gen %d, medians of %ld repeats; BLAS core %s (%s picked %s; CPU %s)\n",
                T, P, G, R, bi.openblas ? bi.core : "n/a", bi.openblas ? "OpenBLAS" : "BLAS",
                bi.openblas ? bi.detected_core : "n/a", bi.cpu_isa);
+        printf("load     %8.2f s      weights %s\n", load_s,
+               o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
         printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes)\n", ceiling,
                o->ceiling_mib, membw_kernel());
         printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n",

@@ -8,8 +8,8 @@ int cmd_bench(int argc, char **argv);
 
 /* Lines for skipless --help. */
 #define SKL_BENCH_USAGE \
-    "  bench MODEL [--threads T] [--prompt-len N] [--gen N] [--repeat R] [--ceiling-mib M] [--json]\n" \
-    "                                     prefill/decode tokens/s against a bandwidth ceiling and\n" \
+    "  bench MODEL [--threads T] [--prompt-len N] [--gen N] [--repeat R] [--ceiling-mib M] [--no-mmap]\n" \
+    "        [--json]                     prefill/decode tokens/s against a bandwidth ceiling and\n" \
     "                                     an sgemm measured in the same run (docs/performance.md)\n" \
     "  bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]\n" \
     "                                     sgemm/sgemv before and after libskipless's OpenBLAS core check\n"
