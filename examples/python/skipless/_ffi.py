@@ -137,8 +137,6 @@ FUNCTIONS = (
     ("skl_model_decode_bytes", c_uint64, [handle]),
     ("skl_model_weight_dtype", c_char_p, [handle]),
     ("skl_model_weight_counts", c_int, [handle, P(WeightCounts)]),
-    ("skl_model_weight_dtype", c_char_p, [handle]),
-    ("skl_blas_get_info", c_int, [P(BlasInfo)]),
     ("skl_model_has_proj", c_int, [handle, c_int32, c_char]),
     ("skl_context_params_init", None, [P(ContextParams)]),
     ("skl_context_create", c_int, [handle, P(ContextParams), P(handle)]),

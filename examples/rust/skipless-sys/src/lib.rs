@@ -283,19 +283,6 @@ pub struct skl_plan {
     pub rows: [skl_plan_row; 8],
 }
 
-// -------------------------------------------------------------------- BLAS
-
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct skl_blas_info {
-    pub openblas: bool,
-    pub user_coretype: bool,
-    pub core_changed: bool,
-    pub detected_core: [c_char; 32],
-    pub core: [c_char; 32],
-    pub cpu_isa: [c_char; 16],
-}
-
 // -------------------------------------------------------------------- save
 
 pub type skl_save_format = c_int;
@@ -332,7 +319,6 @@ extern "C" {
     pub fn skl_model_decode_bytes(model: *const skl_model) -> u64;
     pub fn skl_model_weight_dtype(model: *const skl_model) -> *const c_char;
     pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts) -> c_int;
-    pub fn skl_model_weight_dtype(model: *const skl_model) -> *const c_char;
     pub fn skl_model_has_proj(model: *const skl_model, layer: i32, which: c_char) -> c_int;
 
     pub fn skl_context_params_init(params: *mut skl_context_params);
