@@ -243,7 +243,8 @@ SKL_API void skl_context_free(skl_context *ctx);
 
 /* Append n tokens at the current position and run them through the model,
  * in chunks of at most n_batch tokens: a chunk of several tokens goes through
- * the batched (prefill, sgemm) path, a single token the decode (sgemv) path.
+ * the batched (prefill, sgemm) path, a single token the decode path (the GEMV kernels of
+ * skl_cpu_kernels() on the context's thread pool).
  * Errors (SKL_ERR_TOKEN, SKL_ERR_CONTEXT_FULL, ...) leave the context as it was. */
 SKL_API int skl_eval(skl_context *ctx, const int32_t *tokens, int32_t n_tokens);
 
