@@ -14,8 +14,9 @@
  *    appended in later versions and get their defaults from it.
  *  - Callbacks take a void *user_data; a nonzero return stops the work.
  *  - The library never prints, never exits or aborts on bad input, and reads
- *    no environment variable but OpenBLAS's OPENBLAS_CORETYPE (see "BLAS"
- *    below); the log callback is the only way it speaks.
+ *    no environment variable but OpenBLAS's OPENBLAS_CORETYPE, which its
+ *    one-time BLAS core check may also set and unset (see "BLAS" below); the
+ *    log callback is the only way it speaks.
  *
  * Thread safety, object by object
  *  - skl_model: immutable after skl_model_load() returns.  Any number of
@@ -110,7 +111,7 @@ SKL_API const char *skl_last_error(void);
 SKL_API const char *skl_version(void);   /* e.g. "0.1.0" */
 SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
 /* The kernel variant this CPU runs, chosen once by CPU features:
- * "avx512" (AVX-512F), "avx2" (AVX2 + FMA + F16C) or "generic" (portable C). */
+ * "avx512" (AVX-512F + AVX2 + FMA + F16C), "avx2" (AVX2 + FMA + F16C) or "generic" (portable C). */
 SKL_API const char *skl_cpu_kernels(void);
 
 /* --------------------------------------------------------------------- log */
@@ -183,7 +184,8 @@ typedef struct skl_weight_counts {
 } skl_weight_counts;
 
 typedef struct skl_model_params {
-    skl_progress_fn progress;   /* called while weights are converted; may cancel */
+    skl_progress_fn progress;   /* called while weights are converted (not during
+                                   the whole-file read of use_mmap = false); may cancel */
     void *progress_user_data;
     /* true (default): use the read-only file mapping in place (4 KiB pages,
      * loaded lazily, shared with other processes mapping the file).  false:
@@ -507,11 +509,14 @@ SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_fo
  * re-initialises OpenBLAS with the matching core (SkylakeX for AVX-512,
  * Haswell for AVX2) by setting OPENBLAS_CORETYPE around gotoblas_dynamic_init()
  * and unsetting it again; the log callback says what was done.  Setting
- * OPENBLAS_CORETYPE yourself keeps your choice.  Do not run BLAS calls on other
- * threads during that first call.  Another BLAS is left alone. */
+ * OPENBLAS_CORETYPE yourself keeps your choice (set after OpenBLAS started, it
+ * is applied by the same re-initialisation).  During that first call no other
+ * thread may run BLAS calls or read or change the environment.  libskipless
+ * links OpenBLAS; the check is skipped when another library in the process
+ * provides cblas_sgemm. */
 typedef struct skl_blas_info {
     bool openblas;           /* the BLAS is a dynamically linked OpenBLAS */
-    bool user_coretype;      /* OPENBLAS_CORETYPE was set: core left as chosen */
+    bool user_coretype;      /* OPENBLAS_CORETYPE was set: the user's core */
     bool core_changed;       /* libskipless re-initialised OpenBLAS with `core` */
     char detected_core[32];  /* core OpenBLAS chose itself ("" if not OpenBLAS) */
     char core[32];           /* core in use after the check ("" if not OpenBLAS) */

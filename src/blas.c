@@ -131,7 +131,14 @@ static void setup(void) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (user) {
         state.user_coretype = true;
-        skl_log(SKL_LOG_INFO, "BLAS: OPENBLAS_CORETYPE=%s is set: keeping OpenBLAS core %s", user, state.core);
+        /* Set after OpenBLAS started (e.g. by the host program before its first
+         * load): OpenBLAS has not seen it yet, so re-initialise to honour it. */
+        if (quit && init && strcasecmp(user, state.core) != 0) {
+            quit();
+            init();
+            copy_name(state.core, sizeof state.core, corename());
+        }
+        skl_log(SKL_LOG_INFO, "BLAS: OPENBLAS_CORETYPE=%s is set: OpenBLAS core %s", user, state.core);
         return;
     }
     int have = core_isa(state.detected_core);
