@@ -65,6 +65,36 @@ START_TEST(test_blas_core_not_generic) {
 END_TEST
 
 /* After the (possible) re-initialisation, a threaded sgemm against float64. */
+/* OPENBLAS_CORETYPE set by the host after OpenBLAS started (here: after the
+ * library constructors, before the first check) must still take effect.
+ * Relies on Check's fork mode: the check has not run in this process yet. */
+START_TEST(test_blas_user_coretype_set_late) {
+#if defined(__x86_64__)
+    const char *fork_mode = getenv("CK_FORK");
+    if (getenv("OPENBLAS_CORETYPE") || (fork_mode && !strcmp(fork_mode, "no")) ||
+        !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        fprintf(stderr, "test_blas: late OPENBLAS_CORETYPE skipped (variable set, CK_FORK=no or no AVX2)\n");
+        return;
+    }
+    ck_assert_int_eq(setenv("OPENBLAS_CORETYPE", "Haswell", 1), 0);
+    skl_blas_info bi;
+    int rc = skl_blas_get_info(&bi);
+    unsetenv("OPENBLAS_CORETYPE");
+    ck_assert_int_eq(rc, SKL_OK);
+    if (!bi.openblas) {
+        fprintf(stderr, "test_blas: skipped: the BLAS is not a dynamically linked OpenBLAS\n");
+        return;
+    }
+    ck_assert(bi.user_coretype);
+    ck_assert(!bi.core_changed);
+    ck_assert_msg(!strcasecmp(bi.core, "Haswell"), "OPENBLAS_CORETYPE=Haswell set late, core %s", bi.core);
+    ck_assert_str_eq(bi.core, openblas_get_corename());
+#else
+    fprintf(stderr, "test_blas: late OPENBLAS_CORETYPE skipped (not x86-64)\n");
+#endif
+}
+END_TEST
+
 START_TEST(test_blas_sgemm_after_check) {
     skl_blas_info bi;
     ck_assert_int_eq(skl_blas_get_info(&bi), SKL_OK);
@@ -98,6 +128,7 @@ Suite *blas_suite(void) {
     tcase_set_timeout(tc, TEST_TIMEOUT);
     tcase_add_test(tc, test_blas_info_null);
     tcase_add_test(tc, test_blas_core_not_generic);
+    tcase_add_test(tc, test_blas_user_coretype_set_late);
     tcase_add_test(tc, test_blas_sgemm_after_check);
     suite_add_tcase(s, tc);
     return s;
