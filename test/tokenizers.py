@@ -34,8 +34,11 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "examples", "train"))
 import models  # noqa: E402
+from bpe import bytes_to_unicode  # noqa: E402  GPT-2's byte -> printable character map
 
 CORPUS = """\
 In the beginning the small model knew nothing; it learned to count 1, 2, 3 and 42.
@@ -47,20 +50,6 @@ Numbers 2024, 3.14159, 1e-6 and 100% matter; so do tabs\tand  double  spaces.
 "Quoted text", (parentheses), [brackets], {braces} <angles> & ampersands...
 the the the then there these those this that than thin think thing things
 """ * 3
-
-
-def bytes_to_unicode():
-    """GPT-2's byte -> printable character map."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
 
 
 B2U = bytes_to_unicode()

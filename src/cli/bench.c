@@ -35,7 +35,6 @@
 #include "skipless.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,22 +58,6 @@ static int usage_error(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     return 1;
-}
-
-static int lib_failure(const char *what, int rc) {
-    const char *msg = skl_last_error();
-    fprintf(stderr, "skipless: bench: %s: %s (%s)\n", what, msg[0] ? msg : skl_strerror(rc), skl_strerror(rc));
-    return 2;
-}
-
-/* Integer option value in [lo, hi]; 0 ok, -1 malformed or out of range. */
-static int int_value(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
@@ -103,7 +86,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             long *field = (long *)((char *)o + ints[k].field);
             if (ints[k].field == offsetof(bench_opts, gen) || ints[k].field == offsetof(bench_opts, repeat))
                 model_only = a;
-            if (int_value(argv[++i], ints[k].lo, ints[k].hi, field))
+            if (parse_long(argv[++i], ints[k].lo, ints[k].hi, field))
                 return usage_error("%s must be an integer in [%ld, %ld], got '%s'", a, ints[k].lo, ints[k].hi, argv[i]);
         } else if (a[0] == '-') {
             return usage_error("unknown option %s (see skipless --help)", a);
@@ -342,7 +325,7 @@ static int bench_model(const bench_opts *o) {
     mp.use_mmap = !o->no_mmap;
     double load_t0 = now_s();
     int ret = 0, rc = skl_model_load(o->model, &mp, &m);
-    if (rc) return lib_failure("load", rc);
+    if (rc) return lib_error("bench: load", rc);
     double load_s = now_s() - load_t0;
     skl_hparams hp;
     skl_weight_counts wc;
@@ -364,7 +347,7 @@ static int bench_model(const bench_opts *o) {
     cp.n_ctx = P + G;
     cp.n_threads = T;
     cp.n_batch = P; /* the whole prompt in one batch: one sgemm per linear layer */
-    if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_failure("context", rc); goto out; }
+    if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("bench: context", rc); goto out; }
 
     size_t cbytes = (size_t)o->ceiling_mib << 20;
     prompt = malloc((size_t)P * sizeof *prompt);
@@ -388,14 +371,14 @@ static int bench_model(const bench_opts *o) {
     /* Warm-up: fault in the weights (F32 ones are read from the file mapping) and start the threads. */
     double w_prefill, w_decode;
     if ((rc = run_once(ctx, prompt, P < 8 ? P : 8, 2, hp.vocab_size, &w_prefill, &w_decode))) {
-        ret = lib_failure("eval", rc);
+        ret = lib_error("bench: eval", rc);
         goto out;
     }
     for (long i = 0; i < R; i++) {
         r.ceiling[i] = membw_read_gbps(cbuf, cbytes, T, 5);
         r.sgemm[i] = sgemm_gflops(&g, T, 2);
         if ((rc = run_once(ctx, prompt, P, G, hp.vocab_size, &r.prefill_s[i], &r.decode_s[i]))) {
-            ret = lib_failure("eval", rc);
+            ret = lib_error("bench: eval", rc);
             goto out;
         }
         if (r.ceiling[i] <= 0) {

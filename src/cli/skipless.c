@@ -52,13 +52,13 @@ static int die(const char *fmt, const char *arg) {
     return 1;
 }
 
-static int lib_error(const char *what, int rc) {
+int lib_error(const char *what, int rc) {
     const char *msg = skl_last_error();
     fprintf(stderr, "skipless: %s: %s (%s)\n", what, msg[0] ? msg : skl_strerror(rc), skl_strerror(rc));
     return 2;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out) {
+int parse_long(const char *s, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
