@@ -178,16 +178,18 @@ AVX512 static inline float hsum512(__m512 v) {
         VEC a0 = ZERO, b0 = ZERO, a1 = ZERO, b1 = ZERO, a2 = ZERO, b2 = ZERO, a3 = ZERO, b3 = ZERO;              \
         int32_t c = 0;                                                                                           \
         for (; c < step2; c += 2 * VW) {                                                                         \
-            if (PF) { /* every line of the step, PF bytes ahead */                                               \
-                _mm_prefetch((const char *)(w0 + c) + PF, _MM_HINT_T0);                                          \
-                _mm_prefetch((const char *)(w1 + c) + PF, _MM_HINT_T0);                                          \
-                _mm_prefetch((const char *)(w2 + c) + PF, _MM_HINT_T0);                                          \
-                _mm_prefetch((const char *)(w3 + c) + PF, _MM_HINT_T0);                                          \
+            if (PF) { /* every line of the step, PF bytes ahead; past a row's end, in the next pass's row */     \
+                size_t po = (size_t)c + PF / sizeof(T);                                                          \
+                if (po >= (size_t)cols) po += 4 * ld - (size_t)cols;                                             \
+                _mm_prefetch((const char *)(w0 + po), _MM_HINT_T0);                                              \
+                _mm_prefetch((const char *)(w1 + po), _MM_HINT_T0);                                              \
+                _mm_prefetch((const char *)(w2 + po), _MM_HINT_T0);                                              \
+                _mm_prefetch((const char *)(w3 + po), _MM_HINT_T0);                                              \
                 if (2 * VW * sizeof(T) > 64) {                                                                   \
-                    _mm_prefetch((const char *)(w0 + c) + PF + 64, _MM_HINT_T0);                                 \
-                    _mm_prefetch((const char *)(w1 + c) + PF + 64, _MM_HINT_T0);                                 \
-                    _mm_prefetch((const char *)(w2 + c) + PF + 64, _MM_HINT_T0);                                 \
-                    _mm_prefetch((const char *)(w3 + c) + PF + 64, _MM_HINT_T0);                                 \
+                    _mm_prefetch((const char *)(w0 + po) + 64, _MM_HINT_T0);                                     \
+                    _mm_prefetch((const char *)(w1 + po) + 64, _MM_HINT_T0);                                     \
+                    _mm_prefetch((const char *)(w2 + po) + 64, _MM_HINT_T0);                                     \
+                    _mm_prefetch((const char *)(w3 + po) + 64, _MM_HINT_T0);                                     \
                 }                                                                                                \
             }                                                                                                    \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
