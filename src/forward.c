@@ -295,8 +295,8 @@ static void mv_run(skl_context *c, mv_task *t) {
         const skl_tensor *w = &t->jobs[i].L->w;
         int64_t row_bytes = (int64_t)t->jobs[i].in * (int64_t)(w->data ? skl_dtype_size(w->dtype) : 4);
         if (t->post == POST_GLU) row_bytes *= 2;
-        int64_t rows = (CHUNK_BYTES / row_bytes + 3) & ~(int64_t)3;
-        t->chunk[i] = rows < 4 ? 4 : rows;
+        int64_t rows = (CHUNK_BYTES / row_bytes + 7) & ~(int64_t)7; /* whole 8-row kernel passes */
+        t->chunk[i] = rows < 8 ? 8 : rows;
         t->first[i + 1] = t->first[i] + n_chunks(t->jobs[i].out, t->chunk[i]);
     }
     t->n = n;

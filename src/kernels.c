@@ -10,11 +10,14 @@
  *   "generic" portable C
  *
  * GEMV layout: W row-major [rows, cols] with leading dimension ld (elements);
- * a pass reads 4 rows at once (4 weight streams, 8 accumulators, software
- * prefetch 1 KiB ahead of each line a step reads; not for AVX2 F32), each row with 2 accumulators over
- * 2-register column steps, then one vector step, then a scalar tail.  A row's summation order depends only on cols and the
- * variant, never on which rows share its pass or which thread computes it, so
- * results are identical for any row split (any thread count). */
+ * a pass reads R rows at once (R weight streams, 2 accumulators each: R = 4
+ * for F32, 8 for F16/BF16 with AVX-512), prefetching 1 KiB ahead of each line
+ * a step reads (not for AVX2 F32) and, near a row's end, the start of the
+ * same row of the next pass, so the streams never start cold inside a chunk;
+ * then one vector step, then a scalar tail.  A row's summation order depends
+ * only on cols and the variant, never on which rows share its pass or which
+ * thread computes it, so results are identical for any row split (any thread
+ * count). */
 #include "internal.h"
 
 #include <string.h>
@@ -167,59 +170,46 @@ AVX512 static inline float hsum512(__m512 v) {
 }
 
 /* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
- * VW: floats per register; the per-row order is the same in the 4-row pass
- * and in the 1-row pass. */
-#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, PF)                                               \
+ * VW: floats per register; R: rows per pass (4 or 8: each row is one weight
+ * stream, and the 16-bit dtypes need 8 streams to keep enough cache lines in
+ * flight per step); PF: prefetch distance in bytes (0: none).  Every row, in
+ * an R-row pass or in the 1-row pass of the remainder, is summed in the same
+ * order: accumulators a (even vector steps) and b (odd), one vector step
+ * more into a, a + b reduced, then the scalar tail. */
+#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, R, PF)                                            \
     const T *w = (const T *)W;                                                                                   \
     int32_t step2 = cols / (2 * VW) * (2 * VW), step1 = cols / VW * VW;                                          \
     int32_t r = r0;                                                                                              \
-    for (; r + 4 <= r1; r += 4) {                                                                                \
-        const T *w0 = w + (size_t)r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;                           \
-        VEC a0 = ZERO, b0 = ZERO, a1 = ZERO, b1 = ZERO, a2 = ZERO, b2 = ZERO, a3 = ZERO, b3 = ZERO;              \
+    for (; r + R <= r1; r += R) {                                                                                \
+        const T *w0 = w + (size_t)r * ld;                                                                        \
+        VEC a[R], b[R];                                                                                          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) a[i] = b[i] = ZERO;                                  \
         int32_t c = 0;                                                                                           \
         for (; c < step2; c += 2 * VW) {                                                                         \
             if (PF) { /* every line of the step, PF bytes ahead; past a row's end, in the next pass's row */     \
                 size_t po = (size_t)c + PF / sizeof(T);                                                          \
-                if (po >= (size_t)cols) po += 4 * ld - (size_t)cols;                                             \
-                _mm_prefetch((const char *)(w0 + po), _MM_HINT_T0);                                              \
-                _mm_prefetch((const char *)(w1 + po), _MM_HINT_T0);                                              \
-                _mm_prefetch((const char *)(w2 + po), _MM_HINT_T0);                                              \
-                _mm_prefetch((const char *)(w3 + po), _MM_HINT_T0);                                              \
-                if (2 * VW * sizeof(T) > 64) {                                                                   \
-                    _mm_prefetch((const char *)(w0 + po) + 64, _MM_HINT_T0);                                     \
-                    _mm_prefetch((const char *)(w1 + po) + 64, _MM_HINT_T0);                                     \
-                    _mm_prefetch((const char *)(w2 + po) + 64, _MM_HINT_T0);                                     \
-                    _mm_prefetch((const char *)(w3 + po) + 64, _MM_HINT_T0);                                     \
+                if (po >= (size_t)cols) po += R * ld - (size_t)cols;                                             \
+                _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                            \
+                    _mm_prefetch((const char *)(w0 + i * ld + po), _MM_HINT_T0);                                 \
+                    if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, _MM_HINT_T0); \
                 }                                                                                                \
             }                                                                                                    \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
-            a0 = FMA(LD(w0 + c), xa, a0);                                                                        \
-            b0 = FMA(LD(w0 + c + VW), xb, b0);                                                                   \
-            a1 = FMA(LD(w1 + c), xa, a1);                                                                        \
-            b1 = FMA(LD(w1 + c + VW), xb, b1);                                                                   \
-            a2 = FMA(LD(w2 + c), xa, a2);                                                                        \
-            b2 = FMA(LD(w2 + c + VW), xb, b2);                                                                   \
-            a3 = FMA(LD(w3 + c), xa, a3);                                                                        \
-            b3 = FMA(LD(w3 + c + VW), xb, b3);                                                                   \
+            _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                \
+                a[i] = FMA(LD(w0 + i * ld + c), xa, a[i]);                                                       \
+                b[i] = FMA(LD(w0 + i * ld + c + VW), xb, b[i]);                                                  \
+            }                                                                                                    \
         }                                                                                                        \
         if (c < step1) {                                                                                         \
             VEC xa = LOADX(x + c);                                                                               \
-            a0 = FMA(LD(w0 + c), xa, a0);                                                                        \
-            a1 = FMA(LD(w1 + c), xa, a1);                                                                        \
-            a2 = FMA(LD(w2 + c), xa, a2);                                                                        \
-            a3 = FMA(LD(w3 + c), xa, a3);                                                                        \
+            _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) a[i] = FMA(LD(w0 + i * ld + c), xa, a[i]);       \
         }                                                                                                        \
-        float s0 = HSUM(ADD(a0, b0)), s1 = HSUM(ADD(a1, b1)), s2 = HSUM(ADD(a2, b2)), s3 = HSUM(ADD(a3, b3));    \
-        for (c = step1; c < cols; c++) {                                                                         \
-            s0 += ELEM(w0[c]) * x[c];                                                                            \
-            s1 += ELEM(w1[c]) * x[c];                                                                            \
-            s2 += ELEM(w2[c]) * x[c];                                                                            \
-            s3 += ELEM(w3[c]) * x[c];                                                                            \
+        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                    \
+            const T *wi = w0 + i * ld;                                                                           \
+            float si = HSUM(ADD(a[i], b[i]));                                                                    \
+            for (c = step1; c < cols; c++) si += ELEM(wi[c]) * x[c];                                             \
+            y[r + i] = si;                                                                                       \
         }                                                                                                        \
-        y[r] = s0;                                                                                               \
-        y[r + 1] = s1;                                                                                           \
-        y[r + 2] = s2;                                                                                           \
-        y[r + 3] = s3;                                                                                           \
     }                                                                                                            \
     for (; r < r1; r++) {                                                                                        \
         const T *w0 = w + (size_t)r * ld;                                                                        \
@@ -235,36 +225,39 @@ AVX512 static inline float hsum512(__m512 v) {
         y[r] = s0;                                                                                               \
     }
 
-#define GEMV512(DT, T, LD, PF)                                                                                   \
+#define GEMV512(DT, T, LD, R, PF)                                                                                \
     AVX512 static void gemv_##DT##_avx512(const void *W, size_t ld, int32_t cols, const float *x, float *y,     \
                                           int32_t r0, int32_t r1) {                                              \
         GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
-                  16, PF)                                                                                        \
+                  16, R, PF)                                                                                     \
     }
-#define GEMV256(DT, T, LD, PF)                                                                                   \
+#define GEMV256(DT, T, LD, R, PF)                                                                                \
     AVX2 static void gemv_##DT##_avx2(const void *W, size_t ld, int32_t cols, const float *x, float *y,         \
                                       int32_t r0, int32_t r1) {                                                  \
         GEMV_BODY(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, _mm256_add_ps, hsum256, _mm256_loadu_ps, LD, T, \
-                  8, PF)                                                                                         \
+                  8, R, PF)                                                                                      \
     }
 
 /* Software prefetch distance (bytes): +10 % single-core bandwidth measured on
- * Sapphire Rapids for F16 (512, 2048 or none were slower).  F32 weights, now
- * on huge pages, gained too (S-F32/L-F32 decode ~0.87 -> ~0.92 of the
- * ceiling, 2 threads, 4 of 4 paired runs): a step covers 2 cache lines per row
- * there, both prefetched. */
+ * Sapphire Rapids for F16 (512, 2048 or none were slower; 512-3072 tried
+ * again with 2 threads on huge pages, 1024 about best for every row length).
+ * F32: a step covers 2 cache lines per row, both prefetched.  F16 with 4 rows
+ * per pass reached 85-90 % of the read ceiling on rows of 5632 and 14336
+ * columns; 8 rows per pass (8 lines in flight per step, as F32 has with 4)
+ * 92-94 %, the same elsewhere (2 threads, 2 MiB pages, interleaved with the
+ * ceiling; an F16-row-shaped read without the conversion reaches ~100 %). */
 #define PF_BYTES 1024
 #define ELEM(v) (v)
-GEMV512(f32, float, LD512_F32, PF_BYTES)
-GEMV256(f32, float, LD256_F32, 0) /* not measured without AVX-512 here */
+GEMV512(f32, float, LD512_F32, 4, PF_BYTES)
+GEMV256(f32, float, LD256_F32, 4, 0) /* not measured without AVX-512 here */
 #undef ELEM
 #define ELEM(v) f16_to_f32(v)
-GEMV512(f16, uint16_t, LD512_F16, PF_BYTES)
-GEMV256(f16, uint16_t, LD256_F16, PF_BYTES)
+GEMV512(f16, uint16_t, LD512_F16, 8, PF_BYTES)
+GEMV256(f16, uint16_t, LD256_F16, 4, PF_BYTES)
 #undef ELEM
 #define ELEM(v) bf16_to_f32(v)
-GEMV512(bf16, uint16_t, LD512_BF16, PF_BYTES)
-GEMV256(bf16, uint16_t, LD256_BF16, PF_BYTES)
+GEMV512(bf16, uint16_t, LD512_BF16, 8, PF_BYTES)
+GEMV256(bf16, uint16_t, LD256_BF16, 4, PF_BYTES)
 #undef ELEM
 
 /* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld). */

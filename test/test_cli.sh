@@ -434,9 +434,21 @@ if not isinstance(j.get("load_seconds"), (int, float)) or not j["load_seconds"] 
     sys.exit("load_seconds = %r" % (j.get("load_seconds"),))
 if j.get("use_mmap") is ("--no-mmap" in os.environ.get("BENCH_ARGS", "")):
     sys.exit("use_mmap = %r for arguments %r" % (j.get("use_mmap"), os.environ.get("BENCH_ARGS", "")))
-for k in ("ceiling_gb_per_s_runs", "decode_seconds_runs", "prefill_seconds_runs", "sgemm_gflops_runs"):
+for k in ("ceiling_gb_per_s_runs", "decode_seconds_runs", "prefill_seconds_runs", "sgemm_gflops_runs",
+          "decode_ceiling_ratio_runs"):
     if len(j[k]) != j["repeat"]:
         sys.exit("%s has %d entries for %d repeats" % (k, len(j[k]), j["repeat"]))
+# per repeat: decode GB/s over the ceiling measured around that repeat's decode; the figure is their median
+rr = [j["bytes_per_token"] * j["gen"] / d / 1e9 / c for d, c in zip(j["decode_seconds_runs"], j["ceiling_gb_per_s_runs"])]
+if any(abs(a - b) > 1e-6 * b for a, b in zip(rr, j["decode_ceiling_ratio_runs"])):
+    sys.exit("decode_ceiling_ratio_runs %r, recomputed %r" % (j["decode_ceiling_ratio_runs"], rr))
+srt = sorted(rr)
+med = srt[len(srt) // 2] if len(srt) % 2 else (srt[len(srt) // 2 - 1] + srt[len(srt) // 2]) / 2
+if abs(j["decode_ceiling_ratio"] - med) > 1e-6 * med:
+    sys.exit("decode_ceiling_ratio %r, median of the runs %r" % (j["decode_ceiling_ratio"], med))
+hp = j.get("weights_huge_page_share", "missing")
+if j["use_mmap"] != (hp is not None) or (hp is not None and not (isinstance(hp, (int, float)) and 0 <= hp <= 1)):
+    sys.exit("weights_huge_page_share = %r (use_mmap %r)" % (hp, j["use_mmap"]))
 st = os.path.join(model, "model.safetensors") if os.path.isdir(model) else model
 with open(st, "rb") as f:
     n = struct.unpack("<Q", f.read(8))[0]

@@ -59,7 +59,7 @@ static const int dtypes[3] = {SKL_DT_F32, SKL_DT_F16, SKL_DT_BF16};
 START_TEST(test_gemv_vs_f64) {
     if (!skl_kernels_supported(_i)) return;
     ck_assert_int_eq(skl_kernels_force(_i), 0);
-    static const int32_t rows_list[] = {1, 3, 4, 5, 7, 13, 37};
+    static const int32_t rows_list[] = {1, 3, 4, 5, 7, 8, 13, 17, 37};
     static const int32_t cols_list[] = {1, 7, 8, 15, 16, 17, 31, 33, 47, 64, 100, 129, 515};
     for (int di = 0; di < 3; di++)
         for (size_t ri = 0; ri < sizeof rows_list / sizeof *rows_list; ri++)

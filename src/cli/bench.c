@@ -279,8 +279,40 @@ static int bench_blas(const bench_opts *o) {
 /* ---------------------------------------------------------- model bench */
 
 typedef struct {
-    double *ceiling, *sgemm, *prefill_s, *decode_s; /* [repeat] each */
+    double *ceiling, *sgemm, *prefill_s, *decode_s, *ratio; /* [repeat] each */
 } runs;
+
+/* The share of the model file's resident pages that are mapped as 2 MiB
+ * pages (FilePmdMapped / Rss over the process's mappings of that file, from
+ * /proc/self/smaps); -1 when not known (no such mapping: --no-mmap, or not
+ * Linux).  A diagnostic: decode streams the weights, and on 4 KiB pages it
+ * runs a few per cent slower (docs/performance.md). */
+static double huge_page_share(const char *model) {
+    char path[4096], real[4096], line[4608];
+    size_t n = strlen(model);
+    if (n >= 12 && !strcmp(model + n - 12, ".safetensors")) snprintf(path, sizeof path, "%s", model);
+    else snprintf(path, sizeof path, "%s/model.safetensors", model);
+    if (!realpath(path, real)) return -1;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    double rss = 0, pmd = 0, v;
+    int in = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        unsigned long a, b;
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &a, &b, &off) == 2 && off > 0) {
+            in = strcmp(line + off, real) == 0;
+        } else if (in && sscanf(line, "Rss: %lf", &v) == 1) {
+            rss += v;
+        } else if (in && sscanf(line, "FilePmdMapped: %lf", &v) == 1) {
+            pmd += v;
+        }
+    }
+    fclose(f);
+    return rss > 0 ? pmd / rss : -1;
+}
 
 /* Absent projections (q, k, v, o) in every layer, e.g. "qo"; "" for none. */
 static void absent_projections(const skl_model *m, int32_t layers, char out[5]) {
@@ -294,14 +326,19 @@ static void absent_projections(const skl_model *m, int32_t layers, char out[5]) 
     out[n] = '\0';
 }
 
-/* One prefill of the prompt then `gen` greedy decode steps from an empty cache. */
+/* One prefill of the prompt then `gen` greedy decode steps from an empty
+ * cache.  With cbuf, the ceiling is measured right before and right after
+ * the decode steps (3 + 2 passes; *ceiling = the best), so the two figures
+ * of a repeat come from the same few seconds of a shared machine. */
 static int run_once(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, int32_t gen, int32_t vocab,
-                    double *prefill_s, double *decode_s) {
+                    double *prefill_s, double *decode_s, const float *cbuf, size_t cbytes, int threads,
+                    double *ceiling) {
     int rc = skl_kv_reset(ctx);
     if (rc) return rc;
     double t0 = now_s();
     if ((rc = skl_eval(ctx, prompt, n_prompt))) return rc;
     *prefill_s = now_s() - t0;
+    double c0 = cbuf ? membw_read_gbps(cbuf, cbytes, threads, 3) : 0;
     double total = 0;
     for (int32_t i = 0; i < gen; i++) {
         int32_t tok = argmax(skl_logits(ctx, NULL), vocab);
@@ -310,6 +347,10 @@ static int run_once(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, i
         total += now_s() - t0;
     }
     *decode_s = total;
+    if (cbuf) {
+        double c1 = membw_read_gbps(cbuf, cbytes, threads, 2);
+        *ceiling = c0 < 0 || c1 < 0 ? -1 : c0 > c1 ? c0 : c1;
+    }
     return 0;
 }
 
@@ -356,7 +397,8 @@ static int bench_model(const bench_opts *o) {
     r.sgemm = calloc((size_t)R, sizeof(double));
     r.prefill_s = calloc((size_t)R, sizeof(double));
     r.decode_s = calloc((size_t)R, sizeof(double));
-    if (!prompt || !cbuf || !r.ceiling || !r.sgemm || !r.prefill_s || !r.decode_s ||
+    r.ratio = calloc((size_t)R, sizeof(double));
+    if (!prompt || !cbuf || !r.ceiling || !r.sgemm || !r.prefill_s || !r.decode_s || !r.ratio ||
         gemm_alloc(&g, P, hp.intermediate_size, hp.hidden_size)) {
         fprintf(stderr, "skipless: bench: out of memory (ceiling buffer %ld MiB, sgemm %dx%dx%d)\n", o->ceiling_mib, P,
                 hp.hidden_size, hp.intermediate_size);
@@ -370,14 +412,15 @@ static int bench_model(const bench_opts *o) {
     }
     /* Warm-up: fault in the weights (F32 ones are read from the file mapping) and start the threads. */
     double w_prefill, w_decode;
-    if ((rc = run_once(ctx, prompt, P < 8 ? P : 8, 2, hp.vocab_size, &w_prefill, &w_decode))) {
+    if ((rc = run_once(ctx, prompt, P < 8 ? P : 8, 2, hp.vocab_size, &w_prefill, &w_decode, NULL, 0, T, NULL))) {
         ret = lib_error("bench: eval", rc);
         goto out;
     }
+    double huge_share = huge_page_share(o->model);
     for (long i = 0; i < R; i++) {
-        r.ceiling[i] = membw_read_gbps(cbuf, cbytes, T, 5);
         r.sgemm[i] = sgemm_gflops(&g, T, 2);
-        if ((rc = run_once(ctx, prompt, P, G, hp.vocab_size, &r.prefill_s[i], &r.decode_s[i]))) {
+        if ((rc = run_once(ctx, prompt, P, G, hp.vocab_size, &r.prefill_s[i], &r.decode_s[i], cbuf, cbytes, T,
+                           &r.ceiling[i]))) {
             ret = lib_error("bench: eval", rc);
             goto out;
         }
@@ -386,6 +429,7 @@ static int bench_model(const bench_opts *o) {
             ret = 2;
             goto out;
         }
+        r.ratio[i] = (double)decode_bytes * G / r.decode_s[i] / 1e9 / r.ceiling[i];
     }
 
     /* ---- figures (definitions at the top of this file) ---- */
@@ -397,7 +441,7 @@ static int bench_model(const bench_opts *o) {
     }
     double decode_tps = median(tps, R), prefill_tps = median(tps + R, R);
     free(tps);
-    double ceiling = median(r.ceiling, R), sgemm = median(r.sgemm, R);
+    double ceiling = median(r.ceiling, R), sgemm = median(r.sgemm, R), ratio = median(r.ratio, R);
     double bytes = (double)decode_bytes;
     double decode_gbps = bytes * decode_tps / 1e9;
     uint64_t block_w = wc.q + wc.k + wc.v + wc.o + wc.gate + wc.up + wc.down;
@@ -433,7 +477,7 @@ static int bench_model(const bench_opts *o) {
         put_real(j, "decode_tokens_per_s", decode_tps);
         put_real(j, "decode_gb_per_s", decode_gbps);
         put_real(j, "ceiling_gb_per_s", ceiling);
-        put_real(j, "decode_ceiling_ratio", decode_gbps / ceiling);
+        put_real(j, "decode_ceiling_ratio", ratio);
         put_real(j, "decode_bound_tokens_per_s", ceiling * 1e9 / bytes);
         put_real(j, "prefill_tokens_per_s", prefill_tps);
         put_real(j, "prefill_bytes_per_token", bytes / P);
@@ -447,6 +491,9 @@ static int bench_model(const bench_opts *o) {
         put_runs(j, "sgemm_gflops_runs", r.sgemm, R);
         put_runs(j, "prefill_seconds_runs", r.prefill_s, R);
         put_runs(j, "decode_seconds_runs", r.decode_s, R);
+        put_runs(j, "decode_ceiling_ratio_runs", r.ratio, R);
+        if (huge_share >= 0) put_real(j, "weights_huge_page_share", huge_share);
+        else json_object_set_new(j, "weights_huge_page_share", json_null());
         ret = print_json(j);
     } else {
         printf("model    %s: %s, %d layers, hidden %d, %d/%d heads, FFN %d, vocab %d%s%s\n", o->model, dtype,
@@ -457,10 +504,11 @@ static int bench_model(const bench_opts *o) {
                bi.openblas ? bi.detected_core : "n/a", bi.cpu_isa);
         printf("load     %8.2f s      weights %s\n", load_s,
                o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
-        printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes)\n", ceiling,
-               o->ceiling_mib, membw_kernel());
+        if (huge_share >= 0) printf("pages    %8.1f %%    of the mapped weights on 2 MiB pages\n", 100.0 * huge_share);
+        printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes around each decode)\n",
+               ceiling, o->ceiling_mib, membw_kernel());
         printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n",
-               decode_tps, bytes / 1e9, decode_gbps, 100.0 * decode_gbps / ceiling, ceiling * 1e9 / bytes);
+               decode_tps, bytes / 1e9, decode_gbps, 100.0 * ratio, ceiling * 1e9 / bytes);
         printf("prefill  %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %7.1f GFLOP/s  %5.1f%% of sgemm %dx%dx%d (%.1f GFLOP/s)\n",
                prefill_tps, bytes / P / 1e9, bytes / P * prefill_tps / 1e9, prefill_gflops,
                100.0 * prefill_gflops / sgemm, P, hp.hidden_size, hp.intermediate_size, sgemm);
@@ -470,6 +518,7 @@ out:
     free(r.sgemm);
     free(r.prefill_s);
     free(r.decode_s);
+    free(r.ratio);
     gemm_free(&g);
     membw_free(cbuf);
     free(prompt);
