@@ -5,16 +5,22 @@
 
 Reads OUT_DIR/run-NAME-ROUND.json (NAME = SHAPE-DTYPE[-merged]) and
 OUT_DIR/blas.json.  Each figure is the median over every repeat of every round
-(the per-repeat values are in the JSON), and the ratios are recomputed from
-those medians with the definitions of src/cli/bench.c:
+(the per-repeat values are in the JSON), with the definitions of
+src/cli/bench.c:
   decode GB/s      = bytes_per_token * decode tokens/s
-  % of ceiling     = decode GB/s / ceiling GB/s
+  % of ceiling     = median over all repeats of (that repeat's decode GB/s / the
+                     ceiling measured right before and after that decode)
   bound tokens/s   = ceiling GB/s / bytes_per_token
   prefill GFLOP/s  = prefill_flops * prefill tokens/s / prompt_len
-  merge speedup    = merged / unmerged decode tokens/s, against its bound
-                     bytes_per_token unmerged / merged (within 3 %: |speedup / bound - 1| <= 0.03);
-                     "at equal ceiling": bound * (merged % of ceiling) / (unmerged % of ceiling),
-                     the speedup had both run at the same ceiling (a diagnostic for shared machines)
+  merge speedup    = merged / unmerged decode tokens/s, paired by round (the two
+                     runs of a round follow each other): the median over rounds of
+                     (merged tokens/s / unmerged tokens/s) of that round, against its
+                     bound bytes_per_token unmerged / merged (within 3 %:
+                     |speedup / bound - 1| <= 0.03); "pooled": the ratio of the
+                     two models' medians over all rounds; "at equal ceiling":
+                     bound * the median over rounds of (merged % of ceiling /
+                     unmerged % of ceiling), the speedup had both run at the same
+                     ceiling (a diagnostic for shared machines)
 Prints the tables, writes OUT_DIR/summary.json, OUT_DIR/table.md (markdown, for
 docs/performance.md) and OUT_DIR/plot.dat, and draws PLOT with gnuplot
 (bench/plot.gp) when given; $BENCH_NOTE, if set, is appended to the plot title
@@ -28,13 +34,26 @@ TARGET_F32, TARGET_F16, TARGET_MERGE, TARGET_PREFILL = 0.92, 0.85, 0.03, 0.70
 
 
 def load_runs(out):
+    """{name: [json of round 1, round 2, ...]}, each json with its "round" number added."""
     runs = {}
-    for path in sorted(glob.glob(os.path.join(out, "run-*.json"))):
+    for path in glob.glob(os.path.join(out, "run-*.json")):
         m = re.match(r"run-(.+)-(\d+)\.json$", os.path.basename(path))
         if m:
             with open(path) as f:
-                runs.setdefault(m.group(1), []).append(json.load(f))
+                j = json.load(f)
+            j["round"] = int(m.group(2))
+            runs.setdefault(m.group(1), []).append(j)
+    for rs in runs.values():
+        rs.sort(key=lambda j: j["round"])
     return runs
+
+
+def ratio_runs(j):
+    """Per-repeat decode GB/s over the ceiling of that repeat (bench.c's decode_ceiling_ratio_runs)."""
+    if "decode_ceiling_ratio_runs" in j:
+        return j["decode_ceiling_ratio_runs"]
+    return [j["bytes_per_token"] * j["gen"] / d / 1e9 / c
+            for d, c in zip(j["decode_seconds_runs"], j["ceiling_gb_per_s_runs"])]
 
 
 def summarise(name, rs):
@@ -50,6 +69,9 @@ def summarise(name, rs):
     ceiling = statistics.median([c for j in rs for c in j["ceiling_gb_per_s_runs"]])
     sgemm = statistics.median([g for j in rs for g in j["sgemm_gflops_runs"]])
     d, p = statistics.median(decode), statistics.median(prefill)
+    ratio = statistics.median([x for j in rs for x in ratio_runs(j)])
+    by_round = {j["round"]: {"decode_tokens_per_s": statistics.median([gen / s for s in j["decode_seconds_runs"]]),
+                             "decode_ceiling_ratio": statistics.median(ratio_runs(j))} for j in rs}
     shape, dtype_file = name.split("-")[0], name.split("-")[1]
     return {
         "name": name, "shape": shape, "file_dtype": dtype_file, "dtype": j0["dtype"],
@@ -58,7 +80,9 @@ def summarise(name, rs):
         "n_rounds": len(rs), "repeat": j0["repeat"], "prompt_len": plen, "gen": gen,
         "bytes_per_token": nbytes,
         "decode_tokens_per_s": d, "decode_gb_per_s": nbytes * d / 1e9,
-        "ceiling_gb_per_s": ceiling, "decode_ceiling_ratio": nbytes * d / 1e9 / ceiling,
+        "ceiling_gb_per_s": ceiling, "decode_ceiling_ratio": ratio, "by_round": by_round,
+        "huge_page_share_min": min([j["weights_huge_page_share"] for j in rs
+                                    if j.get("weights_huge_page_share") is not None], default=None),
         "decode_bound_tokens_per_s": ceiling * 1e9 / nbytes,
         "decode_tokens_per_s_min": min(decode), "decode_tokens_per_s_max": max(decode),
         "prefill_tokens_per_s": p, "prefill_gflops": j0["prefill_flops"] * p / plen / 1e9,
@@ -74,14 +98,21 @@ def speedups(rows):
         if r["merged"] or r["name"] + "-merged" not in by:
             continue
         m = by[r["name"] + "-merged"]
-        s = m["decode_tokens_per_s"] / r["decode_tokens_per_s"]
+        rounds = sorted(set(r["by_round"]) & set(m["by_round"]))
+        if not rounds:
+            continue
         b = r["bytes_per_token"] / m["bytes_per_token"]
-        # the same speedup with each decode rate taken relative to the ceiling measured in its own
-        # runs: equal to `speedup` on a quiet machine, steadier when the machine is shared
-        sn = m["decode_ceiling_ratio"] / r["decode_ceiling_ratio"] * b
+        # paired by round: the merged run follows the unmerged one, so slow phases of a shared
+        # machine hit both; the median over rounds of the per-round ratios
+        s = statistics.median([m["by_round"][k]["decode_tokens_per_s"] / r["by_round"][k]["decode_tokens_per_s"]
+                               for k in rounds])
+        pooled = m["decode_tokens_per_s"] / r["decode_tokens_per_s"]
+        # the same with each decode rate taken relative to the ceiling measured around it
+        sn = b * statistics.median([m["by_round"][k]["decode_ceiling_ratio"] / r["by_round"][k]["decode_ceiling_ratio"]
+                                    for k in rounds])
         out.append({"shape": r["shape"], "file_dtype": r["file_dtype"], "dtype": r["dtype"],
                     "merged_dtype": m["dtype"], "speedup": s, "bound": b, "speedup_over_bound": s / b,
-                    "speedup_at_equal_ceiling": sn,
+                    "speedup_pooled": pooled, "speedup_at_equal_ceiling": sn, "n_rounds": len(rounds),
                     "within_3_percent": abs(s / b - 1) <= TARGET_MERGE,
                     "bytes_before": r["bytes_per_token"], "bytes_after": m["bytes_per_token"]})
     return out
@@ -135,18 +166,20 @@ def main():
         with open(os.path.join(out, "blas.json")) as f:
             blas = json.load(f)
 
-    h1 = ["model", "in memory", "MB/token", "decode tok/s", "GB/s", "ceiling GB/s", "% ceiling",
+    h1 = ["model", "in memory", "2 MiB pages", "MB/token", "decode tok/s", "GB/s", "ceiling GB/s", "% ceiling",
           "bound tok/s", "prefill tok/s", "GFLOP/s", "sgemm GFLOP/s", "% sgemm"]
-    t1 = [[r["name"], r["dtype"], "%.1f" % (r["bytes_per_token"] / 1e6), "%.2f" % r["decode_tokens_per_s"],
+    t1 = [[r["name"], r["dtype"],
+           "n/a" if r["huge_page_share_min"] is None else "%.0f %%" % (100 * r["huge_page_share_min"]),
+           "%.1f" % (r["bytes_per_token"] / 1e6), "%.2f" % r["decode_tokens_per_s"],
            "%.2f" % r["decode_gb_per_s"], "%.2f" % r["ceiling_gb_per_s"], "%.1f" % (100 * r["decode_ceiling_ratio"]),
            "%.2f" % r["decode_bound_tokens_per_s"], "%.1f" % r["prefill_tokens_per_s"], "%.1f" % r["prefill_gflops"],
            "%.1f" % r["sgemm_gflops"], "%.1f" % (100 * r["prefill_sgemm_ratio"])] for r in rows]
-    h2 = ["model", "in memory (unmerged/merged)", "weights read before -> after (MB/token)", "bound", "speedup",
-          "speedup / bound", "within 3 %", "at equal ceiling"]
+    h2 = ["model", "in memory (unmerged/merged)", "weights read before -> after (MB/token)", "bound",
+          "speedup (paired)", "speedup / bound", "within 3 %", "pooled", "at equal ceiling"]
     t2 = [["%s-%s" % (s["shape"], s["file_dtype"]), "%s/%s" % (s["dtype"], s["merged_dtype"]),
            "%.1f -> %.1f" % (s["bytes_before"] / 1e6, s["bytes_after"] / 1e6), "%.3fx" % s["bound"],
            "%.3fx" % s["speedup"], "%.3f" % s["speedup_over_bound"], "yes" if s["within_3_percent"] else "no",
-           "%.3fx" % s["speedup_at_equal_ceiling"]]
+           "%.3fx" % s["speedup_pooled"], "%.3fx" % s["speedup_at_equal_ceiling"]]
           for s in sp]
     # targets of the issue
     checks = []
@@ -255,7 +288,9 @@ def rewrite_doc(doc, out, rows, blas, tables):
     note = os.environ.get("BENCH_NOTE", "")
     head = ("Measured %s by bench/run.sh (`make bench`): %d round(s) x %d repeats per model, %d threads, "
             "prompt %d, gen %d; load average %s at the start and %s at the end (1, 5, 15 min). "
-            "Figures are medians over all repeats (%d per model).\n" % (
+            "Figures are medians over all repeats (%d per model); %% of ceiling is the median of the per-repeat "
+            "ratios to the ceiling measured right around each decode, and a merge speedup the median of the "
+            "per-round ratios of the two models' decode rates.\n" % (
                 when, r0["n_rounds"], r0["repeat"], r0["threads"], r0["prompt_len"], r0["gen"], " ".join(load0), " ".join(load1), r0["n_samples"]))
     if note:
         head = "> **%s.** The tables below are not final; re-run `make bench` on a quiet machine.\n\n" % note + head
