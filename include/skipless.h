@@ -187,11 +187,15 @@ typedef struct skl_model_params {
     skl_progress_fn progress;   /* called while weights are converted (not during
                                    the whole-file read of use_mmap = false); may cancel */
     void *progress_user_data;
-    /* true (default): use the read-only file mapping in place (4 KiB pages,
-     * loaded lazily, shared with other processes mapping the file).  false:
-     * read the weights into anonymous memory on 2 MiB transparent huge pages
-     * and drop the file's page cache afterwards (fewer TLB misses; no decode
-     * gain measured reliably here, and the whole file is read at load). */
+    /* true (default): use the read-only file mapping in place (loaded
+     * lazily, shared with other processes mapping the file).  Files of 2 MiB
+     * or more are mapped at a 2 MiB-aligned address and advised MADV_HUGEPAGE,
+     * so on Linux 6.x with large page-cache folios (ext4, xfs) the weights
+     * read at first use land on 2 MiB pages; parts of the file already cached
+     * in small folios stay on 4 KiB pages (decode a few per cent slower,
+     * docs/performance.md).  false: read the weights into anonymous memory on
+     * 2 MiB transparent huge pages and drop the file's page cache afterwards
+     * (the whole file is read at load). */
     bool use_mmap;
 } skl_model_params;
 
