@@ -11,8 +11,9 @@
  *
  * GEMV layout: W row-major [rows, cols] with leading dimension ld (elements);
  * a pass reads R rows at once (R weight streams, 2 accumulators each: R = 4
- * for F32, 8 for F16/BF16 with AVX-512), prefetching 1 KiB ahead of each line
- * a step reads (not for AVX2 F32) and, near a row's end, the start of the
+ * for F32, 8 for F16/BF16 with AVX-512), prefetching each line a step reads
+ * ahead (AVX-512: 512 B into L1 and 2 KiB into L2; AVX2: 1 KiB, not for
+ * F32) and, near a row's end, the start of the
  * same row of the next pass, so the streams never start cold inside a chunk;
  * then one vector step, then a scalar tail.  A row's summation order depends
  * only on cols and the variant, never on which rows share its pass or which
@@ -169,6 +170,16 @@ AVX512 static inline float hsum512(__m512 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* The first pf (into L1) and pf2 (into L2) bytes of `rows` rows at p (ld_bytes apart), at most
+ * row_bytes each: at the start of a call, where no earlier step has prefetched them. */
+static inline void prefetch_start(const char *p, size_t ld_bytes, int rows, size_t row_bytes, size_t pf, size_t pf2) {
+    size_t n1 = pf < row_bytes ? pf : row_bytes, n2 = pf2 < row_bytes ? pf2 : row_bytes;
+    for (size_t off = 0; off < n1; off += 64)
+        for (int i = 0; i < rows; i++) _mm_prefetch(p + (size_t)i * ld_bytes + off, _MM_HINT_T0);
+    for (size_t off = n1; off < n2; off += 64)
+        for (int i = 0; i < rows; i++) _mm_prefetch(p + (size_t)i * ld_bytes + off, _MM_HINT_T1);
+}
+
 /* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
  * VW: floats per register; R: rows per pass (4 or 8: each row is one weight
  * stream, and the 16-bit dtypes need 8 streams to keep enough cache lines in
@@ -176,10 +187,12 @@ AVX512 static inline float hsum512(__m512 v) {
  * an R-row pass or in the 1-row pass of the remainder, is summed in the same
  * order: accumulators a (even vector steps) and b (odd), one vector step
  * more into a, a + b reduced, then the scalar tail. */
-#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, R, PF)                                            \
+#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, R, PF, PF2)                                          \
     const T *w = (const T *)W;                                                                                   \
     int32_t step2 = cols / (2 * VW) * (2 * VW), step1 = cols / VW * VW;                                          \
     int32_t r = r0;                                                                                              \
+    if (r + R <= r1) /* a chunk starts cold: the lines its first pass's prefetches would have fetched */      \
+        prefetch_start((const char *)(w + (size_t)r * ld), ld * sizeof(T), R, (size_t)cols * sizeof(T), PF, PF2); \
     for (; r + R <= r1; r += R) {                                                                                \
         const T *w0 = w + (size_t)r * ld;                                                                        \
         VEC a[R], b[R];                                                                                          \
@@ -192,6 +205,14 @@ AVX512 static inline float hsum512(__m512 v) {
                 _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                            \
                     _mm_prefetch((const char *)(w0 + i * ld + po), _MM_HINT_T0);                                 \
                     if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, _MM_HINT_T0); \
+                }                                                                                                \
+            }                                                                                                    \
+            if (PF2) { /* the same lines PF2 bytes ahead into L2 */                                              \
+                size_t po = (size_t)c + PF2 / sizeof(T);                                                         \
+                if (po >= (size_t)cols) po += R * ld - (size_t)cols;                                             \
+                _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                            \
+                    _mm_prefetch((const char *)(w0 + i * ld + po), _MM_HINT_T1);                                 \
+                    if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, _MM_HINT_T1); \
                 }                                                                                                \
             }                                                                                                    \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
@@ -225,39 +246,45 @@ AVX512 static inline float hsum512(__m512 v) {
         y[r] = s0;                                                                                               \
     }
 
-#define GEMV512(DT, T, LD, R, PF)                                                                                \
+#define GEMV512(DT, T, LD, R, PF, PF2)                                                                           \
     AVX512 static void gemv_##DT##_avx512(const void *W, size_t ld, int32_t cols, const float *x, float *y,     \
                                           int32_t r0, int32_t r1) {                                              \
         GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
-                  16, R, PF)                                                                                     \
+                  16, R, PF, PF2)                                                                                \
     }
-#define GEMV256(DT, T, LD, R, PF)                                                                                \
+#define GEMV256(DT, T, LD, R, PF, PF2)                                                                           \
     AVX2 static void gemv_##DT##_avx2(const void *W, size_t ld, int32_t cols, const float *x, float *y,         \
                                       int32_t r0, int32_t r1) {                                                  \
         GEMV_BODY(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, _mm256_add_ps, hsum256, _mm256_loadu_ps, LD, T, \
-                  8, R, PF)                                                                                      \
+                  8, R, PF, PF2)                                                                                 \
     }
 
-/* Software prefetch distance (bytes): +10 % single-core bandwidth measured on
- * Sapphire Rapids for F16 (512, 2048 or none were slower; 512-3072 tried
- * again with 2 threads on huge pages, 1024 about best for every row length).
- * F32: a step covers 2 cache lines per row, both prefetched.  F16 with 4 rows
- * per pass reached 85-90 % of the read ceiling on rows of 5632 and 14336
- * columns; 8 rows per pass (8 lines in flight per step, as F32 has with 4)
- * 92-94 %, the same elsewhere (2 threads, 2 MiB pages, interleaved with the
- * ceiling; an F16-row-shaped read without the conversion reaches ~100 %). */
-#define PF_BYTES 1024
+/* Software prefetch distances (bytes).  AVX2: 1 KiB ahead into L1 (+10 %
+ * single-core bandwidth measured on Sapphire Rapids for F16; 512, 2048 or
+ * none were slower).  AVX-512, measured with 2 threads on 2 MiB pages with an
+ * interleaved A/B driver (each variant's rate over the read ceiling of the
+ * same round, medians of 15):
+ *  - F16 with 4 rows per pass reached 85-90 % of the ceiling on rows of 5632
+ *    and 14336 columns; 8 rows per pass (8 lines in flight per step, as F32
+ *    has with 4) 92-94 %, the same elsewhere.  An F16-row-shaped read without
+ *    the half-to-float conversion reaches ~100 %.
+ *  - one level 1 KiB ahead into L1 -> 512 B into L1 plus 2 KiB into L2:
+ *    F16 +3 to +6 points in 4 of 4 runs (to 96-98 % on 2048 and 5632
+ *    columns); F32 +1.6 and +5 points (noise there is about +-2). */
+#define PF_BYTES 1024 /* AVX2 variants (one level) */
+#define PF_L1 512     /* AVX-512 variants: into L1 ... */
+#define PF_L2 2048    /* ... and into L2 */
 #define ELEM(v) (v)
-GEMV512(f32, float, LD512_F32, 4, PF_BYTES)
-GEMV256(f32, float, LD256_F32, 4, 0) /* not measured without AVX-512 here */
+GEMV512(f32, float, LD512_F32, 4, PF_L1, PF_L2)
+GEMV256(f32, float, LD256_F32, 4, 0, 0) /* not measured without AVX-512 here */
 #undef ELEM
 #define ELEM(v) f16_to_f32(v)
-GEMV512(f16, uint16_t, LD512_F16, 8, PF_BYTES)
-GEMV256(f16, uint16_t, LD256_F16, 4, PF_BYTES)
+GEMV512(f16, uint16_t, LD512_F16, 8, PF_L1, PF_L2)
+GEMV256(f16, uint16_t, LD256_F16, 4, PF_BYTES, 0)
 #undef ELEM
 #define ELEM(v) bf16_to_f32(v)
-GEMV512(bf16, uint16_t, LD512_BF16, 8, PF_BYTES)
-GEMV256(bf16, uint16_t, LD256_BF16, 4, PF_BYTES)
+GEMV512(bf16, uint16_t, LD512_BF16, 8, PF_L1, PF_L2)
+GEMV256(bf16, uint16_t, LD256_BF16, 4, PF_BYTES, 0)
 #undef ELEM
 
 /* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld). */
