@@ -180,6 +180,19 @@ static inline void prefetch_start(const char *p, size_t ld_bytes, int rows, size
         for (int i = 0; i < rows; i++) _mm_prefetch(p + (size_t)i * ld_bytes + off, _MM_HINT_T1);
 }
 
+/* Inside GEMV_BODY's step loop: prefetch every line of the step D bytes
+ * ahead in each of the pass's R rows; past a row's end, in the same row of
+ * the next pass. */
+#define PREFETCH_STEP(D, HINT, T, R, VW)                                                                         \
+    if (D) {                                                                                                     \
+        size_t po = (size_t)c + (D) / sizeof(T);                                                                 \
+        if (po >= (size_t)cols) po += R * ld - (size_t)cols;                                                     \
+        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                    \
+            _mm_prefetch((const char *)(w0 + i * ld + po), HINT);                                                \
+            if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, HINT);              \
+        }                                                                                                        \
+    }
+
 /* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
  * VW: floats per register; R: rows per pass (4 or 8: each row is one weight
  * stream, and the 16-bit dtypes need 8 streams to keep enough cache lines in
@@ -199,22 +212,8 @@ static inline void prefetch_start(const char *p, size_t ld_bytes, int rows, size
         _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) a[i] = b[i] = ZERO;                                  \
         int32_t c = 0;                                                                                           \
         for (; c < step2; c += 2 * VW) {                                                                         \
-            if (PF) { /* every line of the step, PF bytes ahead; past a row's end, in the next pass's row */     \
-                size_t po = (size_t)c + PF / sizeof(T);                                                          \
-                if (po >= (size_t)cols) po += R * ld - (size_t)cols;                                             \
-                _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                            \
-                    _mm_prefetch((const char *)(w0 + i * ld + po), _MM_HINT_T0);                                 \
-                    if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, _MM_HINT_T0); \
-                }                                                                                                \
-            }                                                                                                    \
-            if (PF2) { /* the same lines PF2 bytes ahead into L2 */                                              \
-                size_t po = (size_t)c + PF2 / sizeof(T);                                                         \
-                if (po >= (size_t)cols) po += R * ld - (size_t)cols;                                             \
-                _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                            \
-                    _mm_prefetch((const char *)(w0 + i * ld + po), _MM_HINT_T1);                                 \
-                    if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, _MM_HINT_T1); \
-                }                                                                                                \
-            }                                                                                                    \
+            PREFETCH_STEP(PF, _MM_HINT_T0, T, R, VW)  /* every line of the step, PF bytes ahead, into L1 */    \
+            PREFETCH_STEP(PF2, _MM_HINT_T1, T, R, VW) /* and PF2 bytes ahead into L2 */                          \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
             _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                \
                 a[i] = FMA(LD(w0 + i * ld + c), xa, a[i]);                                                       \
