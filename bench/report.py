@@ -3,8 +3,9 @@
 
     /usr/bin/python3 bench/report.py OUT_DIR [PLOT.png [DOC.md]]
 
-Reads OUT_DIR/run-NAME-ROUND.json (NAME = SHAPE-DTYPE[-merged]) and
-OUT_DIR/blas.json.  Each figure is the median over every repeat of every round
+Reads OUT_DIR/pair-NAME-ROUND.json (`skipless bench NAME --compare NAME-merged
+--json`; NAME = SHAPE-DTYPE) or OUT_DIR/run-NAME-ROUND.json (one model each,
+NAME = SHAPE-DTYPE[-merged]) and OUT_DIR/blas.json.  Each figure is the median over every repeat of every round
 (the per-repeat values are in the JSON), with the definitions of
 src/cli/bench.c:
   decode GB/s      = bytes_per_token * decode tokens/s
@@ -12,9 +13,10 @@ src/cli/bench.c:
                      ceiling measured right before and after that decode)
   bound tokens/s   = ceiling GB/s / bytes_per_token
   prefill GFLOP/s  = prefill_flops * prefill tokens/s / prompt_len
-  merge speedup    = merged / unmerged decode tokens/s, paired by round (the two
-                     runs of a round follow each other): the median over rounds of
-                     (merged tokens/s / unmerged tokens/s) of that round, against its
+  merge speedup    = merged / unmerged decode tokens/s, paired: with pair files the
+                     median over every repeat of every round of the per-repeat ratio
+                     (the two models ran back to back in one process); with run files
+                     the median over rounds of the ratio of the two runs' medians; against its
                      bound bytes_per_token unmerged / merged (within 3 %:
                      |speedup / bound - 1| <= 0.03); "pooled": the ratio of the
                      two models' medians over all rounds; "at equal ceiling":
@@ -34,18 +36,27 @@ TARGET_F32, TARGET_F16, TARGET_MERGE, TARGET_PREFILL = 0.92, 0.85, 0.03, 0.70
 
 
 def load_runs(out):
-    """{name: [json of round 1, round 2, ...]}, each json with its "round" number added."""
-    runs = {}
-    for path in glob.glob(os.path.join(out, "run-*.json")):
-        m = re.match(r"run-(.+)-(\d+)\.json$", os.path.basename(path))
-        if m:
-            with open(path) as f:
-                j = json.load(f)
-            j["round"] = int(m.group(2))
-            runs.setdefault(m.group(1), []).append(j)
-    for rs in runs.values():
+    """({name: [json of round 1, round 2, ...]}, {name: [pair json, ...]}): each model json with its
+    "round" number added; pair-NAME-ROUND.json (bench --compare) gives NAME and NAME-merged."""
+    runs, pairs = {}, {}
+    for path in glob.glob(os.path.join(out, "run-*.json")) + glob.glob(os.path.join(out, "pair-*.json")):
+        m = re.match(r"(run|pair)-(.+)-(\d+)\.json$", os.path.basename(path))
+        if not m:
+            continue
+        with open(path) as f:
+            j = json.load(f)
+        rnd, name = int(m.group(3)), m.group(2)
+        models = [(name, j)]
+        if m.group(1) == "pair":
+            models = [(name, j["models"][0]), (name + "-merged", j["models"][1])]
+            j["round"] = rnd
+            pairs.setdefault(name, []).append(j)
+        for n, mj in models:
+            mj["round"] = rnd
+            runs.setdefault(n, []).append(mj)
+    for rs in list(runs.values()) + list(pairs.values()):
         rs.sort(key=lambda j: j["round"])
-    return runs
+    return runs, pairs
 
 
 def ratio_runs(j):
@@ -91,7 +102,7 @@ def summarise(name, rs):
     }
 
 
-def speedups(rows):
+def speedups(rows, pairs):
     by = {r["name"]: r for r in rows}
     out = []
     for r in rows:
@@ -102,14 +113,21 @@ def speedups(rows):
         if not rounds:
             continue
         b = r["bytes_per_token"] / m["bytes_per_token"]
-        # paired by round: the merged run follows the unmerged one, so slow phases of a shared
-        # machine hit both; the median over rounds of the per-round ratios
-        s = statistics.median([m["by_round"][k]["decode_tokens_per_s"] / r["by_round"][k]["decode_tokens_per_s"]
-                               for k in rounds])
+        ps = pairs.get(r["name"])
+        if ps:
+            # bench --compare: the two models ran back to back within every repeat; the median of
+            # all per-repeat ratios of every round
+            s = statistics.median([x for p in ps for x in p["speedup_runs"]])
+            sn = b * statistics.median([y / x for p in ps for x, y in zip(p["models"][0]["decode_ceiling_ratio_runs"],
+                                                                       p["models"][1]["decode_ceiling_ratio_runs"])])
+        else:
+            # separate runs, paired by round (the merged run followed the unmerged one)
+            s = statistics.median([m["by_round"][k]["decode_tokens_per_s"] / r["by_round"][k]["decode_tokens_per_s"]
+                                   for k in rounds])
+            # the same with each decode rate taken relative to the ceiling measured around it
+            sn = b * statistics.median([m["by_round"][k]["decode_ceiling_ratio"] /
+                                        r["by_round"][k]["decode_ceiling_ratio"] for k in rounds])
         pooled = m["decode_tokens_per_s"] / r["decode_tokens_per_s"]
-        # the same with each decode rate taken relative to the ceiling measured around it
-        sn = b * statistics.median([m["by_round"][k]["decode_ceiling_ratio"] / r["by_round"][k]["decode_ceiling_ratio"]
-                                    for k in rounds])
         out.append({"shape": r["shape"], "file_dtype": r["file_dtype"], "dtype": r["dtype"],
                     "merged_dtype": m["dtype"], "speedup": s, "bound": b, "speedup_over_bound": s / b,
                     "speedup_pooled": pooled, "speedup_at_equal_ceiling": sn, "n_rounds": len(rounds),
@@ -155,12 +173,12 @@ def main():
     out = sys.argv[1]
     plot = sys.argv[2] if len(sys.argv) >= 3 and sys.argv[2] else None
     doc = sys.argv[3] if len(sys.argv) == 4 and sys.argv[3] else None
-    runs = load_runs(out)
+    runs, pairs = load_runs(out)
     if not runs:
-        sys.exit("report: no run-*.json in %s" % out)
+        sys.exit("report: no run-*.json or pair-*.json in %s" % out)
     order = lambda n: (n.split("-")[0] != "S", n.split("-")[1] != "F32", n.endswith("-merged"))
     rows = [summarise(n, runs[n]) for n in sorted(runs, key=order)]
-    sp = speedups(rows)
+    sp = speedups(rows, pairs)
     blas = None
     if os.path.exists(os.path.join(out, "blas.json")):
         with open(os.path.join(out, "blas.json")) as f:

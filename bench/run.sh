@@ -9,10 +9,12 @@
 #   L: hidden 4096, 2 layers, 32 heads / 8 KV heads, FFN 14336 (SwiGLU), vocab 32000
 # each in F32 and F16, and their merged forms (q_proj and o_proj removed:
 # `skipless merge --remove qp`; F16 merged kept in F16 when merge has --dtype).
-# Then runs `skipless bench --json` on every model, BENCH_ROUNDS rounds
-# (models interleaved, so slow phases of a shared machine hit all of them)
-# of BENCH_REPEAT repeats each, plus `skipless bench --blas`; writes the JSON
-# to OUT_DIR and hands it to bench/report.py (table, summary, plot).
+# Then runs `skipless bench MODEL --compare MODEL-merged --json` on every
+# pair, BENCH_ROUNDS rounds (pairs interleaved, so slow phases of a shared
+# machine hit all of them) of BENCH_REPEAT repeats each (within a repeat the
+# two models run back to back), plus `skipless bench --blas`; writes the JSON
+# to OUT_DIR (pair-NAME-ROUND.json) and hands it to bench/report.py (table,
+# summary, plot).
 #
 # Environment: BENCH_THREADS (2), BENCH_ROUNDS (3), BENCH_REPEAT (3),
 # BENCH_PROMPT (256), BENCH_GEN (64), BENCH_PLOT (docs/performance.png; empty: no plot),
@@ -124,7 +126,7 @@ for s in $SHAPES; do
 done
 
 # ---- measurements
-rm -f "$OUT"/run-*.json "$OUT"/blas.json
+rm -f "$OUT"/run-*.json "$OUT"/pair-*.json "$OUT"/blas.json
 date -u '+%Y-%m-%d %H:%M UTC' >"$OUT/started"
 cat /proc/loadavg >"$OUT/loadavg-start"
 "$BIN" bench --blas --threads "$THREADS" --json >"$OUT/blas.json"
@@ -132,12 +134,10 @@ r=1
 while [ "$r" -le "$ROUNDS" ]; do
     for s in $SHAPES; do
         for dt in F32 F16; do
-            for m in "" -merged; do
-                name=$s-$dt$m
-                echo "bench: round $r/$ROUNDS: $name"
-                "$BIN" bench "$MODELS/$name" --threads "$THREADS" --repeat "$REPEAT" --prompt-len "$PROMPT" \
-                    --gen "$GEN" --json >"$OUT/run-$name-$r.json"
-            done
+            name=$s-$dt
+            echo "bench: round $r/$ROUNDS: $name and $name-merged"
+            "$BIN" bench "$MODELS/$name" --compare "$MODELS/$name-merged" --threads "$THREADS" --repeat "$REPEAT" \
+                --prompt-len "$PROMPT" --gen "$GEN" --json >"$OUT/pair-$name-$r.json"
         done
     done
     r=$((r + 1))

@@ -511,6 +511,44 @@ else
         fail "bench merged bytes" "merged model not marked merged or not fewer bytes per token than ${ANY_DIR_BYTES:-?}"
     else pass; fi
 fi
+# --compare: the original and its merged form back to back in one process; each model's object
+# passes the single-model checks, and the speedup is recomputed from the per-repeat times
+# shellcheck disable=SC2086
+run bench "$ANY_DIR" --compare "$TMP/verified" $BENCH_SMALL --repeat 3 --json
+if [ "$rc" -ne 0 ]; then fail "bench --compare --json" "exit $rc"
+else
+    CMP=$OUT
+    for k in 0 1; do
+        "$PY" -c 'import json, sys; json.dump(json.load(open(sys.argv[1]))["models"][int(sys.argv[2])], open(sys.argv[3], "w"))' \
+            "$CMP" "$k" "$TMP/compare-$k.json"
+        OUT=$TMP/compare-$k.json
+        if [ "$k" = 0 ]; then check_bench "bench --compare model 0" "$ANY_DIR" 1
+        else check_bench "bench --compare model 1" "$TMP/verified" 1; fi
+    done
+    if ! msg=$("$PY" - "$CMP" 2>&1 <<'EOF'
+import json, statistics, sys
+j = json.load(open(sys.argv[1]))
+a, b = j["models"]
+if a["merged"] or not b["merged"]:
+    sys.exit("merged flags %r/%r, expected false/true" % (a["merged"], b["merged"]))
+runs = [x / y for x, y in zip(a["decode_seconds_runs"], b["decode_seconds_runs"])]
+if len(j["speedup_runs"]) != 3 or any(abs(x - y) > 1e-6 * y for x, y in zip(j["speedup_runs"], runs)):
+    sys.exit("speedup_runs %r, recomputed %r" % (j["speedup_runs"], runs))
+if abs(j["speedup"] - statistics.median(runs)) > 1e-6 * j["speedup"]:
+    sys.exit("speedup %r, median %r" % (j["speedup"], statistics.median(runs)))
+bound = a["bytes_per_token"] / b["bytes_per_token"]
+if abs(j["speedup_bound"] - bound) > 1e-6 * bound or bound <= 1:
+    sys.exit("speedup_bound %r, bytes ratio %r" % (j["speedup_bound"], bound))
+eq = bound * statistics.median([y / x for x, y in zip(a["decode_ceiling_ratio_runs"], b["decode_ceiling_ratio_runs"])])
+if abs(j["speedup_at_equal_ceiling"] - eq) > 1e-6 * eq:
+    sys.exit("speedup_at_equal_ceiling %r, recomputed %r" % (j["speedup_at_equal_ceiling"], eq))
+EOF
+    ); then fail "bench --compare figures" "$msg"; else pass; fi
+fi
+# shellcheck disable=SC2086
+run bench "$ANY_DIR" --compare "$TMP/verified" $BENCH_SMALL
+if [ "$rc" -eq 0 ] && [ "$(grep -c '^decode ' "$OUT")" = 2 ] && grep -q '^compare .*bound x' "$OUT"; then pass
+else fail "bench --compare text" "exit $rc or not two decode lines and a compare line"; fi
 # shellcheck disable=SC2086
 run bench "$ANY" $BENCH_SMALL
 if [ "$rc" -eq 0 ] && grep -q '^decode ' "$OUT" && grep -q '^prefill ' "$OUT" && grep -q '^ceiling ' "$OUT"; then pass
@@ -537,6 +575,23 @@ expect_error "bench --blas --gen" bench --blas --gen 4
 expect_error "bench --blas --no-mmap" bench --blas --no-mmap
 expect_error "bench two models" bench "$ANY" "$ANY"
 expect_error "bench nonexistent model" bench "$TMP/no_such_model"
+expect_error "bench --compare without value" bench "$ANY" --compare
+expect_error "bench --compare nonexistent" bench "$ANY" --compare "$TMP/no_such_model"
+expect_error "bench --blas --compare" bench --blas --compare "$ANY"
+# two models of different vocabulary sizes cannot take the same prompt
+OTHER_VOCAB=$("$PY" - "$MD/models" "$ANY_DIR" <<'EOF'
+import glob, json, os, sys
+want = json.load(open(os.path.join(sys.argv[2], "config.json")))["vocab_size"]
+for c in sorted(glob.glob(os.path.join(sys.argv[1], "*", "config.json"))):
+    if json.load(open(c))["vocab_size"] != want:
+        print(os.path.dirname(c))
+        break
+EOF
+)
+if [ -n "$OTHER_VOCAB" ]; then
+    # shellcheck disable=SC2086
+    expect_error "bench --compare other vocabulary" bench "$ANY_DIR" --compare "$OTHER_VOCAB" $BENCH_SMALL
+else fail "bench --compare other vocabulary" "no test model with another vocab_size"; fi
 
 # ---------------------------------------------------------------- summary
 if [ "$n_fail" -ne 0 ]; then

@@ -1,7 +1,7 @@
 /* bench.c - `skipless bench`: prefill and decode speed against limits measured in the same run.
  *
- *   skipless bench MODEL [--threads T] [--prompt-len N] [--gen N] [--repeat R]
- *                        [--ceiling-mib M] [--no-mmap] [--json]
+ *   skipless bench MODEL [--compare MODEL2] [--threads T] [--prompt-len N] [--gen N]
+ *                        [--repeat R] [--ceiling-mib M] [--no-mmap] [--json]
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
@@ -20,8 +20,15 @@
  *    attention: q.k and the weighted sum of v, for every query/key pair).
  *  - sgemm reference: cblas_sgemm of x[N, hidden] by up_proj's W[ffn, hidden]^T,
  *    the shape of the largest prefill products, same thread count, best of 2.
- * Every repeat measures ceiling, sgemm, prefill and decode in turn; the
- * figures are medians over repeats, ratios are ratios of medians.
+ * Every repeat measures the sgemm, the prefill, the ceiling (3 passes), the
+ * decode steps and the ceiling again (2 passes); the repeat's ceiling is the
+ * best pass, its decode ratio decode GB/s / that ceiling.  The figures are
+ * medians over repeats (the ratio: the median of the per-repeat ratios).
+ * --compare MODEL2 loads both models and runs each repeat for both, back to
+ * back in alternating order (A B, B A, ...); the speedup of MODEL2 over MODEL
+ * is the median over repeats of the per-repeat ratio of decode rates, its
+ * bound bytes per token of MODEL / of MODEL2.  JSON: {"models": [A, B],
+ * "speedup", "speedup_bound", "speedup_at_equal_ceiling", "speedup_runs"}.
  * The model is loaded with the library's default (file mapping used in
  * place) or, with --no-mmap, with skl_model_params.use_mmap false (weights
  * copied onto huge pages); the load time is reported as load_seconds.
@@ -44,7 +51,7 @@
 #include <time.h>
 
 typedef struct {
-    const char *model;
+    const char *model, *compare;
     long threads, prompt_len, gen, repeat, ceiling_mib;
     int json, blas, no_mmap;
 } bench_opts;
@@ -72,13 +79,19 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"--repeat", 1, 1000, offsetof(bench_opts, repeat)},
         {"--ceiling-mib", 16, 1 << 20, offsetof(bench_opts, ceiling_mib)},
     };
-    *o = (bench_opts){NULL, 1, 256, 64, 3, 1024, 0, 0, 0};
+    *o = (bench_opts){NULL, NULL, 1, 256, 64, 3, 1024, 0, 0, 0};
     const char *model_only = NULL; /* an option --blas does not use */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
         if (!strcmp(a, "--blas")) { o->blas = 1; continue; }
         if (!strcmp(a, "--no-mmap")) { o->no_mmap = 1; model_only = a; continue; }
+        if (!strcmp(a, "--compare")) {
+            if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+            o->compare = argv[++i];
+            model_only = a;
+            continue;
+        }
         size_t k = 0, n = sizeof ints / sizeof ints[0];
         while (k < n && strcmp(a, ints[k].name) != 0) k++;
         if (k < n) {
@@ -278,10 +291,6 @@ static int bench_blas(const bench_opts *o) {
 
 /* ---------------------------------------------------------- model bench */
 
-typedef struct {
-    double *ceiling, *sgemm, *prefill_s, *decode_s, *ratio; /* [repeat] each */
-} runs;
-
 /* The share of the model file's resident pages that are mapped as 2 MiB
  * pages (FilePmdMapped / Rss over the process's mappings of that file, from
  * /proc/self/smaps); -1 when not known (no such mapping: --no-mmap, or not
@@ -300,9 +309,9 @@ static double huge_page_share(const char *model) {
     while (fgets(line, sizeof line, f)) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = '\0';
-        unsigned long a, b;
+        unsigned long lo, hi;
         int off = 0;
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &a, &b, &off) == 2 && off > 0) {
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) == 2 && off > 0) {
             in = strcmp(line + off, real) == 0;
         } else if (in && sscanf(line, "Rss: %lf", &v) == 1) {
             rss += v;
@@ -354,176 +363,288 @@ static int run_once(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, i
     return 0;
 }
 
-static int bench_model(const bench_opts *o) {
-    skl_model *m = NULL;
-    skl_context *ctx = NULL;
-    int32_t *prompt = NULL;
-    float *cbuf = NULL;
-    gemm_shape g = {0};
-    runs r = {0};
+/* One benchmarked model: handles, shape, and the measurements of every repeat. */
+typedef struct {
+    const char *path;
+    skl_model *m;
+    skl_context *ctx;
+    skl_hparams hp;
+    skl_weight_counts wc;
+    uint64_t decode_bytes;
+    const char *dtype;
+    char absent[5];
+    double load_s, huge_share;
+    gemm_shape g;
+    double *ceiling, *sgemm, *prefill_s, *decode_s, *ratio; /* [repeat] each */
+} bench_one;
+
+/* Medians and derived figures (definitions at the top of this file). */
+typedef struct {
+    double decode_tps, prefill_tps, ceiling, sgemm, ratio, decode_gbps, prefill_flops, prefill_gflops;
+    uint64_t block_w;
+} figures;
+
+static void one_close(bench_one *b) {
+    free(b->ceiling);
+    free(b->sgemm);
+    free(b->prefill_s);
+    free(b->decode_s);
+    free(b->ratio);
+    gemm_free(&b->g);
+    skl_context_free(b->ctx);
+    skl_model_free(b->m);
+}
+
+/* Load and set up one model; 0, or the command's exit code (message printed). */
+static int one_open(bench_one *b, const char *path, const bench_opts *o) {
     skl_model_params mp;
     skl_model_params_init(&mp);
     mp.use_mmap = !o->no_mmap;
-    double load_t0 = now_s();
-    int ret = 0, rc = skl_model_load(o->model, &mp, &m);
+    b->path = path;
+    double t0 = now_s();
+    int rc = skl_model_load(path, &mp, &b->m);
     if (rc) return lib_error("bench: load", rc);
-    double load_s = now_s() - load_t0;
-    skl_hparams hp;
-    skl_weight_counts wc;
-    skl_blas_info bi;
-    skl_model_hparams(m, &hp);
-    skl_model_weight_counts(m, &wc);
-    uint64_t decode_bytes = skl_model_decode_bytes(m);
-    const char *dtype = skl_model_weight_dtype(m);
-    skl_blas_get_info(&bi);
-    int32_t P = (int32_t)o->prompt_len, G = (int32_t)o->gen, T = (int32_t)o->threads;
-    long R = o->repeat;
-    if ((long)P + G > hp.max_position_embeddings) {
-        ret = usage_error("--prompt-len %d + --gen %d = %ld exceeds the model's max_position_embeddings %d", P, G,
-                          (long)P + G, hp.max_position_embeddings);
-        goto out;
-    }
+    b->load_s = now_s() - t0;
+    skl_model_hparams(b->m, &b->hp);
+    skl_model_weight_counts(b->m, &b->wc);
+    b->decode_bytes = skl_model_decode_bytes(b->m);
+    b->dtype = skl_model_weight_dtype(b->m);
+    absent_projections(b->m, b->hp.num_hidden_layers, b->absent);
+    int32_t P = (int32_t)o->prompt_len, G = (int32_t)o->gen;
+    if ((long)P + G > b->hp.max_position_embeddings)
+        return usage_error("--prompt-len %d + --gen %d = %ld exceeds the max_position_embeddings %d of %s", P, G,
+                           (long)P + G, b->hp.max_position_embeddings, path);
     skl_context_params cp;
     skl_context_params_init(&cp);
     cp.n_ctx = P + G;
-    cp.n_threads = T;
+    cp.n_threads = (int32_t)o->threads;
     cp.n_batch = P; /* the whole prompt in one batch: one sgemm per linear layer */
-    if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("bench: context", rc); goto out; }
+    if ((rc = skl_context_create(b->m, &cp, &b->ctx))) return lib_error("bench: context", rc);
+    size_t R = (size_t)o->repeat;
+    b->ceiling = calloc(R, sizeof(double));
+    b->sgemm = calloc(R, sizeof(double));
+    b->prefill_s = calloc(R, sizeof(double));
+    b->decode_s = calloc(R, sizeof(double));
+    b->ratio = calloc(R, sizeof(double));
+    if (!b->ceiling || !b->sgemm || !b->prefill_s || !b->decode_s || !b->ratio ||
+        gemm_alloc(&b->g, P, b->hp.intermediate_size, b->hp.hidden_size)) {
+        fprintf(stderr, "skipless: bench: out of memory (sgemm %dx%dx%d)\n", P, b->hp.hidden_size,
+                b->hp.intermediate_size);
+        return 2;
+    }
+    return 0;
+}
 
+/* Repeat i of one model: the sgemm, then prefill and decode with the ceiling around the decode. */
+static int one_repeat(bench_one *b, long i, const int32_t *prompt, const bench_opts *o, const float *cbuf,
+                      size_t cbytes) {
+    int T = (int)o->threads;
+    int32_t G = (int32_t)o->gen;
+    b->sgemm[i] = sgemm_gflops(&b->g, T, 2);
+    int rc = run_once(b->ctx, prompt, (int32_t)o->prompt_len, G, b->hp.vocab_size, &b->prefill_s[i],
+                      &b->decode_s[i], cbuf, cbytes, T, &b->ceiling[i]);
+    if (rc) return lib_error("bench: eval", rc);
+    if (b->ceiling[i] <= 0) {
+        fprintf(stderr, "skipless: bench: could not start %d reader threads for the ceiling\n", T);
+        return 2;
+    }
+    b->ratio[i] = (double)b->decode_bytes * G / b->decode_s[i] / 1e9 / b->ceiling[i];
+    return 0;
+}
+
+static figures one_figures(const bench_one *b, const bench_opts *o) {
+    long R = o->repeat;
+    double P = (double)o->prompt_len, G = (double)o->gen, tps[2 * 1000];
+    for (long i = 0; i < R; i++) {
+        tps[i] = G / b->decode_s[i];
+        tps[R + i] = P / b->prefill_s[i];
+    }
+    figures f;
+    f.decode_tps = median(tps, R);
+    f.prefill_tps = median(tps + R, R);
+    f.ceiling = median(b->ceiling, R);
+    f.sgemm = median(b->sgemm, R);
+    f.ratio = median(b->ratio, R);
+    f.decode_gbps = (double)b->decode_bytes * f.decode_tps / 1e9;
+    const skl_weight_counts *wc = &b->wc;
+    f.block_w = wc->q + wc->k + wc->v + wc->o + wc->gate + wc->up + wc->down;
+    double attn_flops = 2.0 * b->hp.num_hidden_layers * b->hp.num_attention_heads * (double)b->hp.head_dim * P * (P + 1.0);
+    f.prefill_flops = 2.0 * P * (double)f.block_w + 2.0 * (double)wc->head + attn_flops;
+    f.prefill_gflops = f.prefill_flops * f.prefill_tps / P / 1e9;
+    return f;
+}
+
+static json_t *one_json(const bench_one *b, const bench_opts *o, size_t cbytes, const skl_blas_info *bi) {
+    figures f = one_figures(b, o);
+    const skl_hparams *hp = &b->hp;
+    long R = o->repeat;
+    double bytes = (double)b->decode_bytes, P = (double)o->prompt_len;
+    json_t *j = json_object();
+    put_str(j, "model", b->path);
+    put_str(j, "dtype", b->dtype);
+    json_object_set_new(j, "merged", json_boolean(b->absent[0] != '\0'));
+    put_str(j, "absent_projections", b->absent);
+    put_int(j, "hidden_size", hp->hidden_size);
+    put_int(j, "num_hidden_layers", hp->num_hidden_layers);
+    put_int(j, "num_attention_heads", hp->num_attention_heads);
+    put_int(j, "num_key_value_heads", hp->num_key_value_heads);
+    put_int(j, "intermediate_size", hp->intermediate_size);
+    put_int(j, "vocab_size", hp->vocab_size);
+    put_int(j, "threads", o->threads);
+    put_int(j, "prompt_len", o->prompt_len);
+    put_int(j, "gen", o->gen);
+    put_int(j, "repeat", R);
+    json_object_set_new(j, "use_mmap", json_boolean(!o->no_mmap));
+    put_real(j, "load_seconds", b->load_s);
+    put_blas(j, bi);
+    put_str(j, "ceiling_kernel", membw_kernel());
+    put_int(j, "ceiling_buffer_bytes", (long long)cbytes);
+    put_int(j, "bytes_per_token", (long long)b->decode_bytes);
+    put_int(j, "linear_weights", (long long)(f.block_w + b->wc.head));
+    put_real(j, "decode_tokens_per_s", f.decode_tps);
+    put_real(j, "decode_gb_per_s", f.decode_gbps);
+    put_real(j, "ceiling_gb_per_s", f.ceiling);
+    put_real(j, "decode_ceiling_ratio", f.ratio);
+    put_real(j, "decode_bound_tokens_per_s", f.ceiling * 1e9 / bytes);
+    put_real(j, "prefill_tokens_per_s", f.prefill_tps);
+    put_real(j, "prefill_bytes_per_token", bytes / P);
+    put_real(j, "prefill_gb_per_s", bytes / P * f.prefill_tps / 1e9);
+    put_real(j, "prefill_flops", f.prefill_flops);
+    put_real(j, "prefill_gflops", f.prefill_gflops);
+    json_object_set_new(j, "sgemm_shape", json_pack("[iii]", (int)o->prompt_len, hp->hidden_size, hp->intermediate_size));
+    put_real(j, "sgemm_gflops", f.sgemm);
+    put_real(j, "prefill_sgemm_ratio", f.prefill_gflops / f.sgemm);
+    put_runs(j, "ceiling_gb_per_s_runs", b->ceiling, R);
+    put_runs(j, "sgemm_gflops_runs", b->sgemm, R);
+    put_runs(j, "prefill_seconds_runs", b->prefill_s, R);
+    put_runs(j, "decode_seconds_runs", b->decode_s, R);
+    put_runs(j, "decode_ceiling_ratio_runs", b->ratio, R);
+    if (b->huge_share >= 0) put_real(j, "weights_huge_page_share", b->huge_share);
+    else json_object_set_new(j, "weights_huge_page_share", json_null());
+    return j;
+}
+
+static void one_text(const bench_one *b, const bench_opts *o, const skl_blas_info *bi) {
+    figures f = one_figures(b, o);
+    const skl_hparams *hp = &b->hp;
+    double bytes = (double)b->decode_bytes, P = (double)o->prompt_len;
+    printf("model    %s: %s, %d layers, hidden %d, %d/%d heads, FFN %d, vocab %d%s%s\n", b->path, b->dtype,
+           hp->num_hidden_layers, hp->hidden_size, hp->num_attention_heads, hp->num_key_value_heads,
+           hp->intermediate_size, hp->vocab_size, b->absent[0] ? ", merged: absent " : "", b->absent);
+    printf("setup    %ld threads, prompt %ld, gen %ld, medians of %ld repeats; BLAS core %s (%s picked %s; CPU %s)\n",
+           o->threads, o->prompt_len, o->gen, o->repeat, bi->openblas ? bi->core : "n/a",
+           bi->openblas ? "OpenBLAS" : "BLAS", bi->openblas ? bi->detected_core : "n/a", bi->cpu_isa);
+    printf("load     %8.2f s      weights %s\n", b->load_s,
+           o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
+    if (b->huge_share >= 0) printf("pages    %8.1f %%    of the mapped weights on 2 MiB pages\n", 100.0 * b->huge_share);
+    printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes around each decode)\n",
+           f.ceiling, o->ceiling_mib, membw_kernel());
+    printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n", f.decode_tps,
+           bytes / 1e9, f.decode_gbps, 100.0 * f.ratio, f.ceiling * 1e9 / bytes);
+    printf("prefill  %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %7.1f GFLOP/s  %5.1f%% of sgemm %ldx%dx%d (%.1f GFLOP/s)\n",
+           f.prefill_tps, bytes / P / 1e9, bytes / P * f.prefill_tps / 1e9, f.prefill_gflops,
+           100.0 * f.prefill_gflops / f.sgemm, o->prompt_len, hp->hidden_size, hp->intermediate_size, f.sgemm);
+}
+
+/* --compare: the second model's decode speed over the first's, paired per
+ * repeat (the two run back to back, in alternating order), and its bound. */
+typedef struct {
+    double speedup, bound, at_equal_ceiling;
+    double *runs; /* [repeat] */
+} comparison;
+
+static int compare(const bench_one *a, const bench_one *b, long R, comparison *c) {
+    c->runs = calloc((size_t)R, sizeof(double));
+    double *eq = calloc((size_t)R, sizeof(double));
+    if (!c->runs || !eq) {
+        free(eq);
+        fprintf(stderr, "skipless: bench: out of memory\n");
+        return 2;
+    }
+    for (long i = 0; i < R; i++) {
+        c->runs[i] = a->decode_s[i] / b->decode_s[i]; /* same number of tokens */
+        eq[i] = b->ratio[i] / a->ratio[i];
+    }
+    c->bound = (double)a->decode_bytes / (double)b->decode_bytes;
+    c->speedup = median(c->runs, R);
+    c->at_equal_ceiling = c->bound * median(eq, R);
+    free(eq);
+    return 0;
+}
+
+static int bench_model(const bench_opts *o) {
+    bench_one b[2];
+    memset(b, 0, sizeof b);
+    comparison cmp = {0};
+    int32_t *prompt = NULL;
+    float *cbuf = NULL;
+    int n = o->compare ? 2 : 1, ret = 0;
+    int32_t P = (int32_t)o->prompt_len;
+    long R = o->repeat;
+    for (int k = 0; k < n && !ret; k++) ret = one_open(&b[k], k ? o->compare : o->model, o);
+    if (ret) goto out;
+    if (n == 2 && b[0].hp.vocab_size != b[1].hp.vocab_size) {
+        ret = usage_error("--compare: %s has vocab_size %d, %s %d; the two must take the same prompt", b[0].path,
+                          b[0].hp.vocab_size, b[1].path, b[1].hp.vocab_size);
+        goto out;
+    }
+    skl_blas_info bi;
+    skl_blas_get_info(&bi);
     size_t cbytes = (size_t)o->ceiling_mib << 20;
     prompt = malloc((size_t)P * sizeof *prompt);
     cbuf = membw_alloc(cbytes);
-    r.ceiling = calloc((size_t)R, sizeof(double));
-    r.sgemm = calloc((size_t)R, sizeof(double));
-    r.prefill_s = calloc((size_t)R, sizeof(double));
-    r.decode_s = calloc((size_t)R, sizeof(double));
-    r.ratio = calloc((size_t)R, sizeof(double));
-    if (!prompt || !cbuf || !r.ceiling || !r.sgemm || !r.prefill_s || !r.decode_s || !r.ratio ||
-        gemm_alloc(&g, P, hp.intermediate_size, hp.hidden_size)) {
-        fprintf(stderr, "skipless: bench: out of memory (ceiling buffer %ld MiB, sgemm %dx%dx%d)\n", o->ceiling_mib, P,
-                hp.hidden_size, hp.intermediate_size);
+    if (!prompt || !cbuf) {
+        fprintf(stderr, "skipless: bench: out of memory (ceiling buffer %ld MiB)\n", o->ceiling_mib);
         ret = 2;
         goto out;
     }
     uint64_t s = 0x5EED;
     for (int32_t i = 0; i < P; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-        prompt[i] = (int32_t)((s >> 33) % (uint64_t)hp.vocab_size);
+        prompt[i] = (int32_t)((s >> 33) % (uint64_t)b[0].hp.vocab_size);
     }
-    /* Warm-up: fault in the weights (F32 ones are read from the file mapping) and start the threads. */
-    double w_prefill, w_decode;
-    if ((rc = run_once(ctx, prompt, P < 8 ? P : 8, 2, hp.vocab_size, &w_prefill, &w_decode, NULL, 0, T, NULL))) {
-        ret = lib_error("bench: eval", rc);
-        goto out;
+    /* Warm-up: fault in the weights (used in place from the file mapping) and start the threads. */
+    for (int k = 0; k < n; k++) {
+        double w_prefill, w_decode;
+        int rc = run_once(b[k].ctx, prompt, P < 8 ? P : 8, 2, b[k].hp.vocab_size, &w_prefill, &w_decode, NULL, 0,
+                          (int)o->threads, NULL);
+        if (rc) { ret = lib_error("bench: eval", rc); goto out; }
+        b[k].huge_share = huge_page_share(b[k].path);
     }
-    double huge_share = huge_page_share(o->model);
-    for (long i = 0; i < R; i++) {
-        r.sgemm[i] = sgemm_gflops(&g, T, 2);
-        if ((rc = run_once(ctx, prompt, P, G, hp.vocab_size, &r.prefill_s[i], &r.decode_s[i], cbuf, cbytes, T,
-                           &r.ceiling[i]))) {
-            ret = lib_error("bench: eval", rc);
-            goto out;
+    for (long i = 0; i < R; i++)
+        for (int j = 0; j < n; j++) { /* pairs alternate their order: A B, B A, A B, ... */
+            int k = n == 2 && (i & 1) ? 1 - j : j;
+            if ((ret = one_repeat(&b[k], i, prompt, o, cbuf, cbytes))) goto out;
         }
-        if (r.ceiling[i] <= 0) {
-            fprintf(stderr, "skipless: bench: could not start %d reader threads for the ceiling\n", T);
-            ret = 2;
-            goto out;
-        }
-        r.ratio[i] = (double)decode_bytes * G / r.decode_s[i] / 1e9 / r.ceiling[i];
-    }
-
-    /* ---- figures (definitions at the top of this file) ---- */
-    double *tps = calloc((size_t)R * 2, sizeof(double));
-    if (!tps) { fprintf(stderr, "skipless: bench: out of memory\n"); ret = 2; goto out; }
-    for (long i = 0; i < R; i++) {
-        tps[i] = G / r.decode_s[i];
-        tps[R + i] = P / r.prefill_s[i];
-    }
-    double decode_tps = median(tps, R), prefill_tps = median(tps + R, R);
-    free(tps);
-    double ceiling = median(r.ceiling, R), sgemm = median(r.sgemm, R), ratio = median(r.ratio, R);
-    double bytes = (double)decode_bytes;
-    double decode_gbps = bytes * decode_tps / 1e9;
-    uint64_t block_w = wc.q + wc.k + wc.v + wc.o + wc.gate + wc.up + wc.down;
-    double attn_flops = 2.0 * hp.num_hidden_layers * hp.num_attention_heads * (double)hp.head_dim * P * (P + 1.0);
-    double prefill_flops = 2.0 * P * (double)block_w + 2.0 * (double)wc.head + attn_flops;
-    double prefill_gflops = prefill_flops * prefill_tps / P / 1e9;
-    char absent[5];
-    absent_projections(m, hp.num_hidden_layers, absent);
+    if (n == 2 && (ret = compare(&b[0], &b[1], R, &cmp))) goto out;
 
     if (o->json) {
-        json_t *j = json_object();
-        put_str(j, "model", o->model);
-        put_str(j, "dtype", dtype);
-        json_object_set_new(j, "merged", json_boolean(absent[0] != '\0'));
-        put_str(j, "absent_projections", absent);
-        put_int(j, "hidden_size", hp.hidden_size);
-        put_int(j, "num_hidden_layers", hp.num_hidden_layers);
-        put_int(j, "num_attention_heads", hp.num_attention_heads);
-        put_int(j, "num_key_value_heads", hp.num_key_value_heads);
-        put_int(j, "intermediate_size", hp.intermediate_size);
-        put_int(j, "vocab_size", hp.vocab_size);
-        put_int(j, "threads", T);
-        put_int(j, "prompt_len", P);
-        put_int(j, "gen", G);
-        put_int(j, "repeat", R);
-        json_object_set_new(j, "use_mmap", json_boolean(!o->no_mmap));
-        put_real(j, "load_seconds", load_s);
-        put_blas(j, &bi);
-        put_str(j, "ceiling_kernel", membw_kernel());
-        put_int(j, "ceiling_buffer_bytes", (long long)cbytes);
-        put_int(j, "bytes_per_token", (long long)decode_bytes);
-        put_int(j, "linear_weights", (long long)(block_w + wc.head));
-        put_real(j, "decode_tokens_per_s", decode_tps);
-        put_real(j, "decode_gb_per_s", decode_gbps);
-        put_real(j, "ceiling_gb_per_s", ceiling);
-        put_real(j, "decode_ceiling_ratio", ratio);
-        put_real(j, "decode_bound_tokens_per_s", ceiling * 1e9 / bytes);
-        put_real(j, "prefill_tokens_per_s", prefill_tps);
-        put_real(j, "prefill_bytes_per_token", bytes / P);
-        put_real(j, "prefill_gb_per_s", bytes / P * prefill_tps / 1e9);
-        put_real(j, "prefill_flops", prefill_flops);
-        put_real(j, "prefill_gflops", prefill_gflops);
-        json_object_set_new(j, "sgemm_shape", json_pack("[iii]", P, hp.hidden_size, hp.intermediate_size));
-        put_real(j, "sgemm_gflops", sgemm);
-        put_real(j, "prefill_sgemm_ratio", prefill_gflops / sgemm);
-        put_runs(j, "ceiling_gb_per_s_runs", r.ceiling, R);
-        put_runs(j, "sgemm_gflops_runs", r.sgemm, R);
-        put_runs(j, "prefill_seconds_runs", r.prefill_s, R);
-        put_runs(j, "decode_seconds_runs", r.decode_s, R);
-        put_runs(j, "decode_ceiling_ratio_runs", r.ratio, R);
-        if (huge_share >= 0) put_real(j, "weights_huge_page_share", huge_share);
-        else json_object_set_new(j, "weights_huge_page_share", json_null());
+        json_t *j = one_json(&b[0], o, cbytes, &bi);
+        if (n == 2) {
+            json_t *top = json_object();
+            json_object_set_new(top, "models", json_pack("[oo]", j, one_json(&b[1], o, cbytes, &bi)));
+            put_real(top, "speedup", cmp.speedup);
+            put_real(top, "speedup_bound", cmp.bound);
+            put_real(top, "speedup_at_equal_ceiling", cmp.at_equal_ceiling);
+            put_runs(top, "speedup_runs", cmp.runs, R);
+            j = top;
+        }
         ret = print_json(j);
     } else {
-        printf("model    %s: %s, %d layers, hidden %d, %d/%d heads, FFN %d, vocab %d%s%s\n", o->model, dtype,
-               hp.num_hidden_layers, hp.hidden_size, hp.num_attention_heads, hp.num_key_value_heads,
-               hp.intermediate_size, hp.vocab_size, absent[0] ? ", merged: absent " : "", absent);
-        printf("setup    %d threads, prompt %d, gen %d, medians of %ld repeats; BLAS core %s (%s picked %s; CPU %s)\n",
-               T, P, G, R, bi.openblas ? bi.core : "n/a", bi.openblas ? "OpenBLAS" : "BLAS",
-               bi.openblas ? bi.detected_core : "n/a", bi.cpu_isa);
-        printf("load     %8.2f s      weights %s\n", load_s,
-               o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
-        if (huge_share >= 0) printf("pages    %8.1f %%    of the mapped weights on 2 MiB pages\n", 100.0 * huge_share);
-        printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes around each decode)\n",
-               ceiling, o->ceiling_mib, membw_kernel());
-        printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n",
-               decode_tps, bytes / 1e9, decode_gbps, 100.0 * ratio, ceiling * 1e9 / bytes);
-        printf("prefill  %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %7.1f GFLOP/s  %5.1f%% of sgemm %dx%dx%d (%.1f GFLOP/s)\n",
-               prefill_tps, bytes / P / 1e9, bytes / P * prefill_tps / 1e9, prefill_gflops,
-               100.0 * prefill_gflops / sgemm, P, hp.hidden_size, hp.intermediate_size, sgemm);
+        for (int k = 0; k < n; k++) {
+            if (k) putchar('\n');
+            one_text(&b[k], o, &bi);
+        }
+        if (n == 2)
+            printf("\ncompare  %s over %s: decode x%.3f (median of %ld back-to-back pairs), bound x%.3f (bytes per "
+                   "token), %.3f of the bound; at equal ceiling x%.3f\n",
+                   b[1].path, b[0].path, cmp.speedup, R, cmp.bound, cmp.speedup / cmp.bound, cmp.at_equal_ceiling);
     }
 out:
-    free(r.ceiling);
-    free(r.sgemm);
-    free(r.prefill_s);
-    free(r.decode_s);
-    free(r.ratio);
-    gemm_free(&g);
+    free(cmp.runs);
     membw_free(cbuf);
     free(prompt);
-    skl_context_free(ctx);
-    skl_model_free(m);
+    for (int k = 0; k < 2; k++) one_close(&b[k]);
     return ret;
 }
 
