@@ -237,10 +237,11 @@ def main():
         f.write(md_table(h1, t1) + "\n\n" + md_table(h2, t2) + "\n\n" + md_table(["target", "measured", ""], t3) + "\n")
     dat = os.path.join(out, "plot.dat")
     with open(dat, "w") as f:
-        f.write("# label measured_tok_s bound_tok_s (ceiling / bytes per token)\n")
+        f.write("# label measured_tok_s bound_tok_s (ceiling / bytes per token) decode_ceiling_ratio\n")
         for r in rows:
             label = r["name"] + (" (%s in memory)" % r["dtype"] if r["dtype"] != r["file_dtype"] else "")
-            f.write('"%s" %.4f %.4f\n' % (label, r["decode_tokens_per_s"], r["decode_bound_tokens_per_s"]))
+            f.write('"%s" %.4f %.4f %.4f\n' % (label, r["decode_tokens_per_s"], r["decode_bound_tokens_per_s"],
+                                               r["decode_ceiling_ratio"]))
     if plot:
         gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")
         title = "decode, %d threads, %s" % (rows[0]["threads"], mach.get("Model name", ""))
@@ -308,7 +309,7 @@ def rewrite_doc(doc, out, rows, blas, tables):
             "prompt %d, gen %d; load average %s at the start and %s at the end (1, 5, 15 min). "
             "Figures are medians over all repeats (%d per model); %% of ceiling is the median of the per-repeat "
             "ratios to the ceiling measured right around each decode, and a merge speedup the median of the "
-            "per-round ratios of the two models' decode rates.\n" % (
+            "per-repeat ratios of the two models' decode rates (back to back in one process, `bench --compare`).\n" % (
                 when, r0["n_rounds"], r0["repeat"], r0["threads"], r0["prompt_len"], r0["gen"], " ".join(load0), " ".join(load1), r0["n_samples"]))
     if note:
         head = "> **%s.** The tables below are not final; re-run `make bench` on a quiet machine.\n\n" % note + head
