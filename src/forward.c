@@ -230,11 +230,7 @@ static void rope_row(float *row, int32_t n_heads, int32_t hd, int32_t rot, const
 
 /* Softmax of s[0, len) in place; s[len, width) set to 0. */
 static void softmax_row(float *s, int32_t len, int32_t width) {
-    float mx = s[0], sum = 0.0f;
-    for (int32_t j = 1; j < len; j++) mx = s[j] > mx ? s[j] : mx;
-    for (int32_t j = 0; j < len; j++) sum += (s[j] = expf(s[j] - mx));
-    float inv = 1.0f / sum;
-    for (int32_t j = 0; j < len; j++) s[j] *= inv;
+    skl_softmax(s, len, 1.0f);
     for (int32_t j = len; j < width; j++) s[j] = 0.0f;
 }
 
@@ -324,8 +320,7 @@ static void attn_decode_head(void *arg, int64_t h) {
     float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)h * c->n_ctx;
     size_t koff = (size_t)(h / group) * hd;
     skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)kvd, hd, c->q + (size_t)h * hd, s, 0, t->len);
-    for (int32_t j = 0; j < t->len; j++) s[j] *= scale;
-    softmax_row(s, t->len, t->len);
+    skl_softmax(s, t->len, scale);
     skl_axpy_rows(t->vc + koff, (size_t)kvd, t->len, hd, s, c->att + (size_t)h * hd);
 }
 

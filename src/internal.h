@@ -161,6 +161,9 @@ int skl_kernels_force(int id);
 void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1);
 /* out[cols] = sum_j p[j] V[j * ld + c] (fp32). */
 void skl_axpy_rows(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out);
+/* s[j] = exp(scale s[j] - max) / sum over j in [0, len), in place, len >= 1
+ * (attention weights; exp with a polynomial of about 2 ulp in the vector variants). */
+void skl_softmax(float *s, int32_t len, float scale);
 /* dst[n] = src[n] of dtype, widened to fp32 (exact). */
 void skl_to_f32(int dtype, const void *src, float *dst, size_t n);
 float skl_f16_to_f32(uint16_t h);

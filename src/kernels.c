@@ -21,6 +21,7 @@
  * count). */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -127,6 +128,14 @@ static void axpy_rows_generic(const float *V, size_t ld, int32_t rows, int32_t c
         float pj = p[j];
         for (int32_t c = 0; c < cols; c++) out[c] += pj * v[c];
     }
+}
+
+static void softmax_generic(float *s, int32_t len, float scale) {
+    float mx = scale * s[0], sum = 0.0f;
+    for (int32_t j = 1; j < len; j++) mx = scale * s[j] > mx ? scale * s[j] : mx;
+    for (int32_t j = 0; j < len; j++) sum += (s[j] = expf(scale * s[j] - mx));
+    float inv = 1.0f / sum;
+    for (int32_t j = 0; j < len; j++) s[j] *= inv;
 }
 
 static void to_f32_generic(int dtype, const void *src, float *dst, size_t n) {
@@ -344,6 +353,83 @@ AVX2 static void axpy_rows_avx2(const float *V, size_t ld, int32_t rows, int32_t
     }
 }
 
+/* exp(x) for x <= 0 (softmax after subtracting the max): Cephes' expf
+ * (range reduction by ln 2 in two parts, degree-7 polynomial; about 2 ulp);
+ * below -87.3 (where expf underflows) it returns about 1e-38 instead of a
+ * subnormal or 0, which no softmax sum notices; nan stays nan. */
+#define EXP_C1 0.693359375f
+#define EXP_C2 -2.12194440e-4f
+#define EXP_POLY(FMA, SET1, r)                                                                                   \
+    FMA(FMA(FMA(FMA(FMA(SET1(1.9875691500e-4f), r, SET1(1.3981999507e-3f)), r, SET1(8.3334519073e-3f)), r,   \
+                SET1(4.1665795894e-2f)),                                                                          \
+            r, SET1(1.6666665459e-1f)),                                                                           \
+        r, SET1(5.0000001201e-1f))
+
+AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x); /* nan in x stays */
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_C1), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(EXP_C2), r);
+    __m512 p = EXP_POLY(_mm512_fmadd_ps, _mm512_set1_ps, r);
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+AVX512 static void softmax_avx512(float *s, int32_t len, float scale) {
+    __m512 sc = _mm512_set1_ps(scale), mx = _mm512_set1_ps(scale * s[0]);
+    int32_t j = 0;
+    for (; j + 16 <= len; j += 16) mx = _mm512_max_ps(mx, _mm512_mul_ps(sc, _mm512_loadu_ps(s + j)));
+    float m = _mm512_reduce_max_ps(mx);
+    for (; j < len; j++) m = scale * s[j] > m ? scale * s[j] : m;
+    __m512 vm = _mm512_set1_ps(m), sum = _mm512_setzero_ps();
+    for (j = 0; j < len; j += 16) {
+        __mmask16 k = len - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - j)) - 1);
+        __m512 e = exp512(_mm512_fmsub_ps(sc, _mm512_maskz_loadu_ps(k, s + j), vm));
+        _mm512_mask_storeu_ps(s + j, k, e);
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (j = 0; j < len; j += 16) {
+        __mmask16 k = len - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - j)) - 1);
+        _mm512_mask_storeu_ps(s + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + j), inv));
+    }
+}
+
+AVX2 static inline __m256 exp256(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_C1), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(EXP_C2), r);
+    __m256 p = EXP_POLY(_mm256_fmadd_ps, _mm256_set1_ps, r);
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* 2^n for n in [-126, 0]: the exponent field */
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AVX2 static void softmax_avx2(float *s, int32_t len, float scale) {
+    __m256 sc = _mm256_set1_ps(scale), mx = _mm256_set1_ps(scale * s[0]);
+    int32_t j = 0;
+    for (; j + 8 <= len; j += 8) mx = _mm256_max_ps(mx, _mm256_mul_ps(sc, _mm256_loadu_ps(s + j)));
+    float t[8], m;
+    _mm256_storeu_ps(t, mx);
+    m = t[0];
+    for (int i = 1; i < 8; i++) m = t[i] > m ? t[i] : m;
+    for (int32_t i = j; i < len; i++) m = scale * s[i] > m ? scale * s[i] : m;
+    __m256 vm = _mm256_set1_ps(m), sum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= len; j += 8) {
+        __m256 e = exp256(_mm256_fmsub_ps(sc, _mm256_loadu_ps(s + j), vm));
+        _mm256_storeu_ps(s + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float tail = 0.0f;
+    for (int32_t i = j; i < len; i++) tail += (s[i] = expf(scale * s[i] - m));
+    float inv = 1.0f / (hsum256(sum) + tail);
+    for (j = 0; j < len; j++) s[j] *= inv;
+}
+
 AVX512 static void to_f32_avx512(int dtype, const void *src, float *dst, size_t n) {
     if (dtype == SKL_DT_F32) {
         memcpy(dst, src, n * sizeof(float));
@@ -381,15 +467,17 @@ typedef struct kernels {
     gemv_fn gemv[3]; /* by SKL_DT_* */
     void (*axpy_rows)(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out);
     void (*to_f32)(int dtype, const void *src, float *dst, size_t n);
+    void (*softmax)(float *s, int32_t len, float scale);
 } kernels;
 
 static const kernels table[SKL_KERN_COUNT] = {
     [SKL_KERN_GENERIC] = {"generic", {gemv_f32_generic, gemv_f16_generic, gemv_bf16_generic}, axpy_rows_generic,
-                          to_f32_generic},
+                          to_f32_generic, softmax_generic},
 #if SKL_X86
-    [SKL_KERN_AVX2] = {"avx2", {gemv_f32_avx2, gemv_f16_avx2, gemv_bf16_avx2}, axpy_rows_avx2, to_f32_avx2},
+    [SKL_KERN_AVX2] = {"avx2", {gemv_f32_avx2, gemv_f16_avx2, gemv_bf16_avx2}, axpy_rows_avx2, to_f32_avx2,
+                       softmax_avx2},
     [SKL_KERN_AVX512] = {"avx512", {gemv_f32_avx512, gemv_f16_avx512, gemv_bf16_avx512}, axpy_rows_avx512,
-                         to_f32_avx512},
+                         to_f32_avx512, softmax_avx512},
 #endif
 };
 
@@ -446,3 +534,5 @@ void skl_axpy_rows(const float *V, size_t ld, int32_t rows, int32_t cols, const 
 }
 
 void skl_to_f32(int dtype, const void *src, float *dst, size_t n) { K()->to_f32(dtype, src, dst, n); }
+
+void skl_softmax(float *s, int32_t len, float scale) { K()->softmax(s, len, scale); }

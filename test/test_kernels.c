@@ -135,6 +135,45 @@ START_TEST(test_axpy_rows_vs_f64) {
 }
 END_TEST
 
+/* skl_softmax against exp in float64: every length's tail path, scores spread over a wide range
+ * (some far below the max, where the vector exp's clamp at -87 shows), and nan propagation. */
+START_TEST(test_softmax_vs_f64) {
+    if (!skl_kernels_supported(_i)) return;
+    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    static const int32_t lens[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 301};
+    static const float scales[] = {1.0f, 0.125f, 30.0f};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+        for (size_t si = 0; si < sizeof scales / sizeof *scales; si++) {
+            int32_t len = lens[li];
+            float scale = scales[si], s[301];
+            double ref[301], mx = -INFINITY, sum = 0.0;
+            float ref_in[301];
+            for (int32_t j = 0; j < len; j++) ref_in[j] = s[j] = (float)(4.0 * urand());
+            for (int32_t j = 0; j < len; j++) mx = fmax(mx, (double)scale * s[j]);
+            for (int32_t j = 0; j < len; j++) sum += (ref[j] = exp((double)scale * s[j] - mx));
+            skl_softmax(s, len, scale);
+            double total = 0.0;
+            for (int32_t j = 0; j < len; j++) {
+                double r = ref[j] / sum;
+                total += s[j];
+                /* a few ulp of exp, the float sum and the division, plus the rounding of the float
+                 * argument scale * s - max (relative 2^-24 of each term, times the argument's size
+                 * in exp); absolute below ~1e-37 */
+                double arg_err = 0x1.0p-23 * (fabs((double)scale * ref_in[j]) + fabs(mx));
+                ck_assert_msg(fabs(s[j] - r) <= (2e-6 + arg_err) * r + 1e-37, "%s len %d scale %g j %d: %.9g vs %.9g",
+                              skl_kernels_name(_i), len, scale, j, s[j], r);
+            }
+            ck_assert_msg(fabs(total - 1.0) < 1e-5, "%s len %d: weights sum to %.9g", skl_kernels_name(_i), len, total);
+        }
+    float n[20];
+    for (int j = 0; j < 20; j++) n[j] = (float)j;
+    n[17] = NAN;
+    skl_softmax(n, 20, 1.0f);
+    ck_assert_msg(isnan(n[17]) && isnan(n[0]), "%s: nan score does not give nan weights", skl_kernels_name(_i));
+    skl_kernels_force(-1);
+}
+END_TEST
+
 /* All 65536 halves and bfloat16s widen exactly, through every variant's vector path. */
 START_TEST(test_widen_exhaustive) {
     if (!skl_kernels_supported(_i)) return;
@@ -361,6 +400,7 @@ Suite *kernels_suite(void) {
     tcase_add_test(tc, test_narrow_rounding);
     tcase_add_loop_test(tc, test_gemv_vs_f64, 0, SKL_KERN_COUNT);
     tcase_add_loop_test(tc, test_axpy_rows_vs_f64, 0, SKL_KERN_COUNT);
+    tcase_add_loop_test(tc, test_softmax_vs_f64, 0, SKL_KERN_COUNT);
     tcase_add_loop_test(tc, test_widen_exhaustive, 0, SKL_KERN_COUNT);
     suite_add_tcase(s, tc);
     tc = tcase_create("models");
