@@ -31,11 +31,15 @@ struct skl_context {
     int32_t n_ctx, n_threads, n_batch;
     bool logits_all;
     int32_t n_past;
-    float *kcache, *vcache;   /* [L, n_ctx, KV*hd] each; keys stored after RoPE */
+    /* [L, KV, n_ctx, hd] each, head-major: the cached keys (after RoPE) and
+     * values of one KV head are contiguous, so decode attention streams them
+     * instead of gathering 4-line pieces 2 KiB apart */
+    float *kcache, *vcache;
     float *rope_cos, *rope_sin; /* [n_ctx, rotary_dim/2] */
     /* scratch for one batch of nb <= n_batch tokens */
     float *x;      /* [nb, d] the stream */
     float *q;      /* [nb, H*hd] queries (a rotated copy of x when q_proj is absent) */
+    float *k, *v;  /* [nb, KV*hd] this batch's keys and values, before they go to the cache */
     float *att;    /* [nb, H*hd] attention output, heads concatenated */
     float *h;      /* [nb, d] o_proj output */
     float *g, *u;  /* [nb, f] FFN hidden (gate, up) */
@@ -65,7 +69,7 @@ void skl_context_params_init(skl_context_params *p) {
 
 void skl_context_free(skl_context *c) {
     if (!c) return;
-    free(c->kcache); free(c->vcache); free(c->rope_cos); free(c->rope_sin);
+    free(c->kcache); free(c->vcache); free(c->rope_cos); free(c->rope_sin); free(c->k); free(c->v);
     free(c->x); free(c->q); free(c->att); free(c->h); free(c->g); free(c->u);
     free(c->ffo); free(c->scores); free(c->logits); free(c->bvec); free(c->wtile);
     skl_pool_free(c->pool);
@@ -115,6 +119,8 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     c->rope_sin = falloc((uint64_t)p.n_ctx, half);
     c->x = falloc(nb, d);
     c->q = falloc(nb, qd);
+    c->k = falloc(nb, kvd);
+    c->v = falloc(nb, kvd);
     c->att = falloc(nb, qd);
     c->h = falloc(nb, d);
     c->g = falloc(nb, f);
@@ -150,7 +156,7 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
         c->wtile = falloc(c->tile_elems, 1);
         tile_ok = c->wtile != NULL;
     }
-    if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->att ||
+    if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->k || !c->v || !c->att ||
         !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok) {
         skl_context_free(c);
         return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory for a %d-token context (KV cache %llu MiB)",
@@ -315,13 +321,13 @@ static void attn_decode_head(void *arg, int64_t h) {
     const attn_task *t = arg;
     skl_context *c = t->c;
     const skl_hparams *hp = &c->m->hp;
-    int32_t H = hp->num_attention_heads, hd = hp->head_dim, kvd = hp->num_key_value_heads * hd;
+    int32_t H = hp->num_attention_heads, hd = hp->head_dim;
     int32_t group = H / hp->num_key_value_heads;
     float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)h * c->n_ctx;
-    size_t koff = (size_t)(h / group) * hd;
-    skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)kvd, hd, c->q + (size_t)h * hd, s, 0, t->len);
+    size_t koff = (size_t)(h / group) * c->n_ctx * hd; /* this KV head's [n_ctx, hd] block */
+    skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)hd, hd, c->q + (size_t)h * hd, s, 0, t->len);
     skl_softmax(s, t->len, scale);
-    skl_axpy_rows(t->vc + koff, (size_t)kvd, t->len, hd, s, c->att + (size_t)h * hd);
+    skl_axpy_rows(t->vc + koff, (size_t)hd, t->len, hd, s, c->att + (size_t)h * hd);
 }
 
 /* ------------------------------------------------------ prefill: sgemm path */
@@ -411,13 +417,13 @@ static void attention_batch(skl_context *c, int32_t layer, int32_t pos0, int32_t
         int32_t qb = n - i0 < c->qblock ? n - i0 : c->qblock, width = pos0 + i0 + qb;
         for (int32_t h = 0; h < H; h++) /* S_h[qb, width] = scale Q_h K_h^T */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, width, hd, scale,
-                        c->q + (size_t)i0 * qd + (size_t)h * hd, qd, kc + (size_t)(h / group) * hd, kvd, 0.0f,
+                        c->q + (size_t)i0 * qd + (size_t)h * hd, qd, kc + (size_t)(h / group) * c->n_ctx * hd, hd, 0.0f,
                         c->scores + (size_t)h * qb * width, width);
         softmax_task st = {c->scores, H, qb, width, pos0 + i0 + 1};
         skl_pool_for(c->pool, n_chunks((int64_t)H * qb, ROW_CHUNK), softmax_chunk, &st);
         for (int32_t h = 0; h < H; h++) /* att_h[qb, hd] = P_h V_h */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, width, 1.0f,
-                        c->scores + (size_t)h * qb * width, width, vc + (size_t)(h / group) * hd, kvd, 0.0f,
+                        c->scores + (size_t)h * qb * width, width, vc + (size_t)(h / group) * c->n_ctx * hd, hd, 0.0f,
                         c->att + (size_t)i0 * qd + (size_t)h * hd, qd);
     }
 }
@@ -466,8 +472,7 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
 
     for (int32_t l = 0; l < hp->num_hidden_layers; l++) {
         const skl_layer *L = &m->layers[l];
-        float *kdst = c->kcache + ((size_t)l * c->n_ctx + (size_t)pos0) * kvd; /* [n, kvd] */
-        float *vdst = c->vcache + ((size_t)l * c->n_ctx + (size_t)pos0) * kvd;
+        float *kdst = c->k, *vdst = c->v; /* [n, kvd], copied into the head-major cache below */
         if (one) {
             mv_task t = {.jobs = {job(&L->q, c->x, d, c->q, qd), job(&L->k, c->x, d, kdst, kvd),
                                   job(&L->v, c->x, d, vdst, kvd)},
@@ -485,6 +490,13 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
                 rope_row(c->q + (size_t)i * qd, H, hd, rot, cs, sn);
                 rope_row(kdst + (size_t)i * kvd, KV, hd, rot, cs, sn);
             }
+        for (int32_t g = 0; g < KV; g++) {
+            size_t at = (((size_t)l * KV + (size_t)g) * c->n_ctx + (size_t)pos0) * hd;
+            for (int32_t i = 0; i < n; i++) {
+                memcpy(c->kcache + at + (size_t)i * hd, kdst + (size_t)i * kvd + (size_t)g * hd, (size_t)hd * 4);
+                memcpy(c->vcache + at + (size_t)i * hd, vdst + (size_t)i * kvd + (size_t)g * hd, (size_t)hd * 4);
+            }
+        }
         if (one) {
             attn_task at = {c, c->kcache + (size_t)l * c->n_ctx * kvd, c->vcache + (size_t)l * c->n_ctx * kvd,
                             pos0 + 1};

@@ -295,7 +295,11 @@ GEMV512(bf16, uint16_t, LD512_BF16, 8, PF_L1, PF_L2)
 GEMV256(bf16, uint16_t, LD256_BF16, 4, PF_BYTES, 0)
 #undef ELEM
 
-/* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld). */
+/* out[cols] = sum_j p[j] V[j, :] (value rows with leading dimension ld).  The
+ * value rows of decode attention come from memory (the weights streamed since
+ * the last token evicted them): the AVX-512 loop prefetches the 64-column
+ * block of the row AXPY_AHEAD rows ahead. */
+#define AXPY_AHEAD 8
 AVX512 static void axpy_rows_avx512(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p,
                                     float *out) {
     int32_t c = 0;
@@ -303,6 +307,10 @@ AVX512 static void axpy_rows_avx512(const float *V, size_t ld, int32_t rows, int
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (int32_t j = 0; j < rows; j++) {
             const float *v = V + (size_t)j * ld + c;
+            _mm_prefetch((const char *)(v + AXPY_AHEAD * ld), _MM_HINT_T0); /* past the end: harmless */
+            _mm_prefetch((const char *)(v + AXPY_AHEAD * ld) + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)(v + AXPY_AHEAD * ld) + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)(v + AXPY_AHEAD * ld) + 192, _MM_HINT_T0);
             __m512 pj = _mm512_set1_ps(p[j]);
             a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v), a0);
             a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16), a1);
