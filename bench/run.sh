@@ -16,7 +16,7 @@
 # to OUT_DIR (pair-NAME-ROUND.json) and hands it to bench/report.py (table,
 # summary, plot).
 #
-# Environment: BENCH_THREADS (2), BENCH_ROUNDS (3), BENCH_REPEAT (3),
+# Environment: BENCH_THREADS (2), BENCH_ROUNDS (3), BENCH_REPEAT (4: even, so both orders of a pair run equally often),
 # BENCH_PROMPT (256), BENCH_GEN (64), BENCH_PLOT (docs/performance.png; empty: no plot),
 # BENCH_SHAPES ("S L"; "T" is a tiny shape that checks the harness in seconds),
 # BENCH_NOTE (put in the plot title and above the tables, e.g. "PRELIMINARY"),
@@ -32,7 +32,7 @@ BIN=$1
 OUT=$2
 THREADS=${BENCH_THREADS:-2}
 ROUNDS=${BENCH_ROUNDS:-3}
-REPEAT=${BENCH_REPEAT:-3}
+REPEAT=${BENCH_REPEAT:-4}
 PROMPT=${BENCH_PROMPT:-256}
 GEN=${BENCH_GEN:-64}
 PLOT=${BENCH_PLOT-docs/performance.png}
