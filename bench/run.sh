@@ -110,20 +110,19 @@ for s in $SHAPES; do
     done
 done
 
-# ---- cold start: drop each model file's page cache (the kernel drops only clean pages nobody
-# maps), so the first load reads it through libskipless's huge-page-advised mapping into
-# 2 MiB folios, as a first load after a download or a reboot does.  A file the page cache
-# already holds in 4 KiB folios (e.g. just read by another program) is mapped on 4 KiB
-# pages and decodes a few per cent slower; bench reports the share as
-# weights_huge_page_share.
-for s in $SHAPES; do
-    for dt in F32 F16; do
-        for m in "" -merged; do
-            dd if="$MODELS/$s-$dt$m/model.safetensors" iflag=nocache count=0 status=none ||
-                echo "bench: could not drop the page cache of $s-$dt$m (measuring as cached)" >&2
-        done
-    done
-done
+# ---- cold start, every round: drop the pair's model files from the page cache (the kernel
+# drops only clean pages nobody maps) before the pair runs, so the first load reads them
+# through libskipless's huge-page-advised mapping into 2 MiB folios, as a first load after a
+# download or a reboot does (a file the page cache already holds in 4 KiB folios is mapped on
+# 4 KiB pages and decodes a few per cent slower; bench reports weights_huge_page_share).
+# Doing it every round also gives each round fresh physical pages: on the shared test
+# machine some page-cache regions read 25 % slower than others (docs/performance.md, "Slow
+# page-cache regions"), and with one placement for the whole run one model of a pair could
+# keep a slow region in every round; medians over rounds now sample several placements.
+drop_cache() {
+    dd if="$1/model.safetensors" iflag=nocache count=0 status=none ||
+        echo "bench: could not drop the page cache of $1 (measuring as cached)" >&2
+}
 
 # ---- measurements
 rm -f "$OUT"/run-*.json "$OUT"/pair-*.json "$OUT"/blas.json
@@ -136,6 +135,8 @@ while [ "$r" -le "$ROUNDS" ]; do
         for dt in F32 F16; do
             name=$s-$dt
             echo "bench: round $r/$ROUNDS: $name and $name-merged"
+            drop_cache "$MODELS/$name"
+            drop_cache "$MODELS/$name-merged"
             "$BIN" bench "$MODELS/$name" --compare "$MODELS/$name-merged" --threads "$THREADS" --repeat "$REPEAT" \
                 --prompt-len "$PROMPT" --gen "$GEN" --json >"$OUT/pair-$name-$r.json"
         done
