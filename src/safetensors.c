@@ -44,6 +44,20 @@ int skl_json_parse(const char *text, size_t len, const char *what, json_t **out)
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
+/* An anonymous mapping of len bytes (rounded up to whole pages) starting at a
+ * 2 MiB-aligned address: len + 2 MiB are mapped, then the ends around the
+ * aligned part are unmapped.  MAP_FAILED (errno set) on failure. */
+static uint8_t *map_anon_aligned(size_t len, int prot, int flags) {
+    size_t span = len + HUGE_PAGE;
+    uint8_t *raw = mmap(NULL, span, prot, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+    if (raw == MAP_FAILED) return MAP_FAILED;
+    uint8_t *a = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    uint8_t *end = (uint8_t *)(((uintptr_t)a + len + 4095) & ~(uintptr_t)4095);
+    if (a > raw) munmap(raw, (size_t)(a - raw));
+    if (end < raw + span) munmap(end, (size_t)(raw + span - end));
+    return a;
+}
+
 /* Read the whole file into anonymous memory aligned to (and padded to) 2 MiB,
  * advised for transparent huge pages (skl_model_params.use_mmap false):
  * batch-1 decode streams every weight once per token, and huge pages avoid
@@ -51,12 +65,9 @@ int skl_json_parse(const char *text, size_t len, const char *what, json_t **out)
  * file's page cache is dropped afterwards so the weights are not held twice. */
 static int read_to_huge_pages(const char *path, int fd, size_t len, skl_buf *b) {
     size_t alloc = (len + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    uint8_t *raw = mmap(NULL, alloc + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
+    uint8_t *p = map_anon_aligned(alloc, PROT_READ | PROT_WRITE, 0);
+    if (p == MAP_FAILED)
         return skl_fail(SKL_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", path, len);
-    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (p > raw) munmap(raw, (size_t)(p - raw));
-    if (p + alloc < raw + alloc + HUGE_PAGE) munmap(p + alloc, (size_t)(raw + alloc + HUGE_PAGE - (p + alloc)));
 #ifdef MADV_HUGEPAGE
     (void)madvise(p, alloc, MADV_HUGEPAGE); /* advice only: 4 KiB pages still work */
 #endif
@@ -93,21 +104,15 @@ static int read_to_huge_pages(const char *path, int fd, size_t len, skl_buf *b) 
  * the kernel evicts them.  MAP_FAILED (errno set) on failure. */
 static void *map_aligned(int fd, size_t len) {
     if (len < HUGE_PAGE) return mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw == MAP_FAILED) return MAP_FAILED;
-    uint8_t *a = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    /* reserve the aligned range, then map the file exactly over it */
+    uint8_t *a = map_anon_aligned(len, PROT_NONE, MAP_NORESERVE);
+    if (a == MAP_FAILED) return MAP_FAILED;
     void *p = mmap(a, len, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
         int e = errno;
-        munmap(raw, len + HUGE_PAGE);
+        munmap(a, len);
         errno = e;
-        return MAP_FAILED;
     }
-    /* Release the reservation around the file mapping (page-granular ends). */
-    size_t map_end = ((uintptr_t)a + len + 4095) & ~(uintptr_t)4095;
-    if (a > raw) munmap(raw, (size_t)(a - raw));
-    uint8_t *raw_end = raw + len + HUGE_PAGE;
-    if ((uint8_t *)map_end < raw_end) munmap((void *)map_end, (size_t)(raw_end - (uint8_t *)map_end));
     return p;
 }
 
