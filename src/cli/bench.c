@@ -50,6 +50,8 @@
 #include <string.h>
 #include <time.h>
 
+enum { MAX_REPEAT = 1000 }; /* --repeat limit; one_figures keeps 2 values per repeat on the stack */
+
 typedef struct {
     const char *model, *compare;
     long threads, prompt_len, gen, repeat, ceiling_mib;
@@ -76,7 +78,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"--threads", 1, 1024, offsetof(bench_opts, threads)},
         {"--prompt-len", 1, 65536, offsetof(bench_opts, prompt_len)},
         {"--gen", 1, 65536, offsetof(bench_opts, gen)},
-        {"--repeat", 1, 1000, offsetof(bench_opts, repeat)},
+        {"--repeat", 1, MAX_REPEAT, offsetof(bench_opts, repeat)},
         {"--ceiling-mib", 16, 1 << 20, offsetof(bench_opts, ceiling_mib)},
     };
     *o = (bench_opts){NULL, NULL, 1, 256, 64, 3, 1024, 0, 0, 0};
@@ -454,7 +456,7 @@ static int one_repeat(bench_one *b, long i, const int32_t *prompt, const bench_o
 
 static figures one_figures(const bench_one *b, const bench_opts *o) {
     long R = o->repeat;
-    double P = (double)o->prompt_len, G = (double)o->gen, tps[2 * 1000];
+    double P = (double)o->prompt_len, G = (double)o->gen, tps[2 * MAX_REPEAT];
     for (long i = 0; i < R; i++) {
         tps[i] = G / b->decode_s[i];
         tps[R + i] = P / b->prefill_s[i];
