@@ -267,12 +267,17 @@ typedef struct mv_task {
 
 #define CHUNK_BYTES ((int64_t)256 << 10)
 
-static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
-    const skl_tensor *w = &j->L->w, *b = &j->L->b;
-    if (!w->data) memcpy(j->y + r0, j->x + r0, (size_t)(r1 - r0) * sizeof(float));
-    else skl_gemv(w->dtype, w->data, (size_t)w->cols, j->in, j->x, j->y, (int32_t)r0, (int32_t)r1);
+static void add_bias(const mv *j, int64_t r0, int64_t r1) {
+    const skl_tensor *b = &j->L->b;
     if (b->data)
         for (int64_t r = r0; r < r1; r++) j->y[r] += skl_tensor_at(b, (size_t)r);
+}
+
+static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
+    const skl_tensor *w = &j->L->w;
+    if (!w->data) memcpy(j->y + r0, j->x + r0, (size_t)(r1 - r0) * sizeof(float));
+    else skl_gemv(w->dtype, w->data, (size_t)w->cols, j->in, j->x, j->y, (int32_t)r0, (int32_t)r1);
+    add_bias(j, r0, r1);
 }
 
 static void mv_chunk(void *arg, int64_t k) {
@@ -281,13 +286,24 @@ static void mv_chunk(void *arg, int64_t k) {
     while (k >= t->first[i + 1]) i++;
     int64_t r0, r1;
     chunk_range(k - t->first[i], t->chunk[i], t->jobs[i].out, &r0, &r1);
-    mv_rows(&t->jobs[i], r0, r1);
-    if (t->post == POST_GLU) { /* the gate's chunk: up's same rows, then the product */
-        mv_rows(&t->jobs[1], r0, r1);
+    if (t->post == POST_GLU) { /* the gate's rows and up's same rows (one paired GEMV), then the product */
+        const mv *g = &t->jobs[0], *u = &t->jobs[1];
+        const skl_tensor *gw = &g->L->w, *uw = &u->L->w;
+        if (gw->data && uw->data && gw->dtype == uw->dtype && gw->cols == uw->cols && g->in == u->in) {
+            skl_gemv2(gw->dtype, gw->data, uw->data, (size_t)gw->cols, g->in, g->x, g->y, u->y, (int32_t)r0,
+                      (int32_t)r1);
+            add_bias(g, r0, r1);
+            add_bias(u, r0, r1);
+        } else {
+            mv_rows(g, r0, r1);
+            mv_rows(u, r0, r1);
+        }
         for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
-    } else if (t->post == POST_ACT) {
-        for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
+        return;
     }
+    mv_rows(&t->jobs[i], r0, r1);
+    if (t->post == POST_ACT)
+        for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
 }
 
 static void mv_run(skl_context *c, mv_task *t) {

@@ -159,6 +159,10 @@ const char *skl_kernels_name(int id);    /* "generic", "avx2", "avx512"; NULL if
 int skl_kernels_force(int id);
 /* y[r] = sum_c W[r * ld + c] x[c] for r in [r0, r1), W of dtype (fp32 accumulation). */
 void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1);
+/* y[r] = W[r] . x and y1[r] = W1[r] . x for r in [r0, r1): two matrices of the same dtype,
+ * shape and ld (gate_proj and up_proj), read as one stream of passes; each value equals skl_gemv's. */
+void skl_gemv2(int dtype, const void *W, const void *W1, size_t ld, int32_t cols, const float *x, float *y, float *y1,
+               int32_t r0, int32_t r1);
 /* out[cols] = sum_j p[j] V[j * ld + c] (fp32). */
 void skl_axpy_rows(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out);
 /* s[j] = exp(scale s[j] - max) / sum over j in [0, len), in place, len >= 1

@@ -191,80 +191,99 @@ static inline void prefetch_start(const char *p, size_t ld_bytes, int rows, size
 
 /* Inside GEMV_BODY's step loop: prefetch every line of the step D bytes
  * ahead in each of the pass's R rows; past a row's end, in the same row of
- * the next pass. */
-#define PREFETCH_STEP(D, HINT, T, R, VW)                                                                         \
+ * the next pass (RM rows further on in the same matrix). */
+#define PREFETCH_STEP(D, HINT, T, R, RM, VW)                                                                     \
     if (D) {                                                                                                     \
         size_t po = (size_t)c + (D) / sizeof(T);                                                                 \
-        if (po >= (size_t)cols) po += R * ld - (size_t)cols;                                                     \
+        if (po >= (size_t)cols) po += RM * ld - (size_t)cols;                                                    \
         _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                    \
-            _mm_prefetch((const char *)(w0 + i * ld + po), HINT);                                                \
-            if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(w0 + i * ld + po) + 64, HINT);              \
+            _mm_prefetch((const char *)(rp[i] + po), HINT);                                                      \
+            if (2 * VW * sizeof(T) > 64) _mm_prefetch((const char *)(rp[i] + po) + 64, HINT);                    \
         }                                                                                                        \
     }
 
 /* One GEMV kernel body per (width, dtype).  T: element type; LD: load macro;
  * VW: floats per register; R: rows per pass (4 or 8: each row is one weight
  * stream, and the 16-bit dtypes need 8 streams to keep enough cache lines in
- * flight per step); PF: prefetch distance in bytes (0: none).  Every row, in
- * an R-row pass or in the 1-row pass of the remainder, is summed in the same
+ * flight per step); NM: matrices (1, or 2 for the paired kernel: y = W x and
+ * y1 = W1 x over the same rows, R / NM rows of each per pass, so that a
+ * gate/up pair is one stream of passes instead of two calls that each start
+ * cold); PF, PF2: prefetch distances in bytes (0: none).  Every row, in an
+ * R-row pass or in the 1-row pass of the remainder, is summed in the same
  * order: accumulators a (even vector steps) and b (odd), one vector step
- * more into a, a + b reduced, then the scalar tail. */
-#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, R, PF, PF2)                                          \
-    const T *w = (const T *)W;                                                                                   \
+ * more into a, a + b reduced, then the scalar tail; so a row's value does not
+ * depend on the kernel (paired or not) nor on where a chunk starts. */
+#define GEMV_BODY(VEC, ZERO, FMA, ADD, HSUM, LOADX, LD, T, VW, R, NM, PF, PF2)                                     \
+    enum { RM = R / NM };                                                                                        \
+    const T *wm[2] = {(const T *)W, (const T *)W1};                                                              \
+    float *ym[2] = {y, y1};                                                                                      \
     int32_t step2 = cols / (2 * VW) * (2 * VW), step1 = cols / VW * VW;                                          \
     int32_t r = r0;                                                                                              \
-    if (r + R <= r1) /* a chunk starts cold: the lines its first pass's prefetches would have fetched */      \
-        prefetch_start((const char *)(w + (size_t)r * ld), ld * sizeof(T), R, (size_t)cols * sizeof(T), PF, PF2); \
-    for (; r + R <= r1; r += R) {                                                                                \
-        const T *w0 = w + (size_t)r * ld;                                                                        \
+    if (r + RM <= r1) /* a chunk starts cold: the lines its first pass's prefetches would have fetched */      \
+        for (int m = 0; m < NM; m++)                                                                             \
+            prefetch_start((const char *)(wm[m] + (size_t)r * ld), ld * sizeof(T), RM, (size_t)cols * sizeof(T), \
+                           PF, PF2);                                                                             \
+    for (; r + RM <= r1; r += RM) {                                                                              \
+        const T *rp[R];                                                                                          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) rp[i] = wm[i / RM] + (size_t)(r + i % RM) * ld;     \
         VEC a[R], b[R];                                                                                          \
         _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) a[i] = b[i] = ZERO;                                  \
         int32_t c = 0;                                                                                           \
         for (; c < step2; c += 2 * VW) {                                                                         \
-            PREFETCH_STEP(PF, _MM_HINT_T0, T, R, VW)  /* every line of the step, PF bytes ahead, into L1 */    \
-            PREFETCH_STEP(PF2, _MM_HINT_T1, T, R, VW) /* and PF2 bytes ahead into L2 */                          \
+            PREFETCH_STEP(PF, _MM_HINT_T0, T, R, RM, VW)  /* every line of the step, PF bytes ahead, into L1 */ \
+            PREFETCH_STEP(PF2, _MM_HINT_T1, T, R, RM, VW) /* and PF2 bytes ahead into L2 */                       \
             VEC xa = LOADX(x + c), xb = LOADX(x + c + VW);                                                       \
             _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                \
-                a[i] = FMA(LD(w0 + i * ld + c), xa, a[i]);                                                       \
-                b[i] = FMA(LD(w0 + i * ld + c + VW), xb, b[i]);                                                  \
+                a[i] = FMA(LD(rp[i] + c), xa, a[i]);                                                             \
+                b[i] = FMA(LD(rp[i] + c + VW), xb, b[i]);                                                        \
             }                                                                                                    \
         }                                                                                                        \
         if (c < step1) {                                                                                         \
             VEC xa = LOADX(x + c);                                                                               \
-            _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) a[i] = FMA(LD(w0 + i * ld + c), xa, a[i]);       \
+            _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) a[i] = FMA(LD(rp[i] + c), xa, a[i]);             \
         }                                                                                                        \
         _Pragma("GCC unroll 8") for (int i = 0; i < R; i++) {                                                    \
-            const T *wi = w0 + i * ld;                                                                           \
+            const T *wi = rp[i];                                                                                 \
             float si = HSUM(ADD(a[i], b[i]));                                                                    \
             for (c = step1; c < cols; c++) si += ELEM(wi[c]) * x[c];                                             \
-            y[r + i] = si;                                                                                       \
+            ym[i / RM][r + i % RM] = si;                                                                         \
         }                                                                                                        \
     }                                                                                                            \
-    for (; r < r1; r++) {                                                                                        \
-        const T *w0 = w + (size_t)r * ld;                                                                        \
-        VEC a0 = ZERO, b0 = ZERO;                                                                                \
-        int32_t c = 0;                                                                                           \
-        for (; c < step2; c += 2 * VW) {                                                                         \
-            a0 = FMA(LD(w0 + c), LOADX(x + c), a0);                                                              \
-            b0 = FMA(LD(w0 + c + VW), LOADX(x + c + VW), b0);                                                    \
-        }                                                                                                        \
-        if (c < step1) a0 = FMA(LD(w0 + c), LOADX(x + c), a0);                                                   \
-        float s0 = HSUM(ADD(a0, b0));                                                                            \
-        for (c = step1; c < cols; c++) s0 += ELEM(w0[c]) * x[c];                                                 \
-        y[r] = s0;                                                                                               \
-    }
+    for (int m = 0; m < NM; m++)                                                                                 \
+        for (int32_t rr = r; rr < r1; rr++) {                                                                    \
+            const T *w0 = wm[m] + (size_t)rr * ld;                                                               \
+            VEC a0 = ZERO, b0 = ZERO;                                                                            \
+            int32_t c = 0;                                                                                       \
+            for (; c < step2; c += 2 * VW) {                                                                     \
+                a0 = FMA(LD(w0 + c), LOADX(x + c), a0);                                                          \
+                b0 = FMA(LD(w0 + c + VW), LOADX(x + c + VW), b0);                                                \
+            }                                                                                                    \
+            if (c < step1) a0 = FMA(LD(w0 + c), LOADX(x + c), a0);                                               \
+            float s0 = HSUM(ADD(a0, b0));                                                                        \
+            for (c = step1; c < cols; c++) s0 += ELEM(w0[c]) * x[c];                                             \
+            ym[m][rr] = s0;                                                                                      \
+        }
 
 #define GEMV512(DT, T, LD, R, PF, PF2)                                                                           \
     AVX512 static void gemv_##DT##_avx512(const void *W, size_t ld, int32_t cols, const float *x, float *y,     \
                                           int32_t r0, int32_t r1) {                                              \
+        const void *W1 = NULL;                                                                                   \
+        float *y1 = NULL;                                                                                        \
         GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
-                  16, R, PF, PF2)                                                                                \
+                  16, R, 1, PF, PF2)                                                                             \
+    }                                                                                                            \
+    AVX512 static void gemv2_##DT##_avx512(const void *W, const void *W1, size_t ld, int32_t cols, const float *x, \
+                                           float *y, float *y1, int32_t r0, int32_t r1) {                        \
+        GEMV_BODY(__m512, _mm512_setzero_ps(), _mm512_fmadd_ps, _mm512_add_ps, hsum512, _mm512_loadu_ps, LD, T,  \
+                  16, R, 2, PF, PF2)                                                                             \
     }
 #define GEMV256(DT, T, LD, R, PF, PF2)                                                                           \
     AVX2 static void gemv_##DT##_avx2(const void *W, size_t ld, int32_t cols, const float *x, float *y,         \
                                       int32_t r0, int32_t r1) {                                                  \
+        const void *W1 = NULL;                                                                                   \
+        float *y1 = NULL;                                                                                        \
         GEMV_BODY(__m256, _mm256_setzero_ps(), _mm256_fmadd_ps, _mm256_add_ps, hsum256, _mm256_loadu_ps, LD, T, \
-                  8, R, PF, PF2)                                                                                 \
+                  8, R, 1, PF, PF2)                                                                              \
     }
 
 /* Software prefetch distances (bytes).  AVX2: 1 KiB ahead into L1 (+10 %
@@ -470,22 +489,27 @@ AVX2 static void to_f32_avx2(int dtype, const void *src, float *dst, size_t n) {
 /* ---------------------------------------------------------------- dispatch */
 
 typedef void (*gemv_fn)(const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1);
+typedef void (*gemv2_fn)(const void *W, const void *W1, size_t ld, int32_t cols, const float *x, float *y, float *y1,
+                         int32_t r0, int32_t r1);
+
 typedef struct kernels {
     const char *name;
-    gemv_fn gemv[3]; /* by SKL_DT_* */
+    gemv_fn gemv[3];   /* by SKL_DT_* */
+    gemv2_fn gemv2[3]; /* paired; NULL: two gemv calls */
     void (*axpy_rows)(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out);
     void (*to_f32)(int dtype, const void *src, float *dst, size_t n);
     void (*softmax)(float *s, int32_t len, float scale);
 } kernels;
 
 static const kernels table[SKL_KERN_COUNT] = {
-    [SKL_KERN_GENERIC] = {"generic", {gemv_f32_generic, gemv_f16_generic, gemv_bf16_generic}, axpy_rows_generic,
+    [SKL_KERN_GENERIC] = {"generic", {gemv_f32_generic, gemv_f16_generic, gemv_bf16_generic}, {NULL}, axpy_rows_generic,
                           to_f32_generic, softmax_generic},
 #if SKL_X86
-    [SKL_KERN_AVX2] = {"avx2", {gemv_f32_avx2, gemv_f16_avx2, gemv_bf16_avx2}, axpy_rows_avx2, to_f32_avx2,
-                       softmax_avx2},
-    [SKL_KERN_AVX512] = {"avx512", {gemv_f32_avx512, gemv_f16_avx512, gemv_bf16_avx512}, axpy_rows_avx512,
-                         to_f32_avx512, softmax_avx512},
+    [SKL_KERN_AVX2] = {"avx2", {gemv_f32_avx2, gemv_f16_avx2, gemv_bf16_avx2}, {NULL}, axpy_rows_avx2,
+                       to_f32_avx2, softmax_avx2},
+    [SKL_KERN_AVX512] = {"avx512", {gemv_f32_avx512, gemv_f16_avx512, gemv_bf16_avx512},
+                         {gemv2_f32_avx512, gemv2_f16_avx512, gemv2_bf16_avx512}, axpy_rows_avx512, to_f32_avx512,
+                         softmax_avx512},
 #endif
 };
 
@@ -535,6 +559,18 @@ const char *skl_cpu_kernels(void) { return K()->name; }
 
 void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
     if (r0 < r1) K()->gemv[dtype](W, ld, cols, x, y, r0, r1);
+}
+
+void skl_gemv2(int dtype, const void *W, const void *W1, size_t ld, int32_t cols, const float *x, float *y, float *y1,
+               int32_t r0, int32_t r1) {
+    if (r0 >= r1) return;
+    const kernels *k = K();
+    if (k->gemv2[dtype]) {
+        k->gemv2[dtype](W, W1, ld, cols, x, y, y1, r0, r1);
+    } else {
+        k->gemv[dtype](W, ld, cols, x, y, r0, r1);
+        k->gemv[dtype](W1, ld, cols, x, y1, r0, r1);
+    }
 }
 
 void skl_axpy_rows(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out) {

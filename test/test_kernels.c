@@ -6,7 +6,8 @@
  * blocking, a leading dimension larger than cols), for F32, F16 and BF16
  * weights, within the fp32 error bound of a dot product.  Conversions are
  * checked exhaustively against formulas written here.  The whole model's
- * logits are checked per variant against the float64 reference, and logits
+ * logits are checked per variant against the float64 reference, the paired
+ * (gate/up) GEMV against two single ones (bitwise), and logits
  * for different thread counts against each other (bitwise). */
 #include "tests.h"
 
@@ -92,6 +93,26 @@ START_TEST(test_gemv_vs_f64) {
                 ck_assert_msg(memcmp(y1, y + 1, (size_t)rows * sizeof *y1) == 0,
                               "%s %s rows %d cols %d: row-by-row result differs", skl_kernels_name(_i),
                               skl_dtype_name(dt), rows, cols);
+                /* paired (gate/up): each of the two outputs bitwise the single GEMV's, here with W and a
+                 * second matrix, over the whole range and over a range starting at row 1 */
+                void *W2 = random_matrix(dt, (size_t)rows * ld);
+                float *p1 = malloc((size_t)(rows + 2) * sizeof *p1), *p2 = malloc((size_t)(rows + 2) * sizeof *p2),
+                      *y2 = malloc((size_t)rows * sizeof *y2);
+                ck_assert(W2 && p1 && p2 && y2);
+                skl_gemv(dt, W2, ld, cols, x, y2, 0, rows);
+                for (int32_t from = 0; from < 2 && from < rows; from++) {
+                    for (int32_t r = 0; r < rows + 2; r++) p1[r] = p2[r] = -7.0f;
+                    skl_gemv2(dt, W, W2, ld, cols, x, p1 + 1, p2 + 1, from, rows);
+                    ck_assert(p1[from] == -7.0f && p1[rows + 1] == -7.0f && p2[from] == -7.0f && p2[rows + 1] == -7.0f);
+                    ck_assert_msg(memcmp(p1 + 1 + from, y + 1 + from, (size_t)(rows - from) * sizeof *p1) == 0 &&
+                                      memcmp(p2 + 1 + from, y2 + from, (size_t)(rows - from) * sizeof *p2) == 0,
+                                  "%s %s rows %d cols %d from %d: paired GEMV differs from two single ones",
+                                  skl_kernels_name(_i), skl_dtype_name(dt), rows, cols, from);
+                }
+                free(W2);
+                free(p1);
+                free(p2);
+                free(y2);
                 free(W);
                 free(x);
                 free(y);

@@ -259,7 +259,7 @@ static int bench_blas(const bench_opts *o) {
     skl_blas_info bi;
     skl_blas_get_info(&bi);
     double gemm1 = sgemm_gflops(&g, threads, 3), gemv1 = sgemv_gbps(w, rows, cols, x, y, threads, 5);
-    double ceiling = membw_read_gbps(w, (size_t)rows * cols * sizeof(float), threads, 3);
+    double ceiling = membw_read_gbps(w, (size_t)rows * cols * sizeof(float), threads, 3, NULL);
     int ret = 0;
     if (o->json) {
         json_t *j = json_object();
@@ -337,32 +337,34 @@ static void absent_projections(const skl_model *m, int32_t layers, char out[5]) 
     out[n] = '\0';
 }
 
-/* One prefill of the prompt then `gen` greedy decode steps from an empty
- * cache.  With cbuf, the ceiling is measured right before and right after
- * the decode steps (3 + 2 passes; *ceiling = the best), so the two figures
- * of a repeat come from the same few seconds of a shared machine. */
-static int run_once(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, int32_t gen, int32_t vocab,
-                    double *prefill_s, double *decode_s, const float *cbuf, size_t cbytes, int threads,
-                    double *ceiling) {
+/* One prefill of the prompt from an empty cache; its time in *prefill_s. */
+static int prefill(skl_context *ctx, const int32_t *prompt, int32_t n_prompt, double *prefill_s) {
     int rc = skl_kv_reset(ctx);
     if (rc) return rc;
     double t0 = now_s();
-    if ((rc = skl_eval(ctx, prompt, n_prompt))) return rc;
+    rc = skl_eval(ctx, prompt, n_prompt);
     *prefill_s = now_s() - t0;
-    double c0 = cbuf ? membw_read_gbps(cbuf, cbytes, threads, 3) : 0;
-    double total = 0;
-    for (int32_t i = 0; i < gen; i++) {
-        int32_t tok = argmax(skl_logits(ctx, NULL), vocab);
-        t0 = now_s();
-        if ((rc = skl_eval(ctx, &tok, 1))) return rc;
-        total += now_s() - t0;
-    }
-    *decode_s = total;
-    if (cbuf) {
-        double c1 = membw_read_gbps(cbuf, cbytes, threads, 2);
-        *ceiling = c0 < 0 || c1 < 0 ? -1 : c0 > c1 ? c0 : c1;
-    }
-    return 0;
+    return rc;
+}
+
+/* One greedy decode step (the argmax of the last logits, not timed); its time added to *decode_s. */
+static int decode_step(skl_context *ctx, int32_t vocab, double *decode_s) {
+    int32_t tok = argmax(skl_logits(ctx, NULL), vocab);
+    double t0 = now_s();
+    int rc = skl_eval(ctx, &tok, 1);
+    *decode_s += now_s() - t0;
+    return rc;
+}
+
+/* One ceiling read between decode steps.  The pool's workers spin for
+ * 0.3 ms after a step before they sleep; the pause lets them fall asleep so
+ * that they do not take a core from the readers. */
+static double ceiling_read(const float *cbuf, size_t cbytes, int threads, int setting, double *secs) {
+    struct timespec pause = {0, 1000000};
+    nanosleep(&pause, NULL);
+    double gbps = membw_read_gbps(cbuf, cbytes, threads, 1, &setting);
+    if (gbps > 0) *secs += (double)cbytes / 1e9 / gbps;
+    return gbps;
 }
 
 /* One benchmarked model: handles, shape, and the measurements of every repeat. */
@@ -379,6 +381,13 @@ typedef struct {
     gemm_shape g;
     double *ceiling, *sgemm, *prefill_s, *decode_s, *ratio; /* [repeat] each */
 } bench_one;
+
+/* The ceiling reads of a run: the setting every read uses, and the best read. */
+typedef struct {
+    int setting;
+    double calibration, best;
+    long reads_per_repeat;
+} ceiling_info;
 
 /* Medians and derived figures (definitions at the top of this file). */
 typedef struct {
@@ -437,20 +446,45 @@ static int one_open(bench_one *b, const char *path, const bench_opts *o) {
     return 0;
 }
 
-/* Repeat i of one model: the sgemm, then prefill and decode with the ceiling around the decode. */
-static int one_repeat(bench_one *b, long i, const int32_t *prompt, const bench_opts *o, const float *cbuf,
-                      size_t cbytes) {
+/* Repeat i of the n models (1, or 2 with --compare): for each, in
+ * alternating order, the sgemm and the prefill; then `gen` decode steps of
+ * each, interleaved token by token with ceiling reads: read, step of A, read,
+ * step of B, read, step of B, read, step of A, ..., read.  A repeat's ceiling
+ * is the bytes of all its reads over their total time (shared by both
+ * models), its decode ratio the decode GB/s over that ceiling: the two rates
+ * come from the same seconds of a machine whose bandwidth moves. */
+static int run_repeat(bench_one *b, int n, long i, const int32_t *prompt, const bench_opts *o, const float *cbuf,
+                      size_t cbytes, ceiling_info *ci) {
     int T = (int)o->threads;
     int32_t G = (int32_t)o->gen;
-    b->sgemm[i] = sgemm_gflops(&b->g, T, 2);
-    int rc = run_once(b->ctx, prompt, (int32_t)o->prompt_len, G, b->hp.vocab_size, &b->prefill_s[i],
-                      &b->decode_s[i], cbuf, cbytes, T, &b->ceiling[i]);
-    if (rc) return lib_error("bench: eval", rc);
-    if (b->ceiling[i] <= 0) {
-        fprintf(stderr, "skipless: bench: could not start %d reader threads for the ceiling\n", T);
-        return 2;
+    int rc;
+    for (int j = 0; j < n; j++) {
+        bench_one *m = &b[n == 2 && (i & 1) ? 1 - j : j];
+        m->sgemm[i] = sgemm_gflops(&m->g, T, 2);
+        if ((rc = prefill(m->ctx, prompt, (int32_t)o->prompt_len, &m->prefill_s[i]))) return lib_error("bench: eval", rc);
+        m->decode_s[i] = 0;
     }
-    b->ratio[i] = (double)b->decode_bytes * G / b->decode_s[i] / 1e9 / b->ceiling[i];
+    double read_s = 0;
+    long reads = 0;
+    for (int32_t t = 0; t <= G; t++)
+        for (int j = 0; j < n; j++) {
+            double gbps = ceiling_read(cbuf, cbytes, T, ci->setting, &read_s);
+            if (gbps <= 0) {
+                fprintf(stderr, "skipless: bench: could not start %d reader threads for the ceiling\n", T);
+                return 2;
+            }
+            reads++;
+            if (gbps > ci->best) ci->best = gbps;
+            if (t == G) break; /* the read after the last step */
+            bench_one *m = &b[n == 2 && ((i + t) & 1) ? 1 - j : j];
+            if ((rc = decode_step(m->ctx, m->hp.vocab_size, &m->decode_s[i]))) return lib_error("bench: eval", rc);
+        }
+    ci->reads_per_repeat = reads;
+    double ceiling = (double)reads * (double)cbytes / 1e9 / read_s;
+    for (int k = 0; k < n; k++) {
+        b[k].ceiling[i] = ceiling;
+        b[k].ratio[i] = (double)b[k].decode_bytes * G / b[k].decode_s[i] / 1e9 / ceiling;
+    }
     return 0;
 }
 
@@ -476,7 +510,8 @@ static figures one_figures(const bench_one *b, const bench_opts *o) {
     return f;
 }
 
-static json_t *one_json(const bench_one *b, const bench_opts *o, size_t cbytes, const skl_blas_info *bi) {
+static json_t *one_json(const bench_one *b, const bench_opts *o, size_t cbytes, const skl_blas_info *bi,
+                        const ceiling_info *ci) {
     figures f = one_figures(b, o);
     const skl_hparams *hp = &b->hp;
     long R = o->repeat;
@@ -501,6 +536,10 @@ static json_t *one_json(const bench_one *b, const bench_opts *o, size_t cbytes, 
     put_blas(j, bi);
     put_str(j, "ceiling_kernel", membw_kernel());
     put_int(j, "ceiling_buffer_bytes", (long long)cbytes);
+    char setting[64];
+    put_str(j, "ceiling_setting", membw_setting_name(ci->setting, setting, sizeof setting));
+    put_int(j, "ceiling_reads_per_repeat", ci->reads_per_repeat);
+    put_real(j, "ceiling_best_gb_per_s", ci->best);
     put_int(j, "bytes_per_token", (long long)b->decode_bytes);
     put_int(j, "linear_weights", (long long)(f.block_w + b->wc.head));
     put_real(j, "decode_tokens_per_s", f.decode_tps);
@@ -526,7 +565,7 @@ static json_t *one_json(const bench_one *b, const bench_opts *o, size_t cbytes, 
     return j;
 }
 
-static void one_text(const bench_one *b, const bench_opts *o, const skl_blas_info *bi) {
+static void one_text(const bench_one *b, const bench_opts *o, const skl_blas_info *bi, const ceiling_info *ci) {
     figures f = one_figures(b, o);
     const skl_hparams *hp = &b->hp;
     double bytes = (double)b->decode_bytes, P = (double)o->prompt_len;
@@ -539,8 +578,10 @@ static void one_text(const bench_one *b, const bench_opts *o, const skl_blas_inf
     printf("load     %8.2f s      weights %s\n", b->load_s,
            o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
     if (b->huge_share >= 0) printf("pages    %8.1f %%    of the mapped weights on 2 MiB pages\n", 100.0 * b->huge_share);
-    printf("ceiling  %8.2f GB/s  streaming read of %ld MiB (%s kernel, multi-stream, best of 5 passes around each decode)\n",
-           f.ceiling, o->ceiling_mib, membw_kernel());
+    char setting[64];
+    printf("ceiling  %8.2f GB/s  streaming read of %ld MiB before every decode step (%s kernel, %s); best read %.2f\n",
+           f.ceiling, o->ceiling_mib, membw_kernel(), membw_setting_name(ci->setting, setting, sizeof setting),
+           ci->best);
     printf("decode   %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %5.1f%% of ceiling (bound %.2f tok/s)\n", f.decode_tps,
            bytes / 1e9, f.decode_gbps, 100.0 * f.ratio, f.ceiling * 1e9 / bytes);
     printf("prefill  %8.2f tok/s  %.4g GB/token  %7.2f GB/s  %7.1f GFLOP/s  %5.1f%% of sgemm %ldx%dx%d (%.1f GFLOP/s)\n",
@@ -578,6 +619,7 @@ static int bench_model(const bench_opts *o) {
     bench_one b[2];
     memset(b, 0, sizeof b);
     comparison cmp = {0};
+    ceiling_info ci = {-1, 0, 0, 0};
     int32_t *prompt = NULL;
     float *cbuf = NULL;
     int n = o->compare ? 2 : 1, ret = 0;
@@ -607,24 +649,29 @@ static int bench_model(const bench_opts *o) {
     }
     /* Warm-up: fault in the weights (used in place from the file mapping) and start the threads. */
     for (int k = 0; k < n; k++) {
-        double w_prefill, w_decode;
-        int rc = run_once(b[k].ctx, prompt, P < 8 ? P : 8, 2, b[k].hp.vocab_size, &w_prefill, &w_decode, NULL, 0,
-                          (int)o->threads, NULL);
+        double w_prefill, w_decode = 0;
+        int rc = prefill(b[k].ctx, prompt, P < 8 ? P : 8, &w_prefill);
+        for (int t = 0; t < 2 && !rc; t++) rc = decode_step(b[k].ctx, b[k].hp.vocab_size, &w_decode);
         if (rc) { ret = lib_error("bench: eval", rc); goto out; }
         b[k].huge_share = huge_page_share(b[k].path);
     }
+    /* Calibration: the best of a few read settings; the reads between decode steps use it. */
+    ci.calibration = membw_read_gbps(cbuf, cbytes, (int)o->threads, 2, &ci.setting);
+    if (ci.calibration <= 0) {
+        fprintf(stderr, "skipless: bench: could not start %ld reader threads for the ceiling\n", o->threads);
+        ret = 2;
+        goto out;
+    }
+    ci.best = ci.calibration;
     for (long i = 0; i < R; i++)
-        for (int j = 0; j < n; j++) { /* pairs alternate their order: A B, B A, A B, ... */
-            int k = n == 2 && (i & 1) ? 1 - j : j;
-            if ((ret = one_repeat(&b[k], i, prompt, o, cbuf, cbytes))) goto out;
-        }
+        if ((ret = run_repeat(b, n, i, prompt, o, cbuf, cbytes, &ci))) goto out;
     if (n == 2 && (ret = compare(&b[0], &b[1], R, &cmp))) goto out;
 
     if (o->json) {
-        json_t *j = one_json(&b[0], o, cbytes, &bi);
+        json_t *j = one_json(&b[0], o, cbytes, &bi, &ci);
         if (n == 2) {
             json_t *top = json_object();
-            json_object_set_new(top, "models", json_pack("[oo]", j, one_json(&b[1], o, cbytes, &bi)));
+            json_object_set_new(top, "models", json_pack("[oo]", j, one_json(&b[1], o, cbytes, &bi, &ci)));
             put_real(top, "speedup", cmp.speedup);
             put_real(top, "speedup_bound", cmp.bound);
             put_real(top, "speedup_at_equal_ceiling", cmp.at_equal_ceiling);
@@ -635,7 +682,7 @@ static int bench_model(const bench_opts *o) {
     } else {
         for (int k = 0; k < n; k++) {
             if (k) putchar('\n');
-            one_text(&b[k], o, &bi);
+            one_text(&b[k], o, &bi, &ci);
         }
         if (n == 2)
             printf("\ncompare  %s over %s: decode x%.3f (median of %ld back-to-back pairs), bound x%.3f (bytes per "

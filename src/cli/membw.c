@@ -11,13 +11,15 @@
  *     4 streams per thread, prefetch 1 KiB ahead, 2 MiB pages:     30 GB/s
  * So each thread splits its contiguous slice into several streams read in
  * lockstep (widest vector loads the CPU has, 4 accumulators), prefetches
- * ahead in software, and the buffer asks for transparent huge pages.  A pass
- * tries a few (streams, prefetch distance) settings; the ceiling is the best
- * rate of any setting in any pass.  A pass's time runs from releasing all
- * threads to the last one finishing. */
+ * ahead in software, and the buffer asks for transparent huge pages.  A
+ * calibrating pass tries a few (streams, prefetch distance) settings and
+ * reports the best one; skipless bench then reads with that setting between
+ * decode tokens.  A read's time runs from releasing all threads to the last
+ * one finishing. */
 #include "membw.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +35,10 @@ enum { CHUNK = 4096 };            /* slice granularity in bytes */
 enum { HUGE_ALIGN = 2 << 20 };    /* 2 MiB: a transparent huge page */
 
 /* Read n floats at p as `streams` equal streams in lockstep, prefetching `pf`
- * bytes ahead in each; returns their sum (so the reads cannot be dropped). */
-typedef float (*sum_fn)(const float *p, size_t n, int streams, size_t pf);
+ * bytes ahead in each into L1 and, when pf2 > 0, also pf2 bytes ahead into L2
+ * (as the library's AVX-512 GEMV kernels do); returns their sum (so the reads
+ * cannot be dropped). */
+typedef float (*sum_fn)(const float *p, size_t n, int streams, size_t pf, size_t pf2);
 
 /* Floats per stream (a multiple of 16) and the tail the streams leave. */
 static size_t stream_len(size_t n, int streams) { return (n / (size_t)streams) & ~(size_t)15; }
@@ -47,13 +51,14 @@ static float tail_sum(const float *p, size_t from, size_t n) {
 
 /* Portable kernel: GCC/Clang vector extensions, 16-byte vectors. */
 typedef float v4f __attribute__((vector_size(16)));
-static float sum_generic(const float *p, size_t n, int streams, size_t pf) {
+static float sum_generic(const float *p, size_t n, int streams, size_t pf, size_t pf2) {
     size_t per = stream_len(n, streams);
     v4f acc[4] = {{0}, {0}, {0}, {0}};
     for (size_t i = 0; i < per; i += 16)
         for (int s = 0; s < streams; s++) {
             const float *q = p + (size_t)s * per + i;
             __builtin_prefetch((const char *)q + pf);
+            if (pf2) __builtin_prefetch((const char *)q + pf2, 0, 2);
             v4f x[4];
             memcpy(x, q, sizeof x);
             acc[s & 3] += x[0] + x[1] + x[2] + x[3];
@@ -63,13 +68,14 @@ static float sum_generic(const float *p, size_t n, int streams, size_t pf) {
 }
 
 #ifdef HAVE_X86
-__attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n, int streams, size_t pf) {
+__attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n, int streams, size_t pf, size_t pf2) {
     size_t per = stream_len(n, streams);
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (size_t i = 0; i < per; i += 16)
         for (int s = 0; s < streams; s++) {
             const float *q = p + (size_t)s * per + i;
             _mm_prefetch((const char *)q + pf, _MM_HINT_T0);
+            if (pf2) _mm_prefetch((const char *)q + pf2, _MM_HINT_T1);
             acc[s & 3] = _mm256_add_ps(acc[s & 3], _mm256_add_ps(_mm256_load_ps(q), _mm256_load_ps(q + 8)));
         }
     float t[8];
@@ -77,13 +83,14 @@ __attribute__((target("avx2"))) static float sum_avx2(const float *p, size_t n, 
     return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7] + tail_sum(p, per * (size_t)streams, n);
 }
 
-__attribute__((target("avx512f"))) static float sum_avx512(const float *p, size_t n, int streams, size_t pf) {
+__attribute__((target("avx512f"))) static float sum_avx512(const float *p, size_t n, int streams, size_t pf, size_t pf2) {
     size_t per = stream_len(n, streams);
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     for (size_t i = 0; i < per; i += 16)
         for (int s = 0; s < streams; s++) {
             const float *q = p + (size_t)s * per + i;
             _mm_prefetch((const char *)q + pf, _MM_HINT_T0);
+            if (pf2) _mm_prefetch((const char *)q + pf2, _MM_HINT_T1);
             acc[s & 3] = _mm512_add_ps(acc[s & 3], _mm512_load_ps(q));
         }
     __m512 t = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
@@ -135,7 +142,7 @@ typedef struct {
     size_t n;             /* floats */
     sum_fn sum;
     int streams;
-    size_t pf;
+    size_t pf, pf2;
     start_gate *gate;
     float result;
 } slice;
@@ -145,7 +152,7 @@ static void *reader(void *arg) {
     pthread_mutex_lock(&s->gate->mu);
     while (!s->gate->go) pthread_cond_wait(&s->gate->cv, &s->gate->mu);
     pthread_mutex_unlock(&s->gate->mu);
-    s->result = s->sum(s->p, s->n, s->streams, s->pf);
+    s->result = s->sum(s->p, s->n, s->streams, s->pf, s->pf2);
     return NULL;
 }
 
@@ -166,13 +173,13 @@ static volatile float sink; /* keeps the sums, so the reads cannot be optimised 
 
 /* One timed read of the buffer by `threads` threads; GB/s, or -1 if a thread did not start. */
 static double one_pass(const float *buf, size_t chunks, int threads, sum_fn sum, int streams, size_t pf,
-                       slice *sl, pthread_t *tid) {
+                       size_t pf2, slice *sl, pthread_t *tid) {
     start_gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     size_t c0 = 0, per_chunk = CHUNK / sizeof(float);
     int started = 0;
     for (int t = 0; t < threads; t++) {
         size_t c1 = chunks * (size_t)(t + 1) / (size_t)threads;
-        sl[t] = (slice){buf + c0 * per_chunk, (c1 - c0) * per_chunk, sum, streams, pf, &gate, 0};
+        sl[t] = (slice){buf + c0 * per_chunk, (c1 - c0) * per_chunk, sum, streams, pf, pf2, &gate, 0};
         c0 = c1;
         if (pthread_create(&tid[t], NULL, reader, &sl[t]) != 0) break;
         started++;
@@ -189,28 +196,50 @@ static double one_pass(const float *buf, size_t chunks, int threads, sum_fn sum,
     return started < threads ? -1 : (double)(chunks * CHUNK) / dt / 1e9;
 }
 
-double membw_read_gbps(const float *buf, size_t bytes, int threads, int passes) {
-    /* (streams per thread, prefetch distance in bytes) tried in every pass */
-    static const struct { int streams; size_t pf; } settings[] = {{4, 1024}, {8, 1024}, {4, 2048}};
+/* (streams per thread, prefetch distances into L1 and L2 in bytes): the settings a calibrating read tries */
+static const struct {
+    int streams;
+    size_t pf, pf2;
+} settings[] = {{4, 1024, 0}, {8, 1024, 0}, {4, 2048, 0}, {4, 512, 2048}, {8, 512, 2048}};
+enum { N_SETTINGS = sizeof settings / sizeof settings[0] };
+
+double membw_read_gbps(const float *buf, size_t bytes, int threads, int passes, int *setting) {
     const char *name;
     sum_fn sum = pick(&name);
     size_t chunks = bytes / CHUNK;
     if (threads < 1) threads = 1;
     if ((size_t)threads > chunks) threads = (int)chunks;
+    int only = setting && *setting >= 0 && *setting < N_SETTINGS ? *setting : -1;
     slice *sl = calloc((size_t)threads, sizeof *sl);
     pthread_t *tid = calloc((size_t)threads, sizeof *tid);
     double best = -1;
+    int best_k = -1;
     for (int pass = 0; sl && tid && pass < passes; pass++)
-        for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++) {
-            double gbps = one_pass(buf, chunks, threads, sum, settings[k].streams, settings[k].pf, sl, tid);
+        for (int k = 0; k < N_SETTINGS; k++) {
+            if (only >= 0 && k != only) continue;
+            double gbps = one_pass(buf, chunks, threads, sum, settings[k].streams, settings[k].pf, settings[k].pf2, sl, tid);
             if (gbps < 0) { /* a thread could not start: no valid figure */
                 free(sl);
                 free(tid);
                 return -1;
             }
-            if (gbps > best) best = gbps;
+            if (gbps > best) {
+                best = gbps;
+                best_k = k;
+            }
         }
     free(sl);
     free(tid);
+    if (setting && best_k >= 0) *setting = best_k;
     return best;
+}
+
+const char *membw_setting_name(int setting, char *buf, size_t n) {
+    if (setting < 0 || setting >= N_SETTINGS) snprintf(buf, n, "none");
+    else if (!settings[setting].pf2)
+        snprintf(buf, n, "%d streams per thread, prefetch %zu B", settings[setting].streams, settings[setting].pf);
+    else
+        snprintf(buf, n, "%d streams per thread, prefetch %zu B + %zu B into L2", settings[setting].streams,
+                 settings[setting].pf, settings[setting].pf2);
+    return buf;
 }
