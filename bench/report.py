@@ -124,7 +124,7 @@ def speedups(rows, pairs):
             # separate runs, paired by round (the merged run followed the unmerged one)
             s = statistics.median([m["by_round"][k]["decode_tokens_per_s"] / r["by_round"][k]["decode_tokens_per_s"]
                                    for k in rounds])
-            # the same with each decode rate taken relative to the ceiling measured around it
+            # the same with each decode rate taken relative to the ceiling read between its steps
             sn = b * statistics.median([m["by_round"][k]["decode_ceiling_ratio"] /
                                         r["by_round"][k]["decode_ceiling_ratio"] for k in rounds])
         pooled = m["decode_tokens_per_s"] / r["decode_tokens_per_s"]
@@ -308,8 +308,9 @@ def rewrite_doc(doc, out, rows, blas, tables):
     head = ("Measured %s by bench/run.sh (`make bench`): %d round(s) x %d repeats per model, %d threads, "
             "prompt %d, gen %d; load average %s at the start and %s at the end (1, 5, 15 min). "
             "Figures are medians over all repeats (%d per model); %% of ceiling is the median of the per-repeat "
-            "ratios to the ceiling measured right around each decode, and a merge speedup the median of the "
-            "per-repeat ratios of the two models' decode rates (back to back in one process, `bench --compare`).\n" % (
+            "ratios to the ceiling read before every decode step of that repeat, and a merge speedup the median of the "
+            "per-repeat ratios of the two models' decode rates (token by token in alternation in one process, "
+            "`bench --compare`).\n" % (
                 when, r0["n_rounds"], r0["repeat"], r0["threads"], r0["prompt_len"], r0["gen"], " ".join(load0), " ".join(load1), r0["n_samples"]))
     if note:
         head = "> **%s.** The tables below are not final; re-run `make bench` on a quiet machine.\n\n" % note + head

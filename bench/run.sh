@@ -12,7 +12,7 @@
 # Then runs `skipless bench MODEL --compare MODEL-merged --json` on every
 # pair, BENCH_ROUNDS rounds (pairs interleaved, so slow phases of a shared
 # machine hit all of them) of BENCH_REPEAT repeats each (within a repeat the
-# two models run back to back), plus `skipless bench --blas`; writes the JSON
+# two models decode token by token in alternation), plus `skipless bench --blas`; writes the JSON
 # to OUT_DIR (pair-NAME-ROUND.json) and hands it to bench/report.py (table,
 # summary, plot).
 #

@@ -13,22 +13,29 @@
  *    counted.
  *  - ceiling: streaming read of a buffer far larger than the last-level cache
  *    (--ceiling-mib, default 1024 MiB) by the same number of threads, each
- *    reading its slice as several prefetched vector streams (membw.c); best
- *    of 5 passes.  Decode bound = ceiling / bytes per token.
+ *    reading its slice as several prefetched vector streams (membw.c).  A
+ *    calibration before the repeats picks the best of a few read settings
+ *    (best of 2 passes); then one read with that setting precedes every
+ *    decode step, and one follows the last.  A repeat's ceiling is the bytes
+ *    of its reads over their total time.  Decode bound = ceiling / bytes per
+ *    token.  ceiling_best_gb_per_s is the fastest single read of the run.
  *  - prefill FLOPs for N prompt tokens: 2 N (block linear weights) + 2 (lm_head
  *    weights: logits of the last token only) + 2 L H hd N (N + 1) (causal
  *    attention: q.k and the weighted sum of v, for every query/key pair).
  *  - sgemm reference: cblas_sgemm of x[N, hidden] by up_proj's W[ffn, hidden]^T,
  *    the shape of the largest prefill products, same thread count, best of 2.
- * Every repeat measures the sgemm, the prefill, the ceiling (3 passes), the
- * decode steps and the ceiling again (2 passes); the repeat's ceiling is the
- * best pass, its decode ratio decode GB/s / that ceiling.  The figures are
- * medians over repeats (the ratio: the median of the per-repeat ratios).
- * --compare MODEL2 loads both models and runs each repeat for both, back to
- * back in alternating order (A B, B A, ...); the speedup of MODEL2 over MODEL
- * is the median over repeats of the per-repeat ratio of decode rates, its
- * bound bytes per token of MODEL / of MODEL2.  JSON: {"models": [A, B],
- * "speedup", "speedup_bound", "speedup_at_equal_ceiling", "speedup_runs"}.
+ * Every repeat measures the sgemm and the prefill, then the decode steps
+ * with a ceiling read before each: the repeat's decode ratio is its decode
+ * GB/s over its ceiling, two rates taken in the same seconds, so that the
+ * bandwidth of a shared machine, which moves by a third within seconds
+ * here, moves both.  The figures are medians over repeats (the ratio: the
+ * median of the per-repeat ratios).
+ * --compare MODEL2 loads both models and, in every repeat, decodes with the
+ * two token by token in alternation (A B, B A, ...: read, step of A, read,
+ * step of B, ...); the speedup of MODEL2 over MODEL is the median over
+ * repeats of the per-repeat ratio of decode rates, its bound bytes per token
+ * of MODEL / of MODEL2.  JSON: {"models": [A, B], "speedup", "speedup_bound",
+ * "speedup_at_equal_ceiling", "speedup_runs"}.
  * The model is loaded with the library's default (file mapping used in
  * place) or, with --no-mmap, with skl_model_params.use_mmap false (weights
  * copied onto huge pages); the load time is reported as load_seconds.
