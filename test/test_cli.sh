@@ -465,6 +465,28 @@ if "lm_head.weight" not in hdr:
 expect += emb["shape"][1] * size[emb["dtype"]]
 if j["bytes_per_token"] != expect:
     sys.exit("bytes_per_token %r, expected %d from the file's tensors" % (j["bytes_per_token"], expect))
+# the ceiling reads: the weights a decode step reads (every tensor but an untied embedding table, adjacent
+# tensors joined across gaps of up to 4 KiB) with --ceiling weights; else the buffer (these test models are
+# far smaller than twice the L3, so `auto` takes the buffer); one read before every step, one after the last
+args = os.environ.get("BENCH_ARGS", "")
+want = "weights" if "--ceiling weights" in args else "buffer"
+if j.get("ceiling_source") != want:
+    sys.exit("ceiling_source %r, expected %r for arguments %r" % (j.get("ceiling_source"), want, args))
+if want == "buffer":
+    if j["ceiling_read_bytes"] != j["buffer_bytes"] or j["buffer_bytes"] != 16 << 20:
+        sys.exit("ceiling_read_bytes %r, buffer_bytes %r, expected 16 MiB" % (j["ceiling_read_bytes"], j["buffer_bytes"]))
+else:
+    lo = sum(nbytes(t) for k, t in hdr.items()
+             if k != "__metadata__" and (k != "model.embed_tokens.weight" or "lm_head.weight" not in hdr))
+    if not lo <= j["ceiling_read_bytes"] <= lo + 4096 * len(hdr):
+        sys.exit("ceiling_read_bytes %r, the read tensors have %d bytes" % (j["ceiling_read_bytes"], lo))
+if j["ceiling_reads_per_repeat"] != j["gen"] + 1:
+    sys.exit("ceiling_reads_per_repeat %r for gen %r" % (j["ceiling_reads_per_repeat"], j["gen"]))
+for k in ("ceiling_best_gb_per_s", "buffer_read_gb_per_s"):
+    if not (isinstance(j.get(k), (int, float)) and math.isfinite(j[k]) and j[k] > 0):
+        sys.exit("%s = %r" % (k, j.get(k)))
+if not j.get("ceiling_setting") or j["ceiling_setting"] == "none":
+    sys.exit("ceiling_setting %r" % j.get("ceiling_setting"))
 lin = re.compile(r"(model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj|lm_head)\.weight$")
 dts = {t["dtype"] for k, t in hdr.items() if lin.match(k)}
 if "lm_head.weight" not in hdr:
@@ -492,6 +514,23 @@ if [ "$rc" -ne 0 ]; then fail "bench --json" "exit $rc"; else check_bench "bench
 run bench "$ANY" $BENCH_SMALL --no-mmap --json
 if [ "$rc" -ne 0 ]; then fail "bench --no-mmap --json" "exit $rc"
 else BENCH_ARGS="--no-mmap" check_bench "bench --no-mmap --json" "$ANY" 1; fi
+# --ceiling weights: the ceiling reads the model's own weights (its page-cache pages); buffer: the buffer
+# shellcheck disable=SC2086
+run bench "$ANY" $BENCH_SMALL --ceiling weights --json
+if [ "$rc" -ne 0 ]; then fail "bench --ceiling weights --json" "exit $rc"
+else BENCH_ARGS="--ceiling weights" check_bench "bench --ceiling weights --json" "$ANY" 1; fi
+# shellcheck disable=SC2086
+run bench "$ANY_DIR" $BENCH_SMALL --ceiling weights --json
+if [ "$rc" -ne 0 ]; then fail "bench --ceiling weights --json (directory)" "exit $rc"
+else BENCH_ARGS="--ceiling weights" check_bench "bench --ceiling weights --json (directory)" "$ANY_DIR" 1; fi
+# shellcheck disable=SC2086
+run bench "$ANY" $BENCH_SMALL --ceiling buffer --json
+if [ "$rc" -ne 0 ]; then fail "bench --ceiling buffer --json" "exit $rc"
+else BENCH_ARGS="--ceiling buffer" check_bench "bench --ceiling buffer --json" "$ANY" 1; fi
+# shellcheck disable=SC2086
+run bench "$ANY" $BENCH_SMALL --ceiling weights
+if [ "$rc" -eq 0 ] && grep -q '^ceiling .*of weights a decode step reads' "$OUT"; then pass
+else fail "bench --ceiling weights text" "exit $rc or no ceiling line naming the weights"; fi
 # the merged model written above: fewer bytes per token than its original
 ANY_DIR_BYTES=""
 # shellcheck disable=SC2086
@@ -578,6 +617,10 @@ expect_error "bench nonexistent model" bench "$TMP/no_such_model"
 expect_error "bench --compare without value" bench "$ANY" --compare
 expect_error "bench --compare nonexistent" bench "$ANY" --compare "$TMP/no_such_model"
 expect_error "bench --blas --compare" bench --blas --compare "$ANY"
+expect_error "bench --ceiling bogus" bench "$ANY" --ceiling bogus
+expect_error "bench --ceiling without value" bench "$ANY" --ceiling
+expect_error "bench --ceiling weights --no-mmap" bench "$ANY" --ceiling weights --no-mmap
+expect_error "bench --blas --ceiling" bench --blas --ceiling buffer
 # two models of different vocabulary sizes cannot take the same prompt
 OTHER_VOCAB=$("$PY" - "$MD/models" "$ANY_DIR" <<'EOF'
 import glob, json, os, sys

@@ -4,18 +4,24 @@
 
 #include <stddef.h>
 
-/* A buffer of `bytes` (rounded down to 4 KiB; transparent huge pages
- * requested), written once so its pages are resident; NULL if allocation fails. */
-float *membw_alloc(size_t bytes);
-void membw_free(float *buf);
+/* Memory to read: bytes at p (any alignment). */
+typedef struct {
+    const void *p;
+    size_t bytes;
+} membw_region;
 
-/* Streaming read of the whole buffer by `threads` threads (contiguous slices,
- * each read as several prefetched vector streams; membw.c): the best rate
- * over `passes` passes, GB/s (1e9 bytes), or -1 when a thread cannot be
- * started.  With setting NULL or *setting < 0 every pass tries each of a few
- * (streams, prefetch distance) settings and *setting (if not NULL) receives
- * the best one; with *setting >= 0 only that setting is read. */
-double membw_read_gbps(const float *buf, size_t bytes, int threads, int passes, int *setting);
+/* A buffer of `bytes` on transparent huge pages (requested), written once so
+ * its pages are resident; NULL if allocation fails. */
+void *membw_alloc(size_t bytes);
+void membw_free(void *buf);
+
+/* Streaming read of the nr regions by `threads` threads (each reads its
+ * share of every region as several prefetched vector streams; membw.c): the
+ * best rate over `passes` passes, GB/s (1e9 bytes), or -1 when a thread
+ * cannot be started or there is nothing to read.  With setting NULL or
+ * *setting < 0 every pass tries each of a few read settings and *setting (if
+ * not NULL) receives the best one; with *setting >= 0 only that one is read. */
+double membw_read_gbps(const membw_region *r, int nr, int threads, int passes, int *setting);
 
 /* A setting of membw_read_gbps in words, written to buf. */
 const char *membw_setting_name(int setting, char *buf, size_t n);
