@@ -10,12 +10,15 @@ NAME = SHAPE-DTYPE[-merged]) and OUT_DIR/blas.json.  Each figure is the median o
 src/cli/bench.c:
   decode GB/s      = bytes_per_token * decode tokens/s
   % of ceiling     = median over all repeats of (that repeat's decode GB/s / the
-                     ceiling measured right before and after that decode)
+                     ceiling read before every decode step of that repeat: by default
+                     the weights a decode step reads, in the page cache)
+  % buffer         = decode GB/s / the median rate of a fresh 1 GiB buffer read at the
+                     start of each run (placement of the weights' pages not matched)
   bound tokens/s   = ceiling GB/s / bytes_per_token
   prefill GFLOP/s  = prefill_flops * prefill tokens/s / prompt_len
   merge speedup    = merged / unmerged decode tokens/s, paired: with pair files the
                      median over every repeat of every round of the per-repeat ratio
-                     (the two models ran back to back in one process); with run files
+                     (the two models' steps alternated in one process); with run files
                      the median over rounds of the ratio of the two runs' medians; against its
                      bound bytes_per_token unmerged / merged (within 3 %:
                      |speedup / bound - 1| <= 0.03); "pooled": the ratio of the
@@ -84,6 +87,9 @@ def summarise(name, rs):
     by_round = {j["round"]: {"decode_tokens_per_s": statistics.median([gen / s for s in j["decode_seconds_runs"]]),
                              "decode_ceiling_ratio": statistics.median(ratio_runs(j))} for j in rs}
     shape, dtype_file = name.split("-")[0], name.split("-")[1]
+    sources = {j.get("ceiling_source", "buffer") for j in rs}
+    buf = [j["buffer_read_gb_per_s"] for j in rs if "buffer_read_gb_per_s" in j]
+    buffer_gbps = statistics.median(buf) if buf else None
     return {
         "name": name, "shape": shape, "file_dtype": dtype_file, "dtype": j0["dtype"],
         "merged": j0["merged"], "absent_projections": j0["absent_projections"],
@@ -92,6 +98,9 @@ def summarise(name, rs):
         "bytes_per_token": nbytes,
         "decode_tokens_per_s": d, "decode_gb_per_s": nbytes * d / 1e9,
         "ceiling_gb_per_s": ceiling, "decode_ceiling_ratio": ratio, "by_round": by_round,
+        "ceiling_source": sources.pop() if len(sources) == 1 else "mixed",
+        "buffer_gb_per_s": buffer_gbps,
+        "decode_buffer_ratio": nbytes * d / 1e9 / buffer_gbps if buffer_gbps else None,
         "huge_page_share_min": min([j["weights_huge_page_share"] for j in rs
                                     if j.get("weights_huge_page_share") is not None], default=None),
         "decode_bound_tokens_per_s": ceiling * 1e9 / nbytes,
@@ -184,13 +193,17 @@ def main():
         with open(os.path.join(out, "blas.json")) as f:
             blas = json.load(f)
 
-    h1 = ["model", "in memory", "2 MiB pages", "MB/token", "decode tok/s", "GB/s", "ceiling GB/s", "% ceiling",
-          "bound tok/s", "prefill tok/s", "GFLOP/s", "sgemm GFLOP/s", "% sgemm"]
+    h1 = ["model", "in memory", "2 MiB pages", "MB/token", "decode tok/s", "GB/s", "ceiling GB/s", "ceiling reads",
+          "% ceiling", "bound tok/s", "fresh buffer GB/s", "% buffer", "prefill tok/s", "GFLOP/s", "sgemm GFLOP/s",
+          "% sgemm"]
     t1 = [[r["name"], r["dtype"],
            "n/a" if r["huge_page_share_min"] is None else "%.0f %%" % (100 * r["huge_page_share_min"]),
            "%.1f" % (r["bytes_per_token"] / 1e6), "%.2f" % r["decode_tokens_per_s"],
-           "%.2f" % r["decode_gb_per_s"], "%.2f" % r["ceiling_gb_per_s"], "%.1f" % (100 * r["decode_ceiling_ratio"]),
-           "%.2f" % r["decode_bound_tokens_per_s"], "%.1f" % r["prefill_tokens_per_s"], "%.1f" % r["prefill_gflops"],
+           "%.2f" % r["decode_gb_per_s"], "%.2f" % r["ceiling_gb_per_s"], r["ceiling_source"],
+           "%.1f" % (100 * r["decode_ceiling_ratio"]), "%.2f" % r["decode_bound_tokens_per_s"],
+           "n/a" if r["buffer_gb_per_s"] is None else "%.2f" % r["buffer_gb_per_s"],
+           "n/a" if r["decode_buffer_ratio"] is None else "%.1f" % (100 * r["decode_buffer_ratio"]),
+           "%.1f" % r["prefill_tokens_per_s"], "%.1f" % r["prefill_gflops"],
            "%.1f" % r["sgemm_gflops"], "%.1f" % (100 * r["prefill_sgemm_ratio"])] for r in rows]
     h2 = ["model", "in memory (unmerged/merged)", "weights read before -> after (MB/token)", "bound",
           "speedup (paired)", "speedup / bound", "within 3 %", "pooled", "at equal ceiling"]
@@ -308,9 +321,11 @@ def rewrite_doc(doc, out, rows, blas, tables):
     head = ("Measured %s by bench/run.sh (`make bench`): %d round(s) x %d repeats per model, %d threads, "
             "prompt %d, gen %d; load average %s at the start and %s at the end (1, 5, 15 min). "
             "Figures are medians over all repeats (%d per model); %% of ceiling is the median of the per-repeat "
-            "ratios to the ceiling read before every decode step of that repeat, and a merge speedup the median of the "
-            "per-repeat ratios of the two models' decode rates (token by token in alternation in one process, "
-            "`bench --compare`).\n" % (
+            "ratios to the ceiling read before every decode step of that repeat (ceiling reads `weights`: a streaming "
+            "read of the weights a decode step reads, in the page cache; `buffer`: a fresh 1 GiB buffer), "
+            "%% buffer the median decode GB/s over the median rate of a fresh 1 GiB buffer read at the start of each "
+            "run, and a merge speedup the median of the per-repeat ratios of the two models' decode rates (token by "
+            "token in alternation in one process, `bench --compare`).\n" % (
                 when, r0["n_rounds"], r0["repeat"], r0["threads"], r0["prompt_len"], r0["gen"], " ".join(load0), " ".join(load1), r0["n_samples"]))
     if note:
         head = "> **%s.** The tables below are not final; re-run `make bench` on a quiet machine.\n\n" % note + head
