@@ -1,7 +1,8 @@
 /* bench.c - `skipless bench`: prefill and decode speed against limits measured in the same run.
  *
  *   skipless bench MODEL [--compare MODEL2] [--threads T] [--prompt-len N] [--gen N]
- *                        [--repeat R] [--ceiling-mib M] [--no-mmap] [--json]
+ *                        [--repeat R] [--ceiling auto|weights|buffer] [--ceiling-mib M]
+ *                        [--no-mmap] [--json]
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
@@ -11,14 +12,20 @@
  *    norm and one embedding row.  The KV cache reads (2 L kv_dim 4 bytes per
  *    cached position, under 1 % of the weights at these lengths) are not
  *    counted.
- *  - ceiling: streaming read of a buffer far larger than the last-level cache
- *    (--ceiling-mib, default 1024 MiB) by the same number of threads, each
- *    reading its slice as several prefetched vector streams (membw.c).  A
- *    calibration before the repeats picks the best of a few read settings
- *    (best of 2 passes); then one read with that setting precedes every
- *    decode step, and one follows the last.  A repeat's ceiling is the bytes
- *    of its reads over their total time.  Decode bound = ceiling / bytes per
- *    token.  ceiling_best_gb_per_s is the fastest single read of the run.
+ *  - ceiling: streaming read, by the same number of threads, each reading its
+ *    share as several prefetched vector streams (membw.c), of (--ceiling)
+ *    weights: the tensors a decode step reads, through a mapping of the model
+ *    file, so the same page-cache pages decode reads (this machine's pages
+ *    differ in speed by up to 15 %, docs/performance.md); or buffer: a fresh
+ *    buffer of --ceiling-mib (default 1024) MiB.  auto (default): weights
+ *    when they are used in place (not --no-mmap) and at least twice the
+ *    last-level cache, else buffer.  A calibration before the repeats picks
+ *    the best of a few read settings (best of 2 passes); then one read with
+ *    that setting precedes every decode step, and one follows the last.  A
+ *    repeat's ceiling is the bytes of its reads over their total time.
+ *    Decode bound = ceiling / bytes per token.  ceiling_best_gb_per_s is the
+ *    fastest single read of the run; buffer_read_gb_per_s a read of the fresh
+ *    buffer at the start (best of 2 passes of every setting), for comparison.
  *  - prefill FLOPs for N prompt tokens: 2 N (block linear weights) + 2 (lm_head
  *    weights: logits of the last token only) + 2 L H hd N (N + 1) (causal
  *    attention: q.k and the weighted sum of v, for every query/key pair).

@@ -15,11 +15,13 @@ int parse_long(const char *s, long lo, long hi, long *out);
 /* Lines for skipless --help. */
 #define SKL_BENCH_USAGE \
     "  bench MODEL [--compare MODEL2] [--threads T] [--prompt-len N] [--gen N] [--repeat R]\n" \
-    "        [--ceiling-mib M] [--no-mmap] [--json]\n" \
-    "                                     prefill/decode tokens/s against a bandwidth ceiling and\n" \
-    "                                     an sgemm measured in the same run (docs/performance.md);\n" \
-    "                                     --compare: MODEL2 too, back to back, and its decode\n" \
-    "                                     speedup over MODEL against the bound (bytes per token)\n" \
+    "        [--ceiling auto|weights|buffer] [--ceiling-mib M] [--no-mmap] [--json]\n" \
+    "                                     prefill/decode tokens/s against a bandwidth ceiling (a\n" \
+    "                                     read of the model's weights, or of a buffer, before every\n" \
+    "                                     decode step) and an sgemm measured in the same run\n" \
+    "                                     (docs/performance.md); --compare: MODEL2 too, steps\n" \
+    "                                     alternating, and its decode speedup over MODEL against\n" \
+    "                                     the bound (bytes per token)\n" \
     "  bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]\n" \
     "                                     sgemm/sgemv before and after libskipless's OpenBLAS core check\n"
 
