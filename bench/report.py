@@ -16,6 +16,8 @@ src/cli/bench.c:
                      start of each run (placement of the weights' pages not matched)
   bound tokens/s   = ceiling GB/s / bytes_per_token
   prefill GFLOP/s  = prefill_flops * prefill tokens/s / prompt_len
+  % sgemm          = median over all repeats of (that repeat's prefill GFLOP/s / the
+                     sgemm rate over 4 runs right before and 4 right after it)
   merge speedup    = merged / unmerged decode tokens/s, paired: with pair files the
                      median over every repeat of every round of the per-repeat ratio
                      (the two models' steps alternated in one process); with run files
@@ -107,7 +109,10 @@ def summarise(name, rs):
         "decode_tokens_per_s_min": min(decode), "decode_tokens_per_s_max": max(decode),
         "prefill_tokens_per_s": p, "prefill_gflops": j0["prefill_flops"] * p / plen / 1e9,
         "sgemm_gflops": sgemm, "sgemm_shape": j0["sgemm_shape"],
-        "prefill_sgemm_ratio": j0["prefill_flops"] * p / plen / 1e9 / sgemm,
+        # the median of the per-repeat ratios (sgemm run around each prefill) when the JSON has them
+        "prefill_sgemm_ratio": (statistics.median([x for j in rs for x in j["prefill_sgemm_ratio_runs"]])
+                                if all("prefill_sgemm_ratio_runs" in j for j in rs)
+                                else j0["prefill_flops"] * p / plen / 1e9 / sgemm),
     }
 
 

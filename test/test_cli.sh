@@ -446,6 +446,14 @@ srt = sorted(rr)
 med = srt[len(srt) // 2] if len(srt) % 2 else (srt[len(srt) // 2 - 1] + srt[len(srt) // 2]) / 2
 if abs(j["decode_ceiling_ratio"] - med) > 1e-6 * med:
     sys.exit("decode_ceiling_ratio %r, median of the runs %r" % (j["decode_ceiling_ratio"], med))
+# per repeat: prefill GFLOP/s over the sgemm reference run around that prefill; the figure is their median
+pr = [j["prefill_flops"] / p / 1e9 / g for p, g in zip(j["prefill_seconds_runs"], j["sgemm_gflops_runs"])]
+if len(j["prefill_sgemm_ratio_runs"]) != j["repeat"] or any(abs(a - b) > 1e-6 * b for a, b in zip(pr, j["prefill_sgemm_ratio_runs"])):
+    sys.exit("prefill_sgemm_ratio_runs %r, recomputed %r" % (j["prefill_sgemm_ratio_runs"], pr))
+srt = sorted(pr)
+med = srt[len(srt) // 2] if len(srt) % 2 else (srt[len(srt) // 2 - 1] + srt[len(srt) // 2]) / 2
+if abs(j["prefill_sgemm_ratio"] - med) > 1e-6 * med:
+    sys.exit("prefill_sgemm_ratio %r, median of the runs %r" % (j["prefill_sgemm_ratio"], med))
 hp = j.get("weights_huge_page_share", "missing")
 if j["use_mmap"] != (hp is not None) or (hp is not None and not (isinstance(hp, (int, float)) and 0 <= hp <= 1)):
     sys.exit("weights_huge_page_share = %r (use_mmap %r)" % (hp, j["use_mmap"]))
