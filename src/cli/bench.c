@@ -34,8 +34,8 @@
  *    right before and 4 right after each prefill; the repeat's reference is
  *    their FLOPs over their time, its prefill ratio the prefill GFLOP/s over
  *    that reference (prefill_sgemm_ratio: the median of the per-repeat ratios).
- * Every repeat measures the sgemm and the prefill, then the decode steps
- * with a ceiling read before each: the repeat's decode ratio is its decode
+ * Every repeat measures the prefill between two windows of sgemm runs, then
+ * the decode steps with a ceiling read before each: the repeat's decode ratio is its decode
  * GB/s over its ceiling, two rates taken in the same seconds, so that the
  * bandwidth of a shared machine, which moves by a third within seconds
  * here, moves both.  The figures are medians over repeats (the ratio: the
@@ -839,10 +839,12 @@ static int bench_model(const bench_opts *o) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         prompt[i] = (int32_t)((s >> 33) % (uint64_t)b[0].hp.vocab_size);
     }
-    /* Warm-up: fault in the weights (used in place from the file mapping) and start the threads. */
+    /* Warm-up: fault in the weights (used in place from the file mapping) and the buffers of a
+     * whole-prompt prefill, run the sgemm reference once, start the threads. */
     for (int k = 0; k < n; k++) {
-        double w_prefill, w_decode = 0;
-        int rc = prefill(b[k].ctx, prompt, P < 8 ? P : 8, &w_prefill);
+        double w_prefill, w_decode = 0, w_sgemm = 0;
+        sgemm_window(&b[k].g, (int)o->threads, 1, &w_sgemm);
+        int rc = prefill(b[k].ctx, prompt, P, &w_prefill);
         for (int t = 0; t < 2 && !rc; t++) rc = decode_step(b[k].ctx, b[k].hp.vocab_size, &w_decode);
         if (rc) { ret = lib_error("bench: eval", rc); goto out; }
         b[k].huge_share = huge_page_share(b[k].path);
