@@ -116,8 +116,11 @@ __attribute__((target("avx512f"))) static uint64_t sum_avx512(const unsigned cha
     __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
 #define AVX512_ADD64(k, q) (acc[k] = _mm512_add_epi32(acc[k], _mm512_loadu_si512((const void *)(q))))
     SUM_LOOP(AVX512_ADD64, X86_PF)
-    __m512i t = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
-    return (uint64_t)(uint32_t)_mm512_reduce_add_epi32(t) + tail_sum(p, done, n);
+    uint32_t t[16]; /* unsigned lanes (_mm512_reduce_add_epi32 adds as signed int, which may overflow) */
+    _mm512_storeu_si512((void *)t, _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3])));
+    uint64_t sum = tail_sum(p, done, n);
+    for (int i = 0; i < 16; i++) sum += t[i];
+    return sum;
 }
 #endif
 
