@@ -129,7 +129,7 @@ def speedups(rows, pairs):
         b = r["bytes_per_token"] / m["bytes_per_token"]
         ps = pairs.get(r["name"])
         if ps:
-            # bench --compare: the two models ran back to back within every repeat; the median of
+            # bench --compare: the two models decoded in alternation within every repeat; the median of
             # all per-repeat ratios of every round
             s = statistics.median([x for p in ps for x in p["speedup_runs"]])
             sn = b * statistics.median([y / x for p in ps for x, y in zip(p["models"][0]["decode_ceiling_ratio_runs"],
@@ -307,8 +307,11 @@ def peer_table(rows):
              "|---|---|---|"]
     for r in rows:
         if r["name"] in PEERS:
-            lines.append("| %s decode, %% of read ceiling | %.1f %% (%.2f tok/s) | %s |" % (
-                r["name"], 100 * r["decode_ceiling_ratio"], r["decode_tokens_per_s"], PEERS[r["name"]][0]))
+            buf = ("; %.1f %% of a fresh buffer's read" % (100 * r["decode_buffer_ratio"])
+                   if r.get("decode_buffer_ratio") else "")
+            lines.append("| %s decode, %% of read ceiling | %.1f %% of the ceiling (reads `%s`)%s (%.2f tok/s) | %s |" % (
+                r["name"], 100 * r["decode_ceiling_ratio"], r["ceiling_source"], buf, r["decode_tokens_per_s"],
+                PEERS[r["name"]][0]))
     for r in rows:
         if r["name"] == "S-F32":
             lines.append("| S-F32 256-token prefill | %.1f GFLOP/s; sgemm in the same run %.1f GFLOP/s | %s |" % (
