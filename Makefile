@@ -2,8 +2,10 @@
 # `make run` the demo, `make install PREFIX=... DESTDIR=...` installs.
 # SANITIZE=1 builds into build/san with AddressSanitizer + UndefinedBehaviorSanitizer.
 
-VERSION_MAJOR := 0
-VERSION := 0.1.0
+# The version is written once, in include/skipless.h.
+header_version = $(shell sed -n 's/^\#define SKL_VERSION_$(1) \([0-9][0-9]*\).*/\1/p' include/skipless.h)
+VERSION_MAJOR := $(call header_version,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call header_version,MINOR).$(call header_version,PATCH)
 PREFIX ?= /usr/local
 DESTDIR ?=
 PY := /usr/bin/python3
@@ -56,7 +58,7 @@ BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_
 .PHONY: all deps check check-python check-rust run install uninstall clean bench-models bench
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
-$(B)/obj/%.o: src/%.c include/skipless.h src/internal.h
+$(B)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -c $< -o $@
 

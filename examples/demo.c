@@ -56,18 +56,21 @@ static int run(const skl_model *model, const char *prompt, int32_t n_tokens, int
     skl_context *ctx = NULL;
     if (rc == SKL_OK) {
         skl_context_params cp;
-        skl_context_params_init(&cp);
+        skl_context_params_init(&cp, sizeof cp);
         cp.n_threads = n_threads;
         cp.n_ctx = (int32_t)n_prompt + n_tokens + 1;
         rc = skl_context_create(model, &cp, &ctx);
     }
     if (rc == SKL_OK) {
         skl_generate_params gp;
-        skl_generate_params_init(&gp);
-        gp.sampling.temperature = 0.7f;
-        gp.sampling.top_k = 40;
-        gp.sampling.top_p = 1.0f;
-        gp.sampling.seed = 42; /* the same seed for both models */
+        skl_generate_params_init(&gp, sizeof gp);
+        skl_sampler_params sp;
+        skl_sampler_params_init(&sp, sizeof sp);
+        gp.sampling = &sp;
+        sp.temperature = 0.7f;
+        sp.top_k = 40;
+        sp.top_p = 1.0f;
+        sp.seed = 42; /* the same seed for both models */
         gp.max_tokens = n_tokens;
         int32_t eos = skl_token_eos(model);
         if (eos >= 0) {
@@ -75,7 +78,7 @@ static int run(const skl_model *model, const char *prompt, int32_t n_tokens, int
             gp.n_stop_tokens = 1;
         }
         skl_generate_result res;
-        rc = skl_generate(ctx, ids, (int32_t)n_prompt, &gp, collect, &out->text, &res);
+        rc = skl_generate(ctx, ids, (int32_t)n_prompt, &gp, collect, &out->text, &res, sizeof res);
         if (rc == SKL_OK && out->text.failed) rc = SKL_ERR_NOMEM;
         out->n_generated = res.n_generated;
         /* the last generated token is not evaluated: n_generated - 1 decode steps */
@@ -115,13 +118,13 @@ int main(int argc, char **argv) {
 
     if ((rc = skl_model_load(path, NULL, &model)) != SKL_OK) return fail("loading the model", rc);
     skl_hparams hp;
-    skl_model_hparams(model, &hp);
+    skl_model_hparams(model, &hp, sizeof hp);
     printf("model      %s: %s blocks, %d layers, hidden %d, %d heads / %d KV heads, vocab %d\n",
            path, hp.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial", hp.num_hidden_layers,
            hp.hidden_size, hp.num_attention_heads, hp.num_key_value_heads, hp.vocab_size);
 
     skl_merge_params mp;
-    skl_merge_params_init(&mp);
+    skl_merge_params_init(&mp, sizeof mp);
     mp.remove = SKL_REMOVE_AUTO; /* serial: remove Q and P; parallel: what is lossless */
     if ((rc = skl_model_merge(model, &mp, &merged, &report)) != SKL_OK) {
         fail("merging", rc);

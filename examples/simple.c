@@ -37,10 +37,13 @@ int main(int argc, char **argv) {
     if (n == 0) n = 1; /* token 0 */
 
     skl_generate_params gp;
-    skl_generate_params_init(&gp);
-    gp.sampling.temperature = 0.0f; /* greedy */
+    skl_generate_params_init(&gp, sizeof gp);
+    skl_sampler_params sp;
+    skl_sampler_params_init(&sp, sizeof sp);
+    gp.sampling = &sp;
+    sp.temperature = 0.0f; /* greedy */
     gp.max_tokens = 16;
-    rc = skl_generate(ctx, prompt, n, &gp, print_token, NULL, NULL);
+    rc = skl_generate(ctx, prompt, n, &gp, print_token, NULL, NULL, 0);
     printf("\n");
     if (rc != SKL_OK) fprintf(stderr, "generate failed: %s\n", skl_last_error());
     skl_context_free(ctx);

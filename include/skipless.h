@@ -6,17 +6,38 @@
  * Conventions
  *  - Every fallible call returns an skl_status: 0 (SKL_OK) or a negative code.
  *    The numeric values are pinned forever.  skl_strerror() gives a static
- *    string for a code; skl_last_error() gives the message of the last failure
- *    on the calling thread, naming the file, tensor, expected and actual value.
+ *    string for a code, skl_status_name() its enumerator name;
+ *    skl_last_error() gives the message of the last failure on the calling
+ *    thread, naming the file, tensor, expected and actual value.
  *  - Objects come in create/free pairs; every skl_*_free(NULL) is a no-op.
- *  - Parameter structs are filled with defaults by skl_*_params_init() and
- *    passed by pointer.  Always call the init function first: new fields are
- *    appended in later versions and get their defaults from it.
  *  - Callbacks take a void *user_data; a nonzero return stops the work.
  *  - The library never prints, never exits or aborts on bad input, and reads
  *    no environment variable but OpenBLAS's OPENBLAS_CORETYPE, which its
- *    one-time BLAS core check may also set and unset (see "BLAS" below); the
- *    log callback is the only way it speaks.
+ *    one-time BLAS core check may also set and unset (skl_blas_get_info();
+ *    skl_blas_set_auto_core(false) turns the check off); the log callback is
+ *    the only way it speaks.
+ *
+ * Versions and the ABI: the rule
+ *  A program or binding built against the header of version X.Y keeps working,
+ *  unchanged and without recompiling, with a library of version X.Z for any
+ *  Z >= Y (the shared library's soname is libskipless.so.X).  Later minor
+ *  versions only add functions, enum constants and struct fields appended at
+ *  the end of a struct, and never change a signature.  This holds because the
+ *  library never assumes its own sizeof of a struct in the caller's memory:
+ *  - A struct the caller passes in (skl_*_params) begins with struct_size, set
+ *    by skl_*_params_init(&p, sizeof p).  The library reads only the first
+ *    struct_size bytes and takes its defaults for the fields after them.
+ *  - A function that fills a struct in the caller's memory takes its size
+ *    (sizeof *out) as an argument and writes only that many bytes.
+ *  - What the library allocates (skl_merge_report, skl_plan) may grow at the
+ *    end; their arrays are read through accessors (skl_merge_report_layer,
+ *    skl_plan_row_at), never indexed by the caller, and strings are pointers.
+ *  - No public struct holds a fixed-size array, and no struct is nested in
+ *    another by value.
+ *  A caller newer than the library (struct_size or size larger than the
+ *  library knows) gets the fields the library knows; the rest of an output
+ *  struct is zeroed.  A size smaller than the struct of version 1.0 is
+ *  SKL_ERR_INVALID_ARG.  test/abi/ proves the rule (docs/api.md, "ABI").
  *
  * Thread safety, object by object
  *  - skl_model: immutable after skl_model_load() returns.  Any number of
@@ -24,13 +45,16 @@
  *    Free it only after every context created from it has been freed.
  *  - skl_context: the KV cache and scratch of one sequence.  One thread at a
  *    time; different contexts may run concurrently on different threads.
+ *  - skl_generator: works on its context; one thread at a time, and no other
+ *    call on that context while it exists.  Free it before the context.
  *  - skl_sampler: its RNG state changes on every sample; one thread at a time.
  *  - The tokenizer is part of the immutable model: skl_tokenize and
  *    skl_detokenize may run concurrently.  skl_detokenizer: one thread at a
  *    time; free it before its model.
  *  - skl_last_error(): thread-local, so concurrent failures do not mix.
- *  - skl_log_set(): global; set it once before other calls.  The callback
- *    may be called from any thread that calls into the library.
+ *  - skl_log_set(), skl_blas_set_auto_core(): global; call them once before
+ *    other calls.  The log callback may be called from any thread that calls
+ *    into the library.
  *  - n_threads of a context is its one thread knob: the context owns a pool
  *    of n_threads - 1 worker threads (started by skl_context_create, joined by
  *    skl_context_free) that run decode and the elementwise work, and each
@@ -42,7 +66,7 @@
  *  - skl_cpu_kernels(): thread-safe; the choice is made once.
  *  - The first skl_model_load() or skl_blas_get_info() of a process may
  *    re-initialise OpenBLAS (see "BLAS" below): no other thread may be in a
- *    BLAS call meanwhile.
+ *    BLAS call, or read or change the environment, meanwhile.
  */
 #ifndef SKIPLESS_H
 #define SKIPLESS_H
@@ -61,54 +85,66 @@ extern "C" {
 #define SKL_API __attribute__((visibility("default")))
 #endif
 
-#define SKL_VERSION_MAJOR 0
-#define SKL_VERSION_MINOR 1
+/* The one place the version is written: the Makefile, the bindings' package
+ * files and their tests read it from these lines. */
+#define SKL_VERSION_MAJOR 1
+#define SKL_VERSION_MINOR 0
 #define SKL_VERSION_PATCH 0
-#define SKL_VERSION_STRING "0.1.0"
+#define SKL_VERSION_STRING "1.0.0"
 #define SKL_VERSION_NUMBER (SKL_VERSION_MAJOR * 10000 + SKL_VERSION_MINOR * 100 + SKL_VERSION_PATCH)
 
 /* ------------------------------------------------------------------ status */
 
+/* The one list of status codes: X(name, value, description).  The enum below,
+ * skl_strerror(), skl_status_name() and the bindings' error types are all
+ * made from it. */
+#define SKL_STATUS_LIST(X)                                                                          \
+    X(SKL_OK, 0, "success")                                                                         \
+    X(SKL_ERR_INVALID_ARG, -1, "invalid argument")             /* NULL pointer or parameter out of range */ \
+    X(SKL_ERR_NOMEM, -2, "out of memory")                                                           \
+    X(SKL_ERR_IO, -3, "input/output error")                    /* open/stat/read/mmap/write failed */ \
+    X(SKL_ERR_TRUNCATED, -4, "file is truncated")              /* ends before the data it declares */ \
+    X(SKL_ERR_HEADER_SIZE, -5, "safetensors header length out of bounds")                           \
+    X(SKL_ERR_JSON, -6, "invalid JSON")                        /* header, config or tokenizer */     \
+    X(SKL_ERR_DUPLICATE_KEY, -7, "duplicate JSON key")                                              \
+    X(SKL_ERR_HEADER, -8, "malformed safetensors header")      /* valid JSON, wrong structure */     \
+    X(SKL_ERR_DTYPE, -9, "unknown or unsupported dtype")                                            \
+    X(SKL_ERR_TENSOR_SIZE, -10, "tensor byte size does not match its shape")                        \
+    X(SKL_ERR_OUT_OF_RANGE, -11, "tensor data outside the data area")                               \
+    X(SKL_ERR_OVERLAP, -12, "tensors overlap")                                                      \
+    X(SKL_ERR_GAP, -13, "unused bytes between or after tensors")                                    \
+    X(SKL_ERR_CONFIG, -14, "invalid model config")             /* key missing or value invalid */    \
+    X(SKL_ERR_SHAPE, -15, "tensor shape inconsistent with config")                                  \
+    X(SKL_ERR_MISSING_TENSOR, -16, "required tensor missing")                                       \
+    X(SKL_ERR_UNEXPECTED_TENSOR, -17, "unexpected tensor")     /* one the model does not use */      \
+    X(SKL_ERR_TOKEN, -18, "token id out of range")             /* outside [0, vocab_size) */         \
+    X(SKL_ERR_CONTEXT_FULL, -19, "context is full")                                                 \
+    X(SKL_ERR_CANCELLED, -20, "cancelled by callback")                                              \
+    X(SKL_ERR_MERGE_NOT_APPLICABLE, -21, "merge does not apply to this model")                      \
+    X(SKL_ERR_SINGULAR, -22, "matrix is singular")                                                  \
+    X(SKL_ERR_ILL_CONDITIONED, -23, "matrix too ill-conditioned")                                   \
+    X(SKL_ERR_ALREADY_MERGED, -24, "model already merged")                                          \
+    X(SKL_ERR_UNSUPPORTED, -25, "unsupported")                 /* valid input this version cannot handle */ \
+    X(SKL_ERR_TOKENIZER, -26, "malformed tokenizer.json")      /* names the key or entry */          \
+    X(SKL_ERR_NO_TOKENIZER, -27, "model has no tokenizer")                                          \
+    X(SKL_ERR_BUFFER_TOO_SMALL, -28, "buffer too small")       /* the needed size is returned */
+
 typedef enum skl_status {
-    SKL_OK = 0,
-    SKL_ERR_INVALID_ARG = -1,       /* NULL pointer or parameter out of range */
-    SKL_ERR_NOMEM = -2,             /* allocation failed */
-    SKL_ERR_IO = -3,                /* open/stat/read/mmap/write failed */
-    SKL_ERR_TRUNCATED = -4,         /* file ends before the data it declares */
-    SKL_ERR_HEADER_SIZE = -5,       /* safetensors header length out of bounds */
-    SKL_ERR_JSON = -6,              /* header or config.json is not valid JSON */
-    SKL_ERR_DUPLICATE_KEY = -7,     /* a JSON object repeats a key */
-    SKL_ERR_HEADER = -8,            /* header JSON has the wrong structure */
-    SKL_ERR_DTYPE = -9,             /* unknown or unsupported tensor dtype */
-    SKL_ERR_TENSOR_SIZE = -10,      /* byte range does not match shape x dtype */
-    SKL_ERR_OUT_OF_RANGE = -11,     /* tensor bytes beyond the data area */
-    SKL_ERR_OVERLAP = -12,          /* two tensors share bytes */
-    SKL_ERR_GAP = -13,              /* unused bytes between or after tensors */
-    SKL_ERR_CONFIG = -14,           /* config key missing or value invalid */
-    SKL_ERR_SHAPE = -15,            /* tensor shape inconsistent with config */
-    SKL_ERR_MISSING_TENSOR = -16,   /* a required tensor is absent */
-    SKL_ERR_UNEXPECTED_TENSOR = -17,/* a tensor the model does not use */
-    SKL_ERR_TOKEN = -18,            /* token id outside [0, vocab_size) */
-    SKL_ERR_CONTEXT_FULL = -19,     /* tokens would not fit in the context */
-    SKL_ERR_CANCELLED = -20,        /* a callback asked to stop */
-    SKL_ERR_MERGE_NOT_APPLICABLE = -21, /* removal does not fit block/attention */
-    SKL_ERR_SINGULAR = -22,         /* matrix to invert is singular */
-    SKL_ERR_ILL_CONDITIONED = -23,  /* condition number too large for dtype */
-    SKL_ERR_ALREADY_MERGED = -24,   /* the model is already merged that way */
-    SKL_ERR_UNSUPPORTED = -25,      /* valid input this version cannot handle */
-    SKL_ERR_TOKENIZER = -26,        /* tokenizer.json malformed (names the key/entry) */
-    SKL_ERR_NO_TOKENIZER = -27,     /* the model has no tokenizer */
-    SKL_ERR_BUFFER_TOO_SMALL = -28  /* output buffer too small; the needed size is returned */
+#define SKL_STATUS_ENUMERATOR_(name, value, text) name = value,
+    SKL_STATUS_LIST(SKL_STATUS_ENUMERATOR_)
+#undef SKL_STATUS_ENUMERATOR_
 } skl_status;
 
-/* Static description of a status code (never NULL). */
+/* Static description of a status code (never NULL; "unknown status" if unknown). */
 SKL_API const char *skl_strerror(int status);
+/* Enumerator name of a status code ("SKL_ERR_IO"); NULL if unknown. */
+SKL_API const char *skl_status_name(int status);
 /* Message of the last failed call on this thread ("" when none). */
 SKL_API const char *skl_last_error(void);
 
 /* ----------------------------------------------------------------- version */
 
-SKL_API const char *skl_version(void);   /* e.g. "0.1.0" */
+SKL_API const char *skl_version(void);   /* SKL_VERSION_STRING of the library */
 SKL_API int skl_version_number(void);    /* SKL_VERSION_NUMBER of the library */
 /* The kernel variant this CPU runs, chosen once by CPU features:
  * "avx512" (AVX-512F + AVX2 + FMA + F16C), "avx2" (AVX2 + FMA + F16C) or "generic" (portable C). */
@@ -155,6 +191,7 @@ typedef enum skl_block_type {
     SKL_BLOCK_PARALLEL = 1  /* x' = o(attn(x)) + down(ffn(x)) */
 } skl_block_type;
 
+/* Filled by skl_model_hparams(model, &hp, sizeof hp). */
 typedef struct skl_hparams {
     int32_t hidden_size;            /* d */
     int32_t num_hidden_layers;      /* L */
@@ -176,7 +213,8 @@ typedef struct skl_hparams {
     bool final_norm;                /* model.norm.weight present */
 } skl_hparams;
 
-/* Number of weights per kind (biases and norms counted apart). */
+/* Number of weights per kind (biases and norms counted apart); filled by
+ * skl_model_weight_counts(model, &c, sizeof c). */
 typedef struct skl_weight_counts {
     uint64_t embed, q, k, v, o, gate, up, down, head;
     uint64_t bias, norm;
@@ -184,28 +222,27 @@ typedef struct skl_weight_counts {
 } skl_weight_counts;
 
 typedef struct skl_model_params {
+    uint32_t struct_size;       /* set by skl_model_params_init */
     skl_progress_fn progress;   /* called while weights are converted (not during
                                    the whole-file read of use_mmap = false); may cancel */
     void *progress_user_data;
-    /* true (default): use the read-only file mapping in place (loaded
-     * lazily, shared with other processes mapping the file).  Files of 2 MiB
-     * or more are mapped at a 2 MiB-aligned address and advised MADV_HUGEPAGE,
-     * so on Linux 6.x with large page-cache folios (ext4, xfs) the weights
-     * read at first use land on 2 MiB pages; parts of the file already cached
-     * in small folios stay on 4 KiB pages (decode a few per cent slower,
-     * docs/performance.md).  false: read the weights into anonymous memory on
-     * 2 MiB transparent huge pages and drop the file's page cache afterwards
-     * (the whole file is read at load). */
+    /* true (default): use the read-only file mapping in place, loaded lazily
+     * and shared with other processes mapping the file (on 2 MiB pages where
+     * the kernel allows; docs/performance.md, "Memory placement").  false:
+     * read the whole file at load into anonymous memory on transparent huge
+     * pages and drop the file's page cache afterwards. */
     bool use_mmap;
 } skl_model_params;
 
-SKL_API void skl_model_params_init(skl_model_params *params);
+/* Fill *params with the defaults and params->struct_size = size (pass
+ * sizeof *params).  SKL_ERR_INVALID_ARG if params is NULL or size too small. */
+SKL_API int skl_model_params_init(skl_model_params *params, size_t size);
 
 /* Load a model: a directory holding config.json + model.safetensors, or one
  * .safetensors file whose __metadata__ "config" entry holds the config JSON.
- * The file is memory-mapped (or, with params->use_mmap false, read onto huge
- * pages) and fully validated before use.  params may be
- * NULL for defaults.  On failure *out is NULL.
+ * The file is memory-mapped (or, with params->use_mmap false, read into
+ * memory) and fully validated before use.  params may be NULL for defaults.
+ * On failure *out is NULL.
  * The tokenizer, if any, is read too: tokenizer.json beside config.json, or
  * the string under __metadata__ "tokenizer.json" of a single file.  A
  * malformed one fails the load (SKL_ERR_TOKENIZER, or SKL_ERR_JSON /
@@ -217,15 +254,27 @@ SKL_API void skl_model_params_init(skl_model_params *params);
 SKL_API int skl_model_load(const char *path, const skl_model_params *params, skl_model **out);
 SKL_API void skl_model_free(skl_model *model);
 
-SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out);
+/* Copy the model's hyperparameters into *out (size: sizeof *out). */
+SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out, size_t size);
 /* Bytes of weights one decoded token reads: every linear layer and the LM
  * head (biases and the final norm included) in their stored dtypes, plus one
  * embedding row.  0 for a NULL model. */
 SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
+/* Where those bytes are: one region per tensor a decode step reads in full
+ * (every present linear weight and bias of every block in evaluation order,
+ * then the final norm and lm_head), and last the first row of the embedding,
+ * standing for the row of the token (each token reads one).  The sizes sum to
+ * skl_model_decode_bytes().  Fills bases[i] and sizes[i] for i < n_max and
+ * sets *n_regions to the number of regions; SKL_ERR_BUFFER_TOO_SMALL if
+ * n_max is smaller (bases and sizes may be NULL when n_max is 0).  The
+ * memory belongs to the model: read it, never write it. */
+SKL_API int skl_model_decode_regions(const skl_model *model, const void **bases, uint64_t *sizes, size_t n_max,
+                                     size_t *n_regions);
 /* Storage dtype of the linear layers and lm_head: "F32", "F16", "BF16", or
  * "mixed" (a merge stored its new tensors in another dtype); NULL for a NULL model. */
 SKL_API const char *skl_model_weight_dtype(const skl_model *model);
-SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out);
+/* Count the model's weights into *out (size: sizeof *out). */
+SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out, size_t size);
 
 /* Whether projection `which` ('q', 'k', 'v' or 'o') of layer `layer` is
  * present (false: the identity).  Returns 1, 0, or a negative status. */
@@ -236,13 +285,16 @@ SKL_API int skl_model_has_proj(const skl_model *model, int32_t layer, char which
 typedef struct skl_context skl_context;
 
 typedef struct skl_context_params {
+    uint32_t struct_size;   /* set by skl_context_params_init */
     int32_t n_ctx;          /* KV cache length; 0: max_position_embeddings */
     int32_t n_threads;      /* threads for this context (>= 1); default 1 */
     int32_t n_batch;        /* max tokens per internal forward batch; default 256 */
     bool logits_all;        /* keep logits of every evaluated token, not only the last */
 } skl_context_params;
 
-SKL_API void skl_context_params_init(skl_context_params *params);
+/* Defaults into *params, struct_size = size (pass sizeof *params). */
+SKL_API int skl_context_params_init(skl_context_params *params, size_t size);
+/* params may be NULL for defaults. */
 SKL_API int skl_context_create(const skl_model *model, const skl_context_params *params,
                                skl_context **out);
 SKL_API void skl_context_free(skl_context *ctx);
@@ -273,6 +325,7 @@ SKL_API int skl_kv_reset(skl_context *ctx);
  * one uniform double in [0,1) per sampled token: (next() >> 11) * 2^-53.
  * Same seed, model and thread count give the same tokens. */
 typedef struct skl_sampler_params {
+    uint32_t struct_size; /* set by skl_sampler_params_init */
     float temperature;  /* 0: greedy (argmax, lowest id on ties); default 0.8 */
     int32_t top_k;      /* keep the k most likely tokens; 0: all; default 40 */
     float top_p;        /* keep the smallest set with mass >= p; 1: all; default 0.95 */
@@ -281,7 +334,9 @@ typedef struct skl_sampler_params {
 
 typedef struct skl_sampler skl_sampler;
 
-SKL_API void skl_sampler_params_init(skl_sampler_params *params);
+/* Defaults into *params, struct_size = size (pass sizeof *params). */
+SKL_API int skl_sampler_params_init(skl_sampler_params *params, size_t size);
+/* params may be NULL for defaults. */
 SKL_API int skl_sampler_create(const skl_sampler_params *params, skl_sampler **out);
 SKL_API void skl_sampler_free(skl_sampler *sampler);
 /* Sample a token id from logits[n_vocab]. */
@@ -345,46 +400,73 @@ SKL_API void skl_detokenizer_free(skl_detokenizer *d);
 
 /* -------------------------------------------------------------- generation */
 
-/* Called for each generated token with `piece`, the text that token completes
- * when the model has a tokenizer (from an internal skl_detokenizer; "" while
- * a multi-byte character is pending), or NULL when it has none.  Bytes still
- * pending when generation ends are delivered by one last call with
- * token = -1 (its return value is ignored).  Return nonzero to stop. */
-typedef int (*skl_token_fn)(int32_t token, const char *piece, void *user_data);
-
 typedef struct skl_generate_params {
-    skl_sampler_params sampling;
+    uint32_t struct_size;        /* set by skl_generate_params_init */
+    const skl_sampler_params *sampling; /* NULL (default): skl_sampler_params_init's defaults;
+                                    read when generation starts */
     int32_t max_tokens;          /* tokens to generate at most; default 128 */
-    const int32_t *stop_tokens;  /* ending generation, not passed to on_token */
+    const int32_t *stop_tokens;  /* ending generation, not passed on (copied at the start) */
     int32_t n_stop_tokens;
 } skl_generate_params;
 
 typedef enum skl_stop_reason {
     SKL_STOP_MAX_TOKENS = 0,
     SKL_STOP_STOP_TOKEN = 1,
-    SKL_STOP_CALLBACK = 2,
+    SKL_STOP_CALLBACK = 2,        /* on_token returned nonzero (skl_generate) */
     SKL_STOP_CONTEXT_FULL = 3,
-    SKL_STOP_ERROR = 4            /* an error inside the loop; skl_generate returns it */
+    SKL_STOP_ERROR = 4            /* an error inside the loop, returned by the call that met it */
 } skl_stop_reason;
 
+/* Filled by skl_generator_result() and skl_generate(). */
 typedef struct skl_generate_result {
-    int32_t n_generated;          /* tokens passed to on_token */
+    int32_t n_generated;          /* tokens handed out */
     int32_t stop_token;           /* the stop token seen, or -1 */
-    skl_stop_reason stop_reason;
+    skl_stop_reason stop_reason;  /* meaningful once generation has ended */
     double prompt_seconds;        /* wall time of the prompt eval */
-    double decode_seconds;        /* wall time of the decode steps */
+    double decode_seconds;        /* wall time since, in the generator's calls */
 } skl_generate_result;
 
-SKL_API void skl_generate_params_init(skl_generate_params *params);
+/* Defaults into *params, struct_size = size (pass sizeof *params). */
+SKL_API int skl_generate_params_init(skl_generate_params *params, size_t size);
 
-/* Evaluate the prompt (appended to what the context already holds), then
- * sample and stream up to max_tokens tokens.  on_token may be NULL; result may
- * be NULL.  Returns SKL_ERR_CONTEXT_FULL only if the prompt itself does not
- * fit; running out of context later ends with SKL_STOP_CONTEXT_FULL. */
+/* Pull-style generation.  skl_generator_create evaluates the prompt (appended
+ * to what the context already holds; SKL_ERR_CONTEXT_FULL if it does not
+ * fit) and prepares the sampler; params may be NULL for defaults.  Each
+ * skl_generator_next then samples one token, evaluates the previous one
+ * first, and gives back
+ *  - *token >= 0 and *piece, the text that token completes when the model
+ *    has a tokenizer ("" while a multi-byte character is pending), or NULL
+ *    when it has none; or
+ *  - *token = -1 when generation has ended (max_tokens, a stop token, or the
+ *    context full: skl_generator_result says which), with *piece the bytes
+ *    still pending ("" if none; NULL without a tokenizer).  Later calls give
+ *    -1 and "" again.
+ * *piece is owned by the generator, valid until its next call; piece_len
+ * may be NULL.  An error ends generation with SKL_STOP_ERROR and is
+ * returned.  The caller may stop at any time by freeing the generator; the
+ * context then holds the prompt and every token handed out except the last. */
+typedef struct skl_generator skl_generator;
+SKL_API int skl_generator_create(skl_context *ctx, const int32_t *prompt_tokens, int32_t n_prompt,
+                                 const skl_generate_params *params, skl_generator **out);
+SKL_API int skl_generator_next(skl_generator *gen, int32_t *token, const char **piece, size_t *piece_len);
+/* Counts and timings so far (size: sizeof *out). */
+SKL_API int skl_generator_result(const skl_generator *gen, skl_generate_result *out, size_t size);
+SKL_API void skl_generator_free(skl_generator *gen);
+
+/* Called by skl_generate for each generated token with its text piece (as
+ * skl_generator_next gives it).  Bytes still pending when generation ends
+ * are delivered by one last call with token = -1 (its return value is
+ * ignored).  Return nonzero to stop. */
+typedef int (*skl_token_fn)(int32_t token, const char *piece, void *user_data);
+
+/* A loop over a generator: evaluate the prompt, then sample and stream up
+ * to max_tokens tokens to on_token.  on_token may be NULL; result may be
+ * NULL (then result_size is ignored).  Returns SKL_ERR_CONTEXT_FULL only if
+ * the prompt itself does not fit; running out of context later ends with
+ * SKL_STOP_CONTEXT_FULL. */
 SKL_API int skl_generate(skl_context *ctx, const int32_t *prompt_tokens, int32_t n_prompt,
                          const skl_generate_params *params, skl_token_fn on_token,
-                         void *user_data, skl_generate_result *result);
-
+                         void *user_data, skl_generate_result *result, size_t result_size);
 
 /* ------------------------------------------------------------------- merge */
 
@@ -410,6 +492,7 @@ SKL_API const char *skl_removal_name(skl_removal r);
 SKL_API int skl_removal_parse(const char *name, skl_removal *out);
 
 typedef struct skl_merge_params {
+    uint32_t struct_size;        /* set by skl_merge_params_init */
     skl_removal remove;          /* default SKL_REMOVE_AUTO */
     bool verify;                 /* run both models on probe tokens; default true */
     int32_t n_probe_tokens;      /* default 32 (capped at max_position_embeddings) */
@@ -424,6 +507,7 @@ typedef struct skl_merge_params {
                                     itself runs in float64 whatever the source dtype. */
 } skl_merge_params;
 
+/* One block of a merge report (skl_merge_report_layer). */
 typedef struct skl_merge_layer {
     int32_t layer;
     bool removed_q, removed_k, removed_v, removed_o;
@@ -433,10 +517,10 @@ typedef struct skl_merge_layer {
     double residual;             /* max relative residual |X* A - X|_F / |X|_F of its solves, float32 X* */
 } skl_merge_layer;
 
+/* Allocated by skl_model_merge, freed by skl_merge_report_free. */
 typedef struct skl_merge_report {
     skl_removal removal;         /* the removal applied (AUTO resolved) */
-    int32_t n_layers;
-    skl_merge_layer *layers;     /* [n_layers] */
+    int32_t n_layers;            /* blocks: skl_merge_report_layer(report, 0 .. n_layers-1) */
     uint64_t weights_before;     /* linear layers + embeddings, as skl_weight_counts.linear_total */
     uint64_t weights_after;
     double max_condition;
@@ -446,15 +530,18 @@ typedef struct skl_merge_report {
     double seconds;
 } skl_merge_report;
 
-SKL_API void skl_merge_params_init(skl_merge_params *params);
+/* Defaults into *params, struct_size = size (pass sizeof *params). */
+SKL_API int skl_merge_params_init(skl_merge_params *params, size_t size);
 /* Build a merged copy of `model` in *out.  `model` is never modified: the
  * copy shares every unchanged tensor with it (reference counted) and owns new
  * storage (in skl_merge_params.dtype) only for the changed ones, so the extra memory is the size of
  * the changed matrices plus float64 scratch for one block (docs/merge.md).
- * On failure *out is NULL.  report may be NULL; otherwise free it with
- * skl_merge_report_free(). */
+ * params may be NULL for defaults.  On failure *out is NULL.  report may be
+ * NULL; otherwise free it with skl_merge_report_free(). */
 SKL_API int skl_model_merge(const skl_model *model, const skl_merge_params *params, skl_model **out,
                             skl_merge_report **report);
+/* Block i of the report; NULL if i is outside [0, n_layers). */
+SKL_API const skl_merge_layer *skl_merge_report_layer(const skl_merge_report *report, int32_t i);
 SKL_API void skl_merge_report_free(skl_merge_report *report);
 
 /* Weight accounting of every removal for a model shape (paper's counting:
@@ -466,24 +553,28 @@ typedef struct skl_plan_row {
     uint64_t total, removed, after;
     double saving_percent;       /* 100 * removed / total */
     double speedup_bound;        /* total / after: batch-1 decode bound */
-    char note[96];
+    const char *note;            /* why (not) applicable; owned by the library, never NULL */
 } skl_plan_row;
 
+/* Allocated by skl_plan_config / skl_model_plan, freed by skl_plan_free. */
 typedef struct skl_plan {
     skl_block_type block_type;
     int32_t hidden_size, kv_dim, intermediate_size, num_hidden_layers, vocab_size;
     bool glu, final_norm;
     uint64_t total;
-    int32_t n_rows;
-    skl_plan_row rows[8];
+    int32_t n_rows;              /* rows: skl_plan_row_at(plan, 0 .. n_rows-1) */
 } skl_plan;
 
 /* From a config file (ours, or Hugging Face Llama / Mistral / GPT-NeoX
- * families; "use_parallel_residual" means parallel blocks); no weights needed. */
-SKL_API int skl_plan_config(const char *config_path, skl_plan *out);
+ * families; "use_parallel_residual" means parallel blocks); no weights needed.
+ * On failure *out is NULL. */
+SKL_API int skl_plan_config(const char *config_path, skl_plan **out);
 /* For a loaded model, from its actual shapes (counts the original model's
  * removal options; an already-merged model shows what is left). */
-SKL_API int skl_model_plan(const skl_model *model, skl_plan *out);
+SKL_API int skl_model_plan(const skl_model *model, skl_plan **out);
+/* Row i of the plan; NULL if i is outside [0, n_rows). */
+SKL_API const skl_plan_row *skl_plan_row_at(const skl_plan *plan, int32_t i);
+SKL_API void skl_plan_free(skl_plan *plan);
 
 /* -------------------------------------------------------------------- save */
 
@@ -504,32 +595,34 @@ SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_fo
 
 /* -------------------------------------------------------------------- BLAS */
 
-/* OpenBLAS picks its kernels ("core") from the CPU model number; releases older
- * than the CPU fall back to generic kernels (Debian 12's 0.3.21 on Sapphire
- * Rapids: sgemm about 5x slower).  Once per process, at the start of the first
- * skl_model_load() or skl_blas_get_info(), libskipless checks the core: if the
- * BLAS is a dynamically linked OpenBLAS, OPENBLAS_CORETYPE is not set, and the
- * core targets an older instruction set than the CPU supports, it
- * re-initialises OpenBLAS with the matching core (SkylakeX for AVX-512,
- * Haswell for AVX2) by setting OPENBLAS_CORETYPE around gotoblas_dynamic_init()
- * and unsetting it again; the log callback says what was done.  Setting
- * OPENBLAS_CORETYPE yourself keeps your choice (set after OpenBLAS started, it
- * is applied by the same re-initialisation).  During that first call no other
- * thread may run BLAS calls or read or change the environment.  libskipless
- * links OpenBLAS; the check is skipped when another library in the process
- * provides cblas_sgemm. */
+/* OpenBLAS picks its kernels ("core") from the CPU model number, and releases
+ * older than the CPU fall back to slow generic ones.  Once per process, at the
+ * start of the first skl_model_load() or skl_blas_get_info(), libskipless
+ * checks the core of a dynamically linked OpenBLAS and, when
+ * OPENBLAS_CORETYPE is not set and the core targets an older instruction set
+ * than the CPU supports, re-initialises OpenBLAS with the matching core
+ * (setting OPENBLAS_CORETYPE around the re-initialisation and unsetting it
+ * again); the log callback says what was done.  Setting OPENBLAS_CORETYPE
+ * yourself keeps your choice.  Details: docs/api.md, "BLAS". */
 typedef struct skl_blas_info {
     bool openblas;           /* the BLAS is a dynamically linked OpenBLAS */
     bool user_coretype;      /* OPENBLAS_CORETYPE was set: the user's core */
     bool core_changed;       /* libskipless re-initialised OpenBLAS with `core` */
-    char detected_core[32];  /* core OpenBLAS chose itself ("" if not OpenBLAS) */
-    char core[32];           /* core in use after the check ("" if not OpenBLAS) */
-    char cpu_isa[16];        /* best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE";
+    bool auto_core;          /* the check was enabled (skl_blas_set_auto_core) */
+    const char *detected_core; /* core OpenBLAS chose itself ("" if not OpenBLAS) */
+    const char *core;        /* core in use after the check ("" if not OpenBLAS) */
+    const char *cpu_isa;     /* best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE";
                                 "unknown" off x86-64 */
 } skl_blas_info;
 
-/* Run the check above if it has not run yet, and describe the BLAS in use. */
-SKL_API int skl_blas_get_info(skl_blas_info *out);
+/* Run the check above if it has not run yet, and describe the BLAS in use
+ * (size: sizeof *out; the strings are static). */
+SKL_API int skl_blas_get_info(skl_blas_info *out, size_t size);
+/* enable = false: never touch OpenBLAS's core (for a host program that
+ * manages OpenBLAS itself); true is the default.  Call it before the first
+ * skl_model_load() or skl_blas_get_info(); afterwards the check has run and
+ * this returns SKL_ERR_INVALID_ARG, changing nothing. */
+SKL_API int skl_blas_set_auto_core(bool enable);
 
 #ifdef __cplusplus
 }

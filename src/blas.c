@@ -42,6 +42,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,7 +91,13 @@ typedef char *(*corename_fn)(void);
 typedef void (*void_fn)(void);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static skl_blas_info state; /* written once under `once`, read-only afterwards */
+/* written once under `once`, read-only afterwards; skl_blas_get_info points into it */
+static struct {
+    bool openblas, user_coretype, core_changed;
+    char detected_core[32], core[32], cpu_isa[16];
+} state;
+static atomic_bool auto_core = true; /* skl_blas_set_auto_core */
+static atomic_bool started;          /* the check has begun: auto_core is fixed */
 
 static void copy_name(char *dst, size_t n, const char *src) {
     size_t len = src ? strlen(src) : 0;
@@ -109,6 +116,7 @@ static int reinit_with(void_fn quit, void_fn init, const char *name) {
 }
 
 static void setup(void) {
+    atomic_store(&started, true);
     int isa = cpu_isa();
     copy_name(state.cpu_isa, sizeof state.cpu_isa, isa >= 0 ? isa_names[isa] : "unknown");
     /* The object that provides cblas_sgemm to us; stays loaded (we link it). */
@@ -128,6 +136,10 @@ static void setup(void) {
     state.openblas = true;
     copy_name(state.detected_core, sizeof state.detected_core, corename());
     copy_name(state.core, sizeof state.core, state.detected_core);
+    if (!atomic_load(&auto_core)) {
+        skl_log(SKL_LOG_DEBUG, "BLAS: core check turned off (skl_blas_set_auto_core); OpenBLAS core %s", state.core);
+        return;
+    }
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (user) {
         state.user_coretype = true;
@@ -176,9 +188,19 @@ static void setup(void) {
 
 void skl_blas_setup(void) { pthread_once(&once, setup); }
 
-int skl_blas_get_info(skl_blas_info *out) {
+int skl_blas_get_info(skl_blas_info *out, size_t size) {
     if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_blas_get_info: out is NULL");
     skl_blas_setup();
-    *out = state;
+    skl_blas_info info = {state.openblas,     state.user_coretype, state.core_changed, atomic_load(&auto_core),
+                          state.detected_core, state.core,          state.cpu_isa};
+    return skl_copy_out(out, size, &info, sizeof info, SKL_SIZE_THROUGH(skl_blas_info, cpu_isa), "skl_blas_get_info");
+}
+
+int skl_blas_set_auto_core(bool enable) {
+    if (atomic_load(&started))
+        return skl_fail(SKL_ERR_INVALID_ARG,
+                        "skl_blas_set_auto_core: too late, the BLAS core check ran at the first skl_model_load() or "
+                        "skl_blas_get_info(); call it before those");
+    atomic_store(&auto_core, enable);
     return SKL_OK;
 }

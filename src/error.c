@@ -10,36 +10,21 @@ static void *log_user_data;
 
 const char *skl_strerror(int status) {
     switch (status) {
-    case SKL_OK: return "success";
-    case SKL_ERR_INVALID_ARG: return "invalid argument";
-    case SKL_ERR_NOMEM: return "out of memory";
-    case SKL_ERR_IO: return "input/output error";
-    case SKL_ERR_TRUNCATED: return "file is truncated";
-    case SKL_ERR_HEADER_SIZE: return "safetensors header length out of bounds";
-    case SKL_ERR_JSON: return "invalid JSON";
-    case SKL_ERR_DUPLICATE_KEY: return "duplicate JSON key";
-    case SKL_ERR_HEADER: return "malformed safetensors header";
-    case SKL_ERR_DTYPE: return "unknown or unsupported dtype";
-    case SKL_ERR_TENSOR_SIZE: return "tensor byte size does not match its shape";
-    case SKL_ERR_OUT_OF_RANGE: return "tensor data outside the data area";
-    case SKL_ERR_OVERLAP: return "tensors overlap";
-    case SKL_ERR_GAP: return "unused bytes between or after tensors";
-    case SKL_ERR_CONFIG: return "invalid model config";
-    case SKL_ERR_SHAPE: return "tensor shape inconsistent with config";
-    case SKL_ERR_MISSING_TENSOR: return "required tensor missing";
-    case SKL_ERR_UNEXPECTED_TENSOR: return "unexpected tensor";
-    case SKL_ERR_TOKEN: return "token id out of range";
-    case SKL_ERR_CONTEXT_FULL: return "context is full";
-    case SKL_ERR_CANCELLED: return "cancelled by callback";
-    case SKL_ERR_MERGE_NOT_APPLICABLE: return "merge does not apply to this model";
-    case SKL_ERR_SINGULAR: return "matrix is singular";
-    case SKL_ERR_ILL_CONDITIONED: return "matrix too ill-conditioned";
-    case SKL_ERR_ALREADY_MERGED: return "model already merged";
-    case SKL_ERR_UNSUPPORTED: return "unsupported";
-    case SKL_ERR_TOKENIZER: return "malformed tokenizer.json";
-    case SKL_ERR_NO_TOKENIZER: return "model has no tokenizer";
-    case SKL_ERR_BUFFER_TOO_SMALL: return "buffer too small";
+#define STATUS_TEXT(name, value, text) \
+    case value: return text;
+        SKL_STATUS_LIST(STATUS_TEXT)
+#undef STATUS_TEXT
     default: return "unknown status";
+    }
+}
+
+const char *skl_status_name(int status) {
+    switch (status) {
+#define STATUS_NAME(name, value, text) \
+    case value: return #name;
+        SKL_STATUS_LIST(STATUS_NAME)
+#undef STATUS_NAME
+    default: return NULL;
     }
 }
 

@@ -59,13 +59,11 @@ struct skl_context {
 #define TILE_ELEMS ((size_t)4 << 20)   /* floats per widened weight tile (16 MiB) */
 #define SCORE_ELEMS ((uint64_t)4 << 20) /* floats of prefill attention scores (16 MiB) */
 
-void skl_context_params_init(skl_context_params *p) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->n_ctx = 0;
-    p->n_threads = 1;
-    p->n_batch = 256;
-    p->logits_all = false;
+#define CONTEXT_PARAMS_V1 SKL_SIZE_THROUGH(skl_context_params, logits_all)
+
+int skl_context_params_init(skl_context_params *p, size_t size) {
+    skl_context_params d = {.n_ctx = 0, .n_threads = 1, .n_batch = 256, .logits_all = false};
+    return skl_params_init(p, size, &d, sizeof d, CONTEXT_PARAMS_V1, "skl_context_params_init");
 }
 
 void skl_context_free(skl_context *c) {
@@ -89,8 +87,9 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     *out = NULL;
     if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: model is NULL");
     skl_context_params p;
-    if (params) p = *params;
-    else skl_context_params_init(&p);
+    skl_context_params_init(&p, sizeof p);
+    int prc = skl_params_read(&p, sizeof p, params, CONTEXT_PARAMS_V1, "skl_context_create");
+    if (prc) return prc;
     const skl_hparams *hp = &m->hp;
     if (p.n_ctx == 0) p.n_ctx = hp->max_position_embeddings;
     if (p.n_ctx < 1 || p.n_ctx > hp->max_position_embeddings)

@@ -3,6 +3,7 @@
 #define SKL_INTERNAL_H
 
 #include "skipless.h"
+#include "abi.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

@@ -49,19 +49,29 @@ int skl_removal_parse(const char *name, skl_removal *out) {
     return skl_fail(SKL_ERR_INVALID_ARG, "unknown removal '%s' (expected auto, qp, kp, vp, q or p)", name);
 }
 
-void skl_merge_params_init(skl_merge_params *p) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->remove = SKL_REMOVE_AUTO;
-    p->verify = true;
-    p->n_probe_tokens = 32;
-    p->probe_seed = 1;
-    p->dtype = SKL_DTYPE_F32;
+#define MERGE_PARAMS_V1 SKL_SIZE_THROUGH(skl_merge_params, dtype)
+
+int skl_merge_params_init(skl_merge_params *p, size_t size) {
+    skl_merge_params d = {.remove = SKL_REMOVE_AUTO, .verify = true, .n_probe_tokens = 32, .probe_seed = 1,
+                          .dtype = SKL_DTYPE_F32};
+    return skl_params_init(p, size, &d, sizeof d, MERGE_PARAMS_V1, "skl_merge_params_init");
+}
+
+/* The report the caller sees, and its blocks behind an accessor (so that
+ * skl_merge_layer may grow in later versions). */
+typedef struct report_impl {
+    skl_merge_report pub; /* first: a skl_merge_report * is a report_impl * */
+    skl_merge_layer *layers; /* [pub.n_layers] */
+} report_impl;
+
+const skl_merge_layer *skl_merge_report_layer(const skl_merge_report *r, int32_t i) {
+    if (!r || i < 0 || i >= r->n_layers) return NULL;
+    return &((const report_impl *)r)->layers[i];
 }
 
 void skl_merge_report_free(skl_merge_report *r) {
     if (!r) return;
-    free(r->layers);
+    free(((report_impl *)r)->layers);
     free(r);
 }
 
@@ -528,7 +538,7 @@ done:
 
 static int probe_logits(const skl_model *m, const int32_t *tok, int32_t n, float **out) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_ctx = n;
     cp.logits_all = true;
     skl_context *c;
@@ -589,8 +599,9 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (report) *report = NULL;
     if (!src || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: NULL model or out");
     skl_merge_params p;
-    if (params) p = *params;
-    else skl_merge_params_init(&p);
+    skl_merge_params_init(&p, sizeof p);
+    int prc = skl_params_read(&p, sizeof p, params, MERGE_PARAMS_V1, "skl_model_merge");
+    if (prc) return prc;
     if (!skl_removal_name(p.remove)) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: unknown removal %d", (int)p.remove);
     if (p.verify && p.n_probe_tokens < 1)
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: n_probe_tokens %d must be >= 1", p.n_probe_tokens);
@@ -606,14 +617,14 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g.msg);
 
     int32_t L = src->hp.num_hidden_layers;
-    skl_merge_report *rep = calloc(1, sizeof *rep);
+    report_impl *rep = calloc(1, sizeof *rep);
     if (rep) rep->layers = calloc((size_t)L, sizeof *rep->layers);
     if (!rep || !rep->layers) {
-        skl_merge_report_free(rep);
+        if (rep) skl_merge_report_free(&rep->pub);
         return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
     }
     if ((rc = skl_model_clone(src, &g.m))) {
-        skl_merge_report_free(rep);
+        skl_merge_report_free(&rep->pub);
         return rc;
     }
     skl_log(SKL_LOG_INFO, "merge: removing %s from %d blocks", skl_removal_name(r), L);
@@ -640,7 +651,7 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     }
     if (rc) {
         skl_model_free(g.m);
-        skl_merge_report_free(rep);
+        skl_merge_report_free(&rep->pub);
         return skl_fail(rc, "%s: merge '%s': %s", src->path ? src->path : "model", skl_removal_name(r), g.msg);
     }
     skl_model *m = g.m;
@@ -653,37 +664,37 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (!hist || json_array_append_new(hist, json_string(skl_removal_name(r))) != 0 ||
         json_object_set_new(m->config, "tie_word_embeddings", json_boolean(m->hp.tie_word_embeddings)) != 0) {
         skl_model_free(m);
-        skl_merge_report_free(rep);
+        skl_merge_report_free(&rep->pub);
         return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
     }
     skl_weight_counts before, after;
-    skl_model_weight_counts(src, &before);
-    skl_model_weight_counts(m, &after);
-    rep->removal = r;
-    rep->n_layers = L;
-    rep->weights_before = before.linear_total;
-    rep->weights_after = after.linear_total;
-    rep->verify_error = -1.0;
+    skl_model_weight_counts(src, &before, sizeof before);
+    skl_model_weight_counts(m, &after, sizeof after);
+    rep->pub.removal = r;
+    rep->pub.n_layers = L;
+    rep->pub.weights_before = before.linear_total;
+    rep->pub.weights_after = after.linear_total;
+    rep->pub.verify_error = -1.0;
     for (int32_t i = 0; i < L; i++) {
         rep->layers[i].weights_after = block_weights(&m->layers[i]);
-        rep->max_condition = fmax(rep->max_condition, rep->layers[i].condition);
-        rep->max_residual = fmax(rep->max_residual, rep->layers[i].residual);
+        rep->pub.max_condition = fmax(rep->pub.max_condition, rep->layers[i].condition);
+        rep->pub.max_residual = fmax(rep->pub.max_residual, rep->layers[i].residual);
     }
     if (p.verify) {
         int32_t n = p.n_probe_tokens < src->hp.max_position_embeddings ? p.n_probe_tokens : src->hp.max_position_embeddings;
-        rep->n_probe_tokens = n;
-        if ((rc = verify(src, m, n, p.probe_seed, &rep->verify_error))) {
+        rep->pub.n_probe_tokens = n;
+        if ((rc = verify(src, m, n, p.probe_seed, &rep->pub.verify_error))) {
             skl_model_free(m);
-            skl_merge_report_free(rep);
+            skl_merge_report_free(&rep->pub);
             return rc;
         }
     }
-    rep->seconds = skl_now_s() - t0;
+    rep->pub.seconds = skl_now_s() - t0;
     skl_log(SKL_LOG_INFO, "merge '%s': %llu -> %llu weights, max condition %.3g, verify error %.3g",
-            skl_removal_name(r), (unsigned long long)rep->weights_before, (unsigned long long)rep->weights_after,
-            rep->max_condition, rep->verify_error);
+            skl_removal_name(r), (unsigned long long)rep->pub.weights_before, (unsigned long long)rep->pub.weights_after,
+            rep->pub.max_condition, rep->pub.verify_error);
     *out = m;
-    if (report) *report = rep;
-    else skl_merge_report_free(rep);
+    if (report) *report = &rep->pub;
+    else skl_merge_report_free(&rep->pub);
     return SKL_OK;
 }

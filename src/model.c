@@ -234,10 +234,11 @@ static int make_tensor(loader *ld, const skl_st_file *f, const skl_st_tensor *t,
 
 /* ------------------------------------------------------------------- load */
 
-void skl_model_params_init(skl_model_params *p) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->use_mmap = true;
+#define MODEL_PARAMS_V1 SKL_SIZE_THROUGH(skl_model_params, use_mmap)
+
+int skl_model_params_init(skl_model_params *p, size_t size) {
+    skl_model_params d = {.use_mmap = true};
+    return skl_params_init(p, size, &d, sizeof d, MODEL_PARAMS_V1, "skl_model_params_init");
 }
 
 static int read_text_file(const char *path, char **out, size_t *len) {
@@ -370,11 +371,11 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     skl_blas_setup(); /* before any BLAS call on this model (blas.c) */
     if (!path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path is NULL");
     if (strlen(path) > 4000) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
-    skl_model_params defaults;
-    if (!params) {
-        skl_model_params_init(&defaults);
-        params = &defaults;
-    }
+    skl_model_params p;
+    skl_model_params_init(&p, sizeof p);
+    int prc = skl_params_read(&p, sizeof p, params, MODEL_PARAMS_V1, "skl_model_load");
+    if (prc) return prc;
+    params = &p;
     struct stat st;
     if (stat(path, &st) != 0) return skl_fail(SKL_ERR_IO, "%s: %s", path, strerror(errno));
     bool is_dir = S_ISDIR(st.st_mode);
@@ -456,17 +457,17 @@ done:
 
 /* ----------------------------------------------------------------- queries */
 
-int skl_model_hparams(const skl_model *m, skl_hparams *out) {
-    if (!m || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_hparams: NULL argument");
-    *out = m->hp;
-    return SKL_OK;
+int skl_model_hparams(const skl_model *m, skl_hparams *out, size_t size) {
+    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_hparams: model is NULL");
+    return skl_copy_out(out, size, &m->hp, sizeof m->hp, SKL_SIZE_THROUGH(skl_hparams, final_norm),
+                        "skl_model_hparams");
 }
 
 static uint64_t numel(const skl_tensor *t) { return t->data ? (uint64_t)t->rows * (uint64_t)t->cols : 0; }
 
-int skl_model_weight_counts(const skl_model *m, skl_weight_counts *c) {
-    if (!m || !c) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_weight_counts: NULL argument");
-    memset(c, 0, sizeof *c);
+int skl_model_weight_counts(const skl_model *m, skl_weight_counts *out, size_t size) {
+    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_weight_counts: model is NULL");
+    skl_weight_counts counts = {0}, *c = &counts;
     c->embed = numel(&m->embed);
     c->head = numel(&m->head.w);
     c->norm = numel(&m->norm);
@@ -483,7 +484,8 @@ int skl_model_weight_counts(const skl_model *m, skl_weight_counts *c) {
         for (int lin = 0; lin < LIN_COUNT; lin++) c->bias += numel(&skl_layer_linear((skl_layer *)L, lin)->b);
     }
     c->linear_total = c->embed + c->q + c->k + c->v + c->o + c->gate + c->up + c->down + c->head;
-    return SKL_OK;
+    return skl_copy_out(out, size, c, sizeof *c, SKL_SIZE_THROUGH(skl_weight_counts, linear_total),
+                        "skl_model_weight_counts");
 }
 
 int skl_model_has_proj(const skl_model *m, int32_t layer, char which) {
@@ -515,6 +517,37 @@ uint64_t skl_model_decode_bytes(const skl_model *m) {
             n += nbytes(&x->w) + nbytes(&x->b);
         }
     return n;
+}
+
+int skl_model_decode_regions(const skl_model *m, const void **bases, uint64_t *sizes, size_t n_max,
+                             size_t *n_regions) {
+    if (!m || !n_regions) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_decode_regions: NULL argument");
+    if (n_max && (!bases || !sizes))
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_decode_regions: bases or sizes is NULL with n_max %zu", n_max);
+    size_t n = 0;
+#define REGION(ptr, len)                                                                                         \
+    do {                                                                                                         \
+        if (n < n_max) {                                                                                         \
+            bases[n] = (ptr);                                                                                    \
+            sizes[n] = (len);                                                                                    \
+        }                                                                                                        \
+        n++;                                                                                                     \
+    } while (0)
+    for (int l = 0; l < m->hp.num_hidden_layers; l++)
+        for (int lin = 0; lin < LIN_COUNT; lin++) {
+            const skl_linear *x = skl_layer_linear((skl_layer *)&m->layers[l], lin);
+            if (x->w.data) REGION(x->w.data, nbytes(&x->w));
+            if (x->b.data) REGION(x->b.data, nbytes(&x->b));
+        }
+    if (m->norm.data) REGION(m->norm.data, nbytes(&m->norm));
+    if (m->head.w.data) REGION(m->head.w.data, nbytes(&m->head.w));
+    if (m->head.b.data) REGION(m->head.b.data, nbytes(&m->head.b));
+    if (m->embed.data) REGION(m->embed.data, (uint64_t)m->embed.cols * skl_dtype_size(m->embed.dtype));
+#undef REGION
+    *n_regions = n;
+    if (n > n_max)
+        return skl_fail(SKL_ERR_BUFFER_TOO_SMALL, "skl_model_decode_regions: %zu regions, room for %zu", n, n_max);
+    return SKL_OK;
 }
 
 /* ------------------------------------------------------------------ clone */

@@ -7,8 +7,16 @@
  * per token, so total / after bounds its speedup. */
 #include "internal.h"
 
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The plan the caller sees, and its rows behind an accessor (so that
+ * skl_plan_row may grow in later versions). */
+#define MAX_ROWS 3
+typedef struct plan {
+    skl_plan pub; /* first: a skl_plan * is a plan * */
+    skl_plan_row rows[MAX_ROWS];
+} plan;
 
 typedef struct shape {
     skl_block_type block;
@@ -16,9 +24,10 @@ typedef struct shape {
     bool glu, final_norm;
 } shape;
 
-static void add_row(skl_plan *p, skl_removal r, bool applicable, bool lossless, uint64_t removed, const char *note) {
-    skl_plan_row *row = &p->rows[p->n_rows++];
-    memset(row, 0, sizeof *row);
+/* note: a string literal (rows point to it) */
+static void add_row(plan *pl, skl_removal r, bool applicable, bool lossless, uint64_t removed, const char *note) {
+    skl_plan *p = &pl->pub;
+    skl_plan_row *row = &pl->rows[p->n_rows++];
     row->removal = r;
     row->applicable = applicable;
     row->lossless = lossless;
@@ -27,11 +36,14 @@ static void add_row(skl_plan *p, skl_removal r, bool applicable, bool lossless, 
     row->after = p->total - row->removed;
     row->saving_percent = p->total ? 100.0 * (double)row->removed / (double)p->total : 0.0;
     row->speedup_bound = row->after ? (double)p->total / (double)row->after : 0.0;
-    snprintf(row->note, sizeof row->note, "%s", note);
+    row->note = note;
 }
 
-static void fill(const shape *s, skl_plan *p) {
-    memset(p, 0, sizeof *p);
+/* A new plan for shape s in *out. */
+static int fill(const shape *s, skl_plan **out) {
+    plan *pl = calloc(1, sizeof *pl);
+    if (!pl) return skl_fail(SKL_ERR_NOMEM, "out of memory");
+    skl_plan *p = &pl->pub;
     p->block_type = s->block;
     p->hidden_size = (int32_t)s->d;
     p->kv_dim = (int32_t)s->e;
@@ -45,19 +57,29 @@ static void fill(const shape *s, skl_plan *p) {
     bool sq = s->qd == d, kvsq = s->e == d;
     uint64_t dd = d * d;
     if (s->block == SKL_BLOCK_SERIAL) {
-        add_row(p, SKL_REMOVE_QP, sq, true, s->L * 2 * dd, sq ? "exact (MHA, MQA, GQA)" : "needs heads*head_dim == hidden");
-        add_row(p, SKL_REMOVE_KP, sq && kvsq, true, s->L * 2 * dd, kvsq ? "exact (MHA only)" : "MHA only: k_proj not square");
-        add_row(p, SKL_REMOVE_VP, sq && kvsq, true, s->L * 2 * dd, kvsq ? "exact (MHA only)" : "MHA only: v_proj not square");
+        add_row(pl, SKL_REMOVE_QP, sq, true, s->L * 2 * dd, sq ? "exact (MHA, MQA, GQA)" : "needs heads*head_dim == hidden");
+        add_row(pl, SKL_REMOVE_KP, sq && kvsq, true, s->L * 2 * dd, kvsq ? "exact (MHA only)" : "MHA only: k_proj not square");
+        add_row(pl, SKL_REMOVE_VP, sq && kvsq, true, s->L * 2 * dd, kvsq ? "exact (MHA only)" : "MHA only: v_proj not square");
     } else {
-        uint64_t pl = s->final_norm ? s->L - 1 : s->L;
-        add_row(p, SKL_REMOVE_Q, sq, true, s->L * dd, sq ? "exact (MHA, MQA, GQA)" : "needs heads*head_dim == hidden");
-        add_row(p, SKL_REMOVE_P, sq && pl > 0, true, pl * dd,
+        uint64_t np = s->final_norm ? s->L - 1 : s->L; /* blocks whose o_proj can go */
+        add_row(pl, SKL_REMOVE_Q, sq, true, s->L * dd, sq ? "exact (MHA, MQA, GQA)" : "needs heads*head_dim == hidden");
+        add_row(pl, SKL_REMOVE_P, sq && np > 0, true, np * dd,
                 s->final_norm ? "exact if o_proj invertible; not the last block (final norm)" : "exact if o_proj invertible");
-        add_row(p, SKL_REMOVE_QP, sq, false, s->L * 2 * dd, "needs a model trained without Q and P (paper Fig. 3)");
+        add_row(pl, SKL_REMOVE_QP, sq, false, s->L * 2 * dd, "needs a model trained without Q and P (paper Fig. 3)");
     }
+    *out = p;
+    return SKL_OK;
 }
 
-int skl_model_plan(const skl_model *m, skl_plan *out) {
+const skl_plan_row *skl_plan_row_at(const skl_plan *p, int32_t i) {
+    if (!p || i < 0 || i >= p->n_rows) return NULL;
+    return &((const plan *)p)->rows[i];
+}
+
+void skl_plan_free(skl_plan *p) { free(p); }
+
+int skl_model_plan(const skl_model *m, skl_plan **out) {
+    if (out) *out = NULL;
     if (!m || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_plan: NULL argument");
     const skl_hparams *hp = &m->hp;
     shape s = {hp->block_type,
@@ -69,11 +91,11 @@ int skl_model_plan(const skl_model *m, skl_plan *out) {
                (uint64_t)hp->vocab_size,
                hp->glu,
                hp->final_norm};
-    fill(&s, out);
-    return SKL_OK;
+    return fill(&s, out);
 }
 
-int skl_plan_config(const char *path, skl_plan *out) {
+int skl_plan_config(const char *path, skl_plan **out) {
+    if (out) *out = NULL;
     if (!path || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_plan_config: NULL argument");
     json_error_t err;
     json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
@@ -117,6 +139,5 @@ int skl_plan_config(const char *path, skl_plan *out) {
                glu,
                norm};
     json_decref(c);
-    fill(&s, out);
-    return SKL_OK;
+    return fill(&s, out);
 }

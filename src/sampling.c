@@ -19,13 +19,11 @@ struct skl_sampler {
     int32_t cap;
 };
 
-void skl_sampler_params_init(skl_sampler_params *p) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->temperature = 0.8f;
-    p->top_k = 40;
-    p->top_p = 0.95f;
-    p->seed = 0x5EED;
+#define SAMPLER_PARAMS_V1 SKL_SIZE_THROUGH(skl_sampler_params, seed)
+
+int skl_sampler_params_init(skl_sampler_params *p, size_t size) {
+    skl_sampler_params d = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .seed = 0x5EED};
+    return skl_params_init(p, size, &d, sizeof d, SAMPLER_PARAMS_V1, "skl_sampler_params_init");
 }
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -61,9 +59,9 @@ int skl_sampler_create(const skl_sampler_params *params, skl_sampler **out) {
     if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_sampler_create: out is NULL");
     *out = NULL;
     skl_sampler_params p;
-    if (params) p = *params;
-    else skl_sampler_params_init(&p);
-    int rc = check_params(&p);
+    skl_sampler_params_init(&p, sizeof p);
+    int rc = skl_params_read(&p, sizeof p, params, SAMPLER_PARAMS_V1, "skl_sampler_create");
+    if (!rc) rc = check_params(&p);
     if (rc) return rc;
     skl_sampler *s = calloc(1, sizeof *s);
     if (!s) return skl_fail(SKL_ERR_NOMEM, "skl_sampler_create: out of memory");

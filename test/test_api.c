@@ -22,7 +22,7 @@ static void fixture_open(fixture *f, const char *name) {
     f->manifest = test_manifest();
     f->entry = test_find_model(f->manifest, name);
     f->model = test_load(f->entry);
-    ck_assert_int_eq(skl_model_hparams(f->model, &f->hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(f->model, &f->hp, sizeof f->hp), SKL_OK);
     f->tokens = test_tokens(f->entry, &f->n);
     ck_assert_int_ge(f->n, 6);
 }
@@ -35,7 +35,7 @@ static void fixture_close(fixture *f) {
 
 static skl_context *new_context(const fixture *f, int32_t n_ctx, bool logits_all) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_ctx = n_ctx;
     cp.logits_all = logits_all;
     skl_context *ctx = NULL;
@@ -156,7 +156,7 @@ START_TEST(test_context_params) {
     fixture f;
     fixture_open(&f, MODEL);
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     ck_assert_int_eq(cp.n_ctx, 0);
     ck_assert_int_eq(cp.n_threads, 1);
     ck_assert_int_eq(cp.n_batch, 256);
@@ -176,7 +176,7 @@ START_TEST(test_context_params) {
         ck_assert_str_ne(skl_last_error(), "");
     }
     /* n_ctx 0 means max_position_embeddings; NULL params mean defaults */
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     skl_context *ctx = NULL;
     ck_assert_int_eq(skl_context_create(f.model, &cp, &ctx), SKL_OK);
     ck_assert_int_eq(skl_context_n_ctx(ctx), f.hp.max_position_embeddings);
@@ -242,7 +242,7 @@ START_TEST(test_progress) {
     json_t *man = test_manifest();
     const char *path = test_path(test_str(test_find_model(man, MODEL), "path"));
     skl_model_params mp;
-    skl_model_params_init(&mp);
+    skl_model_params_init(&mp, sizeof mp);
     ck_assert_ptr_null(mp.progress);
 
     progress_log pl = {0, 0, 1, 0, 0};
@@ -303,7 +303,7 @@ END_TEST
 
 static float *all_logits(const skl_model *m, const int32_t *toks, int32_t n, int32_t V, int32_t threads) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_threads = threads;
     cp.logits_all = true;
     skl_context *ctx = NULL;
@@ -325,7 +325,7 @@ START_TEST(test_threads_same_logits) {
     const json_t *e = test_entry(man, "models", _i);
     skl_model *m = test_load(e);
     skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
     int32_t n;
     int32_t *toks = test_tokens(e, &n);
     float *one = all_logits(m, toks, n, hp.vocab_size, 1);

@@ -21,7 +21,7 @@ static int in_list(const char *name, const char *const *list) {
 }
 
 START_TEST(test_blas_info_null) {
-    ck_assert_int_eq(skl_blas_get_info(NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_blas_get_info(NULL, sizeof(skl_blas_info)), SKL_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(skl_last_error(), "skl_blas_get_info"));
 }
 END_TEST
@@ -29,7 +29,7 @@ END_TEST
 START_TEST(test_blas_core_not_generic) {
     int user_set = getenv("OPENBLAS_CORETYPE") != NULL;
     skl_blas_info bi;
-    ck_assert_int_eq(skl_blas_get_info(&bi), SKL_OK);
+    ck_assert_int_eq(skl_blas_get_info(&bi, sizeof bi), SKL_OK);
     if (!bi.openblas) {
         fprintf(stderr, "test_blas: skipped: the BLAS is not a dynamically linked OpenBLAS\n");
         return;
@@ -78,7 +78,7 @@ START_TEST(test_blas_user_coretype_set_late) {
     }
     ck_assert_int_eq(setenv("OPENBLAS_CORETYPE", "Haswell", 1), 0);
     skl_blas_info bi;
-    int rc = skl_blas_get_info(&bi);
+    int rc = skl_blas_get_info(&bi, sizeof bi);
     unsetenv("OPENBLAS_CORETYPE");
     ck_assert_int_eq(rc, SKL_OK);
     if (!bi.openblas) {
@@ -97,7 +97,7 @@ END_TEST
 
 START_TEST(test_blas_sgemm_after_check) {
     skl_blas_info bi;
-    ck_assert_int_eq(skl_blas_get_info(&bi), SKL_OK);
+    ck_assert_int_eq(skl_blas_get_info(&bi, sizeof bi), SKL_OK);
     enum { M = 97, N = 515, K = 301 };
     float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * N * K), *c = malloc(sizeof(float) * M * N);
     ck_assert(a && b && c);

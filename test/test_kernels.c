@@ -273,7 +273,7 @@ END_TEST
 
 static float *model_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode, int threads, int V) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.logits_all = !decode;
     cp.n_threads = threads;
     skl_context *c;
@@ -302,7 +302,7 @@ START_TEST(test_models_per_variant) {
         const json_t *e = test_entry(man, "models", k);
         skl_model *m = test_load(e);
         skl_hparams hp;
-        skl_model_hparams(m, &hp);
+        skl_model_hparams(m, &hp, sizeof hp);
         int32_t n;
         int32_t *tok = test_tokens(e, &n);
         int64_t rows, cols;
@@ -330,7 +330,7 @@ START_TEST(test_thread_determinism) {
     const json_t *e = test_entry(man, "models", _i);
     skl_model *m = test_load(e);
     skl_hparams hp;
-    skl_model_hparams(m, &hp);
+    skl_model_hparams(m, &hp, sizeof hp);
     int32_t n;
     int32_t *tok = test_tokens(e, &n);
     size_t bytes = (size_t)n * hp.vocab_size * sizeof(float);
@@ -361,7 +361,7 @@ START_TEST(test_decode_bytes) {
     const json_t *e = test_entry(man, "models", _i);
     skl_model *m = test_load(e);
     skl_hparams hp;
-    skl_model_hparams(m, &hp);
+    skl_model_hparams(m, &hp, sizeof hp);
     json_t *h = test_st_header(e);
     const char *key;
     json_t *val;

@@ -82,7 +82,7 @@ START_TEST(test_bad_model) {
                   "%s: last error \"%s\" does not name the file", name, msg ? msg : "(null)");
     /* The same verdict when the file is read onto huge pages. */
     skl_model_params mp;
-    skl_model_params_init(&mp);
+    skl_model_params_init(&mp, sizeof mp);
     mp.use_mmap = false;
     clobber_last_error();
     m = SENTINEL;
@@ -107,16 +107,16 @@ START_TEST(test_use_mmap_same_logits) {
     int32_t vocab = 0;
     for (int k = 0; k < 2; k++) {
         skl_model_params mp;
-        skl_model_params_init(&mp);
+        skl_model_params_init(&mp, sizeof mp);
         ck_assert(mp.use_mmap); /* the default maps the file */
         mp.use_mmap = k == 1;
         skl_model *m = NULL;
         ck_assert_int_eq(skl_model_load(test_path(test_str(e, "path")), &mp, &m), SKL_OK);
         skl_hparams hp;
-        ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+        ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
         vocab = hp.vocab_size;
         skl_context_params cp;
-        skl_context_params_init(&cp);
+        skl_context_params_init(&cp, sizeof cp);
         cp.n_threads = 1;
         skl_context *c = NULL;
         ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
@@ -175,13 +175,13 @@ START_TEST(test_null_args) {
 
     skl_hparams hp;
     skl_weight_counts wc;
-    ck_assert_int_eq(skl_model_hparams(NULL, &hp), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_model_weight_counts(NULL, &wc), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_hparams(NULL, &hp, sizeof hp), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_weight_counts(NULL, &wc, sizeof wc), SKL_ERR_INVALID_ARG);
     ck_assert_int_eq(skl_model_has_proj(NULL, 0, 'q'), SKL_ERR_INVALID_ARG);
     m = test_load(test_entry(man, "models", 0));
-    ck_assert_int_eq(skl_model_hparams(m, NULL), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_model_weight_counts(m, NULL), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, NULL, sizeof(skl_hparams)), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_weight_counts(m, NULL, sizeof(skl_weight_counts)), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
     ck_assert_int_eq(skl_model_has_proj(m, -1, 'q'), SKL_ERR_INVALID_ARG);
     ck_assert_int_eq(skl_model_has_proj(m, hp.num_hidden_layers, 'q'), SKL_ERR_INVALID_ARG);
     ck_assert_int_eq(skl_model_has_proj(m, 0, 'x'), SKL_ERR_INVALID_ARG);
@@ -193,7 +193,7 @@ START_TEST(test_null_args) {
     ck_assert_int_eq(skl_context_create(m, NULL, NULL), SKL_ERR_INVALID_ARG);
     skl_sampler *smp = (skl_sampler *)(void *)&sentinel_storage;
     skl_sampler_params sp;
-    skl_sampler_params_init(&sp);
+    skl_sampler_params_init(&sp, sizeof sp);
     ck_assert_int_eq(skl_sampler_create(&sp, NULL), SKL_ERR_INVALID_ARG);
     ck_assert_int_eq(skl_sampler_create(NULL, &smp), SKL_OK); /* NULL params: defaults */
     ck_assert_ptr_nonnull(smp);
@@ -207,10 +207,14 @@ START_TEST(test_free_null) {
     skl_model_free(NULL);
     skl_context_free(NULL);
     skl_sampler_free(NULL);
-    skl_model_params_init(NULL);
-    skl_context_params_init(NULL);
-    skl_sampler_params_init(NULL);
-    skl_generate_params_init(NULL);
+    ck_assert_int_eq(skl_model_params_init(NULL, sizeof(skl_model_params)), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_context_params_init(NULL, sizeof(skl_context_params)), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_sampler_params_init(NULL, sizeof(skl_sampler_params)), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_generate_params_init(NULL, sizeof(skl_generate_params)), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_merge_params_init(NULL, sizeof(skl_merge_params)), SKL_ERR_INVALID_ARG);
+    skl_generator_free(NULL);
+    skl_plan_free(NULL);
+    skl_merge_report_free(NULL);
 }
 END_TEST
 
@@ -261,7 +265,7 @@ START_TEST(test_hparams_match_config) {
     skl_model *m = test_load(e);
     skl_hparams hp;
     memset(&hp, 0x55, sizeof hp);
-    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
 
     int d = cfg_int(cfg, "hidden_size", -1), H = cfg_int(cfg, "num_attention_heads", -1);
     int hd = cfg_int(cfg, "head_dim", d / H);
@@ -322,7 +326,7 @@ START_TEST(test_weight_counts_match_header) {
     json_t *hdr = test_st_header(e);
     skl_model *m = test_load(e);
     skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
 
     skl_weight_counts want;
     memset(&want, 0, sizeof want);
@@ -364,7 +368,7 @@ START_TEST(test_weight_counts_match_header) {
 
     skl_weight_counts got;
     memset(&got, 0x55, sizeof got);
-    ck_assert_int_eq(skl_model_weight_counts(m, &got), SKL_OK);
+    ck_assert_int_eq(skl_model_weight_counts(m, &got, sizeof got), SKL_OK);
 #define EQ(f)                                                                                                   \
     ck_assert_msg(got.f == want.f, "%s: weight count " #f " is %llu, header says %llu", name,                   \
                   (unsigned long long)got.f, (unsigned long long)want.f)
@@ -397,8 +401,8 @@ START_TEST(test_absent_projections) {
     skl_model *m = test_load(test_find_model(man, "serial_noq_noo"));
     skl_weight_counts wc;
     skl_hparams hp;
-    ck_assert_int_eq(skl_model_weight_counts(m, &wc), SKL_OK);
-    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_weight_counts(m, &wc, sizeof wc), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
     ck_assert_uint_eq(wc.q, 0);
     ck_assert_uint_eq(wc.o, 0);
     uint64_t L = (uint64_t)hp.num_hidden_layers, d = (uint64_t)hp.hidden_size,

@@ -26,7 +26,7 @@ static void fixture_open(fixture *f, int i) {
     f->model = test_load(e);
     f->tokens = test_tokens(e, &f->n);
     skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(f->model, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(f->model, &hp, sizeof hp), SKL_OK);
     f->V = hp.vocab_size;
     int64_t rows, cols;
     f->ref = test_ref(e, &rows, &cols);
@@ -43,7 +43,7 @@ static void fixture_close(fixture *f) {
 
 static skl_context *new_context(const fixture *f, bool logits_all, int32_t n_batch) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.logits_all = logits_all;
     if (n_batch > 0) cp.n_batch = n_batch;
     skl_context *ctx = NULL;

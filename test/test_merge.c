@@ -18,9 +18,9 @@ static const skl_removal removals[] = {SKL_REMOVE_AUTO, SKL_REMOVE_QP, SKL_REMOV
 /* All-position logits of tokens[n] (prefill) or their decode-path logits. */
 static float *run_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode) {
     skl_hparams hp;
-    skl_model_hparams(m, &hp);
+    skl_model_hparams(m, &hp, sizeof hp);
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.logits_all = !decode;
     skl_context *c;
     ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
@@ -49,17 +49,20 @@ static int collect(int32_t t, const char *piece, void *ud) {
 
 static void greedy64(const skl_model *m, int32_t first, collected *out) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_ctx = 64;
     skl_context *c;
     ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
     skl_generate_params gp;
-    skl_generate_params_init(&gp);
-    gp.sampling.temperature = 0.0f;
+    skl_generate_params_init(&gp, sizeof gp);
+    skl_sampler_params gp_sp;
+    skl_sampler_params_init(&gp_sp, sizeof gp_sp);
+    gp.sampling = &gp_sp;
+    gp_sp.temperature = 0.0f;
     gp.max_tokens = 64;
     out->n = 0;
     skl_generate_result res;
-    ck_assert_int_eq(skl_generate(c, &first, 1, &gp, collect, out, &res), SKL_OK);
+    ck_assert_int_eq(skl_generate(c, &first, 1, &gp, collect, out, &res, sizeof res), SKL_OK);
     ck_assert_int_eq(res.n_generated, 64);
     skl_context_free(c);
 }
@@ -85,12 +88,12 @@ START_TEST(test_merge_every_model) {
     int64_t rr, rc_;
     double *ref = test_ref(e, &rr, &rc_);
     skl_hparams hp;
-    skl_model_hparams(m, &hp);
+    skl_model_hparams(m, &hp, sizeof hp);
     collected orig_greedy;
     greedy64(m, tok[0], &orig_greedy);
     for (int k = 0; k < N_REMOVALS; k++) {
         skl_merge_params mp;
-        skl_merge_params_init(&mp);
+        skl_merge_params_init(&mp, sizeof mp);
         mp.remove = removals[k];
         skl_model *mm = (skl_model *)0x1;
         skl_merge_report *rep = (skl_merge_report *)0x1;
@@ -136,7 +139,7 @@ START_TEST(test_merge_every_model) {
         }
         /* merging the reloaded model the same way again is refused */
         skl_merge_params again;
-        skl_merge_params_init(&again);
+        skl_merge_params_init(&again, sizeof again);
         again.remove = rep->removal;
         skl_model *m2;
         int rc2 = skl_model_merge(back, &again, &m2, NULL);
@@ -173,7 +176,7 @@ START_TEST(test_merge_coverage) {
         skl_model *m = test_load(e);
         for (int k = 1; k < N_REMOVALS; k++) {
             skl_merge_params mp;
-            skl_merge_params_init(&mp);
+            skl_merge_params_init(&mp, sizeof mp);
             mp.remove = removals[k];
             mp.verify = false;
             skl_model *mm;
@@ -220,7 +223,7 @@ START_TEST(test_save_keeps_dtype) {
     int32_t n;
     int32_t *tok = test_tokens(e, &n);
     skl_hparams hp;
-    skl_model_hparams(m, &hp);
+    skl_model_hparams(m, &hp, sizeof hp);
     char dir[] = "/tmp/skl_save_XXXXXX", path[256];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/%s", dir, _i % 2 ? "m.safetensors" : "m");
@@ -280,7 +283,7 @@ START_TEST(test_merge_dtype) {
     for (int k = 0; k < 3; k++) {
         const char *dt = names[k] ? names[k] : file_dt;
         skl_merge_params mp;
-        skl_merge_params_init(&mp);
+        skl_merge_params_init(&mp, sizeof mp);
         ck_assert_int_eq(mp.dtype, SKL_DTYPE_F32);
         mp.dtype = want[k];
         skl_model *mm;
@@ -333,7 +336,7 @@ START_TEST(test_merge_dtype) {
     }
     /* an unknown dtype is refused */
     skl_merge_params bad;
-    skl_merge_params_init(&bad);
+    skl_merge_params_init(&bad, sizeof bad);
     bad.dtype = (skl_dtype)7;
     skl_model *mm = (skl_model *)0x1;
     ck_assert_int_eq(skl_model_merge(m, &bad, &mm, NULL), SKL_ERR_INVALID_ARG);
@@ -355,7 +358,7 @@ static skl_model *load_named(json_t *man, const char *name) {
 START_TEST(test_refusals) {
     json_t *man = test_manifest();
     skl_merge_params mp;
-    skl_merge_params_init(&mp);
+    skl_merge_params_init(&mp, sizeof mp);
     skl_model *out = NULL;
     skl_model *gqa = load_named(man, "serial_gqa_relu_mlp_bf16_nonorm");
     mp.remove = SKL_REMOVE_KP; /* K removal with GQA */
@@ -399,7 +402,7 @@ START_TEST(test_cancel) {
     json_t *man = test_manifest();
     skl_model *m = load_named(man, "serial_mha_gelu_glu_bias_file"); /* 3 layers */
     skl_merge_params mp;
-    skl_merge_params_init(&mp);
+    skl_merge_params_init(&mp, sizeof mp);
     int calls = 0;
     mp.progress = cancel_at_2;
     mp.progress_user_data = &calls;
@@ -455,7 +458,7 @@ START_TEST(test_singular_and_ill_conditioned) {
     damaged_copy(e, 0.0, p_sing);   /* a zero row: exactly singular */
     damaged_copy(e, 1e-6, p_ill);   /* condition ~1e6 > 0.01 / 2^-24 */
     skl_merge_params mp;
-    skl_merge_params_init(&mp);
+    skl_merge_params_init(&mp, sizeof mp);
     mp.remove = SKL_REMOVE_QP;
     skl_model *m, *out;
     ck_assert_int_eq(skl_model_load(p_sing, NULL, &m), SKL_OK);
@@ -469,7 +472,9 @@ START_TEST(test_singular_and_ill_conditioned) {
     mp.max_condition = 1e9; /* the caller may accept it */
     skl_merge_report *rep;
     ck_assert_int_eq(skl_model_merge(m, &mp, &out, &rep), SKL_OK);
-    ck_assert(rep->layers[0].condition > 1e5);
+    ck_assert(skl_merge_report_layer(rep, 0)->condition > 1e5);
+    ck_assert_ptr_null(skl_merge_report_layer(rep, rep->n_layers));
+    ck_assert_ptr_null(skl_merge_report_layer(rep, -1));
     skl_merge_report_free(rep);
     skl_model_free(out);
     skl_model_free(m);
@@ -482,8 +487,11 @@ END_TEST
 /* --- accounting: the paper's table -------------------------------------- */
 
 static const skl_plan_row *row_of(const skl_plan *p, skl_removal r, bool lossless) {
-    for (int i = 0; i < p->n_rows; i++)
-        if (p->rows[i].removal == r && p->rows[i].lossless == lossless) return &p->rows[i];
+    for (int i = 0; i < p->n_rows; i++) {
+        const skl_plan_row *row = skl_plan_row_at(p, i);
+        if (row->removal == r && row->lossless == lossless) return row;
+    }
+    ck_assert_ptr_null(skl_plan_row_at(p, p->n_rows));
     return NULL;
 }
 
@@ -507,25 +515,28 @@ START_TEST(test_plan_paper_table) {
                        " \"intermediate_size\": 16384, \"max_position_embeddings\": 2048, \"num_attention_heads\": 32,"
                        " \"num_hidden_layers\": 32, \"rotary_pct\": 0.25, \"use_parallel_residual\": true,"
                        " \"vocab_size\": 50400}");
-    skl_plan p;
+    skl_plan *p;
     ck_assert_int_eq(skl_plan_config(mistral, &p), SKL_OK);
-    ck_assert_int_eq(p.block_type, SKL_BLOCK_SERIAL);
-    const skl_plan_row *qp = row_of(&p, SKL_REMOVE_QP, true);
+    ck_assert_int_eq(p->block_type, SKL_BLOCK_SERIAL);
+    const skl_plan_row *qp = row_of(p, SKL_REMOVE_QP, true);
     ck_assert_ptr_nonnull(qp);
     ck_assert_uint_eq(qp->total, 7241465856ull);
     ck_assert_uint_eq(qp->after, 6167724032ull);
     ck_assert_int_eq((int)(qp->saving_percent * 100 + 0.5), 1483);
     ck_assert_int_eq((int)(qp->speedup_bound * 1000 + 0.5), 1174);
-    ck_assert(!row_of(&p, SKL_REMOVE_KP, true)->applicable); /* GQA */
+    ck_assert(!row_of(p, SKL_REMOVE_KP, true)->applicable); /* GQA */
+    skl_plan_free(p);
     ck_assert_int_eq(skl_plan_config(pythia, &p), SKL_OK);
-    ck_assert_int_eq(p.block_type, SKL_BLOCK_PARALLEL);
-    const skl_plan_row *trained = row_of(&p, SKL_REMOVE_QP, false), *q = row_of(&p, SKL_REMOVE_Q, true);
+    ck_assert_int_eq(p->block_type, SKL_BLOCK_PARALLEL);
+    const skl_plan_row *trained = row_of(p, SKL_REMOVE_QP, false), *q = row_of(p, SKL_REMOVE_Q, true);
     ck_assert_uint_eq(trained->total, 6855327744ull);
     ck_assert_int_eq((int)(trained->saving_percent * 100 + 0.5), 1566);
     ck_assert_int_eq((int)(trained->speedup_bound * 1000 + 0.5), 1186);
     ck_assert_int_eq((int)(q->saving_percent * 100 + 0.5), 783);
     ck_assert_int_eq((int)(q->speedup_bound * 1000 + 0.5), 1085);
+    skl_plan_free(p);
     ck_assert_int_eq(skl_plan_config("/nonexistent/config.json", &p), SKL_ERR_IO);
+    ck_assert_ptr_null(p);
     unlink(mistral);
     unlink(pythia);
 }

@@ -27,7 +27,7 @@ static void random_logits(float *x, int32_t n, double lo, double hi) {
 
 static skl_sampler *new_sampler(float temperature, int32_t top_k, float top_p, uint64_t seed) {
     skl_sampler_params sp;
-    skl_sampler_params_init(&sp);
+    skl_sampler_params_init(&sp, sizeof sp);
     sp.temperature = temperature;
     sp.top_k = top_k;
     sp.top_p = top_p;
@@ -57,17 +57,18 @@ static void histogram(skl_sampler *s, const float *logits, int32_t n, int draws,
 START_TEST(test_params_defaults) {
     skl_sampler_params sp;
     memset(&sp, 0x55, sizeof sp);
-    skl_sampler_params_init(&sp);
+    skl_sampler_params_init(&sp, sizeof sp);
     ck_assert(sp.temperature == 0.8f);
     ck_assert_int_eq(sp.top_k, 40);
     ck_assert(sp.top_p == 0.95f);
     ck_assert_uint_eq(sp.seed, 0x5EED);
     skl_generate_params gp;
-    skl_generate_params_init(&gp);
+    skl_generate_params_init(&gp, sizeof gp);
+    ck_assert_uint_eq(gp.struct_size, sizeof gp);
     ck_assert_int_eq(gp.max_tokens, 128);
     ck_assert_int_eq(gp.n_stop_tokens, 0);
     ck_assert_ptr_null(gp.stop_tokens);
-    ck_assert(gp.sampling.temperature == 0.8f);
+    ck_assert_ptr_null(gp.sampling); /* the sampler's defaults above */
 }
 END_TEST
 
@@ -100,11 +101,11 @@ START_TEST(test_greedy_model_logits) {
     const json_t *e = test_find_model(man, MODEL);
     skl_model *m = test_load(e);
     skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
     int32_t n, rows;
     int32_t *toks = test_tokens(e, &n);
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.logits_all = true;
     skl_context *ctx = NULL;
     ck_assert_int_eq(skl_context_create(m, &cp, &ctx), SKL_OK);
@@ -328,7 +329,7 @@ START_TEST(test_invalid_params) {
                {0.8f, 40, 0.0f},   {0.8f, 40, 1.5f}, {0.8f, 40, -0.1f},     {0.8f, 40, NAN}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         skl_sampler_params sp;
-        skl_sampler_params_init(&sp);
+        skl_sampler_params_init(&sp, sizeof sp);
         sp.temperature = bad[i].temperature;
         sp.top_k = bad[i].top_k;
         sp.top_p = bad[i].top_p;
@@ -375,7 +376,7 @@ static void gen_open(gen_fixture *f) {
     f->manifest = test_manifest();
     const json_t *e = test_find_model(f->manifest, MODEL);
     f->model = test_load(e);
-    ck_assert_int_eq(skl_model_hparams(f->model, &f->hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(f->model, &f->hp, sizeof f->hp), SKL_OK);
     f->tokens = test_tokens(e, &f->n);
     ck_assert_int_ge(f->n, 5);
 }
@@ -388,7 +389,7 @@ static void gen_close(gen_fixture *f) {
 
 static skl_context *gen_context(const gen_fixture *f, int32_t n_ctx) {
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_ctx = n_ctx;
     skl_context *ctx = NULL;
     ck_assert_int_eq(skl_context_create(f->model, &cp, &ctx), SKL_OK);
@@ -424,10 +425,15 @@ static int on_token(int32_t token, const char *piece, void *user_data) {
     return r->stop_after > 0 && r->n >= r->stop_after;
 }
 
+/* The sampler settings greedy_params() points to (one test at a time per process). */
+static skl_sampler_params greedy_sp;
+
 static skl_generate_params greedy_params(int32_t max_tokens) {
     skl_generate_params gp;
-    skl_generate_params_init(&gp);
-    gp.sampling.temperature = 0.0f;
+    skl_generate_params_init(&gp, sizeof gp);
+    skl_sampler_params_init(&greedy_sp, sizeof greedy_sp);
+    gp.sampling = &greedy_sp;
+    greedy_sp.temperature = 0.0f;
     gp.max_tokens = max_tokens;
     return gp;
 }
@@ -448,7 +454,7 @@ START_TEST(test_generate_greedy) {
     recorder r = {{0}, 0, 0, 0};
     skl_generate_result res;
     memset(&res, 0x55, sizeof res);
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, &r, &res), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, &r, &res, sizeof res), SKL_OK);
     ck_assert_int_eq(r.n, STEPS);
     ck_assert_int_eq(r.null_piece, STEPS); /* no tokenizer: piece is NULL */
     assert_tokens_eq(r.toks, want, STEPS, "greedy generate");
@@ -462,7 +468,7 @@ START_TEST(test_generate_greedy) {
     ctx = gen_context(&f, 0);
     ck_assert_int_eq(skl_eval(ctx, f.tokens, 2), SKL_OK);
     r.n = 0;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens + 2, P - 2, &gp, on_token, &r, NULL), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens + 2, P - 2, &gp, on_token, &r, NULL, 0), SKL_OK);
     ck_assert_int_eq(r.n, STEPS);
     assert_tokens_eq(r.toks, want, STEPS, "generate after a partial eval");
     skl_context_free(ctx);
@@ -475,16 +481,19 @@ START_TEST(test_generate_seeded) {
     gen_open(&f);
     enum { P = 4, STEPS = 20 };
     skl_generate_params gp;
-    skl_generate_params_init(&gp);
-    gp.sampling.temperature = 1.0f;
-    gp.sampling.top_k = 0;
-    gp.sampling.top_p = 1.0f;
-    gp.sampling.seed = 987654321;
+    skl_generate_params_init(&gp, sizeof gp);
+    skl_sampler_params gp_sp;
+    skl_sampler_params_init(&gp_sp, sizeof gp_sp);
+    gp.sampling = &gp_sp;
+    gp_sp.temperature = 1.0f;
+    gp_sp.top_k = 0;
+    gp_sp.top_p = 1.0f;
+    gp_sp.seed = 987654321;
     gp.max_tokens = STEPS;
     recorder r1 = {{0}, 0, 0, 0}, r2 = {{0}, 0, 0, 0};
     for (int run = 0; run < 2; run++) {
         skl_context *ctx = gen_context(&f, 0);
-        ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, run ? &r2 : &r1, NULL), SKL_OK);
+        ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, run ? &r2 : &r1, NULL, 0), SKL_OK);
         skl_context_free(ctx);
     }
     ck_assert_int_eq(r1.n, STEPS);
@@ -492,7 +501,7 @@ START_TEST(test_generate_seeded) {
     assert_tokens_eq(r2.toks, r1.toks, STEPS, "same seed, second run");
     /* and equal to a skl_sample loop with a sampler of the same parameters */
     skl_sampler *s = NULL;
-    ck_assert_int_eq(skl_sampler_create(&gp.sampling, &s), SKL_OK);
+    ck_assert_int_eq(skl_sampler_create(gp.sampling, &s), SKL_OK);
     int32_t want[STEPS];
     reference_generate(&f, f.tokens, P, STEPS, s, want);
     assert_tokens_eq(r1.toks, want, STEPS, "generate vs skl_sample loop");
@@ -510,7 +519,7 @@ START_TEST(test_generate_callback_stop) {
     skl_generate_params gp = greedy_params(8);
     recorder r = {{0}, 0, 3, 0};
     skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res, sizeof res), SKL_OK);
     ck_assert_int_eq(r.n, 3);
     ck_assert_int_eq(res.n_generated, 3);
     ck_assert_int_eq(res.stop_reason, SKL_STOP_CALLBACK);
@@ -536,7 +545,7 @@ START_TEST(test_generate_stop_token) {
     gp.n_stop_tokens = 3;
     recorder r = {{0}, 0, 0, 0};
     skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res, sizeof res), SKL_OK);
     ck_assert_int_eq(res.stop_reason, SKL_STOP_STOP_TOKEN);
     ck_assert_int_eq(res.stop_token, stop);
     ck_assert_int_eq(res.n_generated, first);
@@ -555,7 +564,7 @@ START_TEST(test_generate_zero_tokens) {
     skl_generate_params gp = greedy_params(0);
     recorder r = {{0}, 0, 0, 0};
     skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res, sizeof res), SKL_OK);
     ck_assert_int_eq(r.n, 0);
     ck_assert_int_eq(res.n_generated, 0);
     ck_assert_int_eq(res.stop_reason, SKL_STOP_MAX_TOKENS);
@@ -575,7 +584,7 @@ START_TEST(test_generate_context_full) {
     skl_generate_params gp = greedy_params(100);
     recorder r = {{0}, 0, 0, 0};
     skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, &r, &res), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, &r, &res, sizeof res), SKL_OK);
     ck_assert_int_eq(res.stop_reason, SKL_STOP_CONTEXT_FULL);
     ck_assert_int_eq(res.n_generated, EXPECT);
     ck_assert_int_eq(r.n, EXPECT);
@@ -593,7 +602,7 @@ START_TEST(test_generate_prompt_too_long) {
     skl_generate_params gp = greedy_params(10);
     recorder r = {{0}, 0, 0, 0};
     skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 5, &gp, on_token, &r, &res), SKL_ERR_CONTEXT_FULL);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 5, &gp, on_token, &r, &res, sizeof res), SKL_ERR_CONTEXT_FULL);
     ck_assert_int_eq(r.n, 0);
     ck_assert_int_eq(res.n_generated, 0);
     ck_assert_int_eq(skl_context_n_past(ctx), 0);
@@ -608,24 +617,24 @@ START_TEST(test_generate_args) {
     skl_context *ctx = gen_context(&f, 0);
     recorder r = {{0}, 0, 0, 0};
     skl_generate_params gp = greedy_params(4);
-    ck_assert_int_eq(skl_generate(NULL, f.tokens, 4, &gp, on_token, &r, NULL), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_generate(ctx, NULL, 4, &gp, on_token, &r, NULL), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 0, &gp, on_token, &r, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_generate(NULL, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_generate(ctx, NULL, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 0, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
     gp.max_tokens = -1;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
     gp = greedy_params(4);
     gp.n_stop_tokens = 1; /* with stop_tokens NULL */
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
     gp = greedy_params(4);
-    gp.sampling.temperature = -1.0f;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL), SKL_ERR_INVALID_ARG);
+    greedy_sp.temperature = -1.0f;
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
     int32_t bad[2] = {f.tokens[0], f.hp.vocab_size};
     gp = greedy_params(4);
-    ck_assert_int_eq(skl_generate(ctx, bad, 2, &gp, on_token, &r, NULL), SKL_ERR_TOKEN);
+    ck_assert_int_eq(skl_generate(ctx, bad, 2, &gp, on_token, &r, NULL, 0), SKL_ERR_TOKEN);
     ck_assert_int_eq(r.n, 0);
     ck_assert_int_eq(skl_context_n_past(ctx), 0);
     /* NULL params, callback and result are allowed; 128 default tokens fill the context */
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, NULL, NULL, NULL, NULL), SKL_OK);
+    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, NULL, NULL, NULL, NULL, 0), SKL_OK);
     ck_assert_int_eq(skl_context_n_past(ctx), skl_context_n_ctx(ctx));
     skl_context_free(ctx);
     gen_close(&f);

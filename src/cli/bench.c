@@ -302,7 +302,7 @@ static int bench_blas(const bench_opts *o) {
     snprintf(before, sizeof before, "%s", before_core ? before_core : "?");
     double gemm0 = sgemm_gflops(&g, threads, 3), gemv0 = sgemv_gbps(w, rows, cols, x, y, threads, 5);
     skl_blas_info bi;
-    skl_blas_get_info(&bi);
+    skl_blas_get_info(&bi, sizeof bi);
     double gemm1 = sgemm_gflops(&g, threads, 3), gemv1 = sgemv_gbps(w, rows, cols, x, y, threads, 5);
     membw_region wr = {w, (size_t)rows * cols * sizeof(float)};
     double ceiling = membw_read_gbps(&wr, 1, threads, 3, NULL);
@@ -579,15 +579,15 @@ static void one_close(bench_one *b) {
 /* Load and set up one model; 0, or the command's exit code (message printed). */
 static int one_open(bench_one *b, const char *path, const bench_opts *o) {
     skl_model_params mp;
-    skl_model_params_init(&mp);
+    skl_model_params_init(&mp, sizeof mp);
     mp.use_mmap = !o->no_mmap;
     b->path = path;
     double t0 = now_s();
     int rc = skl_model_load(path, &mp, &b->m);
     if (rc) return lib_error("bench: load", rc);
     b->load_s = now_s() - t0;
-    skl_model_hparams(b->m, &b->hp);
-    skl_model_weight_counts(b->m, &b->wc);
+    skl_model_hparams(b->m, &b->hp, sizeof b->hp);
+    skl_model_weight_counts(b->m, &b->wc, sizeof b->wc);
     b->decode_bytes = skl_model_decode_bytes(b->m);
     b->dtype = skl_model_weight_dtype(b->m);
     absent_projections(b->m, b->hp.num_hidden_layers, b->absent);
@@ -596,7 +596,7 @@ static int one_open(bench_one *b, const char *path, const bench_opts *o) {
         return usage_error("--prompt-len %d + --gen %d = %ld exceeds the max_position_embeddings %d of %s", P, G,
                            (long)P + G, b->hp.max_position_embeddings, path);
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_ctx = P + G;
     cp.n_threads = (int32_t)o->threads;
     cp.n_batch = P; /* the whole prompt in one batch: one sgemm per linear layer */
@@ -820,7 +820,7 @@ static int bench_model(const bench_opts *o) {
         goto out;
     }
     skl_blas_info bi;
-    skl_blas_get_info(&bi);
+    skl_blas_get_info(&bi, sizeof bi);
     size_t cbytes = (size_t)o->ceiling_mib << 20;
     prompt = malloc((size_t)P * sizeof *prompt);
     cbuf = membw_alloc(cbytes);

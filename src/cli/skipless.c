@@ -114,7 +114,7 @@ static void print_plan(const skl_plan *p) {
     printf("merge plan (paper's counting: linear layers + input and output embeddings):\n");
     printf("  %-6s %16s %16s %16s %9s %9s  %s\n", "remove", "total", "removed", "after", "saving", "speedup", "kind");
     for (int i = 0; i < p->n_rows; i++) {
-        const skl_plan_row *r = &p->rows[i];
+        const skl_plan_row *r = skl_plan_row_at(p, i);
         if (!r->applicable) {
             printf("  %-6s %16s  not applicable: %s\n", skl_removal_name(r->removal), "", r->note);
             continue;
@@ -135,21 +135,23 @@ static int cmd_plan(int argc, char **argv) {
         else return die("plan: unexpected argument '%s'", argv[i]);
     }
     if (!path) return die("plan: missing CONFIG.json%s", "");
-    skl_plan p;
-    int rc = skl_plan_config(path, &p);
+    skl_plan *plan;
+    int rc = skl_plan_config(path, &plan);
     if (rc) return lib_error("plan", rc);
+    const skl_plan p = *plan; /* the fields of this header's version */
     if (!json) {
         printf("%s: %s blocks, hidden %d, kv dim %d, FFN %d (%s), %d layers, vocab %d%s\n", path,
                p.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial", p.hidden_size, p.kv_dim,
                p.intermediate_size, p.glu ? "GLU" : "MLP", p.num_hidden_layers, p.vocab_size,
                p.final_norm ? ", final norm" : "");
-        print_plan(&p);
+        print_plan(plan);
+        skl_plan_free(plan);
         return 0;
     }
     printf("{\"config\": \"%s\", \"block_type\": \"%s\", \"total\": %llu, \"removals\": [", path,
            p.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial", (unsigned long long)p.total);
     for (int i = 0; i < p.n_rows; i++) {
-        const skl_plan_row *r = &p.rows[i];
+        const skl_plan_row *r = skl_plan_row_at(plan, i);
         printf("%s{\"remove\": \"%s\", \"applicable\": %s, \"lossless\": %s, \"total\": %llu, \"removed\": %llu, "
                "\"after\": %llu, \"saving_percent\": %.4f, \"speedup_bound\": %.6f, \"note\": \"%s\"}",
                i ? ", " : "", skl_removal_name(r->removal), r->applicable ? "true" : "false",
@@ -157,6 +159,7 @@ static int cmd_plan(int argc, char **argv) {
                (unsigned long long)r->after, r->saving_percent, r->speedup_bound, r->note);
     }
     printf("]}\n");
+    skl_plan_free(plan);
     return 0;
 }
 
@@ -170,7 +173,7 @@ static int merge_progress(uint64_t done, uint64_t total, void *ud) {
 static int cmd_merge(int argc, char **argv) {
     const char *in = NULL, *outp = NULL;
     skl_merge_params mp;
-    skl_merge_params_init(&mp);
+    skl_merge_params_init(&mp, sizeof mp);
     mp.verify = false;
     mp.progress = merge_progress;
     skl_save_format fmt = SKL_SAVE_AUTO;
@@ -205,7 +208,7 @@ static int cmd_merge(int argc, char **argv) {
     printf("removed %s from %s\n", skl_removal_name(rep->removal), in);
     printf("  %5s %-8s %14s %14s %12s %12s\n", "layer", "removed", "before", "after", "kappa", "residual");
     for (int i = 0; i < rep->n_layers; i++) {
-        const skl_merge_layer *l = &rep->layers[i];
+        const skl_merge_layer *l = skl_merge_report_layer(rep, i);
         char what[8] = "";
         if (l->removed_q) strcat(what, "q");
         if (l->removed_k) strcat(what, "k");
@@ -241,8 +244,8 @@ static int cmd_info(int argc, char **argv) {
     if (rc) return lib_error("load", rc);
     skl_hparams hp;
     skl_weight_counts wc;
-    skl_model_hparams(m, &hp);
-    skl_model_weight_counts(m, &wc);
+    skl_model_hparams(m, &hp, sizeof hp);
+    skl_model_weight_counts(m, &wc, sizeof wc);
     const char *kind = hp.num_key_value_heads == hp.num_attention_heads ? "MHA"
                        : hp.num_key_value_heads == 1                   ? "MQA"
                                                                        : "GQA";
@@ -277,9 +280,13 @@ static int cmd_info(int argc, char **argv) {
         printf("  %-14s %14llu\n", rows[i].name, (unsigned long long)rows[i].n);
     printf("  %-14s %14llu  (linear layers + embeddings%s)\n", "total", (unsigned long long)wc.linear_total,
            hp.tie_word_embeddings ? "; tied head counted once more" : "");
-    skl_plan plan;
-    skl_model_plan(m, &plan);
-    print_plan(&plan);
+    skl_plan *plan;
+    if ((rc = skl_model_plan(m, &plan))) {
+        skl_model_free(m);
+        return lib_error("plan", rc);
+    }
+    print_plan(plan);
+    skl_plan_free(plan);
     skl_model_free(m);
     return 0;
 }
@@ -388,7 +395,10 @@ static int cmd_detokenize(int argc, char **argv) {
 static int cmd_generate(int argc, char **argv) {
     const char *model_path = NULL, *tokens_s = NULL, *prompt = NULL, *stop_s = NULL;
     skl_generate_params gp;
-    skl_generate_params_init(&gp);
+    skl_generate_params_init(&gp, sizeof gp);
+    skl_sampler_params sp;
+    skl_sampler_params_init(&sp, sizeof sp);
+    gp.sampling = &sp;
     long threads = 1, v;
     int eos_stop = 1, ids = 0;
     for (int i = 0; i < argc; i++) {
@@ -413,18 +423,18 @@ static int cmd_generate(int argc, char **argv) {
             if (parse_long(val, 0, INT32_MAX, &v)) return die("generate: -n must be an integer >= 0, got '%s'", val);
             gp.max_tokens = (int32_t)v;
         } else if (!strcmp(a, "--temp")) {
-            if (parse_float(val, &gp.sampling.temperature)) return die("generate: --temp must be a number, got '%s'", val);
+            if (parse_float(val, &sp.temperature)) return die("generate: --temp must be a number, got '%s'", val);
         } else if (!strcmp(a, "--top-k")) {
             if (parse_long(val, 0, INT32_MAX, &v)) return die("generate: --top-k must be an integer >= 0, got '%s'", val);
-            gp.sampling.top_k = (int32_t)v;
+            sp.top_k = (int32_t)v;
         } else if (!strcmp(a, "--top-p")) {
-            if (parse_float(val, &gp.sampling.top_p)) return die("generate: --top-p must be a number, got '%s'", val);
+            if (parse_float(val, &sp.top_p)) return die("generate: --top-p must be a number, got '%s'", val);
         } else if (!strcmp(a, "--seed")) {
             char *end;
             errno = 0;
             unsigned long long s = strtoull(val, &end, 10);
             if (errno || end == val || *end || val[0] == '-') return die("generate: --seed must be an unsigned integer, got '%s'", val);
-            gp.sampling.seed = s;
+            sp.seed = s;
         } else if (!strcmp(a, "--threads")) {
             if (parse_long(val, 1, 1024, &threads)) return die("generate: --threads must be 1..1024, got '%s'", val);
         } else if (a[0] == '-') {
@@ -469,12 +479,12 @@ static int cmd_generate(int argc, char **argv) {
     gp.stop_tokens = stops;
     gp.n_stop_tokens = n_stops;
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_threads = (int32_t)threads;
     if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
     stream_state st = {0, ids};
     skl_generate_result res;
-    rc = skl_generate(ctx, toks, n, &gp, on_token, &st, &res);
+    rc = skl_generate(ctx, toks, n, &gp, on_token, &st, &res, sizeof res);
     printf("\n");
     if (rc) { ret = lib_error("generate", rc); goto out; }
     static const char *reasons[] = {"max tokens", "stop token", "callback", "context full", "error"};
@@ -521,9 +531,9 @@ static int cmd_logits(int argc, char **argv) {
     int ret = 0, rc = skl_model_load(model_path, NULL, &m);
     if (rc) { ret = lib_error("load", rc); goto out; }
     skl_hparams hp;
-    skl_model_hparams(m, &hp);
+    skl_model_hparams(m, &hp, sizeof hp);
     skl_context_params cp;
-    skl_context_params_init(&cp);
+    skl_context_params_init(&cp, sizeof cp);
     cp.n_threads = (int32_t)threads;
     cp.logits_all = !decode;
     if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
