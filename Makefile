@@ -55,7 +55,7 @@ CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bi
 BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_DIR=$(abspath $(LIBDIR)) \
   LD_LIBRARY_PATH=$(abspath $(LIBDIR)) SKIPLESS_CLI=$(abspath $(CLI)) SKL_TEST_MODELS=$(abspath $(B)/testmodels)
 
-.PHONY: all deps check check-python check-rust run install uninstall clean bench-models bench
+.PHONY: all deps check check-abi check-python check-rust run install uninstall clean bench-models bench
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(B)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
@@ -124,10 +124,33 @@ check: deps
 	node test/tokenizers_js/compare.mjs $(CLI) $(TOKENIZER_MODELS)
 	$(PY) test/test_trained.py $(CLI)
 	$(BINDIR)/demo $(DEFAULT_MODEL) "In the beginning" 50 2 > $(B)/demo.out
+	$(MAKE) check-abi
 ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 	$(MAKE) check-python check-rust
 endif
+
+# The ABI rule of include/skipless.h: a caller built against the frozen 1.0 header
+# (test/abi/skipless-1.0.h, never edited) runs against this library, and against a
+# "grown" build of it whose header appends a field to every public struct.
+ABI := $(B)/abi
+$(ABI)/grown/skipless.h: include/skipless.h test/abi/grow.awk
+	@mkdir -p $(dir $@)
+	awk -f test/abi/grow.awk include/skipless.h > $@
+
+$(ABI)/grown/$(SHARED_SONAME): $(LIB_SRC) $(wildcard src/*.h) $(ABI)/grown/skipless.h
+	$(CC) -I$(ABI)/grown $(CFLAGS_ALL) -fPIC -fvisibility=hidden -shared -Wl,-soname,$(SHARED_SONAME) \
+	  $(LDFLAGS_ALL) $(LIB_SRC) -o $@ $(LIBS)
+
+$(ABI)/caller: test/abi/caller.c test/abi/skipless-1.0.h $(SHARED)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) test/abi/caller.c $(LDFLAGS_ALL) -L$(LIBDIR) -l:$(SHARED_SONAME) -o $@
+
+check-abi: $(ABI)/caller $(ABI)/grown/$(SHARED_SONAME)
+	LD_LIBRARY_PATH=$(abspath $(LIBDIR)) $(ABI)/caller $(DEFAULT_MODEL)
+	LD_LIBRARY_PATH=$(abspath $(ABI)/grown) $(ABI)/caller $(DEFAULT_MODEL)
+	@if LD_LIBRARY_PATH=$(abspath $(ABI)/grown) ldd $(ABI)/caller | grep -q '$(abspath $(ABI)/grown)/$(SHARED_SONAME)'; \
+	  then echo "abi: the grown library was the one loaded"; else echo "abi: the grown library was not loaded" >&2; exit 1; fi
 
 # The bindings load the shared library into an uninstrumented interpreter/binary, so they
 # are not run under SANITIZE=1 (ASan would have to be preloaded).

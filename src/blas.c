@@ -191,8 +191,13 @@ void skl_blas_setup(void) { pthread_once(&once, setup); }
 int skl_blas_get_info(skl_blas_info *out, size_t size) {
     if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_blas_get_info: out is NULL");
     skl_blas_setup();
-    skl_blas_info info = {state.openblas,     state.user_coretype, state.core_changed, atomic_load(&auto_core),
-                          state.detected_core, state.core,          state.cpu_isa};
+    skl_blas_info info = {.openblas = state.openblas,
+                          .user_coretype = state.user_coretype,
+                          .core_changed = state.core_changed,
+                          .auto_core = atomic_load(&auto_core),
+                          .detected_core = state.detected_core,
+                          .core = state.core,
+                          .cpu_isa = state.cpu_isa};
     return skl_copy_out(out, size, &info, sizeof info, SKL_SIZE_THROUGH(skl_blas_info, cpu_isa), "skl_blas_get_info");
 }
 
