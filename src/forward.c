@@ -1,4 +1,4 @@
-/* forward.c - contexts and the forward pass of a skipless stack.
+/* forward.c - the forward pass of a skipless stack over a context (context.c).
  *
  * Per block (no skip connections, no normalization; absent projection = identity):
  *   q = q_proj x, k = k_proj x, v = v_proj x        (k, v appended to the KV cache)
@@ -20,187 +20,12 @@
  * and multiplied by cblas_sgemm; attention is Q K^T, softmax, P V with
  * cblas_sgemm per head over blocks of queries.  OpenBLAS runs with n_threads
  * threads while the pool sleeps.  Activations are fp32. */
-#include "internal.h"
+#include "context.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct skl_context {
-    const skl_model *m;
-    int32_t n_ctx, n_threads, n_batch;
-    bool logits_all;
-    int32_t n_past;
-    /* [L, KV, n_ctx, hd] each, head-major: the cached keys (after RoPE) and
-     * values of one KV head are contiguous, so decode attention streams them
-     * instead of gathering 4-line pieces 2 KiB apart */
-    float *kcache, *vcache;
-    float *rope_cos, *rope_sin; /* [n_ctx, rotary_dim/2] */
-    /* scratch for one batch of nb <= n_batch tokens */
-    float *x;      /* [nb, d] the stream */
-    float *q;      /* [nb, H*hd] queries (a rotated copy of x when q_proj is absent) */
-    float *k, *v;  /* [nb, KV*hd] this batch's keys and values, before they go to the cache */
-    float *att;    /* [nb, H*hd] attention output, heads concatenated */
-    float *h;      /* [nb, d] o_proj output */
-    float *g, *u;  /* [nb, f] FFN hidden (gate, up) */
-    float *ffo;    /* [nb, d] FFN output (parallel blocks) */
-    float *scores; /* decode: [H, n_ctx] attention weights, one row per query head;
-                      prefill: [H, qblock, n_ctx] scores of a block of queries */
-    int32_t qblock;  /* queries per attention block in prefill */
-    float *bvec;   /* [max(d, qd, f, V)] a bias widened to fp32 (prefill) */
-    float *wtile;  /* [tile_elems] an F16/BF16 weight tile widened to fp32 (prefill); NULL: all F32 */
-    size_t tile_elems;
-    skl_pool *pool;
-    float *logits; /* [n_logit_rows, V] */
-    int32_t n_logit_rows, logit_cap;
-};
-
-#define TILE_ELEMS ((size_t)4 << 20)   /* floats per widened weight tile (16 MiB) */
-#define SCORE_ELEMS ((uint64_t)4 << 20) /* floats of prefill attention scores (16 MiB) */
-
-void skl_context_params_init(skl_context_params *p) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->n_ctx = 0;
-    p->n_threads = 1;
-    p->n_batch = 256;
-    p->logits_all = false;
-}
-
-void skl_context_free(skl_context *c) {
-    if (!c) return;
-    free(c->kcache); free(c->vcache); free(c->rope_cos); free(c->rope_sin); free(c->k); free(c->v);
-    free(c->x); free(c->q); free(c->att); free(c->h); free(c->g); free(c->u);
-    free(c->ffo); free(c->scores); free(c->logits); free(c->bvec); free(c->wtile);
-    skl_pool_free(c->pool);
-    free(c);
-}
-
-/* calloc of a*b floats with overflow check */
-static float *falloc(uint64_t a, uint64_t b) {
-    uint64_t n;
-    if (skl_mul_u64(a, b, &n) || skl_mul_u64(n, sizeof(float), &n) || n > SIZE_MAX) return NULL;
-    return calloc(n ? (size_t)n : 1, 1);
-}
-
-int skl_context_create(const skl_model *m, const skl_context_params *params, skl_context **out) {
-    if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: out is NULL");
-    *out = NULL;
-    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: model is NULL");
-    skl_context_params p;
-    if (params) p = *params;
-    else skl_context_params_init(&p);
-    const skl_hparams *hp = &m->hp;
-    if (p.n_ctx == 0) p.n_ctx = hp->max_position_embeddings;
-    if (p.n_ctx < 1 || p.n_ctx > hp->max_position_embeddings)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_ctx %d out of range [1, %d] (max_position_embeddings)",
-                        p.n_ctx, hp->max_position_embeddings);
-    if (p.n_threads < 1 || p.n_threads > 1024)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_threads %d out of range [1, 1024]", p.n_threads);
-    if (p.n_batch < 1 || p.n_batch > 65536)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_batch %d out of range [1, 65536]", p.n_batch);
-    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
-
-    skl_context *c = calloc(1, sizeof *c);
-    if (!c) return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory");
-    c->m = m;
-    c->n_ctx = p.n_ctx;
-    c->n_threads = p.n_threads;
-    c->n_batch = p.n_batch;
-    c->logits_all = p.logits_all;
-    uint64_t d = (uint64_t)hp->hidden_size, qd = (uint64_t)hp->num_attention_heads * (uint64_t)hp->head_dim,
-             kvd = (uint64_t)hp->num_key_value_heads * (uint64_t)hp->head_dim,
-             f = (uint64_t)hp->intermediate_size, nb = (uint64_t)p.n_batch;
-    uint64_t cache_rows = (uint64_t)hp->num_hidden_layers * (uint64_t)p.n_ctx;
-    uint64_t half = hp->use_rope ? (uint64_t)hp->rotary_dim / 2 : 0;
-    c->kcache = falloc(cache_rows, kvd);
-    c->vcache = falloc(cache_rows, kvd);
-    c->rope_cos = falloc((uint64_t)p.n_ctx, half);
-    c->rope_sin = falloc((uint64_t)p.n_ctx, half);
-    c->x = falloc(nb, d);
-    c->q = falloc(nb, qd);
-    c->k = falloc(nb, kvd);
-    c->v = falloc(nb, kvd);
-    c->att = falloc(nb, qd);
-    c->h = falloc(nb, d);
-    c->g = falloc(nb, f);
-    c->u = falloc(nb, f);
-    c->ffo = falloc(nb, d);
-    /* prefill scores: as many queries per block as fit SCORE_ELEMS (at least 1) */
-    uint64_t H = (uint64_t)hp->num_attention_heads, qb = SCORE_ELEMS / (H * (uint64_t)p.n_ctx);
-    c->qblock = (int32_t)(qb < 1 ? 1 : qb > nb ? nb : qb);
-    uint64_t srows = H * (uint64_t)c->qblock;
-    c->scores = falloc(srows, (uint64_t)p.n_ctx);
-    uint64_t vmax = d > qd ? d : qd;
-    if (f > vmax) vmax = f;
-    if ((uint64_t)hp->vocab_size > vmax) vmax = (uint64_t)hp->vocab_size;
-    c->bvec = falloc(vmax, 1);
-    /* a tile buffer only when some weight matrix is F16/BF16 */
-    uint64_t biggest = 0;
-    bool narrow = m->head.w.data && m->head.w.dtype != SKL_DT_F32;
-    if (m->head.w.data) biggest = (uint64_t)m->head.w.rows * (uint64_t)m->head.w.cols;
-    for (int32_t l = 0; l < hp->num_hidden_layers; l++)
-        for (int lin = 0; lin < SKL_LIN_COUNT; lin++) {
-            const skl_tensor *w = &skl_layer_linear((skl_layer *)&m->layers[l], lin)->w;
-            if (!w->data) continue;
-            if (w->dtype != SKL_DT_F32) narrow = true;
-            if ((uint64_t)w->rows * (uint64_t)w->cols > biggest) biggest = (uint64_t)w->rows * (uint64_t)w->cols;
-        }
-    bool tile_ok = true;
-    if (narrow && p.n_batch > 1) {
-        /* at least one row of the widest matrix */
-        uint64_t widest = d > qd ? d : qd;
-        if (f > widest) widest = f;
-        c->tile_elems = biggest < TILE_ELEMS ? (size_t)biggest : TILE_ELEMS;
-        if (c->tile_elems < widest) c->tile_elems = (size_t)widest;
-        c->wtile = falloc(c->tile_elems, 1);
-        tile_ok = c->wtile != NULL;
-    }
-    if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->k || !c->v || !c->att ||
-        !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok) {
-        skl_context_free(c);
-        return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory for a %d-token context (KV cache %llu MiB)",
-                        p.n_ctx, (unsigned long long)(2 * cache_rows * kvd * 4 >> 20));
-    }
-    /* RoPE table, angles in double: inv_freq_i = theta^(-2i / rotary_dim). */
-    for (int32_t pos = 0; pos < p.n_ctx; pos++)
-        for (uint64_t i = 0; i < half; i++) {
-            double inv = pow((double)hp->rope_theta, -(double)(2 * i) / (double)hp->rotary_dim);
-            double a = (double)pos * inv;
-            c->rope_cos[(uint64_t)pos * half + i] = (float)cos(a);
-            c->rope_sin[(uint64_t)pos * half + i] = (float)sin(a);
-        }
-    int rc = skl_pool_create(p.n_threads, &c->pool);
-    if (rc) {
-        skl_context_free(c);
-        return rc;
-    }
-    *out = c;
-    return SKL_OK;
-}
-
-const skl_model *skl_context_model(const skl_context *c) { return c->m; }
-
-int32_t skl_context_n_past(const skl_context *c) { return c ? c->n_past : 0; }
-int32_t skl_context_n_ctx(const skl_context *c) { return c ? c->n_ctx : 0; }
-
-int skl_kv_truncate(skl_context *c, int32_t n_keep) {
-    if (!c) return skl_fail(SKL_ERR_INVALID_ARG, "skl_kv_truncate: context is NULL");
-    if (n_keep < 0 || n_keep > c->n_past)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_kv_truncate: n_keep %d out of range [0, %d]", n_keep, c->n_past);
-    c->n_past = n_keep; /* rows past n_past are overwritten by the next eval */
-    c->n_logit_rows = 0;
-    return SKL_OK;
-}
-
-int skl_kv_reset(skl_context *c) { return skl_kv_truncate(c, 0); }
-
-const float *skl_logits(const skl_context *c, int32_t *n_rows) {
-    if (n_rows) *n_rows = c ? c->n_logit_rows : 0;
-    if (!c || c->n_logit_rows == 0) return NULL;
-    return c->logits;
-}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -482,8 +307,7 @@ static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, 
     linear_batch(c, &L->down, c->u, n, f, out, d);
 }
 
-/* Run n <= n_batch tokens at positions n_past..; write logits rows from `logit_row`. */
-static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t logit_row) {
+void skl_forward(skl_context *c, const int32_t *tokens, int32_t n, float *logits, bool all_rows) {
     const skl_model *m = c->m;
     const skl_hparams *hp = &m->hp;
     int32_t d = hp->hidden_size, H = hp->num_attention_heads, KV = hp->num_key_value_heads;
@@ -545,10 +369,9 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
         }
     }
 
-    /* Head: every row with logits_all, else only the last row of the last batch. */
-    if (logit_row == -2) return;
-    int32_t first = logit_row < 0 ? n - 1 : 0, rows = n - first;
-    if (logit_row < 0) logit_row = 0;
+    /* Head: every row, or only the last one */
+    if (!logits) return;
+    int32_t first = all_rows ? 0 : n - 1, rows = n - first;
     float *xr = c->x + (size_t)first * d;
     if (m->norm.data)
         for (int32_t i = 0; i < rows; i++) {
@@ -558,7 +381,7 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
             float s = (float)(1.0 / sqrt(ss / d + (double)hp->rms_norm_eps));
             for (int32_t j = 0; j < d; j++) r[j] = r[j] * s * skl_tensor_at(&m->norm, (size_t)j);
         }
-    float *lg = c->logits + (size_t)logit_row * hp->vocab_size;
+    float *lg = logits;
     if (rows == 1) {
         skl_pool_set_spin(c->pool, 1);
         mv_task t = {.jobs = {job(&m->head, xr, d, lg, hp->vocab_size)}, .n = 1, .post = POST_NONE};
@@ -568,35 +391,3 @@ static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t lo
     }
 }
 
-int skl_eval(skl_context *c, const int32_t *tokens, int32_t n) {
-    if (!c) return skl_fail(SKL_ERR_INVALID_ARG, "skl_eval: context is NULL");
-    if (!tokens) return skl_fail(SKL_ERR_INVALID_ARG, "skl_eval: tokens is NULL");
-    if (n < 1) return skl_fail(SKL_ERR_INVALID_ARG, "skl_eval: n_tokens %d must be >= 1", n);
-    const skl_hparams *hp = &c->m->hp;
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= hp->vocab_size)
-            return skl_fail(SKL_ERR_TOKEN, "skl_eval: token %d (index %d) out of range [0, %d)", tokens[i], i,
-                            hp->vocab_size);
-    if (n > c->n_ctx - c->n_past)
-        return skl_fail(SKL_ERR_CONTEXT_FULL, "skl_eval: %d tokens do not fit: %d of %d context positions used",
-                        n, c->n_past, c->n_ctx);
-    int32_t rows = c->logits_all ? n : 1;
-    if (rows > c->logit_cap) {
-        float *nl = falloc((uint64_t)rows, (uint64_t)hp->vocab_size);
-        if (!nl) return skl_fail(SKL_ERR_NOMEM, "skl_eval: out of memory for %d logit rows", rows);
-        free(c->logits);
-        c->logits = nl;
-        c->logit_cap = rows;
-    }
-    openblas_set_num_threads(c->n_threads);
-    for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
-        int32_t nb = n - i0 < c->n_batch ? n - i0 : c->n_batch;
-        bool last = i0 + nb == n;
-        if (c->logits_all) forward(c, tokens + i0, nb, i0);
-        else if (last) forward(c, tokens + i0, nb, -1);
-        else forward(c, tokens + i0, nb, -2); /* no logits needed */
-        c->n_past += nb;
-    }
-    c->n_logit_rows = rows;
-    return SKL_OK;
-}
