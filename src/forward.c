@@ -1,4 +1,4 @@
-/* forward.c - contexts and the forward pass of a skipless stack.
+/* forward.c - the forward pass of a skipless stack over a context (context.c).
  *
  * Per block (no skip connections, no normalization; absent projection = identity):
  *   q = q_proj x, k = k_proj x, v = v_proj x        (k, v appended to the KV cache)
@@ -11,197 +11,217 @@
  *
  * Decode (one token): every linear layer, lm_head included, is a GEMV of
  * kernels.c with its rows split across the context's thread pool (q/k/v in
- * one pool task, gate/up as one paired GEMV with the activation); attention
- * splits the heads across the pool, a whole KV group per chunk when there
- * are at least two groups per thread.  Each row / head is computed by one thread in a
+ * one pool task, gate/up as one paired GEMV with the activation), and so is
+ * the head of a prefill that needs only its last row; attention splits the
+ * heads across the pool, a whole KV group per chunk when there are at least
+ * two groups per thread.  Each row / head is computed by one thread in a
  * fixed order, so decode logits do not depend on the thread count.
  * Prefill (a batch of n > 1 tokens): F32 linear layers are one cblas_sgemm
  * over the batch; F16/BF16 weights are widened tile by tile (pool) into fp32
  * and multiplied by cblas_sgemm; attention is Q K^T, softmax, P V with
  * cblas_sgemm per head over blocks of queries.  OpenBLAS runs with n_threads
- * threads while the pool sleeps.  Activations are fp32. */
-#include "internal.h"
+ * threads while the pool sleeps.  Activations are fp32.
+ *
+ * The file reads top down: skl_forward, then the steps it calls (each hides
+ * decode versus prefill and the weights' dtype), then the scheduling under
+ * them (decode: GEMV tasks on the pool; prefill: sgemm). */
+#include "context.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct skl_context {
-    const skl_model *m;
-    int32_t n_ctx, n_threads, n_batch;
-    bool logits_all;
-    int32_t n_past;
-    /* [L, KV, n_ctx, hd] each, head-major: the cached keys (after RoPE) and
-     * values of one KV head are contiguous, so decode attention streams them
-     * instead of gathering 4-line pieces 2 KiB apart */
-    float *kcache, *vcache;
-    float *rope_cos, *rope_sin; /* [n_ctx, rotary_dim/2] */
-    /* scratch for one batch of nb <= n_batch tokens */
-    float *x;      /* [nb, d] the stream */
-    float *q;      /* [nb, H*hd] queries (a rotated copy of x when q_proj is absent) */
-    float *k, *v;  /* [nb, KV*hd] this batch's keys and values, before they go to the cache */
-    float *att;    /* [nb, H*hd] attention output, heads concatenated */
-    float *h;      /* [nb, d] o_proj output */
-    float *g, *u;  /* [nb, f] FFN hidden (gate, up) */
-    float *ffo;    /* [nb, d] FFN output (parallel blocks) */
-    float *scores; /* decode: [H, n_ctx] attention weights, one row per query head;
-                      prefill: [H, qblock, n_ctx] scores of a block of queries */
-    int32_t qblock;  /* queries per attention block in prefill */
-    float *bvec;   /* [max(d, qd, f, V)] a bias widened to fp32 (prefill) */
-    float *wtile;  /* [tile_elems] an F16/BF16 weight tile widened to fp32 (prefill); NULL: all F32 */
-    size_t tile_elems;
-    skl_pool *pool;
-    float *logits; /* [n_logit_rows, V] */
-    int32_t n_logit_rows, logit_cap;
-};
+/* One linear layer over n rows: y [n, out] = x [n, in] W^T + b, W [out, in];
+ * W absent: y = x (out == in). */
+typedef struct lin_job {
+    const skl_linear *L;
+    const float *x;
+    float *y;
+    int32_t out, in;
+} lin_job;
 
-#define TILE_ELEMS ((size_t)4 << 20)   /* floats per widened weight tile (16 MiB) */
-#define SCORE_ELEMS ((uint64_t)4 << 20) /* floats of prefill attention scores (16 MiB) */
-
-#define CONTEXT_PARAMS_V1 SKL_SIZE_THROUGH(skl_context_params, logits_all)
-
-int skl_context_params_init(skl_context_params *p, size_t size) {
-    skl_context_params d = {.n_ctx = 0, .n_threads = 1, .n_batch = 256, .logits_all = false};
-    return skl_params_init(p, size, &d, sizeof d, CONTEXT_PARAMS_V1, "skl_context_params_init");
+static lin_job job(const skl_linear *L, const float *x, int32_t in, float *y, int32_t out) {
+    lin_job j = {L, x, y, out, in};
+    return j;
 }
 
-void skl_context_free(skl_context *c) {
-    if (!c) return;
-    free(c->kcache); free(c->vcache); free(c->rope_cos); free(c->rope_sin); free(c->k); free(c->v);
-    free(c->x); free(c->q); free(c->att); free(c->h); free(c->g); free(c->u);
-    free(c->ffo); free(c->scores); free(c->logits); free(c->bvec); free(c->wtile);
-    skl_pool_free(c->pool);
-    free(c);
-}
+/* ---- the steps of skl_forward (defined below it) ---- */
+static void embed(skl_context *c, const int32_t *tokens, int32_t n);
+static void linears(skl_context *c, const lin_job *jobs, int count, int32_t n);
+static void linear(skl_context *c, const skl_linear *L, const float *x, int32_t n, int32_t in, float *y,
+                   int32_t out);
+static void linears_act(skl_context *c, const lin_job *jobs, int count, int32_t n);
+static void rope(skl_context *c, int32_t pos0, int32_t n);
+static void kv_write(skl_context *c, int32_t layer, int32_t pos0, int32_t n);
+static void attention(skl_context *c, int32_t layer, int32_t pos0, int32_t n);
+static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, float *out);
+static void rms_norm(skl_context *c, float *x, int32_t rows);
 
-/* calloc of a*b floats with overflow check */
-static float *falloc(uint64_t a, uint64_t b) {
-    uint64_t n;
-    if (skl_mul_u64(a, b, &n) || skl_mul_u64(n, sizeof(float), &n) || n > SIZE_MAX) return NULL;
-    return calloc(n ? (size_t)n : 1, 1);
-}
+/* ---- the scheduling under the steps (defined below them) ---- */
+enum { POST_NONE, POST_GLU, POST_ACT };
+static void gemv_pool(skl_context *c, const lin_job *jobs, int count, int post);
+static void attention_decode(skl_context *c, const float *kc, const float *vc, int32_t len);
+static void linear_batch(skl_context *c, const lin_job *j, int32_t n);
+static void act_batch(skl_context *c, float *u, const float *g, size_t len);
+static void attention_batch(skl_context *c, const float *kc, const float *vc, int32_t pos0, int32_t n);
 
-int skl_context_create(const skl_model *m, const skl_context_params *params, skl_context **out) {
-    if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: out is NULL");
-    *out = NULL;
-    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: model is NULL");
-    skl_context_params p;
-    skl_context_params_init(&p, sizeof p);
-    int prc = skl_params_read(&p, sizeof p, params, CONTEXT_PARAMS_V1, "skl_context_create");
-    if (prc) return prc;
-    const skl_hparams *hp = &m->hp;
-    if (p.n_ctx == 0) p.n_ctx = hp->max_position_embeddings;
-    if (p.n_ctx < 1 || p.n_ctx > hp->max_position_embeddings)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_ctx %d out of range [1, %d] (max_position_embeddings)",
-                        p.n_ctx, hp->max_position_embeddings);
-    if (p.n_threads < 1 || p.n_threads > 1024)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_threads %d out of range [1, 1024]", p.n_threads);
-    if (p.n_batch < 1 || p.n_batch > 65536)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_batch %d out of range [1, 65536]", p.n_batch);
-    if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+void skl_forward(skl_context *c, const int32_t *tokens, int32_t n, float *logits, bool all_rows) {
+    const skl_model *m = c->m;
+    const skl_dims *D = &c->dim;
+    int32_t d = D->d, qd = D->qd, kvd = D->kvd, pos0 = c->n_past;
 
-    skl_context *c = calloc(1, sizeof *c);
-    if (!c) return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory");
-    c->m = m;
-    c->n_ctx = p.n_ctx;
-    c->n_threads = p.n_threads;
-    c->n_batch = p.n_batch;
-    c->logits_all = p.logits_all;
-    uint64_t d = (uint64_t)hp->hidden_size, qd = (uint64_t)hp->num_attention_heads * (uint64_t)hp->head_dim,
-             kvd = (uint64_t)hp->num_key_value_heads * (uint64_t)hp->head_dim,
-             f = (uint64_t)hp->intermediate_size, nb = (uint64_t)p.n_batch;
-    uint64_t cache_rows = (uint64_t)hp->num_hidden_layers * (uint64_t)p.n_ctx;
-    uint64_t half = hp->use_rope ? (uint64_t)hp->rotary_dim / 2 : 0;
-    c->kcache = falloc(cache_rows, kvd);
-    c->vcache = falloc(cache_rows, kvd);
-    c->rope_cos = falloc((uint64_t)p.n_ctx, half);
-    c->rope_sin = falloc((uint64_t)p.n_ctx, half);
-    c->x = falloc(nb, d);
-    c->q = falloc(nb, qd);
-    c->k = falloc(nb, kvd);
-    c->v = falloc(nb, kvd);
-    c->att = falloc(nb, qd);
-    c->h = falloc(nb, d);
-    c->g = falloc(nb, f);
-    c->u = falloc(nb, f);
-    c->ffo = falloc(nb, d);
-    /* prefill scores: as many queries per block as fit SCORE_ELEMS (at least 1) */
-    uint64_t H = (uint64_t)hp->num_attention_heads, qb = SCORE_ELEMS / (H * (uint64_t)p.n_ctx);
-    c->qblock = (int32_t)(qb < 1 ? 1 : qb > nb ? nb : qb);
-    uint64_t srows = H * (uint64_t)c->qblock;
-    c->scores = falloc(srows, (uint64_t)p.n_ctx);
-    uint64_t vmax = d > qd ? d : qd;
-    if (f > vmax) vmax = f;
-    if ((uint64_t)hp->vocab_size > vmax) vmax = (uint64_t)hp->vocab_size;
-    c->bvec = falloc(vmax, 1);
-    /* a tile buffer only when some weight matrix is F16/BF16 */
-    uint64_t biggest = 0;
-    bool narrow = m->head.w.data && m->head.w.dtype != SKL_DT_F32;
-    if (m->head.w.data) biggest = (uint64_t)m->head.w.rows * (uint64_t)m->head.w.cols;
-    for (int32_t l = 0; l < hp->num_hidden_layers; l++)
-        for (int lin = 0; lin < SKL_LIN_COUNT; lin++) {
-            const skl_tensor *w = &skl_layer_linear((skl_layer *)&m->layers[l], lin)->w;
-            if (!w->data) continue;
-            if (w->dtype != SKL_DT_F32) narrow = true;
-            if ((uint64_t)w->rows * (uint64_t)w->cols > biggest) biggest = (uint64_t)w->rows * (uint64_t)w->cols;
+    /* x [n, d] = the tokens' rows of embed [V, d] */
+    embed(c, tokens, n);
+    for (int32_t l = 0; l < D->n_layers; l++) {
+        const skl_layer *L = &m->layers[l];
+        /* q [n, qd] = q_proj x, k [n, kvd] = k_proj x, v [n, kvd] = v_proj x;  x [n, d] */
+        lin_job qkv[3] = {job(&L->q, c->x, d, c->q, qd), job(&L->k, c->x, d, c->k, kvd),
+                          job(&L->v, c->x, d, c->v, kvd)};
+        linears(c, qkv, 3, n);
+        /* q [n, H, hd], k [n, KV, hd] rotated in place for positions pos0 .. pos0 + n - 1 */
+        rope(c, pos0, n);
+        /* kcache, vcache [l, KV, pos0 .. pos0 + n - 1, hd] = k, v [n, KV, hd] */
+        kv_write(c, l, pos0, n);
+        /* att [n, qd] = softmax(q k^T / sqrt(hd), causal) v over the cache's [pos0 + n, hd] per KV head */
+        attention(c, l, pos0, n);
+        /* h [n, d] = o_proj att [n, qd] */
+        linear(c, &L->o, c->att, n, qd, c->h, d);
+        if (m->hp.block_type == SKL_BLOCK_SERIAL) {
+            /* x [n, d] = down(ffn(h [n, d])) */
+            ffn(c, L, c->h, n, c->x);
+        } else {
+            /* ffo [n, d] = down(ffn(x [n, d])); x [n, d] = h + ffo */
+            ffn(c, L, c->x, n, c->ffo);
+            size_t nd = (size_t)n * (size_t)d;
+            for (size_t i = 0; i < nd; i++) c->x[i] = c->h[i] + c->ffo[i];
         }
-    bool tile_ok = true;
-    if (narrow && p.n_batch > 1) {
-        /* at least one row of the widest matrix */
-        uint64_t widest = d > qd ? d : qd;
-        if (f > widest) widest = f;
-        c->tile_elems = biggest < TILE_ELEMS ? (size_t)biggest : TILE_ELEMS;
-        if (c->tile_elems < widest) c->tile_elems = (size_t)widest;
-        c->wtile = falloc(c->tile_elems, 1);
-        tile_ok = c->wtile != NULL;
     }
-    if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->k || !c->v || !c->att ||
-        !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok) {
-        skl_context_free(c);
-        return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory for a %d-token context (KV cache %llu MiB)",
-                        p.n_ctx, (unsigned long long)(2 * cache_rows * kvd * 4 >> 20));
+    if (!logits) return;
+
+    /* xr [rows, d]: every row, or only the last one (all a sampler needs) */
+    int32_t rows = all_rows ? n : 1;
+    float *xr = c->x + (size_t)(n - rows) * d;
+    /* xr = norm [d] * xr / rms(xr), row by row */
+    if (m->norm.data) rms_norm(c, xr, rows);
+    /* logits [rows, V] = lm_head xr */
+    linear(c, &m->head, xr, rows, d, logits, D->V);
+}
+
+/* ------------------------------------------------------------- the steps */
+
+static void embed(skl_context *c, const int32_t *tokens, int32_t n) {
+    const skl_tensor *e = &c->m->embed; /* [V, d] of the file's dtype */
+    size_t d = (size_t)c->dim.d, esz = skl_dtype_size(e->dtype);
+    for (int32_t i = 0; i < n; i++)
+        skl_to_f32(e->dtype, (const uint8_t *)e->data + (size_t)tokens[i] * d * esz, c->x + (size_t)i * d, d);
+}
+
+/* count <= 3 linear layers over the same n rows.  One token: GEMVs, all
+ * layers' rows in one pool task (q/k/v: one pool loop instead of three);
+ * workers spin between the short loops of a decode step.  A batch: sgemm
+ * each, while the pool sleeps so that OpenBLAS's threads have the cores.  The
+ * pool loops of attention and the activation inherit the setting of the
+ * linear layers before them. */
+static void linears(skl_context *c, const lin_job *jobs, int count, int32_t n) {
+    skl_pool_set_spin(c->pool, n == 1);
+    if (n == 1) {
+        gemv_pool(c, jobs, count, POST_NONE);
+        return;
     }
-    /* RoPE table, angles in double: inv_freq_i = theta^(-2i / rotary_dim). */
-    for (int32_t pos = 0; pos < p.n_ctx; pos++)
-        for (uint64_t i = 0; i < half; i++) {
-            double inv = pow((double)hp->rope_theta, -(double)(2 * i) / (double)hp->rotary_dim);
-            double a = (double)pos * inv;
-            c->rope_cos[(uint64_t)pos * half + i] = (float)cos(a);
-            c->rope_sin[(uint64_t)pos * half + i] = (float)sin(a);
+    for (int i = 0; i < count; i++) linear_batch(c, &jobs[i], n);
+}
+
+/* y [n, out] = L x [n, in] */
+static void linear(skl_context *c, const skl_linear *L, const float *x, int32_t n, int32_t in, float *y,
+                   int32_t out) {
+    lin_job j = job(L, x, in, y, out);
+    linears(c, &j, 1, n);
+}
+
+/* The GLU's gate and up (count 2): jobs[1].y [n, out] *= act(jobs[0].y), or
+ * an MLP's up (count 1): jobs[0].y = act(jobs[0].y).  One token: one paired
+ * GEMV pass over both matrices with the activation, on the pool. */
+static void linears_act(skl_context *c, const lin_job *jobs, int count, int32_t n) {
+    if (n == 1) {
+        gemv_pool(c, jobs, count, count == 2 ? POST_GLU : POST_ACT);
+        return;
+    }
+    linears(c, jobs, count, n);
+    act_batch(c, jobs[count - 1].y, count == 2 ? jobs[0].y : NULL, (size_t)n * (size_t)jobs[0].out);
+}
+
+/* Rotate the first rot dims of each of n_heads heads of one row, in place
+ * (rotate-half form); cs, sn [half] of the row's position. */
+static void rope_row(float *row, int32_t n_heads, int32_t hd, int32_t rot, const float *cs, const float *sn) {
+    int32_t half = rot / 2;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *v = row + (size_t)h * hd;
+        for (int32_t i = 0; i < half; i++) {
+            float x1 = v[i], x2 = v[i + half];
+            v[i] = x1 * cs[i] - x2 * sn[i];
+            v[i + half] = x2 * cs[i] + x1 * sn[i];
         }
-    int rc = skl_pool_create(p.n_threads, &c->pool);
-    if (rc) {
-        skl_context_free(c);
-        return rc;
     }
-    *out = c;
-    return SKL_OK;
 }
 
-const skl_model *skl_context_model(const skl_context *c) { return c->m; }
-
-int32_t skl_context_n_past(const skl_context *c) { return c ? c->n_past : 0; }
-int32_t skl_context_n_ctx(const skl_context *c) { return c ? c->n_ctx : 0; }
-
-int skl_kv_truncate(skl_context *c, int32_t n_keep) {
-    if (!c) return skl_fail(SKL_ERR_INVALID_ARG, "skl_kv_truncate: context is NULL");
-    if (n_keep < 0 || n_keep > c->n_past)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_kv_truncate: n_keep %d out of range [0, %d]", n_keep, c->n_past);
-    c->n_past = n_keep; /* rows past n_past are overwritten by the next eval */
-    c->n_logit_rows = 0;
-    return SKL_OK;
+static void rope(skl_context *c, int32_t pos0, int32_t n) {
+    const skl_dims *D = &c->dim;
+    if (!D->rot) return;
+    for (int32_t i = 0; i < n; i++) {
+        const float *cs = c->rope_cos + (size_t)(pos0 + i) * D->half; /* [half] */
+        const float *sn = c->rope_sin + (size_t)(pos0 + i) * D->half;
+        rope_row(c->q + (size_t)i * D->qd, D->H, D->hd, D->rot, cs, sn);
+        rope_row(c->k + (size_t)i * D->kvd, D->KV, D->hd, D->rot, cs, sn);
+    }
 }
 
-int skl_kv_reset(skl_context *c) { return skl_kv_truncate(c, 0); }
-
-const float *skl_logits(const skl_context *c, int32_t *n_rows) {
-    if (n_rows) *n_rows = c ? c->n_logit_rows : 0;
-    if (!c || c->n_logit_rows == 0) return NULL;
-    return c->logits;
+/* The batch's k, v [n, KV, hd] go head-major into the cache [layer, KV, n_ctx, hd]. */
+static void kv_write(skl_context *c, int32_t layer, int32_t pos0, int32_t n) {
+    const skl_dims *D = &c->dim;
+    size_t hd = (size_t)D->hd, kvd = (size_t)D->kvd;
+    for (int32_t g = 0; g < D->KV; g++) {
+        size_t at = (((size_t)layer * D->KV + (size_t)g) * c->n_ctx + (size_t)pos0) * hd;
+        for (int32_t i = 0; i < n; i++) {
+            memcpy(c->kcache + at + (size_t)i * hd, c->k + (size_t)i * kvd + (size_t)g * hd, hd * sizeof(float));
+            memcpy(c->vcache + at + (size_t)i * hd, c->v + (size_t)i * kvd + (size_t)g * hd, hd * sizeof(float));
+        }
+    }
 }
 
-/* ------------------------------------------------------------ helpers */
+/* att [n, qd] for queries q [n, qd] at positions pos0.., over this layer's
+ * cache kc, vc [KV, n_ctx, hd] rows [0, pos0 + n). */
+static void attention(skl_context *c, int32_t layer, int32_t pos0, int32_t n) {
+    size_t at = (size_t)layer * c->n_ctx * (size_t)c->dim.kvd;
+    if (n == 1) attention_decode(c, c->kcache + at, c->vcache + at, pos0 + 1);
+    else attention_batch(c, c->kcache + at, c->vcache + at, pos0, n);
+}
+
+/* out [n, d] = down(ffn(in [n, d])), through u [n, f] (and g [n, f] for a GLU). */
+static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, float *out) {
+    int32_t d = c->dim.d, f = c->dim.f;
+    /* u [n, f] = act(gate in) * up in (GLU), or act(up in) */
+    lin_job gu[2] = {job(&L->gate, in, d, c->g, f), job(&L->up, in, d, c->u, f)};
+    if (L->gate.w.data) linears_act(c, gu, 2, n);
+    else linears_act(c, &gu[1], 1, n);
+    /* out [n, d] = down u */
+    linear(c, &L->down, c->u, n, f, out, d);
+}
+
+/* x [rows, d] = norm [d] * x / sqrt(mean(x^2) + eps), each row (sum in double). */
+static void rms_norm(skl_context *c, float *x, int32_t rows) {
+    const skl_model *m = c->m;
+    int32_t d = c->dim.d;
+    for (int32_t i = 0; i < rows; i++) {
+        float *r = x + (size_t)i * d;
+        double ss = 0.0;
+        for (int32_t j = 0; j < d; j++) ss += (double)r[j] * r[j];
+        float s = (float)(1.0 / sqrt(ss / d + (double)m->hp.rms_norm_eps));
+        for (int32_t j = 0; j < d; j++) r[j] = r[j] * s * skl_tensor_at(&m->norm, (size_t)j);
+    }
+}
+
+/* ------------------------------------------------------------ scheduling */
 
 static float act(skl_activation a, float x) {
     switch (a) {
@@ -221,43 +241,14 @@ static void chunk_range(int64_t k, int64_t size, int64_t n, int64_t *a, int64_t 
 
 static int64_t n_chunks(int64_t n, int64_t size) { return (n + size - 1) / size; }
 
-/* Rotate the first rotary_dim dims of each of n_heads heads of one row, in place. */
-static void rope_row(float *row, int32_t n_heads, int32_t hd, int32_t rot, const float *cs, const float *sn) {
-    int32_t half = rot / 2;
-    for (int32_t h = 0; h < n_heads; h++) {
-        float *v = row + (size_t)h * hd;
-        for (int32_t i = 0; i < half; i++) {
-            float x1 = v[i], x2 = v[i + half];
-            v[i] = x1 * cs[i] - x2 * sn[i];
-            v[i + half] = x2 * cs[i] + x1 * sn[i];
-        }
-    }
-}
-
-/* Softmax of s[0, len) in place; s[len, width) set to 0. */
-static void softmax_row(float *s, int32_t len, int32_t width) {
-    skl_softmax(s, len, 1.0f);
-    for (int32_t j = len; j < width; j++) s[j] = 0.0f;
-}
-
-/* ------------------------------------------------------- decode: GEMV tasks */
-
-/* y[out] = W x + b for one token; W absent: y = x (out == in). */
-typedef struct mv {
-    const skl_linear *L;
-    const float *x;
-    float *y;
-    int32_t out, in;
-} mv;
-
-enum { POST_NONE, POST_GLU, POST_ACT };
+/* ---- decode: GEMV tasks on the pool */
 
 /* Up to 3 GEMVs (q/k/v) in one pool loop, or gate + up + activation.  The
  * rows are cut into chunks of about CHUNK_BYTES of weights that threads take
  * from the pool's shared counter, so a thread slowed by other load does less
  * of the work.  Which thread computes a row does not change its value. */
 typedef struct mv_task {
-    mv jobs[3];
+    lin_job jobs[3];   /* n == 1 each: x [in], y [out] */
     int n;
     int post;          /* POST_GLU: jobs[1].y *= act(jobs[0].y) (same rows); POST_ACT: jobs[0].y = act(..) */
     skl_activation a;
@@ -267,13 +258,13 @@ typedef struct mv_task {
 
 #define CHUNK_BYTES ((int64_t)256 << 10)
 
-static void add_bias(const mv *j, int64_t r0, int64_t r1) {
+static void add_bias(const lin_job *j, int64_t r0, int64_t r1) {
     const skl_tensor *b = &j->L->b;
     if (b->data)
         for (int64_t r = r0; r < r1; r++) j->y[r] += skl_tensor_at(b, (size_t)r);
 }
 
-static void mv_rows(const mv *j, int64_t r0, int64_t r1) {
+static void mv_rows(const lin_job *j, int64_t r0, int64_t r1) {
     const skl_tensor *w = &j->L->w;
     if (!w->data) memcpy(j->y + r0, j->x + r0, (size_t)(r1 - r0) * sizeof(float));
     else skl_gemv(w->dtype, w->data, (size_t)w->cols, j->in, j->x, j->y, (int32_t)r0, (int32_t)r1);
@@ -287,7 +278,7 @@ static void mv_chunk(void *arg, int64_t k) {
     int64_t r0, r1;
     chunk_range(k - t->first[i], t->chunk[i], t->jobs[i].out, &r0, &r1);
     if (t->post == POST_GLU) { /* the gate's rows and up's same rows (one paired GEMV), then the product */
-        const mv *g = &t->jobs[0], *u = &t->jobs[1];
+        const lin_job *g = &t->jobs[0], *u = &t->jobs[1];
         const skl_tensor *gw = &g->L->w, *uw = &u->L->w;
         if (gw->data && uw->data && gw->dtype == uw->dtype && gw->cols == uw->cols && g->in == u->in) {
             skl_gemv2(gw->dtype, gw->data, uw->data, (size_t)gw->cols, g->in, g->x, g->y, u->y, (int32_t)r0,
@@ -306,29 +297,26 @@ static void mv_chunk(void *arg, int64_t k) {
         for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
 }
 
-static void mv_run(skl_context *c, mv_task *t) {
-    int n = t->post == POST_GLU ? 1 : t->n; /* GLU: chunks of the gate carry the up rows */
-    t->first[0] = 0;
-    for (int i = 0; i < n; i++) {
-        const skl_tensor *w = &t->jobs[i].L->w;
-        int64_t row_bytes = (int64_t)t->jobs[i].in * (int64_t)(w->data ? skl_dtype_size(w->dtype) : 4);
-        if (t->post == POST_GLU) row_bytes *= 2;
+/* The count GEMVs of jobs as one pool task, with the post-processing post. */
+static void gemv_pool(skl_context *c, const lin_job *jobs, int count, int post) {
+    mv_task t = {.n = post == POST_GLU ? 1 : count, /* GLU: chunks of the gate carry the up rows */
+                 .post = post, .a = c->m->hp.hidden_act};
+    memcpy(t.jobs, jobs, (size_t)count * sizeof *jobs);
+    t.first[0] = 0;
+    for (int i = 0; i < t.n; i++) {
+        const skl_tensor *w = &t.jobs[i].L->w;
+        int64_t row_bytes = (int64_t)t.jobs[i].in * (int64_t)(w->data ? skl_dtype_size(w->dtype) : 4);
+        if (post == POST_GLU) row_bytes *= 2;
         int64_t rows = (CHUNK_BYTES / row_bytes + 7) & ~(int64_t)7; /* whole 8-row kernel passes */
-        t->chunk[i] = rows < 8 ? 8 : rows;
-        t->first[i + 1] = t->first[i] + n_chunks(t->jobs[i].out, t->chunk[i]);
+        t.chunk[i] = rows < 8 ? 8 : rows;
+        t.first[i + 1] = t.first[i] + n_chunks(t.jobs[i].out, t.chunk[i]);
     }
-    t->n = n;
-    skl_pool_for(c->pool, t->first[n], mv_chunk, t);
-}
-
-static mv job(const skl_linear *L, const float *x, int32_t in, float *y, int32_t out) {
-    mv j = {L, x, y, out, in};
-    return j;
+    skl_pool_for(c->pool, t.first[t.n], mv_chunk, &t);
 }
 
 typedef struct attn_task {
     skl_context *c;
-    const float *kc, *vc; /* this layer's cache */
+    const float *kc, *vc; /* this layer's cache [KV, n_ctx, hd] */
     int32_t len;          /* keys: positions [0, len) */
     int32_t per_chunk;    /* query heads per pool chunk: 1, or a whole KV group */
 } attn_task;
@@ -336,11 +324,10 @@ typedef struct attn_task {
 /* One query token over the cache, query head h (scores row h). */
 static void attn_decode_head(const attn_task *t, int32_t h) {
     skl_context *c = t->c;
-    const skl_hparams *hp = &c->m->hp;
-    int32_t H = hp->num_attention_heads, hd = hp->head_dim;
-    int32_t group = H / hp->num_key_value_heads;
-    float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)h * c->n_ctx;
-    size_t koff = (size_t)(h / group) * c->n_ctx * hd; /* this KV head's [n_ctx, hd] block */
+    const skl_dims *D = &c->dim;
+    int32_t hd = D->hd;
+    float scale = 1.0f / sqrtf((float)hd), *s = c->scores + (size_t)h * c->n_ctx; /* [len] */
+    size_t koff = (size_t)(h / D->group) * c->n_ctx * hd; /* this KV head's [n_ctx, hd] block */
     skl_gemv(SKL_DT_F32, t->kc + koff, (size_t)hd, hd, c->q + (size_t)h * hd, s, 0, t->len);
     skl_softmax(s, t->len, scale);
     skl_axpy_rows(t->vc + koff, (size_t)hd, t->len, hd, s, c->att + (size_t)h * hd);
@@ -356,7 +343,16 @@ static void attn_decode_chunk(void *arg, int64_t k) {
     for (int32_t h = (int32_t)k * t->per_chunk; h < (int32_t)(k + 1) * t->per_chunk; h++) attn_decode_head(t, h);
 }
 
-/* ------------------------------------------------------ prefill: sgemm path */
+/* att [1, qd] of the one query q [1, qd] over cache positions [0, len). */
+static void attention_decode(skl_context *c, const float *kc, const float *vc, int32_t len) {
+    const skl_dims *D = &c->dim;
+    /* whole KV groups per chunk while there are at least 2 groups per thread (balance) */
+    int32_t per = D->KV >= 2 * c->n_threads ? D->group : 1;
+    attn_task t = {c, kc, vc, len, per};
+    skl_pool_for(c->pool, D->H / per, attn_decode_chunk, &t);
+}
+
+/* ---- prefill: the sgemm path */
 
 #define TILE_CHUNK 16 /* weight rows widened per pool chunk */
 #define ELEM_CHUNK 16384 /* activations per pool chunk */
@@ -377,10 +373,14 @@ static void tile_chunk(void *arg, int64_t k) {
     if (b > a) skl_to_f32(t->w->dtype, src, t->dst + (size_t)a * cols, (size_t)(b - a) * cols);
 }
 
-/* y[n, out] = x[n, in] W^T + b for n > 1 tokens. */
-static void linear_batch(skl_context *c, const skl_linear *L, const float *x, int32_t n, int32_t in, float *y,
-                         int32_t out) {
+/* y [n, out] = x [n, in] W^T + b for n > 1 tokens; F16/BF16 W widened into
+ * wtile [tr, in] a tile of tr rows at a time. */
+static void linear_batch(skl_context *c, const lin_job *j, int32_t n) {
+    const skl_linear *L = j->L;
     const skl_tensor *w = &L->w;
+    const float *x = j->x;
+    float *y = j->y;
+    int32_t in = j->in, out = j->out;
     if (!w->data) {
         memcpy(y, x, (size_t)n * (size_t)in * sizeof(float));
     } else if (w->dtype == SKL_DT_F32) {
@@ -396,7 +396,7 @@ static void linear_batch(skl_context *c, const skl_linear *L, const float *x, in
         }
     }
     if (L->b.data) {
-        skl_to_f32(L->b.dtype, L->b.data, c->bvec, (size_t)out);
+        skl_to_f32(L->b.dtype, L->b.data, c->bvec, (size_t)out); /* bvec [out] */
         for (int32_t i = 0; i < n; i++) cblas_saxpy(out, 1.0f, c->bvec, 1, y + (size_t)i * out, 1);
     }
 }
@@ -418,6 +418,18 @@ static void act_chunk(void *arg, int64_t k) {
         for (int64_t i = a; i < b; i++) t->u[i] = act(t->a, t->u[i]);
 }
 
+/* u [len] *= act(g [len]), or u = act(u) when g is NULL, on the pool. */
+static void act_batch(skl_context *c, float *u, const float *g, size_t len) {
+    act_task t = {u, g, len, c->m->hp.hidden_act};
+    skl_pool_for(c->pool, n_chunks((int64_t)len, ELEM_CHUNK), act_chunk, &t);
+}
+
+/* Softmax of s[0, len) in place; s[len, width) set to 0. */
+static void softmax_row(float *s, int32_t len, int32_t width) {
+    skl_softmax(s, len, 1.0f);
+    for (int32_t j = len; j < width; j++) s[j] = 0.0f;
+}
+
 typedef struct softmax_task {
     float *s;           /* [H, qb, width] */
     int32_t H, qb, width, first_len; /* row r of a head has first_len + r keys */
@@ -431,171 +443,23 @@ static void softmax_chunk(void *arg, int64_t k) {
         softmax_row(t->s + (size_t)i * t->width, t->first_len + (int32_t)(i % t->qb), t->width);
 }
 
-/* Causal attention of n > 1 queries at positions pos0.. over cache rows [0, pos0 + n). */
-static void attention_batch(skl_context *c, int32_t layer, int32_t pos0, int32_t n) {
-    const skl_hparams *hp = &c->m->hp;
-    int32_t H = hp->num_attention_heads, hd = hp->head_dim, qd = H * hd;
-    int32_t kvd = hp->num_key_value_heads * hd, group = H / hp->num_key_value_heads;
-    const float *kc = c->kcache + (size_t)layer * c->n_ctx * kvd;
-    const float *vc = c->vcache + (size_t)layer * c->n_ctx * kvd;
+/* att [n, qd] of n > 1 queries q [n, qd] at positions pos0.., causal, over
+ * cache positions [0, pos0 + n) of kc, vc [KV, n_ctx, hd], qblock queries at a time. */
+static void attention_batch(skl_context *c, const float *kc, const float *vc, int32_t pos0, int32_t n) {
+    const skl_dims *D = &c->dim;
+    int32_t H = D->H, hd = D->hd, qd = D->qd, group = D->group;
     float scale = 1.0f / sqrtf((float)hd);
     for (int32_t i0 = 0; i0 < n; i0 += c->qblock) {
         int32_t qb = n - i0 < c->qblock ? n - i0 : c->qblock, width = pos0 + i0 + qb;
-        for (int32_t h = 0; h < H; h++) /* S_h[qb, width] = scale Q_h K_h^T */
+        for (int32_t h = 0; h < H; h++) /* S_h [qb, width] = scale Q_h K_h^T */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb, width, hd, scale,
                         c->q + (size_t)i0 * qd + (size_t)h * hd, qd, kc + (size_t)(h / group) * c->n_ctx * hd, hd, 0.0f,
                         c->scores + (size_t)h * qb * width, width);
         softmax_task st = {c->scores, H, qb, width, pos0 + i0 + 1};
         skl_pool_for(c->pool, n_chunks((int64_t)H * qb, ROW_CHUNK), softmax_chunk, &st);
-        for (int32_t h = 0; h < H; h++) /* att_h[qb, hd] = P_h V_h */
+        for (int32_t h = 0; h < H; h++) /* att_h [qb, hd] = P_h V_h */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb, hd, width, 1.0f,
                         c->scores + (size_t)h * qb * width, width, vc + (size_t)(h / group) * c->n_ctx * hd, hd, 0.0f,
                         c->att + (size_t)i0 * qd + (size_t)h * hd, qd);
     }
-}
-
-/* ------------------------------------------------------------- forward */
-
-/* out = down(ffn(in)) for n tokens. */
-static void ffn(skl_context *c, const skl_layer *L, const float *in, int32_t n, float *out) {
-    const skl_hparams *hp = &c->m->hp;
-    int32_t d = hp->hidden_size, f = hp->intermediate_size;
-    bool glu = L->gate.w.data != NULL;
-    if (n == 1) {
-        mv_task t = {.jobs = {job(&L->gate, in, d, c->g, f), job(&L->up, in, d, c->u, f)},
-                     .n = 2, .post = POST_GLU, .a = hp->hidden_act};
-        if (!glu) {
-            t.jobs[0] = job(&L->up, in, d, c->u, f);
-            t.n = 1;
-            t.post = POST_ACT;
-        }
-        mv_run(c, &t);
-        mv_task dn = {.jobs = {job(&L->down, c->u, f, out, d)}, .n = 1, .post = POST_NONE};
-        mv_run(c, &dn);
-        return;
-    }
-    linear_batch(c, &L->up, in, n, d, c->u, f);
-    if (glu) linear_batch(c, &L->gate, in, n, d, c->g, f);
-    act_task at = {c->u, glu ? c->g : NULL, (size_t)n * (size_t)f, hp->hidden_act};
-    skl_pool_for(c->pool, n_chunks((int64_t)at.n, ELEM_CHUNK), act_chunk, &at);
-    linear_batch(c, &L->down, c->u, n, f, out, d);
-}
-
-/* Run n <= n_batch tokens at positions n_past..; write logits rows from `logit_row`. */
-static void forward(skl_context *c, const int32_t *tokens, int32_t n, int32_t logit_row) {
-    const skl_model *m = c->m;
-    const skl_hparams *hp = &m->hp;
-    int32_t d = hp->hidden_size, H = hp->num_attention_heads, KV = hp->num_key_value_heads;
-    int32_t hd = hp->head_dim, qd = H * hd, kvd = KV * hd, rot = hp->rotary_dim, half = rot / 2;
-    int32_t pos0 = c->n_past;
-    bool one = n == 1;
-    skl_pool_set_spin(c->pool, one); /* prefill: workers sleep while OpenBLAS runs */
-
-    size_t esz = skl_dtype_size(m->embed.dtype);
-    for (int32_t i = 0; i < n; i++)
-        skl_to_f32(m->embed.dtype, (const uint8_t *)m->embed.data + (size_t)tokens[i] * (size_t)d * esz,
-                   c->x + (size_t)i * d, (size_t)d);
-
-    for (int32_t l = 0; l < hp->num_hidden_layers; l++) {
-        const skl_layer *L = &m->layers[l];
-        float *kdst = c->k, *vdst = c->v; /* [n, kvd], copied into the head-major cache below */
-        if (one) {
-            mv_task t = {.jobs = {job(&L->q, c->x, d, c->q, qd), job(&L->k, c->x, d, kdst, kvd),
-                                  job(&L->v, c->x, d, vdst, kvd)},
-                         .n = 3, .post = POST_NONE};
-            mv_run(c, &t);
-        } else {
-            linear_batch(c, &L->q, c->x, n, d, c->q, qd);
-            linear_batch(c, &L->k, c->x, n, d, kdst, kvd);
-            linear_batch(c, &L->v, c->x, n, d, vdst, kvd);
-        }
-        if (hp->use_rope)
-            for (int32_t i = 0; i < n; i++) {
-                const float *cs = c->rope_cos + (size_t)(pos0 + i) * half;
-                const float *sn = c->rope_sin + (size_t)(pos0 + i) * half;
-                rope_row(c->q + (size_t)i * qd, H, hd, rot, cs, sn);
-                rope_row(kdst + (size_t)i * kvd, KV, hd, rot, cs, sn);
-            }
-        for (int32_t g = 0; g < KV; g++) {
-            size_t at = (((size_t)l * KV + (size_t)g) * c->n_ctx + (size_t)pos0) * hd;
-            for (int32_t i = 0; i < n; i++) {
-                memcpy(c->kcache + at + (size_t)i * hd, kdst + (size_t)i * kvd + (size_t)g * hd, (size_t)hd * 4);
-                memcpy(c->vcache + at + (size_t)i * hd, vdst + (size_t)i * kvd + (size_t)g * hd, (size_t)hd * 4);
-            }
-        }
-        if (one) {
-            /* whole KV groups per chunk while there are at least 2 groups per thread (balance) */
-            int32_t per = KV >= 2 * c->n_threads ? H / KV : 1;
-            attn_task at = {c, c->kcache + (size_t)l * c->n_ctx * kvd, c->vcache + (size_t)l * c->n_ctx * kvd,
-                            pos0 + 1, per};
-            skl_pool_for(c->pool, H / per, attn_decode_chunk, &at);
-            mv_task t = {.jobs = {job(&L->o, c->att, qd, c->h, d)}, .n = 1, .post = POST_NONE};
-            mv_run(c, &t);
-        } else {
-            attention_batch(c, l, pos0, n);
-            linear_batch(c, &L->o, c->att, n, qd, c->h, d);
-        }
-        if (hp->block_type == SKL_BLOCK_SERIAL) {
-            ffn(c, L, c->h, n, c->x);
-        } else {
-            ffn(c, L, c->x, n, c->ffo);
-            size_t nd = (size_t)n * (size_t)d;
-            for (size_t i = 0; i < nd; i++) c->x[i] = c->h[i] + c->ffo[i];
-        }
-    }
-
-    /* Head: every row with logits_all, else only the last row of the last batch. */
-    if (logit_row == -2) return;
-    int32_t first = logit_row < 0 ? n - 1 : 0, rows = n - first;
-    if (logit_row < 0) logit_row = 0;
-    float *xr = c->x + (size_t)first * d;
-    if (m->norm.data)
-        for (int32_t i = 0; i < rows; i++) {
-            float *r = xr + (size_t)i * d;
-            double ss = 0.0;
-            for (int32_t j = 0; j < d; j++) ss += (double)r[j] * r[j];
-            float s = (float)(1.0 / sqrt(ss / d + (double)hp->rms_norm_eps));
-            for (int32_t j = 0; j < d; j++) r[j] = r[j] * s * skl_tensor_at(&m->norm, (size_t)j);
-        }
-    float *lg = c->logits + (size_t)logit_row * hp->vocab_size;
-    if (rows == 1) {
-        skl_pool_set_spin(c->pool, 1);
-        mv_task t = {.jobs = {job(&m->head, xr, d, lg, hp->vocab_size)}, .n = 1, .post = POST_NONE};
-        mv_run(c, &t);
-    } else {
-        linear_batch(c, &m->head, xr, rows, d, lg, hp->vocab_size);
-    }
-}
-
-int skl_eval(skl_context *c, const int32_t *tokens, int32_t n) {
-    if (!c) return skl_fail(SKL_ERR_INVALID_ARG, "skl_eval: context is NULL");
-    if (!tokens) return skl_fail(SKL_ERR_INVALID_ARG, "skl_eval: tokens is NULL");
-    if (n < 1) return skl_fail(SKL_ERR_INVALID_ARG, "skl_eval: n_tokens %d must be >= 1", n);
-    const skl_hparams *hp = &c->m->hp;
-    for (int32_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= hp->vocab_size)
-            return skl_fail(SKL_ERR_TOKEN, "skl_eval: token %d (index %d) out of range [0, %d)", tokens[i], i,
-                            hp->vocab_size);
-    if (n > c->n_ctx - c->n_past)
-        return skl_fail(SKL_ERR_CONTEXT_FULL, "skl_eval: %d tokens do not fit: %d of %d context positions used",
-                        n, c->n_past, c->n_ctx);
-    int32_t rows = c->logits_all ? n : 1;
-    if (rows > c->logit_cap) {
-        float *nl = falloc((uint64_t)rows, (uint64_t)hp->vocab_size);
-        if (!nl) return skl_fail(SKL_ERR_NOMEM, "skl_eval: out of memory for %d logit rows", rows);
-        free(c->logits);
-        c->logits = nl;
-        c->logit_cap = rows;
-    }
-    openblas_set_num_threads(c->n_threads);
-    for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
-        int32_t nb = n - i0 < c->n_batch ? n - i0 : c->n_batch;
-        bool last = i0 + nb == n;
-        if (c->logits_all) forward(c, tokens + i0, nb, i0);
-        else if (last) forward(c, tokens + i0, nb, -1);
-        else forward(c, tokens + i0, nb, -2); /* no logits needed */
-        c->n_past += nb;
-    }
-    c->n_logit_rows = rows;
-    return SKL_OK;
 }

@@ -196,7 +196,7 @@ void skl_pool_set_spin(skl_pool *p, int spin);
  * kernels this CPU supports (see blas.c).  Called by skl_model_load. */
 void skl_blas_setup(void);
 
-/* ---- context (forward.c) ---- */
+/* ---- context (context.c) ---- */
 const skl_model *skl_context_model(const skl_context *ctx);
 
 #endif
