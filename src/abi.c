@@ -16,13 +16,10 @@ static int check_size(size_t size, size_t v1, const char *fn, const char *what) 
 
 int skl_params_init(void *p, size_t size, const void *defaults, size_t full, size_t v1, const char *fn) {
     if (!p) return skl_fail(SKL_ERR_INVALID_ARG, "%s: params is NULL", fn);
-    int rc = check_size(size, v1, fn, "size");
+    int rc = skl_copy_out(p, size, defaults, full, v1, fn);
     if (rc) return rc;
-    size_t n = size < full ? size : full;
-    memcpy(p, defaults, n);
-    if (size > n) memset((char *)p + n, 0, size - n);
-    uint32_t s = (uint32_t)size;
-    memcpy(p, &s, sizeof s); /* struct_size, the first field of every params struct */
+    uint32_t s = (uint32_t)size; /* checked by skl_copy_out */
+    memcpy(p, &s, sizeof s);     /* struct_size, the first field of every params struct */
     return SKL_OK;
 }
 
