@@ -56,7 +56,7 @@ BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_
 .PHONY: all deps check check-python check-rust run install uninstall clean bench-models bench
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
-$(B)/obj/%.o: src/%.c include/skipless.h src/internal.h
+$(B)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -fvisibility=hidden -c $< -o $@
 

@@ -1,5 +1,5 @@
 /* config.c - read the model config (Hugging Face config.json keys plus ours). */
-#include "internal.h"
+#include "config.h"
 
 #include <math.h>
 #include <string.h>

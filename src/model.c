@@ -6,48 +6,18 @@
  * tensors against what is present, and only then is anything converted.
  * Every tensor keeps its file dtype (F32, F16 or BF16) in memory: used in
  * place from the mapping when aligned for its dtype, else copied once. */
-#include "internal.h"
+#include "model.h"
+
+#include "blas.h"
+#include "config.h"
+#include "json.h"
+#include "safetensors.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
-
-/* ------------------------------------------------------------------ buffers */
-
-skl_buf *skl_buf_new(size_t len) {
-    skl_buf *b = calloc(1, sizeof *b);
-    if (!b) return NULL;
-    b->base = malloc(len ? len : 1);
-    if (!b->base) {
-        free(b);
-        return NULL;
-    }
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    return b;
-}
-
-skl_buf *skl_buf_retain(skl_buf *b) {
-    if (b) atomic_fetch_add(&b->refs, 1);
-    return b;
-}
-
-void skl_buf_release(skl_buf *b) {
-    if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
-    if (b->mapped) munmap(b->base, b->map_len > b->len ? b->map_len : b->len);
-    else free(b->base);
-    free(b);
-}
-
-double skl_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void skl_tensor_clear(skl_tensor *t) {
     skl_buf_release(t->owner);
@@ -240,34 +210,6 @@ void skl_model_params_init(skl_model_params *p) {
     p->use_mmap = true;
 }
 
-static int read_text_file(const char *path, char **out, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return skl_fail(SKL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    int rc = SKL_OK;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= (64u << 20)) { rc = skl_fail(SKL_ERR_CONFIG, "%s: larger than 64 MiB", path); break; }
-            cap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, cap);
-            if (!nb) { rc = skl_fail(SKL_ERR_NOMEM, "%s: out of memory", path); break; }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n, fp);
-        n += k;
-        if (k == 0) {
-            if (ferror(fp)) rc = skl_fail(SKL_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(fp);
-    if (rc) { free(buf); return rc; }
-    *out = buf;
-    *len = n;
-    return SKL_OK;
-}
-
 void skl_model_free(skl_model *m) {
     if (!m) return;
     if (m->layers) {
@@ -294,7 +236,7 @@ typedef int (*parse_fn)(const char *text, size_t len, const char *what, void *ou
 static int parse_text_file(const char *path, parse_fn parse, void *out) {
     char *text = NULL;
     size_t len = 0;
-    int rc = read_text_file(path, &text, &len);
+    int rc = skl_read_text_file(path, &text, &len);
     if (rc) return rc;
     rc = parse(text, len, path, out);
     free(text);
