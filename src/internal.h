@@ -11,6 +11,7 @@
  *   format      safetensors.c (one .safetensors file)      safetensors.h
  *   wing        config.c (config.json -> hparams)          config.h
  *               tokenizer.c (tokenizer.json, BPE)          tokenizer.h
+ *               checkpoint.c (which files make a model)    checkpoint.h
  *   model       model.c (load, free, clone, linear layers) model.h
  *   compute     kernels.c, pool.c                          kernels.h, pool.h
  *               forward.c (context, prefill, decode)       below
@@ -27,6 +28,7 @@
 #include "safetensors.h"
 #include "config.h"
 #include "tokenizer.h"
+#include "checkpoint.h"
 #include "model.h"
 #include "kernels.h"
 #include "pool.h"

@@ -1,4 +1,4 @@
-/* model.c - load a model: config + safetensors -> validated fp32 tensors.
+/* model.c - load a model: config + safetensors (located by checkpoint.c) -> validated tensors.
  *
  * Every tensor name is resolved to a slot of the model (embedding, head, final
  * norm, or one linear layer of one block); a name that resolves to nothing is
@@ -9,15 +9,12 @@
 #include "model.h"
 
 #include "blas.h"
+#include "checkpoint.h"
 #include "config.h"
-#include "json.h"
-#include "safetensors.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 void skl_tensor_clear(skl_tensor *t) {
     skl_buf_release(t->owner);
@@ -231,81 +228,6 @@ void skl_model_free(skl_model *m) {
     free(m);
 }
 
-/* Read a whole text file and hand it to a parser (which names it `path`). */
-typedef int (*parse_fn)(const char *text, size_t len, const char *what, void *out);
-static int parse_text_file(const char *path, parse_fn parse, void *out) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = skl_read_text_file(path, &text, &len);
-    if (rc) return rc;
-    rc = parse(text, len, path, out);
-    free(text);
-    return rc;
-}
-static int parse_json_cb(const char *text, size_t len, const char *what, void *out) {
-    return skl_json_parse(text, len, what, out);
-}
-static int parse_tok_cb(const char *text, size_t len, const char *what, void *out) {
-    return skl_tok_load(text, len, what, out);
-}
-
-static int load_config(const char *path, bool is_dir, const skl_st_file *f, const char *st_path,
-                       json_t **cfg) {
-    if (is_dir) {
-        char cpath[4200];
-        if (snprintf(cpath, sizeof cpath, "%s/config.json", path) >= (int)sizeof cpath)
-            return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-        return parse_text_file(cpath, parse_json_cb, cfg);
-    }
-    const json_t *c = f->metadata ? json_object_get(f->metadata, "config") : NULL;
-    if (!c)
-        return skl_fail(SKL_ERR_CONFIG,
-                        "%s: no config: a single-file model needs __metadata__.config (a JSON string)",
-                        st_path);
-    if (!json_is_string(c))
-        return skl_fail(SKL_ERR_CONFIG, "%s: __metadata__.config must be a string holding JSON", st_path);
-    char what[4200];
-    if (snprintf(what, sizeof what, "%s: __metadata__.config", st_path) >= (int)sizeof what)
-        return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-    return skl_json_parse(json_string_value(c), json_string_length(c), what, cfg);
-}
-
-/* The tokenizer: DIR/tokenizer.json (absent: none) or __metadata__
- * "tokenizer.json" (a string holding the JSON). */
-static int load_tokenizer(const char *path, bool is_dir, const skl_st_file *f, const char *st_path, skl_tok **out) {
-    char what[4200];
-    *out = NULL;
-    if (is_dir) {
-        if (snprintf(what, sizeof what, "%s/tokenizer.json", path) >= (int)sizeof what)
-            return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-        struct stat st;
-        if (stat(what, &st) != 0) {
-            if (errno == ENOENT) return SKL_OK;
-            return skl_fail(SKL_ERR_IO, "%s: %s", what, strerror(errno));
-        }
-        return parse_text_file(what, parse_tok_cb, out);
-    }
-    const json_t *t = f->metadata ? json_object_get(f->metadata, "tokenizer.json") : NULL;
-    if (!t) return SKL_OK;
-    if (!json_is_string(t))
-        return skl_fail(SKL_ERR_TOKENIZER, "%s: __metadata__ \"tokenizer.json\" must be a string holding JSON", st_path);
-    if (snprintf(what, sizeof what, "%s: __metadata__ tokenizer.json", st_path) >= (int)sizeof what)
-        return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-    return skl_tok_load(json_string_value(t), json_string_length(t), what, out);
-}
-
-/* config "eos_token_id": absent/null, an id >= 0, or a list of ids (first used). */
-static int parse_eos(const json_t *cfg, const char *what, int32_t *out) {
-    const json_t *e = json_object_get(cfg, "eos_token_id");
-    *out = -1;
-    if (!e || json_is_null(e)) return SKL_OK;
-    if (json_is_array(e) && json_array_size(e) > 0) e = json_array_get(e, 0);
-    if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > INT32_MAX)
-        return skl_fail(SKL_ERR_CONFIG, "%s: \"eos_token_id\" must be a token id >= 0 or a non-empty list of them", what);
-    *out = (int32_t)json_integer_value(e);
-    return SKL_OK;
-}
-
 int skl_model_load(const char *path, const skl_model_params *params, skl_model **out) {
     if (!out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: out is NULL");
     *out = NULL;
@@ -317,31 +239,20 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
         skl_model_params_init(&defaults);
         params = &defaults;
     }
-    struct stat st;
-    if (stat(path, &st) != 0) return skl_fail(SKL_ERR_IO, "%s: %s", path, strerror(errno));
-    bool is_dir = S_ISDIR(st.st_mode);
-    char st_path[4200];
-    if (snprintf(st_path, sizeof st_path, is_dir ? "%s/model.safetensors" : "%s", path) >= (int)sizeof st_path)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
-
-    skl_st_file f;
-    int rc = skl_st_open(st_path, params->use_mmap, &f);
+    skl_ckpt ck;
+    int rc = skl_ckpt_open(path, params->use_mmap, &ck);
     if (rc) return rc;
+    const skl_st_file *f = &ck.st;
     json_t *cfg = NULL;
     skl_model *m = NULL;
-    loader ld = {st_path, NULL, NULL};
-    if ((rc = load_config(path, is_dir, &f, st_path, &cfg))) goto done;
+    loader ld = {ck.st_path, NULL, NULL};
+    if ((rc = skl_ckpt_config(&ck, &cfg))) goto done;
     m = calloc(1, sizeof *m);
     if (!m) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
     m->config = cfg;
     cfg = NULL;
-    char what[4200];
-    if (snprintf(what, sizeof what, is_dir ? "%s/config.json" : "%s: __metadata__.config", path) >= (int)sizeof what) {
-        rc = skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
-        goto done;
-    }
-    if ((rc = skl_config_parse(m->config, what, &m->hp)) || (rc = parse_eos(m->config, what, &m->eos_token_id)) ||
-        (rc = load_tokenizer(path, is_dir, &f, st_path, &m->tok)))
+    if ((rc = skl_config_parse(m->config, ck.config_what, &m->hp)) ||
+        (rc = skl_config_eos(m->config, ck.config_what, &m->eos_token_id)) || (rc = skl_ckpt_tokenizer(&ck, &m->tok)))
         goto done;
     skl_hparams *hp = &m->hp;
     ld.hp = hp;
@@ -350,7 +261,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     m->layers = calloc((size_t)hp->num_hidden_layers, sizeof *m->layers);
     m->path = strdup(path);
     if (!ld.slots || !m->layers || !m->path) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
-    if ((rc = map_tensors(&ld, &f)) || (rc = check_required(&ld))) goto done;
+    if ((rc = map_tensors(&ld, f)) || (rc = check_required(&ld))) goto done;
 
     /* Convert: progress in bytes of the file's data area. */
     uint64_t done_bytes = 0;
@@ -367,9 +278,9 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
             skl_linear *lin = skl_layer_linear(&m->layers[r / LAYER_SLOTS], (int)((r % LAYER_SLOTS) / 2));
             dst = (r % 2) ? &lin->b : &lin->w;
         }
-        if ((rc = make_tensor(&ld, &f, t, f.map, dst))) goto done;
+        if ((rc = make_tensor(&ld, f, t, f->map, dst))) goto done;
         done_bytes += t->end - t->begin;
-        if (params->progress && params->progress(done_bytes, f.data_size, params->progress_user_data)) {
+        if (params->progress && params->progress(done_bytes, f->data_size, params->progress_user_data)) {
             rc = skl_fail(SKL_ERR_CANCELLED, "%s: loading cancelled by the progress callback", path);
             goto done;
         }
@@ -387,7 +298,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
 done:
     free(ld.slots);
     if (cfg) json_decref(cfg);
-    skl_st_close(&f); /* tensors that point into the mapping hold their own reference */
+    skl_ckpt_close(&ck); /* tensors that point into the mapping hold their own reference */
     if (rc) {
         skl_model_free(m);
         return rc;
