@@ -13,6 +13,7 @@
  *               tokenizer.c (tokenizer.json, BPE)          tokenizer.h
  *               checkpoint.c (which files make a model)    checkpoint.h
  *   model       model.c (load, free, clone, linear layers) model.h
+ *               model_info.c (hparams, counts, bytes, dtype)
  *   compute     kernels.c, pool.c                          kernels.h, pool.h
  *               forward.c (context, prefill, decode)       below
  *   top         merge.c, plan.c, save.c, sampling.c, generate.c
