@@ -46,6 +46,35 @@ skl_linear *skl_layer_linear(skl_layer *l, int lin) {
     return t[lin];
 }
 
+skl_linear *skl_model_linear(const skl_model *m, int32_t layer, int lin) {
+    skl_model *w = (skl_model *)m; /* written only by the model's owner, see model.h */
+    return lin == SKL_LIN_HEAD ? &w->head : skl_layer_linear(&w->layers[layer], lin);
+}
+
+skl_lin_iter skl_linears(const skl_model *m, int32_t first, int32_t end, bool head) {
+    return (skl_lin_iter){.layer = first, .lin = -1, .m_ = m, .end_ = end, .head_ = head};
+}
+
+bool skl_lin_next(skl_lin_iter *it) {
+    if (it->done_) return false;
+    if (it->layer < it->end_ && ++it->lin == LIN_COUNT) {
+        it->lin = 0;
+        it->layer++;
+    }
+    if (it->layer < it->end_) {
+        it->l = skl_model_linear(it->m_, it->layer, it->lin);
+        it->name = skl_linear_names[it->lin];
+        return true;
+    }
+    it->done_ = true;
+    if (!it->head_) return false;
+    it->layer = it->m_->hp.num_hidden_layers;
+    it->lin = SKL_LIN_HEAD;
+    it->l = skl_model_linear(it->m_, it->layer, it->lin);
+    it->name = "lm_head";
+    return true;
+}
+
 /* Expected [out, in] of linear `lin`. */
 static void lin_shape(const skl_hparams *hp, int lin, int64_t *out, int64_t *in) {
     int64_t d = hp->hidden_size, qd = (int64_t)hp->num_attention_heads * hp->head_dim,
@@ -209,18 +238,12 @@ void skl_model_params_init(skl_model_params *p) {
 
 void skl_model_free(skl_model *m) {
     if (!m) return;
-    if (m->layers) {
-        for (int l = 0; l < m->hp.num_hidden_layers; l++)
-            for (int lin = 0; lin < LIN_COUNT; lin++) {
-                skl_linear *x = skl_layer_linear(&m->layers[l], lin);
-                skl_tensor_clear(&x->w);
-                skl_tensor_clear(&x->b);
-            }
-        free(m->layers);
+    for (skl_lin_iter it = skl_linears(m, 0, m->layers ? m->hp.num_hidden_layers : 0, true); skl_lin_next(&it);) {
+        skl_tensor_clear(&it.l->w);
+        skl_tensor_clear(&it.l->b);
     }
+    free(m->layers);
     skl_tensor_clear(&m->embed);
-    skl_tensor_clear(&m->head.w);
-    skl_tensor_clear(&m->head.b);
     skl_tensor_clear(&m->norm);
     if (m->config) json_decref(m->config);
     skl_tok_release(m->tok);
@@ -328,16 +351,12 @@ int skl_model_clone(const skl_model *src, skl_model **out) {
         skl_model_free(m);
         return skl_fail(SKL_ERR_NOMEM, "out of memory");
     }
-    for (int l = 0; l < src->hp.num_hidden_layers; l++)
-        for (int lin = 0; lin < LIN_COUNT; lin++) {
-            skl_linear *d = skl_layer_linear(&m->layers[l], lin);
-            const skl_linear *s = skl_layer_linear(&src->layers[l], lin);
-            share(&d->w, &s->w);
-            share(&d->b, &s->b);
-        }
+    for (skl_lin_iter it = skl_linears_all(src); skl_lin_next(&it);) {
+        skl_linear *d = skl_model_linear(m, it.layer, it.lin);
+        share(&d->w, &it.l->w);
+        share(&d->b, &it.l->b);
+    }
     share(&m->embed, &src->embed);
-    share(&m->head.w, &src->head.w);
-    share(&m->head.b, &src->head.b);
     share(&m->norm, &src->norm);
     *out = m;
     return SKL_OK;

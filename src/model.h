@@ -52,6 +52,34 @@ enum { SKL_LIN_Q, SKL_LIN_K, SKL_LIN_V, SKL_LIN_O, SKL_LIN_GATE, SKL_LIN_UP, SKL
 extern const char *const skl_linear_names[SKL_LIN_COUNT]; /* "self_attn.q_proj", ... */
 skl_linear *skl_layer_linear(skl_layer *l, int lin);
 
+/* ---- every linear layer of a model, one iterator ----
+ *   for (skl_lin_iter it = skl_linears(m, 0, L, true); skl_lin_next(&it);)
+ *       use(it.layer, it.lin, it.name, it.l);
+ * visits blocks [first, end) in order, each block's 7 linear layers in
+ * SKL_LIN_* order (absent ones too: it.l->w.data == NULL), then lm_head when
+ * head is true (it.lin == SKL_LIN_HEAD, it.layer == num_hidden_layers).  it.l
+ * points into the model; it is written only by the model's owner (free,
+ * clone, merge), as skl_layer_linear. */
+enum { SKL_LIN_HEAD = SKL_LIN_COUNT };
+typedef struct skl_lin_iter {
+    int32_t layer;     /* the block, or num_hidden_layers for the head */
+    int lin;           /* SKL_LIN_Q .. SKL_LIN_DOWN, or SKL_LIN_HEAD */
+    skl_linear *l;
+    const char *name;  /* "self_attn.q_proj", ..., or "lm_head" */
+    /* private */
+    const skl_model *m_;
+    int32_t end_;
+    bool head_, done_;
+} skl_lin_iter;
+skl_lin_iter skl_linears(const skl_model *m, int32_t first, int32_t end, bool head);
+bool skl_lin_next(skl_lin_iter *it);
+/* Every linear layer of m, lm_head last. */
+static inline skl_lin_iter skl_linears_all(const skl_model *m) {
+    return skl_linears(m, 0, m->hp.num_hidden_layers, true);
+}
+/* The linear layer (layer, lin) of m as the iterator names it (SKL_LIN_HEAD: lm_head). */
+skl_linear *skl_model_linear(const skl_model *m, int32_t layer, int lin);
+
 /* A new model sharing every tensor of src (reference counted). */
 int skl_model_clone(const skl_model *src, skl_model **out);
 

@@ -56,13 +56,9 @@ static uint64_t nbytes(const skl_tensor *t) {
 
 uint64_t skl_model_decode_bytes(const skl_model *m) {
     if (!m) return 0;
-    uint64_t n = nbytes(&m->head.w) + nbytes(&m->head.b) + nbytes(&m->norm);
+    uint64_t n = nbytes(&m->norm);
     if (m->embed.data) n += (uint64_t)m->embed.cols * skl_dtype_size(m->embed.dtype);
-    for (int l = 0; l < m->hp.num_hidden_layers; l++)
-        for (int lin = 0; lin < SKL_LIN_COUNT; lin++) {
-            const skl_linear *x = skl_layer_linear((skl_layer *)&m->layers[l], lin);
-            n += nbytes(&x->w) + nbytes(&x->b);
-        }
+    for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);) n += nbytes(&it.l->w) + nbytes(&it.l->b);
     return n;
 }
 
@@ -77,9 +73,6 @@ static void note_dtype(const char **dtype, const skl_tensor *t) {
 const char *skl_model_weight_dtype(const skl_model *m) {
     if (!m) return NULL;
     const char *dtype = "";
-    for (int32_t l = 0; l < m->hp.num_hidden_layers; l++)
-        for (int lin = 0; lin < SKL_LIN_COUNT; lin++)
-            note_dtype(&dtype, &skl_layer_linear((skl_layer *)&m->layers[l], lin)->w); /* read only */
-    note_dtype(&dtype, &m->head.w);
+    for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);) note_dtype(&dtype, &it.l->w);
     return dtype;
 }
