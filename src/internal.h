@@ -1,23 +1,27 @@
 /* internal.h - the library's internal headers in one (not installed).
  *
- * Layers, bottom to top; a file uses only files of its own layer's lower rows
- * or of layers below it, never above (checked with nm: no two files call each
- * other, no circle):
- *   utilities   error.c (status, last error, log, clock)  error.h
- *               json.c (JSON text, text files)             json.h
- *               buf.c (refcounted buffers, file mapping)   buf.h
- *               dtype.c (dtype sizes, names, conversions)  dtype.h
- *               blas.c (OpenBLAS core check)               blas.h
- *   format      safetensors.c (one .safetensors file)      safetensors.h
- *   wing        config.c (config.json -> hparams)          config.h
- *               tokenizer.c (tokenizer.json, BPE)          tokenizer.h
- *               checkpoint.c (which files make a model)    checkpoint.h
- *   model       model.c (load, free, clone, linear layers) model.h
- *               model_info.c (hparams, counts, bytes, dtype)
- *   compute     kernels.c, pool.c                          kernels.h, pool.h
- *               forward.c (context, prefill, decode)       below
- *   top         merge.c, plan.c, save.c, sampling.c, generate.c
- * The CLI (src/cli) and bindings use include/skipless.h only. */
+ * Layers, bottom to top.  A file calls only into files of the layers below it
+ * or, within its layer, into the files listed before it; no two files call
+ * each other (checked with nm on the objects: the graph "file -> files whose
+ * symbols it uses" has no cycle).
+ *   utilities  error.c       status strings, last error, log, version, clock   error.h
+ *              json.c        JSON text (duplicate keys rejected), text files   json.h
+ *              buf.c         refcounted buffers, file mapping, huge pages      buf.h
+ *              dtype.c       dtype sizes, names, parse, scalar conversions     dtype.h
+ *              blas.c        the OpenBLAS core check                           blas.h
+ *   format     safetensors.c one .safetensors file, validated                  safetensors.h
+ *   wing       config.c      config.json -> skl_hparams, eos_token_id          config.h
+ *              tokenizer.c   tokenizer.json, byte-level BPE                    tokenizer.h
+ *              checkpoint.c  which files make a model (dir or single file)     checkpoint.h
+ *   model      model.c       load, free, clone, the linear-layer iterator      model.h
+ *              model_info.c  hparams, weight counts, decode bytes, dtype
+ *   compute    kernels.c     GEMV / softmax / widening kernels (uses dtype.c)  kernels.h
+ *              pool.c        thread pool                                       pool.h
+ *              forward.c     context, prefill, decode                          below
+ *   top        sampling.c, plan.c, save.c, merge.c, generate.c                 skipless.h
+ * The format wing knows nothing of computing; it makes no call into the model
+ * (tokenizer.c's public calls take a skl_model only to read its m->tok).
+ * The CLI (src/cli) and the bindings use include/skipless.h only. */
 #ifndef SKL_INTERNAL_H
 #define SKL_INTERNAL_H
 
