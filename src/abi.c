@@ -1,7 +1,8 @@
 /* abi.c - struct sizes across library versions (include/skipless.h, "Versions
  * and the ABI"): the library never reads or writes more of a caller's struct
  * than the caller's own sizeof, whichever header the caller was built with. */
-#include "internal.h"
+#include "abi.h"
+#include "error.h"
 
 #include <string.h>
 

@@ -37,7 +37,8 @@
  * the first skl_model_load() (or skl_blas_get_info()), before any of them;
  * include/skipless.h tells applications not to run BLAS concurrently with
  * that first call. */
-#include "internal.h"
+#include "blas.h"
+#include "abi.h"
 
 #include <cblas.h>
 #include <dlfcn.h>

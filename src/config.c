@@ -1,5 +1,5 @@
 /* config.c - read the model config (Hugging Face config.json keys plus ours). */
-#include "internal.h"
+#include "config.h"
 
 #include <math.h>
 #include <string.h>
@@ -148,5 +148,17 @@ int skl_config_parse(const json_t *cfg, const char *what, skl_hparams *hp) {
                             "expected an even number >= 2",
                             what, hp->head_dim, prf, hp->rotary_dim);
     }
+    return SKL_OK;
+}
+
+/* config "eos_token_id": absent/null, an id >= 0, or a list of ids (first used). */
+int skl_config_eos(const json_t *cfg, const char *what, int32_t *out) {
+    const json_t *e = json_object_get(cfg, "eos_token_id");
+    *out = -1;
+    if (!e || json_is_null(e)) return SKL_OK;
+    if (json_is_array(e) && json_array_size(e) > 0) e = json_array_get(e, 0);
+    if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > INT32_MAX)
+        return skl_fail(SKL_ERR_CONFIG, "%s: \"eos_token_id\" must be a token id >= 0 or a non-empty list of them", what);
+    *out = (int32_t)json_integer_value(e);
     return SKL_OK;
 }

@@ -1,8 +1,12 @@
-/* error.c - status strings, the thread-local last error, the log callback, version. */
-#include "internal.h"
+/* error.c - status strings, the thread-local last error, the log callback, version; and the
+ * clock.  The clock is here rather than in a file of its own: it is one function that
+ * merge.c and generate.c use for the timings they report, and this is the one file at the
+ * bottom that every other file already depends on. */
+#include "error.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static _Thread_local char last_error[1024];
 static skl_log_fn log_fn;
@@ -60,3 +64,9 @@ int skl_fail(int status, const char *fmt, ...) {
 
 const char *skl_version(void) { return SKL_VERSION_STRING; }
 int skl_version_number(void) { return SKL_VERSION_NUMBER; }
+
+double skl_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

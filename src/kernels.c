@@ -1,5 +1,6 @@
 /* kernels.c - the inner loops of decode: y = W x for W in F32, F16 or BF16,
- * the attention's weighted sum of value rows, and dtype conversions.
+ * the attention's weighted sum of value rows, and the widening of rows to fp32
+ * (the scalar conversions are in dtype.c).
  *
  * Three variants of every kernel, chosen once at run time from the CPU's
  * features (__builtin_cpu_supports), each compiled with its own per-function
@@ -19,9 +20,10 @@
  * only on cols and the variant, never on which rows share its pass or which
  * thread computes it, so results are identical for any row split (any thread
  * count). */
-#include "internal.h"
+#include "kernels.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,73 +32,6 @@
 #else
 #define SKL_X86 0
 #endif
-
-/* ------------------------------------------------------------ conversions */
-
-/* Half -> float, exact (F. Giesen's method): shift the exponent/mantissa into
- * place and rebias; inf/nan get the rest of the exponent; zero and subnormals
- * are renormalised by one float subtraction. */
-static inline float f16_to_f32(uint16_t h) {
-    const uint32_t magic_bits = 113u << 23; /* 2^-14 */
-    uint32_t o = (uint32_t)(h & 0x7fff) << 13, exp = o & 0x0f800000u;
-    float f, magic;
-    o += (uint32_t)(127 - 15) << 23;
-    if (exp == 0x0f800000u) {
-        o += (uint32_t)(128 - 16) << 23; /* inf / nan */
-    } else if (exp == 0) {
-        o += 1u << 23;
-        memcpy(&f, &o, 4);
-        memcpy(&magic, &magic_bits, 4);
-        f -= magic;
-        memcpy(&o, &f, 4);
-    }
-    o |= (uint32_t)(h & 0x8000) << 16;
-    memcpy(&f, &o, 4);
-    return f;
-}
-
-float skl_f16_to_f32(uint16_t h) { return f16_to_f32(h); }
-
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-/* Round-to-nearest-even float -> half, with overflow to inf and subnormals. */
-uint16_t skl_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) /* inf or nan (keep a quiet nan) */
-        return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 | ((ax >> 13) & 0x3ff) : 0));
-    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds to >= 65520: inf */
-    if (ax < 0x38800000u) {                                  /* below 2^-14: subnormal half or zero */
-        if (ax < 0x33000000u) return (uint16_t)sign;         /* below 2^-25: rounds to zero */
-        uint32_t e = ax >> 23, man = (ax & 0x7fffff) | 0x800000;
-        uint32_t shift = 126 - e; /* 14..24: value = man * 2^(e-150), half unit 2^-24 */
-        uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), halfway = 1u << (shift - 1);
-        if (rem > halfway || (rem == halfway && (q & 1))) q++;
-        return (uint16_t)(sign | q);
-    }
-    uint32_t r = ax + 0xfff + ((ax >> 13) & 1); /* RNE at bit 13 */
-    return (uint16_t)(sign | (((r >> 13) - (112u << 10)) & 0x7fff));
-}
-
-uint16_t skl_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet nan */
-    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
-float skl_elem(int dtype, const void *base, size_t i) {
-    if (dtype == SKL_DT_F32) return ((const float *)base)[i];
-    uint16_t h;
-    memcpy(&h, (const uint8_t *)base + 2 * i, 2);
-    return dtype == SKL_DT_F16 ? skl_f16_to_f32(h) : bf16_to_f32(h);
-}
 
 /* ------------------------------------------------------------------ generic */
 
@@ -118,8 +53,8 @@ float skl_elem(int dtype, const void *base, size_t i) {
 
 #define AS_FLOAT(v) (v)
 GEMV_GENERIC(f32, float, AS_FLOAT)
-GEMV_GENERIC(f16, uint16_t, f16_to_f32)
-GEMV_GENERIC(bf16, uint16_t, bf16_to_f32)
+GEMV_GENERIC(f16, uint16_t, skl_f16_to_f32)
+GEMV_GENERIC(bf16, uint16_t, skl_bf16_to_f32)
 
 static void axpy_rows_generic(const float *V, size_t ld, int32_t rows, int32_t cols, const float *p, float *out) {
     for (int32_t c = 0; c < cols; c++) out[c] = 0.0f;
@@ -305,11 +240,11 @@ static inline void prefetch_start(const char *p, size_t ld_bytes, int rows, size
 GEMV512(f32, float, LD512_F32, 4, PF_L1, PF_L2)
 GEMV256(f32, float, LD256_F32, 4, 0, 0) /* not measured without AVX-512 here */
 #undef ELEM
-#define ELEM(v) f16_to_f32(v)
+#define ELEM(v) skl_f16_to_f32(v)
 GEMV512(f16, uint16_t, LD512_F16, 8, PF_L1, PF_L2)
 GEMV256(f16, uint16_t, LD256_F16, 4, PF_BYTES, 0)
 #undef ELEM
-#define ELEM(v) bf16_to_f32(v)
+#define ELEM(v) skl_bf16_to_f32(v)
 GEMV512(bf16, uint16_t, LD512_BF16, 8, PF_L1, PF_L2)
 GEMV256(bf16, uint16_t, LD256_BF16, 4, PF_BYTES, 0)
 #undef ELEM

@@ -585,10 +585,10 @@ static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t se
 
 /* ------------------------------------------------------------------ main */
 
-static uint64_t block_weights(const skl_layer *L) {
+static uint64_t block_weights(const skl_model *m, int32_t layer) {
     uint64_t n = 0;
-    for (int i = 0; i < SKL_LIN_COUNT; i++) {
-        const skl_tensor *w = &skl_layer_linear((skl_layer *)L, i)->w;
+    for (skl_lin_iter it = skl_linears(m, layer, layer + 1, false); skl_lin_next(&it);) {
+        const skl_tensor *w = &it.l->w;
         if (w->data) n += (uint64_t)w->rows * (uint64_t)w->cols;
     }
     return n;
@@ -631,7 +631,7 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     for (int32_t i = 0; i < L && !rc; i++) {
         skl_merge_layer *lr = &rep->layers[i];
         lr->layer = i;
-        lr->weights_before = block_weights(&src->layers[i]);
+        lr->weights_before = block_weights(src, i);
         if (r == SKL_REMOVE_QP || r == SKL_REMOVE_KP || r == SKL_REMOVE_VP) {
             char rm = r == SKL_REMOVE_QP ? 'q' : r == SKL_REMOVE_KP ? 'k' : 'v';
             rc = merge_serial_block(&g, i, rm, &lr->condition, &lr->residual);
@@ -676,7 +676,7 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     rep->pub.weights_after = after.linear_total;
     rep->pub.verify_error = -1.0;
     for (int32_t i = 0; i < L; i++) {
-        rep->layers[i].weights_after = block_weights(&m->layers[i]);
+        rep->layers[i].weights_after = block_weights(m, i);
         rep->pub.max_condition = fmax(rep->pub.max_condition, rep->layers[i].condition);
         rep->pub.max_residual = fmax(rep->pub.max_residual, rep->layers[i].residual);
     }

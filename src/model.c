@@ -1,4 +1,4 @@
-/* model.c - load a model: config + safetensors -> validated fp32 tensors.
+/* model.c - load a model: config + safetensors (located by checkpoint.c) -> validated tensors.
  *
  * Every tensor name is resolved to a slot of the model (embedding, head, final
  * norm, or one linear layer of one block); a name that resolves to nothing is
@@ -6,48 +6,16 @@
  * tensors against what is present, and only then is anything converted.
  * Every tensor keeps its file dtype (F32, F16 or BF16) in memory: used in
  * place from the mapping when aligned for its dtype, else copied once. */
-#include "internal.h"
+#include "model.h"
+#include "abi.h"
 
-#include <errno.h>
+#include "blas.h"
+#include "checkpoint.h"
+#include "config.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
-
-/* ------------------------------------------------------------------ buffers */
-
-skl_buf *skl_buf_new(size_t len) {
-    skl_buf *b = calloc(1, sizeof *b);
-    if (!b) return NULL;
-    b->base = malloc(len ? len : 1);
-    if (!b->base) {
-        free(b);
-        return NULL;
-    }
-    atomic_init(&b->refs, 1);
-    b->len = len;
-    return b;
-}
-
-skl_buf *skl_buf_retain(skl_buf *b) {
-    if (b) atomic_fetch_add(&b->refs, 1);
-    return b;
-}
-
-void skl_buf_release(skl_buf *b) {
-    if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
-    if (b->mapped) munmap(b->base, b->map_len > b->len ? b->map_len : b->len);
-    else free(b->base);
-    free(b);
-}
-
-double skl_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void skl_tensor_clear(skl_tensor *t) {
     skl_buf_release(t->owner);
@@ -77,6 +45,35 @@ static size_t slot_index(int layer, int lin, int is_bias) {
 skl_linear *skl_layer_linear(skl_layer *l, int lin) {
     skl_linear *t[LIN_COUNT] = {&l->q, &l->k, &l->v, &l->o, &l->gate, &l->up, &l->down};
     return t[lin];
+}
+
+skl_linear *skl_model_linear(const skl_model *m, int32_t layer, int lin) {
+    skl_model *w = (skl_model *)m; /* written only by the model's owner, see model.h */
+    return lin == SKL_LIN_HEAD ? &w->head : skl_layer_linear(&w->layers[layer], lin);
+}
+
+skl_lin_iter skl_linears(const skl_model *m, int32_t first, int32_t end, bool head) {
+    return (skl_lin_iter){.layer = first, .lin = -1, .m_ = m, .end_ = end, .head_ = head};
+}
+
+bool skl_lin_next(skl_lin_iter *it) {
+    if (it->done_) return false;
+    if (it->layer < it->end_ && ++it->lin == LIN_COUNT) {
+        it->lin = 0;
+        it->layer++;
+    }
+    if (it->layer < it->end_) {
+        it->l = skl_model_linear(it->m_, it->layer, it->lin);
+        it->name = skl_linear_names[it->lin];
+        return true;
+    }
+    it->done_ = true;
+    if (!it->head_) return false;
+    it->layer = it->m_->hp.num_hidden_layers;
+    it->lin = SKL_LIN_HEAD;
+    it->l = skl_model_linear(it->m_, it->layer, it->lin);
+    it->name = "lm_head";
+    return true;
 }
 
 /* Expected [out, in] of linear `lin`. */
@@ -241,128 +238,19 @@ int skl_model_params_init(skl_model_params *p, size_t size) {
     return skl_params_init(p, size, &d, sizeof d, MODEL_PARAMS_V1, "skl_model_params_init");
 }
 
-static int read_text_file(const char *path, char **out, size_t *len) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return skl_fail(SKL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    int rc = SKL_OK;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= (64u << 20)) { rc = skl_fail(SKL_ERR_CONFIG, "%s: larger than 64 MiB", path); break; }
-            cap = cap ? cap * 2 : 4096;
-            char *nb = realloc(buf, cap);
-            if (!nb) { rc = skl_fail(SKL_ERR_NOMEM, "%s: out of memory", path); break; }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n, fp);
-        n += k;
-        if (k == 0) {
-            if (ferror(fp)) rc = skl_fail(SKL_ERR_IO, "%s: read error", path);
-            break;
-        }
-    }
-    fclose(fp);
-    if (rc) { free(buf); return rc; }
-    *out = buf;
-    *len = n;
-    return SKL_OK;
-}
-
 void skl_model_free(skl_model *m) {
     if (!m) return;
-    if (m->layers) {
-        for (int l = 0; l < m->hp.num_hidden_layers; l++)
-            for (int lin = 0; lin < LIN_COUNT; lin++) {
-                skl_linear *x = skl_layer_linear(&m->layers[l], lin);
-                skl_tensor_clear(&x->w);
-                skl_tensor_clear(&x->b);
-            }
-        free(m->layers);
+    for (skl_lin_iter it = skl_linears(m, 0, m->layers ? m->hp.num_hidden_layers : 0, true); skl_lin_next(&it);) {
+        skl_tensor_clear(&it.l->w);
+        skl_tensor_clear(&it.l->b);
     }
+    free(m->layers);
     skl_tensor_clear(&m->embed);
-    skl_tensor_clear(&m->head.w);
-    skl_tensor_clear(&m->head.b);
     skl_tensor_clear(&m->norm);
     if (m->config) json_decref(m->config);
     skl_tok_release(m->tok);
     free(m->path);
     free(m);
-}
-
-/* Read a whole text file and hand it to a parser (which names it `path`). */
-typedef int (*parse_fn)(const char *text, size_t len, const char *what, void *out);
-static int parse_text_file(const char *path, parse_fn parse, void *out) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = read_text_file(path, &text, &len);
-    if (rc) return rc;
-    rc = parse(text, len, path, out);
-    free(text);
-    return rc;
-}
-static int parse_json_cb(const char *text, size_t len, const char *what, void *out) {
-    return skl_json_parse(text, len, what, out);
-}
-static int parse_tok_cb(const char *text, size_t len, const char *what, void *out) {
-    return skl_tok_load(text, len, what, out);
-}
-
-static int load_config(const char *path, bool is_dir, const skl_st_file *f, const char *st_path,
-                       json_t **cfg) {
-    if (is_dir) {
-        char cpath[4200];
-        if (snprintf(cpath, sizeof cpath, "%s/config.json", path) >= (int)sizeof cpath)
-            return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-        return parse_text_file(cpath, parse_json_cb, cfg);
-    }
-    const json_t *c = f->metadata ? json_object_get(f->metadata, "config") : NULL;
-    if (!c)
-        return skl_fail(SKL_ERR_CONFIG,
-                        "%s: no config: a single-file model needs __metadata__.config (a JSON string)",
-                        st_path);
-    if (!json_is_string(c))
-        return skl_fail(SKL_ERR_CONFIG, "%s: __metadata__.config must be a string holding JSON", st_path);
-    char what[4200];
-    if (snprintf(what, sizeof what, "%s: __metadata__.config", st_path) >= (int)sizeof what)
-        return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-    return skl_json_parse(json_string_value(c), json_string_length(c), what, cfg);
-}
-
-/* The tokenizer: DIR/tokenizer.json (absent: none) or __metadata__
- * "tokenizer.json" (a string holding the JSON). */
-static int load_tokenizer(const char *path, bool is_dir, const skl_st_file *f, const char *st_path, skl_tok **out) {
-    char what[4200];
-    *out = NULL;
-    if (is_dir) {
-        if (snprintf(what, sizeof what, "%s/tokenizer.json", path) >= (int)sizeof what)
-            return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-        struct stat st;
-        if (stat(what, &st) != 0) {
-            if (errno == ENOENT) return SKL_OK;
-            return skl_fail(SKL_ERR_IO, "%s: %s", what, strerror(errno));
-        }
-        return parse_text_file(what, parse_tok_cb, out);
-    }
-    const json_t *t = f->metadata ? json_object_get(f->metadata, "tokenizer.json") : NULL;
-    if (!t) return SKL_OK;
-    if (!json_is_string(t))
-        return skl_fail(SKL_ERR_TOKENIZER, "%s: __metadata__ \"tokenizer.json\" must be a string holding JSON", st_path);
-    if (snprintf(what, sizeof what, "%s: __metadata__ tokenizer.json", st_path) >= (int)sizeof what)
-        return skl_fail(SKL_ERR_INVALID_ARG, "path too long");
-    return skl_tok_load(json_string_value(t), json_string_length(t), what, out);
-}
-
-/* config "eos_token_id": absent/null, an id >= 0, or a list of ids (first used). */
-static int parse_eos(const json_t *cfg, const char *what, int32_t *out) {
-    const json_t *e = json_object_get(cfg, "eos_token_id");
-    *out = -1;
-    if (!e || json_is_null(e)) return SKL_OK;
-    if (json_is_array(e) && json_array_size(e) > 0) e = json_array_get(e, 0);
-    if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > INT32_MAX)
-        return skl_fail(SKL_ERR_CONFIG, "%s: \"eos_token_id\" must be a token id >= 0 or a non-empty list of them", what);
-    *out = (int32_t)json_integer_value(e);
-    return SKL_OK;
 }
 
 int skl_model_load(const char *path, const skl_model_params *params, skl_model **out) {
@@ -376,31 +264,20 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     int prc = skl_params_read(&p, sizeof p, params, MODEL_PARAMS_V1, "skl_model_load");
     if (prc) return prc;
     params = &p;
-    struct stat st;
-    if (stat(path, &st) != 0) return skl_fail(SKL_ERR_IO, "%s: %s", path, strerror(errno));
-    bool is_dir = S_ISDIR(st.st_mode);
-    char st_path[4200];
-    if (snprintf(st_path, sizeof st_path, is_dir ? "%s/model.safetensors" : "%s", path) >= (int)sizeof st_path)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
-
-    skl_st_file f;
-    int rc = skl_st_open(st_path, params->use_mmap, &f);
+    skl_ckpt ck;
+    int rc = skl_ckpt_open(path, params->use_mmap, &ck);
     if (rc) return rc;
+    const skl_st_file *f = &ck.st;
     json_t *cfg = NULL;
     skl_model *m = NULL;
-    loader ld = {st_path, NULL, NULL};
-    if ((rc = load_config(path, is_dir, &f, st_path, &cfg))) goto done;
+    loader ld = {ck.st_path, NULL, NULL};
+    if ((rc = skl_ckpt_config(&ck, &cfg))) goto done;
     m = calloc(1, sizeof *m);
     if (!m) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
     m->config = cfg;
     cfg = NULL;
-    char what[4200];
-    if (snprintf(what, sizeof what, is_dir ? "%s/config.json" : "%s: __metadata__.config", path) >= (int)sizeof what) {
-        rc = skl_fail(SKL_ERR_INVALID_ARG, "skl_model_load: path too long");
-        goto done;
-    }
-    if ((rc = skl_config_parse(m->config, what, &m->hp)) || (rc = parse_eos(m->config, what, &m->eos_token_id)) ||
-        (rc = load_tokenizer(path, is_dir, &f, st_path, &m->tok)))
+    if ((rc = skl_config_parse(m->config, ck.config_what, &m->hp)) ||
+        (rc = skl_config_eos(m->config, ck.config_what, &m->eos_token_id)) || (rc = skl_ckpt_tokenizer(&ck, &m->tok)))
         goto done;
     skl_hparams *hp = &m->hp;
     ld.hp = hp;
@@ -409,7 +286,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     m->layers = calloc((size_t)hp->num_hidden_layers, sizeof *m->layers);
     m->path = strdup(path);
     if (!ld.slots || !m->layers || !m->path) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
-    if ((rc = map_tensors(&ld, &f)) || (rc = check_required(&ld))) goto done;
+    if ((rc = map_tensors(&ld, f)) || (rc = check_required(&ld))) goto done;
 
     /* Convert: progress in bytes of the file's data area. */
     uint64_t done_bytes = 0;
@@ -426,9 +303,9 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
             skl_linear *lin = skl_layer_linear(&m->layers[r / LAYER_SLOTS], (int)((r % LAYER_SLOTS) / 2));
             dst = (r % 2) ? &lin->b : &lin->w;
         }
-        if ((rc = make_tensor(&ld, &f, t, f.map, dst))) goto done;
+        if ((rc = make_tensor(&ld, f, t, f->map, dst))) goto done;
         done_bytes += t->end - t->begin;
-        if (params->progress && params->progress(done_bytes, f.data_size, params->progress_user_data)) {
+        if (params->progress && params->progress(done_bytes, f->data_size, params->progress_user_data)) {
             rc = skl_fail(SKL_ERR_CANCELLED, "%s: loading cancelled by the progress callback", path);
             goto done;
         }
@@ -446,107 +323,12 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
 done:
     free(ld.slots);
     if (cfg) json_decref(cfg);
-    skl_st_close(&f); /* tensors that point into the mapping hold their own reference */
+    skl_ckpt_close(&ck); /* tensors that point into the mapping hold their own reference */
     if (rc) {
         skl_model_free(m);
         return rc;
     }
     *out = m;
-    return SKL_OK;
-}
-
-/* ----------------------------------------------------------------- queries */
-
-int skl_model_hparams(const skl_model *m, skl_hparams *out, size_t size) {
-    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_hparams: model is NULL");
-    return skl_copy_out(out, size, &m->hp, sizeof m->hp, SKL_SIZE_THROUGH(skl_hparams, final_norm),
-                        "skl_model_hparams");
-}
-
-static uint64_t numel(const skl_tensor *t) { return t->data ? (uint64_t)t->rows * (uint64_t)t->cols : 0; }
-
-int skl_model_weight_counts(const skl_model *m, skl_weight_counts *out, size_t size) {
-    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_weight_counts: model is NULL");
-    skl_weight_counts counts = {0}, *c = &counts;
-    c->embed = numel(&m->embed);
-    c->head = numel(&m->head.w);
-    c->norm = numel(&m->norm);
-    c->bias = numel(&m->head.b);
-    for (int l = 0; l < m->hp.num_hidden_layers; l++) {
-        const skl_layer *L = &m->layers[l];
-        c->q += numel(&L->q.w);
-        c->k += numel(&L->k.w);
-        c->v += numel(&L->v.w);
-        c->o += numel(&L->o.w);
-        c->gate += numel(&L->gate.w);
-        c->up += numel(&L->up.w);
-        c->down += numel(&L->down.w);
-        for (int lin = 0; lin < LIN_COUNT; lin++) c->bias += numel(&skl_layer_linear((skl_layer *)L, lin)->b);
-    }
-    c->linear_total = c->embed + c->q + c->k + c->v + c->o + c->gate + c->up + c->down + c->head;
-    return skl_copy_out(out, size, c, sizeof *c, SKL_SIZE_THROUGH(skl_weight_counts, linear_total),
-                        "skl_model_weight_counts");
-}
-
-int skl_model_has_proj(const skl_model *m, int32_t layer, char which) {
-    if (!m) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: model is NULL");
-    if (layer < 0 || layer >= m->hp.num_hidden_layers)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: layer %d out of range [0, %d)",
-                        layer, m->hp.num_hidden_layers);
-    const skl_layer *L = &m->layers[layer];
-    switch (which) {
-    case 'q': return L->q.w.data != NULL;
-    case 'k': return L->k.w.data != NULL;
-    case 'v': return L->v.w.data != NULL;
-    case 'o': return L->o.w.data != NULL;
-    default: return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_has_proj: which '%c' is not q, k, v or o", which);
-    }
-}
-
-static uint64_t nbytes(const skl_tensor *t) {
-    return t->data ? (uint64_t)t->rows * (uint64_t)t->cols * skl_dtype_size(t->dtype) : 0;
-}
-
-uint64_t skl_model_decode_bytes(const skl_model *m) {
-    if (!m) return 0;
-    uint64_t n = nbytes(&m->head.w) + nbytes(&m->head.b) + nbytes(&m->norm);
-    if (m->embed.data) n += (uint64_t)m->embed.cols * skl_dtype_size(m->embed.dtype);
-    for (int l = 0; l < m->hp.num_hidden_layers; l++)
-        for (int lin = 0; lin < LIN_COUNT; lin++) {
-            const skl_linear *x = skl_layer_linear((skl_layer *)&m->layers[l], lin);
-            n += nbytes(&x->w) + nbytes(&x->b);
-        }
-    return n;
-}
-
-int skl_model_decode_regions(const skl_model *m, const void **bases, uint64_t *sizes, size_t n_max,
-                             size_t *n_regions) {
-    if (!m || !n_regions) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_decode_regions: NULL argument");
-    if (n_max && (!bases || !sizes))
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_decode_regions: bases or sizes is NULL with n_max %zu", n_max);
-    size_t n = 0;
-#define REGION(ptr, len)                                                                                         \
-    do {                                                                                                         \
-        if (n < n_max) {                                                                                         \
-            bases[n] = (ptr);                                                                                    \
-            sizes[n] = (len);                                                                                    \
-        }                                                                                                        \
-        n++;                                                                                                     \
-    } while (0)
-    for (int l = 0; l < m->hp.num_hidden_layers; l++)
-        for (int lin = 0; lin < LIN_COUNT; lin++) {
-            const skl_linear *x = skl_layer_linear((skl_layer *)&m->layers[l], lin);
-            if (x->w.data) REGION(x->w.data, nbytes(&x->w));
-            if (x->b.data) REGION(x->b.data, nbytes(&x->b));
-        }
-    if (m->norm.data) REGION(m->norm.data, nbytes(&m->norm));
-    if (m->head.w.data) REGION(m->head.w.data, nbytes(&m->head.w));
-    if (m->head.b.data) REGION(m->head.b.data, nbytes(&m->head.b));
-    if (m->embed.data) REGION(m->embed.data, (uint64_t)m->embed.cols * skl_dtype_size(m->embed.dtype));
-#undef REGION
-    *n_regions = n;
-    if (n > n_max)
-        return skl_fail(SKL_ERR_BUFFER_TOO_SMALL, "skl_model_decode_regions: %zu regions, room for %zu", n, n_max);
     return SKL_OK;
 }
 
@@ -571,16 +353,12 @@ int skl_model_clone(const skl_model *src, skl_model **out) {
         skl_model_free(m);
         return skl_fail(SKL_ERR_NOMEM, "out of memory");
     }
-    for (int l = 0; l < src->hp.num_hidden_layers; l++)
-        for (int lin = 0; lin < LIN_COUNT; lin++) {
-            skl_linear *d = skl_layer_linear(&m->layers[l], lin);
-            const skl_linear *s = skl_layer_linear(&src->layers[l], lin);
-            share(&d->w, &s->w);
-            share(&d->b, &s->b);
-        }
+    for (skl_lin_iter it = skl_linears_all(src); skl_lin_next(&it);) {
+        skl_linear *d = skl_model_linear(m, it.layer, it.lin);
+        share(&d->w, &it.l->w);
+        share(&d->b, &it.l->b);
+    }
     share(&m->embed, &src->embed);
-    share(&m->head.w, &src->head.w);
-    share(&m->head.b, &src->head.b);
     share(&m->norm, &src->norm);
     *out = m;
     return SKL_OK;

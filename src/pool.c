@@ -19,10 +19,11 @@
  * waits until every chunk is done, clears `open`, then waits until `inside`
  * is 0; by the seq_cst order either a late worker sees `open` cleared or the
  * caller sees it inside, so nothing touches a loop after it returned. */
-#include "internal.h"
+#include "pool.h"
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 

@@ -28,12 +28,9 @@ static size_t collect(const skl_model *m, entry *e) {
         }                                                           \
     } while (0)
     ADD(&m->embed, false, "model.embed_tokens.weight");
-    for (int l = 0; l < m->hp.num_hidden_layers; l++) {
-        for (int i = 0; i < SKL_LIN_COUNT; i++) {
-            const skl_linear *x = skl_layer_linear(&m->layers[l], i);
-            ADD(&x->w, false, "model.layers.%d.%s.weight", l, skl_linear_names[i]);
-            ADD(&x->b, true, "model.layers.%d.%s.bias", l, skl_linear_names[i]);
-        }
+    for (skl_lin_iter it = skl_linears(m, 0, m->hp.num_hidden_layers, false); skl_lin_next(&it);) {
+        ADD(&it.l->w, false, "model.layers.%d.%s.weight", it.layer, it.name);
+        ADD(&it.l->b, true, "model.layers.%d.%s.bias", it.layer, it.name);
     }
     ADD(&m->norm, true, "model.norm.weight");
     if (!m->hp.tie_word_embeddings) ADD(&m->head.w, false, "lm_head.weight");

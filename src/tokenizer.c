@@ -24,7 +24,15 @@
  * not all byte-level characters give their UTF-8 text) and replaces invalid
  * UTF-8 with U+FFFD per maximal subpart (the WHATWG / from_utf8_lossy rule). */
 #define PCRE2_CODE_UNIT_WIDTH 8
-#include "internal.h"
+#include "tokenizer.h"
+
+#include "json.h"
+/* The public calls (skl_tokenize, ...) take the model only to reach its m->tok (and
+ * m->path, m->eos_token_id for messages and skl_token_eos): a read of model.h's
+ * struct, no call into the model layer. */
+#include "model.h"
+
+#include <stdatomic.h>
 
 #include <pcre2.h>
 #include <stdlib.h>
