@@ -306,14 +306,19 @@ static int component(const json_t *root, const char *key, const char *what, cons
     return SKL_OK;
 }
 
+/* obj[key]: absent or null (false), or a boolean; `label` names it in the message. */
+static int opt_bool(const json_t *obj, const char *key, const char *what, const char *label, bool *out) {
+    const json_t *v = json_object_get(obj, key);
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        return skl_fail(SKL_ERR_TOKENIZER, "%s: %s must be true or false", what, label);
+    *out = v && json_is_true(v);
+    return SKL_OK;
+}
+
 static int check_byte_level(skl_tok *t, const json_t *bl, const char *what) {
     if (!bool_is(bl, "use_regex", true, true))
         return unsupported(t, what, "pre-tokenizer ByteLevel with use_regex %s", "false");
-    const json_t *aps = json_object_get(bl, "add_prefix_space");
-    if (aps && !json_is_null(aps) && !json_is_boolean(aps))
-        return skl_fail(SKL_ERR_TOKENIZER, "%s: pre_tokenizer ByteLevel \"add_prefix_space\" must be true or false", what);
-    t->add_prefix_space = aps && json_is_true(aps);
-    return SKL_OK;
+    return opt_bool(bl, "add_prefix_space", what, "pre_tokenizer ByteLevel \"add_prefix_space\"", &t->add_prefix_space);
 }
 
 static int parse_pipeline(skl_tok *t, const json_t *root, const char *what) {
@@ -453,11 +458,7 @@ static int parse_model(skl_tok *t, const json_t *root, const char *what, const j
         return rc;
     if (!bool_is(model, "byte_fallback", false, true) && (rc = unsupported(t, what, "BPE %s", "byte_fallback")))
         return rc;
-    const json_t *im = json_object_get(model, "ignore_merges");
-    if (im && !json_is_null(im) && !json_is_boolean(im))
-        return skl_fail(SKL_ERR_TOKENIZER, "%s: model.ignore_merges must be true or false", what);
-    t->ignore_merges = im && json_is_true(im);
-    return SKL_OK;
+    return opt_bool(model, "ignore_merges", what, "model.ignore_merges", &t->ignore_merges);
 }
 
 static int parse_added(skl_tok *t, const json_t *added, const char *what) {
