@@ -6,7 +6,7 @@
 
 MODEL defaults to the bundled examples/models/kjv-serial.  With a tokenizer in
 the model the text streams out; otherwise the token ids do.  Set SKIPLESS_LIBRARY
-to lib/libskipless.so.0 to use the library of a source tree."""
+to lib/libskipless.so.1 to use the library of a source tree."""
 
 import argparse
 import os

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build the Rust example against a staged `make install`, found only through pkg-config
-# (no SKIPLESS_LIB_DIR), and check that it generates the same tokens as the CLI.
+# (no SKIPLESS_LIB_DIR; build.rs then reads the installed header, found through the
+# same skipless.pc), and check that it generates the same tokens as the CLI.
 #   sh examples/rust/test_pkgconfig.sh CARGO CLI MODEL
 set -eu
 cargo=$1 cli=$2 model=$3
@@ -13,7 +14,8 @@ sed "s|^prefix=.*|prefix=$root|" "$root/lib/pkgconfig/skipless.pc" > "$tmp/skipl
 (cd examples/rust && env -u SKIPLESS_LIB_DIR PKG_CONFIG_PATH="$tmp" CARGO_TARGET_DIR="$tmp/target" \
     "$cargo" build --offline -q --example generate)
 bin="$tmp/target/debug/examples/generate"
-LD_LIBRARY_PATH="$root/lib" ldd "$bin" | grep -q "$root/lib/libskipless.so.0" ||
+major=$(sed -n 's/^#define SKL_VERSION_MAJOR \([0-9][0-9]*\).*/\1/p' "$root/include/skipless.h")
+LD_LIBRARY_PATH="$root/lib" ldd "$bin" | grep -q "$root/lib/libskipless.so.$major" ||
     { echo "rust pkg-config: example not linked to the installed library" >&2; exit 1; }
 got=$(LD_LIBRARY_PATH="$root/lib" "$bin" "$model" --tokens 1,2,3 -n 8 --seed 5 2>/dev/null | tr -s ' \n' ' ')
 want=$("$cli" generate "$model" --tokens 1,2,3 -n 8 --seed 5 2>/dev/null | tr ',\n' '  ')

@@ -19,17 +19,18 @@ import os
 import weakref
 from ctypes import byref, c_int, c_int32, c_void_p
 
-from . import _ffi
+from . import _ffi, errors
 from ._ffi import load_library
-from .errors import *  # noqa: F401,F403  (the exception classes)
-from .errors import BY_CODE, STATUS_TABLE, SkiplessError, error_for
+from .errors import SkiplessError, error, error_for
 
 try:
     import numpy as _np
 except ImportError:  # numpy is optional
     _np = None
 
-__version__ = "0.1.0"
+# The header version the binding mirrors (pyproject.toml repeats it; tests/test_header.py
+# checks both against include/skipless.h).  The library's own is version().
+__version__ = "%d.%d.%d" % (_ffi.VERSION_MAJOR, _ffi.VERSION_MINOR, _ffi.VERSION_PATCH)
 
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
 BLOCK_TYPES = ("serial", "parallel")
@@ -48,17 +49,41 @@ def _check(rc):
     return rc
 
 
+def __getattr__(name):
+    """The exception classes (InvalidArgError, ...), STATUS_TABLE and BY_CODE come from
+    the library's status list, built on first use (skipless.errors)."""
+    return errors.__getattr__(name)
+
+
+def __dir__():
+    return sorted(set(globals()) | {"STATUS_TABLE", "BY_CODE"} | set(errors.class_names()))
+
+
+def _filled(cls, fn, *args):
+    """An output struct filled by fn(*args, &out, sizeof out): the library writes only
+    the bytes this binding declares."""
+    out = cls()
+    _check(fn(*args, byref(out), ctypes.sizeof(out)))
+    return out
+
+
 def _path(p):
     return os.fsencode(p)
 
 
 def version():
-    """Version string of the loaded library, e.g. "0.1.0"."""
+    """Version string of the loaded library, e.g. "1.0.0" (__version__ is the binding's)."""
     return _ffi.lib().skl_version().decode()
 
 
 def strerror(code):
     return _ffi.lib().skl_strerror(code).decode()
+
+
+def status_name(code):
+    """Enumerator name of a status code ("SKL_ERR_IO"), or None if the library has none."""
+    name = _ffi.lib().skl_status_name(code)
+    return name.decode() if name is not None else None
 
 
 def cpu_kernels():
@@ -182,18 +207,26 @@ def _struct_dict(s, cls):
     return {f.name: getattr(s, f.name) for f in dataclasses.fields(cls) if hasattr(s, f.name)}
 
 
-def _plan(p):
-    rows = [PlanRow(**dict(_struct_dict(r, PlanRow), removal=_removal_name(r.removal),
-                           note=r.note.decode("utf-8", "replace")))
-            for r in p.rows[:p.n_rows]]
-    return Plan(**dict(_struct_dict(p, Plan), block_type=BLOCK_TYPES[p.block_type], rows=rows))
+def _plan(fn, *args):
+    """Call skl_plan_config / skl_model_plan, copy the plan (rows through
+    skl_plan_row_at) and free it."""
+    lib, out = _ffi.lib(), ctypes.POINTER(_ffi.Plan)()
+    _check(fn(*args, byref(out)))
+    try:
+        p = out.contents
+        rows = []
+        for i in range(p.n_rows):
+            r = lib.skl_plan_row_at(out, i).contents
+            rows.append(PlanRow(**dict(_struct_dict(r, PlanRow), removal=_removal_name(r.removal),
+                                       note=r.note.decode("utf-8", "replace"))))
+        return Plan(**dict(_struct_dict(p, Plan), block_type=BLOCK_TYPES[p.block_type], rows=rows))
+    finally:
+        lib.skl_plan_free(out)
 
 
 def plan_config(config_path):
     """Weight accounting of every removal from a config file alone (skl_plan_config)."""
-    p = _ffi.Plan()
-    _check(_ffi.lib().skl_plan_config(_path(config_path), byref(p)))
-    return _plan(p)
+    return _plan(_ffi.lib().skl_plan_config, _path(config_path))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +235,7 @@ class BlasInfo:
     openblas: bool        # the BLAS is a dynamically linked OpenBLAS
     user_coretype: bool   # OPENBLAS_CORETYPE was set: core left as chosen
     core_changed: bool    # libskipless re-initialised OpenBLAS with `core`
+    auto_core: bool       # the check was enabled (blas_set_auto_core)
     detected_core: str    # core OpenBLAS chose itself ("" if not OpenBLAS)
     core: str             # core in use after the check ("" if not OpenBLAS)
     cpu_isa: str          # best vector ISA of the CPU: "AVX-512", "AVX2", "AVX", "SSE"
@@ -211,10 +245,16 @@ def blas_info():
     """Describe the BLAS in use (skl_blas_get_info).  The first call of a process (or the
     first Model.load) runs the OpenBLAS core check, which may re-initialise OpenBLAS: no
     other thread may be in a BLAS call meanwhile."""
-    b = _ffi.BlasInfo()
-    _check(_ffi.lib().skl_blas_get_info(byref(b)))
-    text = {f: getattr(b, f).decode("utf-8", "replace") for f in ("detected_core", "core", "cpu_isa")}
+    b = _filled(_ffi.BlasInfo, _ffi.lib().skl_blas_get_info)
+    text = {f: (getattr(b, f) or b"").decode("utf-8", "replace")
+            for f in ("detected_core", "core", "cpu_isa")}
     return BlasInfo(**dict(_struct_dict(b, BlasInfo), **text))
+
+
+def blas_set_auto_core(enable):
+    """enable=False: never touch OpenBLAS's core (skl_blas_set_auto_core).  Only before
+    the first Model.load or blas_info of the process; later it raises InvalidArgError."""
+    _check(_ffi.lib().skl_blas_set_auto_core(bool(enable)))
 
 
 # --------------------------------------------------------------------- model
@@ -280,15 +320,13 @@ class Model(_Owned):
 
     @property
     def config(self):
-        hp = _ffi.Hparams()
-        _check(_ffi.lib().skl_model_hparams(self._h(), byref(hp)))
+        hp = _filled(_ffi.Hparams, _ffi.lib().skl_model_hparams, self._h())
         return Config(**dict(_struct_dict(hp, Config), hidden_act=ACTIVATIONS[hp.hidden_act],
                              block_type=BLOCK_TYPES[hp.block_type]))
 
     @property
     def weight_counts(self):
-        wc = _ffi.WeightCounts()
-        _check(_ffi.lib().skl_model_weight_counts(self._h(), byref(wc)))
+        wc = _filled(_ffi.WeightCounts, _ffi.lib().skl_model_weight_counts, self._h())
         return WeightCounts(**_struct_dict(wc, WeightCounts))
 
     def has_proj(self, layer, which):
@@ -296,15 +334,27 @@ class Model(_Owned):
         return bool(_check(_ffi.lib().skl_model_has_proj(self._h(), layer, which.encode())))
 
     def plan(self):
-        p = _ffi.Plan()
-        _check(_ffi.lib().skl_model_plan(self._h(), byref(p)))
-        return _plan(p)
+        """Weight accounting of every removal from the model's shapes (skl_model_plan)."""
+        return _plan(_ffi.lib().skl_model_plan, self._h())
 
     @property
     def decode_bytes(self):
         """Bytes of weights one decoded token reads (skl_model_decode_bytes): every
         linear layer and the LM head in their stored dtypes, plus one embedding row."""
         return _ffi.lib().skl_model_decode_bytes(self._h())
+
+    @property
+    def decode_regions(self):
+        """Where those bytes are (skl_model_decode_regions): [(address, size)], one per
+        tensor a decode step reads, in evaluation order, then one embedding row.  The
+        memory belongs to the model: read it (while the model is open), never write it."""
+        lib, n = _ffi.lib(), ctypes.c_size_t()
+        rc = lib.skl_model_decode_regions(self._h(), None, None, 0, byref(n))
+        if rc != errors.BufferTooSmallError.code:
+            _check(rc)
+        bases, sizes = (c_void_p * n.value)(), (ctypes.c_uint64 * n.value)()
+        _check(lib.skl_model_decode_regions(self._h(), bases, sizes, n.value, byref(n)))
+        return [(bases[i] or 0, sizes[i]) for i in range(n.value)]
 
     @property
     def weight_dtype(self):
@@ -319,11 +369,10 @@ class Model(_Owned):
         is the storage of the changed tensors: "f32", "f16", "bf16" or "same" (each
         like the tensor it replaces); the merge itself runs in float64."""
         if dtype not in DTYPES:
-            raise InvalidArgError(  # noqa: F405
-                -1, f"merge dtype {dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
+            raise error("SKL_ERR_INVALID_ARG",
+                        f"merge dtype {dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
         lib = _ffi.lib()
-        mp = _ffi.MergeParams()
-        lib.skl_merge_params_init(byref(mp))
+        mp = _ffi.init(_ffi.MergeParams)
         mp.remove = _removal_parse(remove)
         mp.dtype = DTYPES.index(dtype)
         mp.verify = bool(verify)
@@ -335,7 +384,9 @@ class Model(_Owned):
         _check(lib.skl_model_merge(self._h(), byref(mp), byref(out), byref(rep)))
         try:
             r = rep.contents
-            layers = [MergeLayer(**_struct_dict(r.layers[i], MergeLayer)) for i in range(r.n_layers)]
+            layers = [MergeLayer(**_struct_dict(lib.skl_merge_report_layer(rep, i).contents,
+                                                MergeLayer))
+                      for i in range(r.n_layers)]
             report = MergeReport(**dict(
                 _struct_dict(r, MergeReport), removal=_removal_name(r.removal), layers=layers,
                 verify_error=None if r.verify_error < 0 else r.verify_error,
@@ -366,7 +417,7 @@ class Model(_Owned):
         flags = _ffi.TOKENIZE_PLAIN if plain else 0
         lib, n = _ffi.lib(), ctypes.c_size_t()
         rc = lib.skl_tokenize(self._h(), raw, len(raw), None, 0, byref(n), flags)
-        if rc != BufferTooSmallError.code:  # noqa: F405  (the size query)
+        if rc != errors.BufferTooSmallError.code:  # the size query
             _check(rc)
         buf = (c_int32 * max(n.value, 1))()
         _check(lib.skl_tokenize(self._h(), raw, len(raw), buf, n.value, byref(n), flags))
@@ -377,7 +428,7 @@ class Model(_Owned):
         ids, count = _tokens(tokens)
         lib, n = _ffi.lib(), ctypes.c_size_t()
         rc = lib.skl_detokenize(self._h(), ids, count, None, 0, byref(n))
-        if rc != BufferTooSmallError.code:  # noqa: F405
+        if rc != errors.BufferTooSmallError.code:
             _check(rc)
         buf = ctypes.create_string_buffer(n.value + 1)
         _check(lib.skl_detokenize(self._h(), ids, count, buf, n.value + 1, byref(n)))
@@ -441,8 +492,7 @@ class Sampler(_Owned):
 
 
 def _sampler_params(temperature, top_k, top_p, seed):
-    sp = _ffi.SamplerParams()
-    _ffi.lib().skl_sampler_params_init(byref(sp))
+    sp = _ffi.init(_ffi.SamplerParams)
     for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
                         ("seed", seed)):
         if value is not None:
@@ -454,14 +504,16 @@ def _sampler_params(temperature, top_k, top_p, seed):
 
 class Context(_Owned):
     """skl_context: the KV cache of one sequence.  Use it from one thread at a
-    time; free it with close() or a ``with`` block."""
+    time; free it with close() or a ``with`` block.  While a generate() iterator
+    runs, the library allows no other call on the context: any use of the context
+    (or a new generate()) first stops that iterator."""
 
     _free, _what = "skl_context_free", "context"
+    _generation = None  # weakref to the running Generation
 
     def __init__(self, model, n_ctx=None, threads=None, n_batch=None, logits_all=False):
         self._lib = _ffi.lib()
-        cp = _ffi.ContextParams()
-        self._lib.skl_context_params_init(byref(cp))
+        cp = _ffi.init(_ffi.ContextParams)
         if n_ctx is not None:
             cp.n_ctx = n_ctx
         if threads is not None:
@@ -475,6 +527,19 @@ class Context(_Owned):
         self.model = model  # keeps the model alive while the context is
         self.n_vocab = model.config.vocab_size
         model._children.add(self)
+
+    def _stop_generation(self):
+        gen = self._generation() if self._generation is not None else None
+        if gen is not None:
+            gen.close()
+        self._generation = None
+
+    def _h(self):
+        self._stop_generation()
+        return super()._h()
+
+    def _before_free(self):
+        self._stop_generation()  # a generator goes before its context
 
     @property
     def n_past(self):
@@ -516,10 +581,10 @@ class Context(_Owned):
 
     def generate(self, prompt, max_tokens=128, temperature=None, top_k=None, top_p=None,
                  seed=None, stop=None):
-        """Evaluate the prompt (text, or a list of token ids), then sample up to
-        max_tokens tokens, lazily.
+        """Evaluate the prompt (text, or a list of token ids) now, then sample up to
+        max_tokens tokens, one per step of the returned Generation iterator.
 
-        Returns a Generation iterator.  When the model has a tokenizer it yields
+          When the model has a tokenizer it yields
         the text each token completes ("" while a multi-byte character is
         pending, plus a last piece for bytes still pending at the end);
         otherwise the token ids.  Break out of the loop to stop; the context
@@ -536,93 +601,76 @@ class Context(_Owned):
                           stop)
 
 
-class Generation:
-    """Iterator returned by Context.generate.  The same loop as skl_generate,
-    one step per __next__: sample from the last logits; a stop token ends it;
-    otherwise yield the token (or its text) and, unless it was the last one,
-    evaluate it.  After the loop, ``stop_reason`` ("max_tokens",
-    "stop_token", "context_full"; "callback" when the caller broke out and
-    called close()), ``stop_token``, ``n_generated`` and ``tokens`` (the ids
-    generated) describe how it ended."""
+class Generation(_Owned):
+    """Iterator returned by Context.generate over an skl_generator: the prompt is
+    evaluated when it is created, and each __next__ is one skl_generator_next (sample
+    a token, having evaluated the previous one).  It yields the token's text piece
+    when the model has a tokenizer (then one last piece for bytes still pending at
+    the end), otherwise the token id.  Breaking out of the loop and calling close(),
+    dropping the iterator, or using the context again stops it (stop_reason
+    "callback"); the context then holds the prompt and every token yielded but the
+    last.  Afterwards ``stop_reason`` ("max_tokens", "stop_token", "context_full",
+    "callback", "error"), ``stop_token``, ``n_generated``, ``tokens`` (the ids
+    yielded), ``prompt_seconds`` and ``decode_seconds`` say how it went."""
+
+    _free, _what = "skl_generator_free", "generation"
+    stop_reason = None  # also for __del__ after a failed create
 
     def __init__(self, ctx, prompt, max_tokens, sampler_params, stop):
-        if max_tokens < 0:
-            raise InvalidArgError(-1, f"max_tokens {max_tokens} must be >= 0")  # noqa: F405
-        self.prompt, _ = _tokens(prompt)
-        if not len(self.prompt):
-            raise InvalidArgError(-1, "the prompt needs at least one token")  # noqa: F405
-        self._ctx = ctx
-        self._stop = frozenset(stop or ())
-        self._max = max_tokens
-        self._sampler = Sampler(**{f: getattr(sampler_params, f)
-                                   for f in ("temperature", "top_k", "top_p", "seed")})
-        self._detok = Detokenizer(ctx.model) if ctx.model.has_tokenizer else None
-        self._started = False
+        self._lib = ctx._lib
+        ids, n_prompt = _tokens(prompt)
+        stops, n_stop = _tokens(stop or ())
+        gp = _ffi.init(_ffi.GenerateParams)
+        gp.sampling = ctypes.pointer(sampler_params)  # read (and stop_tokens copied) by create
+        gp.max_tokens = max_tokens
+        gp.stop_tokens, gp.n_stop_tokens = stops, n_stop
+        handle = c_void_p()
+        _check(self._lib.skl_generator_create(ctx._h(), ids, n_prompt, byref(gp), byref(handle)))
+        self._handle = handle
+        ctx._generation = weakref.ref(self)
+        self.prompt = list(ids)
         self.tokens = []
         self.n_generated = 0
         self.stop_token = -1
         self.stop_reason = None
-        self._pending = None  # sampled token not yet evaluated
+        self.prompt_seconds = self.decode_seconds = 0.0
 
     def __iter__(self):
         return self
 
-    def _finish(self, reason):
-        self.stop_reason = reason
-        self._sampler.close()
-        rest = self._detok.flush() if self._detok is not None else ""
-        self._close_detok()
-        if rest:  # bytes of an unfinished character, as skl_generate's token -1 call
-            return rest
-        raise StopIteration
-
-    def _close_detok(self):
-        if self._detok is not None:
-            self._detok.close()
-
     def __next__(self):
         if self.stop_reason is not None:
             raise StopIteration
-        try:
-            return self._step()
-        except SkiplessError:
-            self.stop_reason = "error"  # as skl_generate's SKL_STOP_ERROR
-            self._sampler.close()
-            self._close_detok()
-            raise
+        tok, piece, n = c_int32(), c_void_p(), ctypes.c_size_t()
+        rc = self._lib.skl_generator_next(self._h(), byref(tok), byref(piece), byref(n))
+        if rc < 0:
+            try:
+                _check(rc)  # raises with skl_last_error, read before any other call
+            finally:
+                self._end(None)
+        # The piece belongs to the generator until its next call: copy it now.
+        text = ctypes.string_at(piece, n.value).decode("utf-8") if piece.value else None
+        if tok.value >= 0:
+            self.tokens.append(tok.value)
+            self.n_generated += 1
+            return tok.value if text is None else text
+        self._end(None)
+        if text:  # bytes still pending at the end, as skl_generate's token -1 call
+            return text
+        raise StopIteration
 
-    def _step(self):
-        ctx, lib = self._ctx, self._ctx._lib
-        if not self._started:
-            self._started = True
-            ctx.eval(self.prompt)
-        elif self._pending is not None:
-            if self.n_generated == self._max:
-                return self._finish("max_tokens")
-            if ctx.n_past >= ctx.n_ctx:
-                return self._finish("context_full")
-            buf = (c_int32 * 1)(self._pending)
-            self._pending = None
-            _check(lib.skl_eval(ctx._h(), buf, 1))
-        if self.n_generated == self._max:
-            return self._finish("max_tokens")
-        rows = c_int32()
-        ptr = lib.skl_logits(ctx._h(), byref(rows))
-        row = ctypes.cast(ctypes.byref(ptr.contents, 4 * (rows.value - 1) * ctx.n_vocab),
-                          ctypes.POINTER(ctypes.c_float))
-        tok = self._sampler._sample_ptr(row, ctx.n_vocab)
-        if tok in self._stop:
-            self.stop_token = tok
-            return self._finish("stop_token")
-        piece = self._detok.push(tok) if self._detok is not None else tok
-        self.n_generated += 1
-        self.tokens.append(tok)
-        self._pending = tok
-        return piece
+    def _end(self, reason):
+        """Record the generator's result and free it (reason overrides its stop_reason)."""
+        if not self._handle:
+            return
+        res = _filled(_ffi.GenerateResult, self._lib.skl_generator_result, self._handle)
+        self.n_generated, self.stop_token = res.n_generated, res.stop_token
+        self.prompt_seconds, self.decode_seconds = res.prompt_seconds, res.decode_seconds
+        self.stop_reason = reason or STOP_REASONS[res.stop_reason]
+        self._lib.skl_generator_free(self._handle)
+        self._handle = None
 
     def close(self):
-        """Stop early (stop_reason "callback", as skl_generate's callback stop)."""
-        if self.stop_reason is None:
-            self.stop_reason = "callback"
-        self._sampler.close()
-        self._close_detok()
+        """Stop early (stop_reason "callback", as skl_generate's callback stop, unless it
+        had ended); idempotent."""
+        self._end(self.stop_reason or "callback")

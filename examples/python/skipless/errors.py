@@ -1,42 +1,17 @@
-"""Status codes of include/skipless.h as Python exceptions.
+"""Status codes of libskipless as Python exceptions.
 
 Every negative ``skl_status`` becomes a subclass of :class:`SkiplessError`, named
-after the C name: ``SKL_ERR_INVALID_ARG`` -> ``InvalidArgError``.  The table
-mirrors the header's enum (values pinned forever); tests/test_header.py fails
-when the two differ.
+after the C name: ``SKL_ERR_INVALID_ARG`` -> ``InvalidArgError``.  The list is not
+written here: it is the header's SKL_STATUS_LIST, read from the loaded library
+(skl_status_name and skl_strerror of each code) the first time a class, STATUS_TABLE
+or BY_CODE is used.  Not at import, so that load_library(path) can still choose the
+library; a library newer than the binding brings its new codes along.
+tests/test_header.py compares the table with the header's list.
 """
 
-# (value, C name) in header order.
-STATUS_TABLE = (
-    (-1, "SKL_ERR_INVALID_ARG"),
-    (-2, "SKL_ERR_NOMEM"),
-    (-3, "SKL_ERR_IO"),
-    (-4, "SKL_ERR_TRUNCATED"),
-    (-5, "SKL_ERR_HEADER_SIZE"),
-    (-6, "SKL_ERR_JSON"),
-    (-7, "SKL_ERR_DUPLICATE_KEY"),
-    (-8, "SKL_ERR_HEADER"),
-    (-9, "SKL_ERR_DTYPE"),
-    (-10, "SKL_ERR_TENSOR_SIZE"),
-    (-11, "SKL_ERR_OUT_OF_RANGE"),
-    (-12, "SKL_ERR_OVERLAP"),
-    (-13, "SKL_ERR_GAP"),
-    (-14, "SKL_ERR_CONFIG"),
-    (-15, "SKL_ERR_SHAPE"),
-    (-16, "SKL_ERR_MISSING_TENSOR"),
-    (-17, "SKL_ERR_UNEXPECTED_TENSOR"),
-    (-18, "SKL_ERR_TOKEN"),
-    (-19, "SKL_ERR_CONTEXT_FULL"),
-    (-20, "SKL_ERR_CANCELLED"),
-    (-21, "SKL_ERR_MERGE_NOT_APPLICABLE"),
-    (-22, "SKL_ERR_SINGULAR"),
-    (-23, "SKL_ERR_ILL_CONDITIONED"),
-    (-24, "SKL_ERR_ALREADY_MERGED"),
-    (-25, "SKL_ERR_UNSUPPORTED"),
-    (-26, "SKL_ERR_TOKENIZER"),
-    (-27, "SKL_ERR_NO_TOKENIZER"),
-    (-28, "SKL_ERR_BUFFER_TOO_SMALL"),
-)
+import threading
+
+from . import _ffi
 
 
 class SkiplessError(Exception):
@@ -60,18 +35,68 @@ def class_name(c_name):
     return "".join(w.capitalize() for w in words) + "Error"
 
 
-BY_CODE = {}
-for _value, _c_name in STATUS_TABLE:
-    _cls = type(class_name(_c_name), (SkiplessError,),
-                {"code": _value, "c_name": _c_name, "__module__": "skipless",
-                 "__doc__": f"Status {_c_name} ({_value})."})
-    globals()[_cls.__name__] = _cls
-    BY_CODE[_value] = _cls
-del _value, _c_name, _cls
+_lock = threading.Lock()
+_table = None  # (STATUS_TABLE, BY_CODE, {class name: class}) once built
 
-__all__ = ["SkiplessError", "STATUS_TABLE", "BY_CODE"] + [c.__name__ for c in BY_CODE.values()]
+
+def _build():
+    """The codes 0, -1, -2, ... the library names (the header pins them consecutive)."""
+    global _table
+    with _lock:
+        if _table is not None:
+            return _table
+        lib = _ffi.lib()
+        status, by_code, classes = [], {}, {}
+        code = -1
+        while True:
+            name = lib.skl_status_name(code)
+            if name is None:
+                break
+            name = name.decode()
+            cls = type(class_name(name), (SkiplessError,),
+                       {"code": code, "c_name": name, "__module__": "skipless",
+                        "__doc__": f"Status {name} ({code}): {lib.skl_strerror(code).decode()}."})
+            status.append((code, name))
+            by_code[code] = classes[cls.__name__] = cls
+            code -= 1
+        _table = (tuple(status), by_code, classes)
+        globals().update(classes)  # later lookups are plain attributes
+        return _table
+
+
+def status_table():
+    """((value, C name), ...) of every error status, in the header's order."""
+    return _build()[0]
+
+
+def by_code():
+    return _build()[1]
+
+
+def class_names():
+    return sorted(_build()[2])
+
+
+def __getattr__(name):  # PEP 562: STATUS_TABLE, BY_CODE and the classes, built on first use
+    if name == "STATUS_TABLE":
+        return status_table()
+    if name == "BY_CODE":
+        return by_code()
+    if name.endswith("Error") and not name.startswith("_"):
+        classes = _build()[2]
+        if name in classes:
+            return classes[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def error(name, message):
+    """An instance of the class for C status ``name`` (e.g. "SKL_ERR_INVALID_ARG")."""
+    for code, c_name in status_table():
+        if c_name == name:
+            return by_code()[code](code, message)
+    raise KeyError(name)
 
 
 def error_for(code, message):
     """The exception instance for a failed status (base class for unknown codes)."""
-    return BY_CODE.get(code, SkiplessError)(code, message)
+    return by_code().get(code, SkiplessError)(code, message)

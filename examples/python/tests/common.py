@@ -12,7 +12,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PKG_ROOT = os.path.dirname(HERE)                          # examples/python
 REPO = os.path.dirname(os.path.dirname(PKG_ROOT))         # the libskipless checkout
 HEADER = os.environ.get("SKIPLESS_HEADER", os.path.join(REPO, "include", "skipless.h"))
-LIBRARY = os.environ.get("SKIPLESS_LIBRARY", os.path.join(REPO, "lib", "libskipless.so.0"))
 CLI = os.environ.get("SKIPLESS_CLI", os.path.join(REPO, "bin", "skipless"))
 MODELS = os.environ.get("SKL_TEST_MODELS", os.path.join(REPO, "build", "testmodels"))
 
@@ -21,6 +20,8 @@ if PKG_ROOT not in sys.path:
 
 import skipless  # noqa: E402
 
+LIBRARY = os.environ.get("SKIPLESS_LIBRARY",
+                         os.path.join(REPO, "lib", skipless._ffi.LIBRARY_NAMES[0]))
 skipless.load_library(LIBRARY)
 
 

@@ -1,23 +1,29 @@
-"""The ctypes declarations and the status table must match include/skipless.h.
+"""The ctypes declarations, the status table and the versions must match include/skipless.h.
 
-A small parser reads the header (enums, structs, callback typedefs, SKL_API
-functions) and each test compares one kind of declaration; adding or changing
-anything in the header without updating skipless/_ffi.py or errors.py fails here."""
+A small parser reads the header (the SKL_STATUS_LIST X-macro, enums, structs,
+callback typedefs, SKL_API functions, version macros) and each test compares one
+kind of declaration; adding or changing anything in the header without updating
+skipless/_ffi.py fails here.  The status table is not written in the binding at all
+(skipless/errors.py reads it from the library): here it is compared with the
+header's list, and pyproject.toml's version with the header's."""
 
 import ctypes
 import inspect
+import os
 import re
 import unittest
 
-from common import HEADER, skipless
+from common import HEADER, PKG_ROOT, skipless
 from skipless import _ffi, errors
 
 
 def read_header():
+    """The header without comments, line continuations joined."""
     with open(HEADER) as f:
         text = f.read()
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    return re.sub(r"//[^\n]*", " ", text)
+    text = re.sub(r"//[^\n]*", " ", text)
+    return text.replace("\\\n", " ")
 
 
 def split_decl(decl):
@@ -33,8 +39,17 @@ def split_decl(decl):
 class Header:
     def __init__(self, text):
         self.text = text
+        self.macros = dict(re.findall(r"#define\s+(SKL_\w+)\s+(\d+(?=u?\b)|\"[^\"]*\")", text))
+        # The X-macro: #define SKL_STATUS_LIST(X) X(name, value, "text") ...
+        body = re.search(r"#define\s+SKL_STATUS_LIST\(X\)(.*)", text).group(1)
+        self.status = [(n, int(v), t) for n, v, t in
+                       re.findall(r"X\(\s*(\w+)\s*,\s*(-?\d+)\s*,\s*\"([^\"]*)\"\s*\)", body)]
+        text = re.sub(r"^\s*#[^\n]*", " ", text, flags=re.M)  # declarations only from here
         self.enums = {}      # typedef name -> {constant: value}
         for body, name in re.findall(r"typedef\s+enum\s+\w*\s*\{(.*?)\}\s*(\w+)\s*;", text, re.S):
+            if re.fullmatch(r"\s*SKL_STATUS_LIST\(\s*\w+\s*\)\s*", body):  # made from the list
+                self.enums[name] = {n: v for n, v, _ in self.status}
+                continue
             consts, value = {}, -1
             for item in filter(None, (i.strip() for i in body.split(","))):
                 k, _, v = item.partition("=")
@@ -56,7 +71,6 @@ class Header:
                           re.findall(r"typedef\s+([\w\s\*]+?)\s*\(\s*\*\s*(\w+)\s*\)\s*\(([^)]*)\)\s*;", text)}
         self.functions = {name: (ret, self.params(args)) for ret, name, args in
                           re.findall(r"SKL_API\s+([\w\s\*]+?)\s*\b(skl_\w+)\s*\(([^)]*)\)\s*;", text)}
-        self.macros = dict(re.findall(r"#define\s+(SKL_\w+)\s+(\d+)u?\b", text))
 
     @staticmethod
     def params(args):
@@ -66,7 +80,7 @@ class Header:
         return [split_decl(a)[0] for a in args.split(",")]
 
 
-SCALARS = {"int": ctypes.c_int, "unsigned": ctypes.c_uint, "int32_t": ctypes.c_int32,
+SCALARS = {"int": ctypes.c_int, "unsigned": ctypes.c_uint, "int32_t": ctypes.c_int32, "uint32_t": ctypes.c_uint32,
            "uint64_t": ctypes.c_uint64, "size_t": ctypes.c_size_t, "float": ctypes.c_float,
            "double": ctypes.c_double, "bool": ctypes.c_bool, "char": ctypes.c_char}
 
@@ -131,16 +145,25 @@ class HeaderTest(unittest.TestCase):
         self.assertIn("skl_status", self.h.enums)
         self.assertIn("skl_token_fn", self.h.callbacks)
         self.assertIn("skl_model", self.h.opaque)
+        self.assertGreater(len(self.h.status), 20)
+        self.assertIn("SKL_VERSION_STRING", self.h.macros)
 
-    def test_status_table(self):
-        header = {k: v for k, v in self.h.enums["skl_status"].items() if k != "SKL_OK"}
-        self.assertEqual(dict((n, v) for v, n in errors.STATUS_TABLE), header)
-        self.assertEqual(self.h.enums["skl_status"]["SKL_OK"], 0)
+    def test_status_list(self):
+        # The library's table (what errors.py builds from) is the header's X-macro list:
+        # names, values, order and texts; 0, -1, -2, ... without gaps (errors.py stops at
+        # the first code the library does not name).
+        self.assertEqual([v for _, v, _ in self.h.status], list(range(0, -len(self.h.status), -1)))
+        self.assertEqual(self.h.status[0][:2], ("SKL_OK", 0))
+        self.assertEqual(list(errors.STATUS_TABLE), [(v, n) for n, v, _ in self.h.status[1:]])
+        for name, value, text in self.h.status:
+            self.assertEqual(skipless.status_name(value), name)
+            self.assertEqual(skipless.strerror(value), text)
+        self.assertIsNone(skipless.status_name(-len(self.h.status)))
         for value, name in errors.STATUS_TABLE:
             cls = errors.BY_CODE[value]
             self.assertTrue(issubclass(cls, skipless.SkiplessError))
             self.assertIs(getattr(skipless, errors.class_name(name)), cls)
-            self.assertEqual(cls.code, value)
+            self.assertEqual((cls.code, cls.c_name), (value, name))
 
     def test_enum_names_in_python(self):
         e = self.h.enums
@@ -187,16 +210,31 @@ class HeaderTest(unittest.TestCase):
                 self.map.check(self, ctype, d, f"{name} argument {i}")
 
     def test_version(self):
+        # The header is the one place the version is written; the binding's declarations
+        # name the version they mirror, and pyproject.toml needs a literal: both must be it.
         m = self.h.macros
-        self.assertEqual((int(m["SKL_VERSION_MAJOR"]), int(m["SKL_VERSION_MINOR"])),
-                         (_ffi.VERSION_MAJOR, _ffi.VERSION_MINOR))
-        self.assertEqual(skipless.version(), "%s.%s.%s" % (m["SKL_VERSION_MAJOR"],
-                                                           m["SKL_VERSION_MINOR"], m["SKL_VERSION_PATCH"]))
+        want = tuple(int(m["SKL_VERSION_" + k]) for k in ("MAJOR", "MINOR", "PATCH"))
+        self.assertEqual((_ffi.VERSION_MAJOR, _ffi.VERSION_MINOR, _ffi.VERSION_PATCH), want)
+        self.assertEqual(m["SKL_VERSION_STRING"], '"%d.%d.%d"' % want)
+        self.assertEqual(skipless.__version__, "%d.%d.%d" % want)
+        with open(os.path.join(PKG_ROOT, "pyproject.toml")) as f:
+            project = re.search(r"^\[project\](.*?)^\[", f.read(), re.S | re.M).group(1)
+        self.assertEqual(re.search(r'^version\s*=\s*"([^"]*)"', project, re.M).group(1),
+                         skipless.__version__, "pyproject.toml's version")
+        self.assertEqual(_ffi.LIBRARY_NAMES[0], "libskipless.so.%d" % want[0])
+        self.assertEqual(skipless.version(), skipless.__version__)  # the tree's own library
+
+    def test_params_struct_size(self):
+        # Every skl_*_params begins with struct_size, and init sets it to our sizeof.
+        params = [s for s in _ffi.STRUCTS if s._c_name_.endswith("_params")]
+        self.assertEqual(len(params), 5)
+        for cls in params:
+            self.assertEqual(cls._fields_[0], ("struct_size", ctypes.c_uint32), cls._c_name_)
+            self.assertEqual(_ffi.init(cls).struct_size, ctypes.sizeof(cls), cls._c_name_)
 
     def test_python_defaults_are_the_librarys(self):
         # Model.merge spells out dtype="f32"; it must be what skl_merge_params_init sets.
-        mp = _ffi.MergeParams()
-        _ffi.lib().skl_merge_params_init(ctypes.byref(mp))
+        mp = _ffi.init(_ffi.MergeParams)
         default = inspect.signature(skipless.Model.merge).parameters["dtype"].default
         self.assertEqual(skipless.DTYPES[mp.dtype], default)
 

@@ -128,6 +128,17 @@ class ModelTest(unittest.TestCase):
         qp = [r for r in plan.rows if r.removal == "qp"][0]
         self.assertTrue(qp.applicable)
         self.assertEqual(qp.after, qp.total - qp.removed)
+        self.assertTrue(all(isinstance(r.note, str) and r.note for r in plan.rows))
+        # The rows are the CLI's (skl_plan_row_at through both).
+        cli_rows = json.loads(cli("plan", os.path.join(path, "config.json"), "--json"))
+        self.assertIn(str(qp.removed), json.dumps(cli_rows))
+
+    def test_decode_regions_sum_to_decode_bytes(self):
+        for m in manifest()["models"]:
+            with self.subTest(m["name"]), skipless.Model.load(os.path.join(MODELS, m["path"])) as model:
+                regions = model.decode_regions
+                self.assertEqual(sum(size for _, size in regions), model.decode_bytes)
+                self.assertTrue(all(base and size > 0 for base, size in regions))
 
 
 def safetensors_header(path):
@@ -444,6 +455,44 @@ class GenerateTest(unittest.TestCase):
         full, _ = self.run_gen(prompt, max_tokens=50, seed=9)
         self.assertEqual(full[:3], taken)
 
+    def test_close_early_and_context_use_stop_the_generator(self):
+        prompt = self.e["tokens"][:4]
+        full, _ = self.run_gen(prompt, max_tokens=10, seed=4)
+        with skipless.Context(self.model) as ctx:
+            first = ctx.generate(prompt, max_tokens=10, seed=4)
+            self.assertEqual(ctx.n_past, len(prompt))  # the prompt is evaluated at once
+            g = ctx.generate([1], max_tokens=10, seed=4)  # a new one stops the first
+            self.assertEqual((first.stop_reason, first.n_generated), ("callback", 0))
+            self.assertEqual(list(first), [])
+            g.close()
+            ctx.reset()
+            g = ctx.generate(prompt, max_tokens=10, seed=4)
+            got = [next(g), next(g)]
+            g.close()
+            self.assertEqual((g.stop_reason, g.n_generated, g.tokens), ("callback", 2, full[:2]))
+            self.assertEqual(list(g), [])
+            h = ctx.generate([1], max_tokens=10, seed=4)
+            next(h)
+            ctx.reset()  # any use of the context stops the running generator
+            self.assertEqual((h.stop_reason, h.n_generated), ("callback", 1))
+            self.assertEqual(ctx.n_past, 0)
+        self.assertEqual(got, full[:2])
+
+    def test_result_counts_and_times(self):
+        toks, g = self.run_gen(self.e["tokens"][:3], max_tokens=7, seed=1)
+        self.assertEqual((g.n_generated, len(toks), g.tokens), (7, 7, toks))
+        self.assertGreater(g.prompt_seconds, 0)
+        self.assertGreaterEqual(g.decode_seconds, 0)
+
+    def test_invalid_generation_arguments(self):
+        with skipless.Context(self.model) as ctx:
+            with self.assertRaises(skipless.InvalidArgError):
+                ctx.generate([1], max_tokens=-1)
+            with self.assertRaises(skipless.InvalidArgError):
+                ctx.generate([], max_tokens=3)
+            with self.assertRaises(skipless.TokenError):
+                ctx.generate([self.model.config.vocab_size], max_tokens=3)
+
 
 def tok_models():
     with open(os.path.join(MODELS, "tokenizers.json")) as f:
@@ -573,6 +622,66 @@ class ErrorTest(unittest.TestCase):
         ctx.close()
 
 
+class StatusTest(unittest.TestCase):
+    def test_names_and_classes_come_from_the_library(self):
+        self.assertEqual(skipless.status_name(0), "SKL_OK")
+        self.assertEqual(skipless.status_name(-3), "SKL_ERR_IO")
+        self.assertIsNone(skipless.status_name(-1000))
+        self.assertIs(skipless.BY_CODE[-3], skipless.IoError)
+        self.assertEqual(skipless.IoError.c_name, "SKL_ERR_IO")
+        self.assertIn("IoError", dir(skipless))
+        with self.assertRaises(AttributeError):
+            skipless.NoSuchError
+
+    def test_blas_auto_core_is_fixed_after_the_first_load(self):
+        skipless.blas_info()  # the check has run in this process
+        with self.assertRaises(skipless.InvalidArgError):
+            skipless.blas_set_auto_core(False)
+        self.assertTrue(skipless.blas_info().auto_core)
+
+
+FAKE_LIB = r"""
+const char *skl_version(void) { return "%(text)s"; }
+int skl_version_number(void) { return %(number)d; }
+"""
+
+
+class VersionRuleTest(unittest.TestCase):
+    """A binding written against X.Y takes a library X.Z, Z >= Y, and refuses the rest."""
+
+    def test_rule(self):
+        major, minor = _ffi.VERSION_MAJOR, _ffi.VERSION_MINOR
+        number = lambda a, b, c=0: a * 10000 + b * 100 + c  # noqa: E731
+        for ok in (number(major, minor), number(major, minor, 7), number(major, minor + 3)):
+            self.assertIsNone(_ffi.version_mismatch(ok), ok)
+        self.assertIn("major version", _ffi.version_mismatch(number(major + 1, 0)))
+        if major > 0:
+            self.assertIn("major version", _ffi.version_mismatch(number(major - 1, 99)))
+        if minor > 0:
+            self.assertIn("older", _ffi.version_mismatch(number(major, minor - 1, 9)))
+
+    @unittest.skipUnless(shutil.which("cc"), "no C compiler for the fake libraries")
+    def test_load_refuses_another_major_and_accepts_a_newer_minor(self):
+        major, minor = _ffi.VERSION_MAJOR, _ffi.VERSION_MINOR
+        code = "import sys, skipless; skipless.load_library(sys.argv[1]); print(skipless.version())"
+        with tempfile.TemporaryDirectory() as tmp:
+            def fake(a, b):
+                src, so = os.path.join(tmp, f"v{a}_{b}.c"), os.path.join(tmp, f"libskipless{a}_{b}.so")
+                with open(src, "w") as f:
+                    f.write(FAKE_LIB % {"text": f"{a}.{b}.0", "number": a * 10000 + b * 100})
+                subprocess.run(["cc", "-shared", "-fPIC", "-o", so, src], check=True)
+                return subprocess.run([sys.executable, "-c", code, so], capture_output=True,
+                                      text=True, env=dict(os.environ, PYTHONPATH=PKG_ROOT))
+            r = fake(major + 1, 0)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn(f"libskipless {major + 1}.0.0 has major version {major + 1}", r.stderr)
+            # A newer minor passes the version check; this fake then lacks the functions.
+            r = fake(major, minor + 1)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertNotIn("major version", r.stderr)
+            self.assertIn("undefined symbol", r.stderr)
+
+
 class LeakTest(unittest.TestCase):
     def cycle(self, path, tokens):
         with skipless.Model.load(path) as model:
@@ -628,15 +737,15 @@ class LookupTest(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("nope.so", r.stderr)
             # Without it, a copy in the package's own directory is found.
-            shutil.copy(LIBRARY, os.path.join(pkg, "libskipless.so.0"))
+            shutil.copy(LIBRARY, os.path.join(pkg, _ffi.LIBRARY_NAMES[0]))
             r = run_python(CHECK.format(path), {"PYTHONPATH": tmp}, tmp)
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(r.stdout.split()[1], os.path.join(pkg, "libskipless.so.0"))
+            self.assertEqual(r.stdout.split()[1], os.path.join(pkg, _ffi.LIBRARY_NAMES[0]))
 
     @unittest.skipIf(system_libskipless(), "a system-wide libskipless would be found first")
     def test_system_loader_last(self):
         # No SKIPLESS_LIBRARY and no copy in the package: the dynamic loader's search
-        # (here LD_LIBRARY_PATH) finds libskipless.so.0.
+        # (here LD_LIBRARY_PATH) finds libskipless.so.MAJOR.
         code = ("import skipless; skipless.version(); "
                 "print([l.split()[-1] for l in open('/proc/self/maps') if 'libskipless' in l][0])")
         with tempfile.TemporaryDirectory() as tmp:
@@ -644,14 +753,14 @@ class LookupTest(unittest.TestCase):
                             ignore=shutil.ignore_patterns("__pycache__"))
             libdir = os.path.join(tmp, "libdir")
             os.mkdir(libdir)
-            shutil.copy(LIBRARY, os.path.join(libdir, "libskipless.so.0"))
+            shutil.copy(LIBRARY, os.path.join(libdir, _ffi.LIBRARY_NAMES[0]))
             r = run_python(code, {"PYTHONPATH": tmp, "LD_LIBRARY_PATH": libdir}, tmp)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(os.path.dirname(r.stdout.strip()), libdir)
 
     def test_already_loaded_from_elsewhere(self):
         with self.assertRaises(RuntimeError):
-            skipless.load_library("/elsewhere/libskipless.so.0")
+            skipless.load_library("/elsewhere/" + _ffi.LIBRARY_NAMES[0])
 
 
 def have_pip():

@@ -1,26 +1,39 @@
-//! Link libskipless: from SKIPLESS_LIB_DIR if set (e.g. the tree's lib/), else through
+//! Link libskipless, and generate from its header what the header says is written only
+//! there: the status list (SKL_STATUS_LIST) and the version.
+//!
+//! The library: from SKIPLESS_LIB_DIR if set (e.g. the tree's lib/), else through
 //! `pkg-config --libs skipless` (the skipless.pc that `make install` writes).
+//! The header: SKIPLESS_HEADER if set; else, when linking through pkg-config, the
+//! installed one (`pkg-config --variable=includedir skipless`), so that header and
+//! library come from the same installation; else the source tree's
+//! (../../../include/skipless.h from this crate).
+//!
+//! $OUT_DIR/header.rs holds the SKL_VERSION_* and status constants and the macro
+//! `skl_status_list!`, the Rust form of the X-macro (tests/header.rs checks it too).
 use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn main() {
-    println!("cargo:rerun-if-env-changed=SKIPLESS_LIB_DIR");
-    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+fn pkg_config(args: &[&str]) -> Result<String, String> {
+    match Command::new("pkg-config").args(args).output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        Ok(o) => Err(format!("pkg-config {} failed ({})", args.join(" "), String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!("cannot run pkg-config ({})", e)),
+    }
+}
+
+/// Link flags; returns whether they came from pkg-config.
+fn link() -> bool {
     if let Some(dir) = env::var_os("SKIPLESS_LIB_DIR") {
         println!("cargo:rustc-link-search=native={}", dir.to_string_lossy());
         println!("cargo:rustc-link-lib=dylib=skipless");
-        return;
+        return false;
     }
-    let out = Command::new("pkg-config").args(["--libs", "skipless"]).output();
-    let flags = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        Ok(o) => panic!(
-            "pkg-config --libs skipless failed ({}); install libskipless (make install) or set \
-             SKIPLESS_LIB_DIR to the directory holding libskipless.so",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => panic!("cannot run pkg-config ({}); set SKIPLESS_LIB_DIR instead", e),
-    };
+    let flags = pkg_config(&["--libs", "skipless"]).unwrap_or_else(|e| {
+        panic!("{}; install libskipless (make install) or set SKIPLESS_LIB_DIR to the directory holding libskipless.so", e)
+    });
     for flag in flags.split_whitespace() {
         if let Some(dir) = flag.strip_prefix("-L") {
             println!("cargo:rustc-link-search=native={}", dir);
@@ -28,4 +41,92 @@ fn main() {
             println!("cargo:rustc-link-lib={}", lib);
         }
     }
+    true
+}
+
+fn header_path(pkg_config_linked: bool) -> PathBuf {
+    if let Some(p) = env::var_os("SKIPLESS_HEADER") {
+        return PathBuf::from(p);
+    }
+    if pkg_config_linked {
+        if let Ok(dir) = pkg_config(&["--variable=includedir", "skipless"]) {
+            let p = Path::new(&dir).join("skipless.h");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../../include/skipless.h")
+}
+
+/// `SKL_ERR_INVALID_ARG` -> `InvalidArg` (the safe crate's ErrorKind variant).
+fn camel(name: &str) -> String {
+    let rest = name.strip_prefix("SKL_ERR_").or_else(|| name.strip_prefix("SKL_")).unwrap_or(name);
+    rest.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + &c.as_str().to_ascii_lowercase()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// (name, value, text) of each X(name, value, "text") in `#define SKL_STATUS_LIST(X)`.
+fn status_list(header: &str, path: &Path) -> Vec<(String, i32, String)> {
+    let start = header
+        .find("#define SKL_STATUS_LIST(X)")
+        .unwrap_or_else(|| panic!("{}: no #define SKL_STATUS_LIST(X)", path.display()));
+    let mut list = Vec::new();
+    for line in header[start..].lines().skip(1) {
+        let t = line.trim();
+        if let Some(args) = t.strip_prefix("X(") {
+            let (name, rest) = args.split_once(',').expect("X(name, value, text)");
+            let (value, rest) = rest.split_once(',').expect("X(name, value, text)");
+            let text = rest.trim_start().strip_prefix('"').and_then(|r| r.split_once('"')).expect("X(.., \"text\")").0;
+            list.push((name.trim().to_string(), value.trim().parse().expect("status value"), text.to_string()));
+        }
+        if !t.ends_with('\\') {
+            break;
+        }
+    }
+    assert!(!list.is_empty(), "{}: SKL_STATUS_LIST is empty", path.display());
+    list
+}
+
+fn define<'a>(header: &'a str, name: &str, path: &Path) -> &'a str {
+    let key = format!("#define {} ", name);
+    let line = header.lines().find_map(|l| l.strip_prefix(key.as_str()));
+    line.unwrap_or_else(|| panic!("{}: no #define {}", path.display(), name)).trim()
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=SKIPLESS_LIB_DIR");
+    println!("cargo:rerun-if-env-changed=SKIPLESS_HEADER");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    let path = header_path(link());
+    println!("cargo:rerun-if-changed={}", path.display());
+    let header = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {} (set SKIPLESS_HEADER to include/skipless.h)", path.display(), e));
+
+    let mut out = String::from("// Generated by build.rs from include/skipless.h: do not edit.\n\n");
+    for part in ["MAJOR", "MINOR", "PATCH"] {
+        let name = format!("SKL_VERSION_{}", part);
+        writeln!(out, "pub const {}: c_int = {};", name, define(&header, &name, &path)).unwrap();
+    }
+    writeln!(out, "pub const SKL_VERSION_STRING: &str = {};\n", define(&header, "SKL_VERSION_STRING", &path)).unwrap();
+    let list = status_list(&header, &path);
+    for (name, value, _) in &list {
+        writeln!(out, "pub const {}: skl_status = {};", name, value).unwrap();
+    }
+    out.push_str(
+        "\n/// The header's X-macro: `skl_status_list!(m)` expands to\n\
+         /// `m! { (SKL_OK, 0, \"success\", Ok), (SKL_ERR_INVALID_ARG, -1, \"invalid argument\", InvalidArg), ... }`:\n\
+         /// C name, value, description, CamelCase name.\n\
+         #[macro_export]\nmacro_rules! skl_status_list {\n    ($m:ident) => {\n        $m! {\n",
+    );
+    for (name, value, text) in &list {
+        writeln!(out, "            ({}, {}, {:?}, {}),", name, value, text, camel(name)).unwrap();
+    }
+    out.push_str("        }\n    };\n}\n");
+    let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("header.rs");
+    fs::write(&dest, out).unwrap_or_else(|e| panic!("{}: {}", dest.display(), e));
 }

@@ -1,49 +1,22 @@
-//! Raw declarations of `include/skipless.h`, written by hand in the header's order.
+//! Raw declarations of `include/skipless.h`, written by hand in the header's order,
+//! except the version and the status codes, which build.rs generates from the header.
 //!
-//! Names and layouts are the C ones; `tests/header.rs` parses the header and this file
-//! and fails when they drift apart.  Enums are `c_int` aliases with one constant per
+//! Names and layouts are the C ones; `tests/header.rs` parses the header and these
+//! declarations and fails when they drift apart.  Every `skl_*_params` begins with
+//! `struct_size`: fill it with its `skl_*_params_init(&mut p, size_of_val(&p))`; output
+//! structs are passed with their size.  Enums are `c_int` aliases with one constant per
 //! enumerator.  Use the safe `skipless` crate unless you need the raw calls.
 #![allow(non_camel_case_types)]
 
 use std::os::raw::{c_char, c_double, c_float, c_int, c_uint, c_void};
 
-pub const SKL_VERSION_MAJOR: c_int = 0;
-pub const SKL_VERSION_MINOR: c_int = 1;
-pub const SKL_VERSION_PATCH: c_int = 0;
-pub const SKL_VERSION_STRING: &str = "0.1.0";
+// The version and the status list are written once, in the header: build.rs generates
+// their constants (SKL_VERSION_*, SKL_OK, SKL_ERR_*) and the X-macro `skl_status_list!`.
+include!(concat!(env!("OUT_DIR"), "/header.rs"));
 
 // ------------------------------------------------------------------ status
 
 pub type skl_status = c_int;
-pub const SKL_OK: skl_status = 0;
-pub const SKL_ERR_INVALID_ARG: skl_status = -1;
-pub const SKL_ERR_NOMEM: skl_status = -2;
-pub const SKL_ERR_IO: skl_status = -3;
-pub const SKL_ERR_TRUNCATED: skl_status = -4;
-pub const SKL_ERR_HEADER_SIZE: skl_status = -5;
-pub const SKL_ERR_JSON: skl_status = -6;
-pub const SKL_ERR_DUPLICATE_KEY: skl_status = -7;
-pub const SKL_ERR_HEADER: skl_status = -8;
-pub const SKL_ERR_DTYPE: skl_status = -9;
-pub const SKL_ERR_TENSOR_SIZE: skl_status = -10;
-pub const SKL_ERR_OUT_OF_RANGE: skl_status = -11;
-pub const SKL_ERR_OVERLAP: skl_status = -12;
-pub const SKL_ERR_GAP: skl_status = -13;
-pub const SKL_ERR_CONFIG: skl_status = -14;
-pub const SKL_ERR_SHAPE: skl_status = -15;
-pub const SKL_ERR_MISSING_TENSOR: skl_status = -16;
-pub const SKL_ERR_UNEXPECTED_TENSOR: skl_status = -17;
-pub const SKL_ERR_TOKEN: skl_status = -18;
-pub const SKL_ERR_CONTEXT_FULL: skl_status = -19;
-pub const SKL_ERR_CANCELLED: skl_status = -20;
-pub const SKL_ERR_MERGE_NOT_APPLICABLE: skl_status = -21;
-pub const SKL_ERR_SINGULAR: skl_status = -22;
-pub const SKL_ERR_ILL_CONDITIONED: skl_status = -23;
-pub const SKL_ERR_ALREADY_MERGED: skl_status = -24;
-pub const SKL_ERR_UNSUPPORTED: skl_status = -25;
-pub const SKL_ERR_TOKENIZER: skl_status = -26;
-pub const SKL_ERR_NO_TOKENIZER: skl_status = -27;
-pub const SKL_ERR_BUFFER_TOO_SMALL: skl_status = -28;
 
 // --------------------------------------------------------------------- log
 
@@ -124,6 +97,7 @@ pub struct skl_weight_counts {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct skl_model_params {
+    pub struct_size: u32,
     pub progress: skl_progress_fn,
     pub progress_user_data: *mut c_void,
     pub use_mmap: bool,
@@ -139,6 +113,7 @@ pub struct skl_context {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct skl_context_params {
+    pub struct_size: u32,
     pub n_ctx: i32,
     pub n_threads: i32,
     pub n_batch: i32,
@@ -150,6 +125,7 @@ pub struct skl_context_params {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct skl_sampler_params {
+    pub struct_size: u32,
     pub temperature: c_float,
     pub top_k: i32,
     pub top_p: c_float,
@@ -170,6 +146,11 @@ pub struct skl_detokenizer {
     _opaque: [u8; 0],
 }
 
+#[repr(C)]
+pub struct skl_generator {
+    _opaque: [u8; 0],
+}
+
 // -------------------------------------------------------------- generation
 
 pub type skl_token_fn =
@@ -178,7 +159,8 @@ pub type skl_token_fn =
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct skl_generate_params {
-    pub sampling: skl_sampler_params,
+    pub struct_size: u32,
+    pub sampling: *const skl_sampler_params,
     pub max_tokens: i32,
     pub stop_tokens: *const i32,
     pub n_stop_tokens: i32,
@@ -214,6 +196,7 @@ pub const SKL_REMOVE_P: skl_removal = 5;
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct skl_merge_params {
+    pub struct_size: u32,
     pub remove: skl_removal,
     pub verify: bool,
     pub n_probe_tokens: i32,
@@ -243,7 +226,6 @@ pub struct skl_merge_layer {
 pub struct skl_merge_report {
     pub removal: skl_removal,
     pub n_layers: i32,
-    pub layers: *mut skl_merge_layer,
     pub weights_before: u64,
     pub weights_after: u64,
     pub max_condition: c_double,
@@ -264,7 +246,7 @@ pub struct skl_plan_row {
     pub after: u64,
     pub saving_percent: c_double,
     pub speedup_bound: c_double,
-    pub note: [c_char; 96],
+    pub note: *const c_char,
 }
 
 #[repr(C)]
@@ -280,7 +262,6 @@ pub struct skl_plan {
     pub final_norm: bool,
     pub total: u64,
     pub n_rows: i32,
-    pub rows: [skl_plan_row; 8],
 }
 
 // -------------------------------------------------------------------- save
@@ -293,35 +274,44 @@ pub const SKL_SAVE_FILE: skl_save_format = 2;
 // -------------------------------------------------------------------- BLAS
 
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct skl_blas_info {
     pub openblas: bool,
     pub user_coretype: bool,
     pub core_changed: bool,
-    pub detected_core: [c_char; 32],
-    pub core: [c_char; 32],
-    pub cpu_isa: [c_char; 16],
+    pub auto_core: bool,
+    pub detected_core: *const c_char,
+    pub core: *const c_char,
+    pub cpu_isa: *const c_char,
 }
 
 extern "C" {
     pub fn skl_strerror(status: c_int) -> *const c_char;
+    pub fn skl_status_name(status: c_int) -> *const c_char;
     pub fn skl_last_error() -> *const c_char;
     pub fn skl_version() -> *const c_char;
     pub fn skl_version_number() -> c_int;
     pub fn skl_cpu_kernels() -> *const c_char;
     pub fn skl_log_set(fn_: skl_log_fn, user_data: *mut c_void);
 
-    pub fn skl_model_params_init(params: *mut skl_model_params);
+    pub fn skl_model_params_init(params: *mut skl_model_params, size: usize) -> c_int;
     pub fn skl_model_load(path: *const c_char, params: *const skl_model_params, out: *mut *mut skl_model)
         -> c_int;
     pub fn skl_model_free(model: *mut skl_model);
-    pub fn skl_model_hparams(model: *const skl_model, out: *mut skl_hparams) -> c_int;
+    pub fn skl_model_hparams(model: *const skl_model, out: *mut skl_hparams, size: usize) -> c_int;
     pub fn skl_model_decode_bytes(model: *const skl_model) -> u64;
+    pub fn skl_model_decode_regions(
+        model: *const skl_model,
+        bases: *mut *const c_void,
+        sizes: *mut u64,
+        n_max: usize,
+        n_regions: *mut usize,
+    ) -> c_int;
     pub fn skl_model_weight_dtype(model: *const skl_model) -> *const c_char;
-    pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts) -> c_int;
+    pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts, size: usize) -> c_int;
     pub fn skl_model_has_proj(model: *const skl_model, layer: i32, which: c_char) -> c_int;
 
-    pub fn skl_context_params_init(params: *mut skl_context_params);
+    pub fn skl_context_params_init(params: *mut skl_context_params, size: usize) -> c_int;
     pub fn skl_context_create(
         model: *const skl_model,
         params: *const skl_context_params,
@@ -335,7 +325,7 @@ extern "C" {
     pub fn skl_kv_truncate(ctx: *mut skl_context, n_keep: i32) -> c_int;
     pub fn skl_kv_reset(ctx: *mut skl_context) -> c_int;
 
-    pub fn skl_sampler_params_init(params: *mut skl_sampler_params);
+    pub fn skl_sampler_params_init(params: *mut skl_sampler_params, size: usize) -> c_int;
     pub fn skl_sampler_create(params: *const skl_sampler_params, out: *mut *mut skl_sampler) -> c_int;
     pub fn skl_sampler_free(sampler: *mut skl_sampler);
     pub fn skl_sample(sampler: *mut skl_sampler, logits: *const c_float, n_vocab: i32, token: *mut i32)
@@ -372,7 +362,22 @@ extern "C" {
         -> c_int;
     pub fn skl_detokenizer_free(d: *mut skl_detokenizer);
 
-    pub fn skl_generate_params_init(params: *mut skl_generate_params);
+    pub fn skl_generate_params_init(params: *mut skl_generate_params, size: usize) -> c_int;
+    pub fn skl_generator_create(
+        ctx: *mut skl_context,
+        prompt_tokens: *const i32,
+        n_prompt: i32,
+        params: *const skl_generate_params,
+        out: *mut *mut skl_generator,
+    ) -> c_int;
+    pub fn skl_generator_next(
+        gen: *mut skl_generator,
+        token: *mut i32,
+        piece: *mut *const c_char,
+        piece_len: *mut usize,
+    ) -> c_int;
+    pub fn skl_generator_result(gen: *const skl_generator, out: *mut skl_generate_result, size: usize) -> c_int;
+    pub fn skl_generator_free(gen: *mut skl_generator);
     pub fn skl_generate(
         ctx: *mut skl_context,
         prompt_tokens: *const i32,
@@ -381,23 +386,28 @@ extern "C" {
         on_token: skl_token_fn,
         user_data: *mut c_void,
         result: *mut skl_generate_result,
+        result_size: usize,
     ) -> c_int;
 
     pub fn skl_removal_name(r: skl_removal) -> *const c_char;
     pub fn skl_removal_parse(name: *const c_char, out: *mut skl_removal) -> c_int;
-    pub fn skl_merge_params_init(params: *mut skl_merge_params);
+    pub fn skl_merge_params_init(params: *mut skl_merge_params, size: usize) -> c_int;
     pub fn skl_model_merge(
         model: *const skl_model,
         params: *const skl_merge_params,
         out: *mut *mut skl_model,
         report: *mut *mut skl_merge_report,
     ) -> c_int;
+    pub fn skl_merge_report_layer(report: *const skl_merge_report, i: i32) -> *const skl_merge_layer;
     pub fn skl_merge_report_free(report: *mut skl_merge_report);
 
-    pub fn skl_plan_config(config_path: *const c_char, out: *mut skl_plan) -> c_int;
-    pub fn skl_model_plan(model: *const skl_model, out: *mut skl_plan) -> c_int;
+    pub fn skl_plan_config(config_path: *const c_char, out: *mut *mut skl_plan) -> c_int;
+    pub fn skl_model_plan(model: *const skl_model, out: *mut *mut skl_plan) -> c_int;
+    pub fn skl_plan_row_at(plan: *const skl_plan, i: i32) -> *const skl_plan_row;
+    pub fn skl_plan_free(plan: *mut skl_plan);
 
     pub fn skl_model_save(model: *const skl_model, path: *const c_char, format: skl_save_format) -> c_int;
 
-    pub fn skl_blas_get_info(out: *mut skl_blas_info) -> c_int;
+    pub fn skl_blas_get_info(out: *mut skl_blas_info, size: usize) -> c_int;
+    pub fn skl_blas_set_auto_core(enable: bool) -> c_int;
 }

@@ -9,6 +9,10 @@
 //!     print!("{} ", t.id);
 //!     ControlFlow::Continue(())
 //! })?;
+//! ctx.reset()?;
+//! for t in ctx.generator(&[1, 2, 3], &params)? {   // the same tokens, pulled
+//!     print!("{} ", t?.id);
+//! }
 //! # Ok::<(), skipless::Error>(())
 //! ```
 //!
@@ -30,6 +34,18 @@
 //! fn sync<T: Sync>() {}
 //! sync::<skipless::Detokenizer<'static>>();
 //! ```
+//! ```compile_fail
+//! fn sync<T: Sync>() {}
+//! sync::<skipless::Generator<'static, 'static>>();
+//! ```
+//! A [`Generator`] borrows its context mutably: no other call on the context meanwhile.
+//! ```compile_fail
+//! fn f(ctx: &mut skipless::Context<'_>) {
+//!     let gen = ctx.generator(&[1], &Default::default()).unwrap();
+//!     ctx.eval(&[1]).unwrap();
+//!     drop(gen);
+//! }
+//! ```
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::marker::PhantomData;
@@ -43,11 +59,12 @@ pub use skipless_sys as sys;
 // ------------------------------------------------------------------ errors
 
 macro_rules! error_kinds {
-    ($($kind:ident = $code:ident),* $(,)?) => {
-        /// What went wrong: one variant per `skl_status` of the header.
+    ((SKL_OK, $ok:literal, $ok_text:literal, Ok), $(($code:ident, $value:literal, $text:literal, $kind:ident)),* $(,)?) => {
+        /// What went wrong: one variant per error status of the header's SKL_STATUS_LIST
+        /// (generated from it by skipless-sys's build.rs, never listed by hand).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ErrorKind {
-            $($kind,)*
+            $(#[doc = $text] $kind,)*
             /// A status this binding does not know (a newer library).
             Unknown(i32),
         }
@@ -60,42 +77,21 @@ macro_rules! error_kinds {
                 }
             }
 
+            /// The C enumerator name ("SKL_ERR_IO"); None for `Unknown`.
+            pub fn c_name(self) -> Option<&'static str> {
+                match self {
+                    $(ErrorKind::$kind => Some(stringify!($code)),)*
+                    ErrorKind::Unknown(_) => None,
+                }
+            }
+
             /// Every known kind with its status code.
             pub const ALL: &'static [(ErrorKind, i32)] = &[$((ErrorKind::$kind, sys::$code)),*];
         }
     };
 }
 
-error_kinds! {
-    InvalidArg = SKL_ERR_INVALID_ARG,
-    NoMem = SKL_ERR_NOMEM,
-    Io = SKL_ERR_IO,
-    Truncated = SKL_ERR_TRUNCATED,
-    HeaderSize = SKL_ERR_HEADER_SIZE,
-    Json = SKL_ERR_JSON,
-    DuplicateKey = SKL_ERR_DUPLICATE_KEY,
-    Header = SKL_ERR_HEADER,
-    Dtype = SKL_ERR_DTYPE,
-    TensorSize = SKL_ERR_TENSOR_SIZE,
-    OutOfRange = SKL_ERR_OUT_OF_RANGE,
-    Overlap = SKL_ERR_OVERLAP,
-    Gap = SKL_ERR_GAP,
-    Config = SKL_ERR_CONFIG,
-    Shape = SKL_ERR_SHAPE,
-    MissingTensor = SKL_ERR_MISSING_TENSOR,
-    UnexpectedTensor = SKL_ERR_UNEXPECTED_TENSOR,
-    Token = SKL_ERR_TOKEN,
-    ContextFull = SKL_ERR_CONTEXT_FULL,
-    Cancelled = SKL_ERR_CANCELLED,
-    MergeNotApplicable = SKL_ERR_MERGE_NOT_APPLICABLE,
-    Singular = SKL_ERR_SINGULAR,
-    IllConditioned = SKL_ERR_ILL_CONDITIONED,
-    AlreadyMerged = SKL_ERR_ALREADY_MERGED,
-    Unsupported = SKL_ERR_UNSUPPORTED,
-    Tokenizer = SKL_ERR_TOKENIZER,
-    NoTokenizer = SKL_ERR_NO_TOKENIZER,
-    BufferTooSmall = SKL_ERR_BUFFER_TOO_SMALL,
-}
+sys::skl_status_list!(error_kinds);
 
 /// A failed libskipless call: the `skl_status` code and the message of that failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,11 +133,6 @@ unsafe fn text(p: *const c_char) -> String {
     }
 }
 
-/// Text of a fixed-size C char array (up to its NUL, or all of it without one).
-fn array_text(a: &[c_char]) -> String {
-    let bytes: Vec<u8> = a.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
 
 /// Turn a status into a Result, reading skl_last_error() at once: it is per thread
 /// and the next failure on this thread overwrites it.
@@ -170,14 +161,23 @@ fn len_i32(n: usize, what: &str) -> Result<i32> {
     i32::try_from(n).map_err(|_| invalid(format!("{} has {} entries, more than 2^31-1", what, n)))
 }
 
-/// A params struct filled by its `skl_*_params_init` (zeroed first, so pointer fields
-/// the init leaves alone are NULL).
-fn params_init<T>(init: unsafe extern "C" fn(*mut T)) -> T {
+/// A params struct filled by its `skl_*_params_init(&p, sizeof p)`: struct_size tells
+/// the library which fields this binding knows, and it defaults the others.
+fn params_init<T>(init: unsafe extern "C" fn(*mut T, usize) -> c_int) -> T {
     let mut p = std::mem::MaybeUninit::<T>::zeroed();
     unsafe {
-        init(p.as_mut_ptr());
+        // Fails only for a size below version 1.0's, i.e. a wrong declaration.
+        check(init(p.as_mut_ptr(), std::mem::size_of::<T>())).expect("skl_*_params_init");
         p.assume_init()
     }
+}
+
+/// An output struct filled by `f(&out, sizeof out)`: the library writes only the bytes
+/// this binding declares.  Every field type of these structs is valid when zeroed.
+fn filled<T>(f: impl FnOnce(*mut T, usize) -> c_int) -> Result<T> {
+    let mut out = std::mem::MaybeUninit::<T>::zeroed();
+    check(f(out.as_mut_ptr(), std::mem::size_of::<T>()))?;
+    Ok(unsafe { out.assume_init() })
 }
 
 /// Static description of a status code.
@@ -185,9 +185,51 @@ pub fn strerror(code: i32) -> String {
     unsafe { text(sys::skl_strerror(code)) }
 }
 
-/// Version of the loaded library, e.g. "0.1.0".
+/// Enumerator name of a status code ("SKL_ERR_IO"), from the library; None if unknown.
+pub fn status_name(code: i32) -> Option<String> {
+    let p = unsafe { sys::skl_status_name(code) };
+    if p.is_null() { None } else { Some(unsafe { text(p) }) }
+}
+
+/// Version of the loaded library, e.g. "1.0.0".
 pub fn version() -> String {
     unsafe { text(sys::skl_version()) }
+}
+
+/// The header version this binding was written against: the crate's version, which
+/// the drift test holds equal to include/skipless.h's (major, minor).
+pub fn binding_version() -> (i32, i32) {
+    let parse = |s: &str| s.parse::<i32>().expect("crate version");
+    (parse(env!("CARGO_PKG_VERSION_MAJOR")), parse(env!("CARGO_PKG_VERSION_MINOR")))
+}
+
+/// Whether a library whose `skl_version_number()` is `number` can serve this binding.
+/// The header's rule: a binding written against X.Y works with any library X.Z, Z >= Y;
+/// another major, or an older minor, is refused (`ErrorKind::Unsupported`).
+pub fn check_version_number(number: i32) -> Result<()> {
+    let (major, minor) = binding_version();
+    let (lib_major, lib_minor, lib_patch) = (number / 10000, number / 100 % 100, number % 100);
+    if lib_major == major && lib_minor >= minor {
+        return Ok(());
+    }
+    let need = format!("needs {}.{} or a later {}.x", major, minor, major);
+    let lib = format!("{}.{}.{}", lib_major, lib_minor, lib_patch);
+    Err(Error::new(
+        sys::SKL_ERR_UNSUPPORTED,
+        if lib_major != major {
+            format!("libskipless {} has major version {}; this binding was written against the {}.{} header and {}",
+                    lib, lib_major, major, minor, need)
+        } else {
+            format!("libskipless {} is older than the {}.{} header this binding was written against; it {}",
+                    lib, major, minor, need)
+        },
+    ))
+}
+
+/// Check the loaded library's version (done by [`Model::load`], [`plan_config`] and
+/// [`blas_info`], the calls that come first).
+pub fn check_version() -> Result<()> {
+    check_version_number(unsafe { sys::skl_version_number() })
 }
 
 /// The kernel variant this CPU runs: "avx512", "avx2" or "generic".
@@ -204,6 +246,8 @@ pub struct BlasInfo {
     pub user_coretype: bool,
     /// libskipless re-initialised OpenBLAS with `core`.
     pub core_changed: bool,
+    /// The check was enabled ([`blas_set_auto_core`]).
+    pub auto_core: bool,
     /// The core OpenBLAS chose itself ("" if not OpenBLAS).
     pub detected_core: String,
     /// The core in use after the check ("" if not OpenBLAS).
@@ -216,16 +260,23 @@ pub struct BlasInfo {
 /// first [`Model::load`]) runs the OpenBLAS core check, which may re-initialise OpenBLAS:
 /// no other thread may be in a BLAS call meanwhile.
 pub fn blas_info() -> Result<BlasInfo> {
-    let mut b = sys::skl_blas_info::default();
-    check(unsafe { sys::skl_blas_get_info(&mut b) })?;
+    check_version()?;
+    let b: sys::skl_blas_info = filled(|p, n| unsafe { sys::skl_blas_get_info(p, n) })?;
     Ok(BlasInfo {
         openblas: b.openblas,
         user_coretype: b.user_coretype,
         core_changed: b.core_changed,
-        detected_core: array_text(&b.detected_core),
-        core: array_text(&b.core),
-        cpu_isa: array_text(&b.cpu_isa),
+        auto_core: b.auto_core,
+        detected_core: unsafe { text(b.detected_core) },
+        core: unsafe { text(b.core) },
+        cpu_isa: unsafe { text(b.cpu_isa) },
     })
+}
+
+/// `enable = false`: libskipless never touches OpenBLAS's core (`skl_blas_set_auto_core`).
+/// Only before the first [`Model::load`] or [`blas_info`]; afterwards `InvalidArg`.
+pub fn blas_set_auto_core(enable: bool) -> Result<()> {
+    check(unsafe { sys::skl_blas_set_auto_core(enable) }).map(|_| ())
 }
 
 // ------------------------------------------------------------------- model
@@ -420,22 +471,32 @@ pub struct Plan {
     pub rows: Vec<PlanRow>,
 }
 
-fn plan_from(p: &sys::skl_plan) -> Plan {
-    let rows = p.rows[..p.n_rows.max(0) as usize]
-        .iter()
-        .map(|r| PlanRow {
-            removal: Removal::from_c(r.removal),
-            applicable: r.applicable,
-            lossless: r.lossless,
-            total: r.total,
-            removed: r.removed,
-            after: r.after,
-            saving_percent: r.saving_percent,
-            speedup_bound: r.speedup_bound,
-            note: array_text(&r.note),
-        })
-        .collect();
-    Plan { block_type: block_type(p.block_type), total: p.total, rows }
+/// Run `skl_plan_config` / `skl_model_plan`, copy the plan (rows through
+/// `skl_plan_row_at`) and free it.
+fn plan_from(f: impl FnOnce(*mut *mut sys::skl_plan) -> c_int) -> Result<Plan> {
+    let mut p = ptr::null_mut();
+    check(f(&mut p))?;
+    let p = out_ptr(p, "skl_plan")?;
+    let plan = unsafe {
+        let pl = &*p.as_ptr();
+        let rows = (0..pl.n_rows)
+            .filter_map(|i| sys::skl_plan_row_at(pl, i).as_ref())
+            .map(|r| PlanRow {
+                removal: Removal::from_c(r.removal),
+                applicable: r.applicable,
+                lossless: r.lossless,
+                total: r.total,
+                removed: r.removed,
+                after: r.after,
+                saving_percent: r.saving_percent,
+                speedup_bound: r.speedup_bound,
+                note: text(r.note),
+            })
+            .collect();
+        Plan { block_type: block_type(pl.block_type), total: pl.total, rows }
+    };
+    unsafe { sys::skl_plan_free(p.as_ptr()) };
+    Ok(plan)
 }
 
 fn block_type(b: sys::skl_block_type) -> BlockType {
@@ -448,10 +509,9 @@ fn block_type(b: sys::skl_block_type) -> BlockType {
 
 /// Merge plan from a config file alone (`skl_plan_config`).
 pub fn plan_config<P: AsRef<Path>>(config_path: P) -> Result<Plan> {
+    check_version()?;
     let path = c_path(config_path.as_ref())?;
-    let mut p = std::mem::MaybeUninit::<sys::skl_plan>::zeroed();
-    check(unsafe { sys::skl_plan_config(path.as_ptr(), p.as_mut_ptr()) })?;
-    Ok(plan_from(unsafe { &p.assume_init() }))
+    plan_from(|out| unsafe { sys::skl_plan_config(path.as_ptr(), out) })
 }
 
 /// A loaded model: immutable, shareable between threads (`Send + Sync`).
@@ -483,6 +543,7 @@ fn out_ptr<T>(p: *mut T, what: &str) -> Result<NonNull<T>> {
 impl Model {
     /// Load a model directory (config.json + model.safetensors) or one .safetensors file.
     pub fn load<P: AsRef<Path>>(path: P) -> Result<Model> {
+        check_version()?;
         let path = c_path(path.as_ref())?;
         let mut out = ptr::null_mut();
         check(unsafe { sys::skl_model_load(path.as_ptr(), ptr::null(), &mut out) })?;
@@ -494,9 +555,9 @@ impl Model {
     }
 
     pub fn config(&self) -> Config {
-        let mut h = sys::skl_hparams::default();
         // Cannot fail for a valid model pointer.
-        check(unsafe { sys::skl_model_hparams(self.as_ptr(), &mut h) }).expect("skl_model_hparams");
+        let h: sys::skl_hparams =
+            filled(|p, n| unsafe { sys::skl_model_hparams(self.as_ptr(), p, n) }).expect("skl_model_hparams");
         let act = [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::Relu];
         Config {
             hidden_size: h.hidden_size,
@@ -526,6 +587,25 @@ impl Model {
         unsafe { sys::skl_model_decode_bytes(self.as_ptr()) }
     }
 
+    /// Where those bytes are (`skl_model_decode_regions`): one slice per tensor a decode
+    /// step reads, in evaluation order, then one embedding row; their lengths sum to
+    /// [`Model::decode_bytes`].  The memory is the model's, borrowed read-only.
+    pub fn decode_regions(&self) -> Result<Vec<&[u8]>> {
+        let mut n = 0usize;
+        let rc = unsafe { sys::skl_model_decode_regions(self.as_ptr(), ptr::null_mut(), ptr::null_mut(), 0, &mut n) };
+        if rc != sys::SKL_ERR_BUFFER_TOO_SMALL {
+            check(rc)?;
+        }
+        let (mut bases, mut sizes) = (vec![ptr::null(); n], vec![0u64; n]);
+        check(unsafe {
+            sys::skl_model_decode_regions(self.as_ptr(), bases.as_mut_ptr(), sizes.as_mut_ptr(), n, &mut n)
+        })?;
+        // The model's immutable weights, alive as long as the model (the borrow of self).
+        Ok(bases.iter().zip(&sizes).take(n)
+            .map(|(&b, &s)| unsafe { std::slice::from_raw_parts(b as *const u8, s as usize) })
+            .collect())
+    }
+
     /// Storage dtype of the linear layers and lm_head (`skl_model_weight_dtype`): "F32",
     /// "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype).
     pub fn weight_dtype(&self) -> String {
@@ -533,9 +613,7 @@ impl Model {
     }
 
     pub fn weight_counts(&self) -> WeightCounts {
-        let mut w = WeightCounts::default();
-        check(unsafe { sys::skl_model_weight_counts(self.as_ptr(), &mut w) }).expect("skl_model_weight_counts");
-        w
+        filled(|p, n| unsafe { sys::skl_model_weight_counts(self.as_ptr(), p, n) }).expect("skl_model_weight_counts")
     }
 
     /// Whether projection 'q', 'k', 'v' or 'o' of `layer` is present.
@@ -546,10 +624,9 @@ impl Model {
         Ok(check(unsafe { sys::skl_model_has_proj(self.as_ptr(), layer, which as u8 as c_char) })? == 1)
     }
 
+    /// Weight accounting of every removal from the model's shapes (`skl_model_plan`).
     pub fn plan(&self) -> Result<Plan> {
-        let mut p = std::mem::MaybeUninit::<sys::skl_plan>::zeroed();
-        check(unsafe { sys::skl_model_plan(self.as_ptr(), p.as_mut_ptr()) })?;
-        Ok(plan_from(unsafe { &p.assume_init() }))
+        plan_from(|out| unsafe { sys::skl_model_plan(self.as_ptr(), out) })
     }
 
     /// Remove weights exactly: a new merged model and the report; `self` is unchanged.
@@ -566,11 +643,7 @@ impl Model {
         let model = Model { ptr: out_ptr(out, "skl_model_merge")? };
         let report = unsafe {
             let r = &*rep;
-            let layers = if r.n_layers > 0 {
-                std::slice::from_raw_parts(r.layers, r.n_layers as usize).to_vec()
-            } else {
-                Vec::new()
-            };
+            let layers = (0..r.n_layers).filter_map(|i| sys::skl_merge_report_layer(r, i).as_ref().copied()).collect();
             let report = MergeReport {
                 removal: Removal::from_c(r.removal),
                 layers,
@@ -769,12 +842,14 @@ pub struct GenerateParams {
 impl Default for GenerateParams {
     fn default() -> Self {
         let p = params_init(sys::skl_generate_params_init);
+        // sampling NULL: the sampler's defaults, i.e. skl_sampler_params_init's.
+        let s = params_init(sys::skl_sampler_params_init);
         GenerateParams {
             max_tokens: p.max_tokens,
-            temperature: p.sampling.temperature,
-            top_k: p.sampling.top_k,
-            top_p: p.sampling.top_p,
-            seed: p.sampling.seed,
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            seed: s.seed,
             stop_tokens: Vec::new(),
             stop_at_eos: true,
         }
@@ -783,12 +858,12 @@ impl Default for GenerateParams {
 
 impl GenerateParams {
     fn sampling(&self) -> sys::skl_sampler_params {
-        sys::skl_sampler_params {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            seed: self.seed,
-        }
+        let mut p = params_init(sys::skl_sampler_params_init);
+        p.temperature = self.temperature;
+        p.top_k = self.top_k;
+        p.top_p = self.top_p;
+        p.seed = self.seed;
+        p
     }
 }
 
@@ -804,7 +879,7 @@ pub enum StopReason {
     Error,
 }
 
-/// Outcome of [`Context::generate`] (`skl_generate_result`).
+/// Outcome of [`Context::generate`] or a [`Generator`] (`skl_generate_result`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GenerateResult {
     pub n_generated: i32,
@@ -812,6 +887,96 @@ pub struct GenerateResult {
     pub stop_reason: StopReason,
     pub prompt_seconds: f64,
     pub decode_seconds: f64,
+}
+
+impl GenerateResult {
+    fn from_c(res: &sys::skl_generate_result) -> GenerateResult {
+        GenerateResult {
+            n_generated: res.n_generated,
+            stop_token: if res.stop_token < 0 { None } else { Some(res.stop_token) },
+            stop_reason: match res.stop_reason {
+                sys::SKL_STOP_STOP_TOKEN => StopReason::StopToken,
+                sys::SKL_STOP_CALLBACK => StopReason::Callback,
+                sys::SKL_STOP_CONTEXT_FULL => StopReason::ContextFull,
+                sys::SKL_STOP_ERROR => StopReason::Error,
+                _ => StopReason::MaxTokens,
+            },
+            prompt_seconds: res.prompt_seconds,
+            decode_seconds: res.decode_seconds,
+        }
+    }
+}
+
+/// One token from a [`Generator`]: like [`Token`], with the text copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedToken {
+    /// The token id; -1 for a last item that only brings text still pending at the end.
+    pub id: i32,
+    /// The text this token completes ("" while a multi-byte character is pending), or
+    /// None when the model has no tokenizer.
+    pub piece: Option<String>,
+}
+
+/// Pull-style generation over an `skl_generator`: an [`Iterator`] of tokens, made by
+/// [`Context::generator`].  Each `next()` is one `skl_generator_next` (evaluate the
+/// previous token, sample the next).  It borrows the context mutably, so no other call
+/// reaches the context while it lives, as the C contract requires; dropping it stops
+/// generation, leaving the prompt and every token handed out but the last in the cache.
+/// `Send`, not `Sync`.
+pub struct Generator<'c, 'm> {
+    ptr: NonNull<sys::skl_generator>,
+    done: bool,
+    _ctx: PhantomData<&'c mut Context<'m>>,
+}
+
+unsafe impl Send for Generator<'_, '_> {}
+
+impl Drop for Generator<'_, '_> {
+    fn drop(&mut self) {
+        unsafe { sys::skl_generator_free(self.ptr.as_ptr()) }
+    }
+}
+
+impl Generator<'_, '_> {
+    /// Counts and timings so far; `stop_reason` is meaningful once `next()` has returned
+    /// None (or an error: [`StopReason::Error`]).
+    pub fn result(&self) -> GenerateResult {
+        let res: sys::skl_generate_result = filled(|p, n| unsafe { sys::skl_generator_result(self.ptr.as_ptr(), p, n) })
+            .expect("skl_generator_result");
+        GenerateResult::from_c(&res)
+    }
+}
+
+impl Iterator for Generator<'_, '_> {
+    type Item = Result<GeneratedToken>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let (mut id, mut p, mut len) = (-1, ptr::null(), 0usize);
+        let rc = unsafe { sys::skl_generator_next(self.ptr.as_ptr(), &mut id, &mut p, &mut len) };
+        if let Err(e) = check(rc) {
+            self.done = true;
+            return Some(Err(e));
+        }
+        // The piece is the generator's until its next call: copy it.
+        let piece = if p.is_null() {
+            None
+        } else {
+            match unsafe { piece(p, len) } {
+                Ok(t) => Some(t.to_owned()),
+                Err(e) => return Some(Err(e)),
+            }
+        };
+        if id < 0 {
+            self.done = true;
+            if piece.as_deref().map_or(true, str::is_empty) {
+                return None;
+            }
+        }
+        Some(Ok(GeneratedToken { id, piece }))
+    }
 }
 
 struct CallbackState<F> {
@@ -912,56 +1077,73 @@ impl<'m> Context<'m> {
         self.generate(&ids, params, on_token)
     }
 
+    /// Call `f` with the C form of `params` (the stop tokens, with the model's
+    /// end-of-text token when `stop_at_eos`, and the sampler settings live until it returns).
+    fn with_c_params<R>(&self, params: &GenerateParams, f: impl FnOnce(&sys::skl_generate_params) -> R) -> Result<R> {
+        let mut stops = params.stop_tokens.clone();
+        if let (true, Some(eos)) = (params.stop_at_eos, self.model.eos_token()) {
+            stops.push(eos);
+        }
+        let sampling = params.sampling();
+        let mut gp = params_init(sys::skl_generate_params_init);
+        gp.sampling = &sampling;
+        gp.max_tokens = params.max_tokens;
+        gp.stop_tokens = if stops.is_empty() { ptr::null() } else { stops.as_ptr() };
+        gp.n_stop_tokens = len_i32(stops.len(), "stop_tokens")?;
+        Ok(f(&gp))
+    }
+
     /// `skl_generate`: evaluate the prompt, then sample and hand each token to `on_token`
     /// until max_tokens, a stop token, a full cache, or `ControlFlow::Break`.  With a
     /// tokenizer, `Token::piece` is the text; bytes still pending at the end come in one
     /// last call with id -1 (its return value is ignored).  The last real token handed
     /// over is not evaluated into the cache (include it in the next prompt).  A panic in
-    /// `on_token` stops generation and is resumed here.
+    /// `on_token` stops generation and is resumed here.  [`Context::generator`] is the
+    /// same as an iterator.
     pub fn generate<F>(&mut self, prompt: &[i32], params: &GenerateParams, on_token: F) -> Result<GenerateResult>
     where
         F: FnMut(Token<'_>) -> ControlFlow<()>,
     {
-        let mut gp = params_init(sys::skl_generate_params_init);
-        gp.sampling = params.sampling();
-        gp.max_tokens = params.max_tokens;
-        let mut stops = params.stop_tokens.clone();
-        if let (true, Some(eos)) = (params.stop_at_eos, self.model.eos_token()) {
-            stops.push(eos);
-        }
-        gp.stop_tokens = if stops.is_empty() { ptr::null() } else { stops.as_ptr() };
-        gp.n_stop_tokens = len_i32(stops.len(), "stop_tokens")?;
         let n_prompt = len_i32(prompt.len(), "prompt")?;
         let mut state = CallbackState { f: on_token, panic: None };
         let mut res = sys::skl_generate_result::default();
-        let rc = unsafe {
+        let ctx = self.ptr.as_ptr();
+        let rc = self.with_c_params(params, |gp| unsafe {
             sys::skl_generate(
-                self.ptr.as_ptr(),
+                ctx,
                 prompt.as_ptr(),
                 n_prompt,
-                &gp,
+                gp,
                 Some(on_token_trampoline::<F>),
                 &mut state as *mut CallbackState<F> as *mut c_void,
                 &mut res,
+                std::mem::size_of_val(&res),
             )
-        };
+        })?;
         if let Some(payload) = state.panic {
             std::panic::resume_unwind(payload);
         }
         check(rc)?;
-        Ok(GenerateResult {
-            n_generated: res.n_generated,
-            stop_token: if res.stop_token < 0 { None } else { Some(res.stop_token) },
-            stop_reason: match res.stop_reason {
-                sys::SKL_STOP_STOP_TOKEN => StopReason::StopToken,
-                sys::SKL_STOP_CALLBACK => StopReason::Callback,
-                sys::SKL_STOP_CONTEXT_FULL => StopReason::ContextFull,
-                sys::SKL_STOP_ERROR => StopReason::Error,
-                _ => StopReason::MaxTokens,
-            },
-            prompt_seconds: res.prompt_seconds,
-            decode_seconds: res.decode_seconds,
-        })
+        Ok(GenerateResult::from_c(&res))
+    }
+
+    /// `skl_generator_create`: evaluate the prompt now, and return an iterator that
+    /// samples one token per `next()` (see [`Generator`]); the same tokens as
+    /// [`Context::generate`] with the same params.
+    pub fn generator<'c>(&'c mut self, prompt: &[i32], params: &GenerateParams) -> Result<Generator<'c, 'm>> {
+        let n_prompt = len_i32(prompt.len(), "prompt")?;
+        let mut out = ptr::null_mut();
+        let ctx = self.ptr.as_ptr();
+        check(self.with_c_params(params, |gp| unsafe {
+            sys::skl_generator_create(ctx, prompt.as_ptr(), n_prompt, gp, &mut out)
+        })?)?;
+        Ok(Generator { ptr: out_ptr(out, "skl_generator_create")?, done: false, _ctx: PhantomData })
+    }
+
+    /// Tokenize `prompt` with the model's tokenizer, then [`Context::generator`].
+    pub fn generator_text<'c>(&'c mut self, prompt: &str, params: &GenerateParams) -> Result<Generator<'c, 'm>> {
+        let ids = self.model.tokenize(prompt)?;
+        self.generator(&ids, params)
     }
 }
 

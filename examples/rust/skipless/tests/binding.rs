@@ -125,6 +125,8 @@ fn openblas_corename() -> Option<String> {
 fn blas_info_is_consistent() {
     let b = skipless::blas_info().unwrap();
     assert_eq!(skipless::blas_info().unwrap(), b, "the check runs once per process");
+    assert!(b.auto_core);
+    assert_eq!(skipless::blas_set_auto_core(false).unwrap_err().kind(), ErrorKind::InvalidArg, "after the check");
     if b.openblas {
         assert!(!b.core.is_empty() && !b.detected_core.is_empty(), "{:?}", b);
         assert_eq!(b.user_coretype, std::env::var_os("OPENBLAS_CORETYPE").is_some(), "{:?}", b);
@@ -241,6 +243,20 @@ fn plan_from_config_and_model_agree() {
     assert_eq!(Removal::parse("qp").unwrap(), Removal::Qp);
     assert_eq!(Removal::Vp.name(), "vp");
     assert_eq!(Removal::parse("nonsense").unwrap_err().kind(), ErrorKind::InvalidArg);
+    assert!(from_config.rows.len() >= 3 && from_config.rows.iter().all(|r| !r.note.is_empty()));
+    let qp = from_config.rows.iter().find(|r| r.removal == Removal::Qp).unwrap();
+    assert!(qp.applicable && qp.after == qp.total - qp.removed);
+}
+
+#[test]
+fn decode_regions_sum_to_decode_bytes() {
+    for e in manifest().get("models").arr() {
+        let model = Model::load(models_dir().join(e.get("path").str())).unwrap();
+        let regions = model.decode_regions().unwrap();
+        assert!(!regions.is_empty() && regions.iter().all(|r| !r.is_empty()));
+        assert_eq!(regions.iter().map(|r| r.len() as u64).sum::<u64>(), model.decode_bytes());
+        let _touch: u64 = regions.iter().map(|r| r[r.len() - 1] as u64).sum(); // readable
+    }
 }
 
 #[test]
@@ -331,6 +347,53 @@ fn stop_tokens_and_callback_stop() {
     assert_eq!(fresh.logits().unwrap(), &cont[..]);
 }
 
+/// The ids of a Generator run to its end, and its result.
+fn generator_ids(model: &Model, prompt: &[i32], params: &GenerateParams) -> (Vec<i32>, skipless::GenerateResult) {
+    let mut ctx = Context::new(model, &ContextParams::default()).unwrap();
+    let mut gen = ctx.generator(prompt, params).unwrap();
+    let ids: Vec<i32> = gen.by_ref().map(|t| t.unwrap()).map(|t| {
+        assert!(t.piece.is_none());
+        t.id
+    }).collect();
+    (ids, gen.result())
+}
+
+#[test]
+fn generator_iterates_the_same_tokens_as_generate() {
+    let (path, tokens) = test_model(SERIAL);
+    let model = Model::load(&path).unwrap();
+    let prompt = &tokens[..3];
+    let base = GenerateParams { max_tokens: 12, seed: 3, ..Default::default() };
+    let (full, res) = generate_ids(&model, prompt, &base);
+    let (got, gres) = generator_ids(&model, prompt, &base);
+    assert_eq!(got, full);
+    assert_eq!((gres.n_generated, gres.stop_reason), (res.n_generated, StopReason::MaxTokens));
+    let stop = full[5];
+    let (got, gres) = generator_ids(&model, prompt, &GenerateParams { stop_tokens: vec![stop], ..base.clone() });
+    assert_eq!(got, full[..full.iter().position(|t| *t == stop).unwrap()].to_vec());
+    assert_eq!((gres.stop_reason, gres.stop_token), (StopReason::StopToken, Some(stop)));
+
+    // take(3) and drop: the cache holds the prompt and the tokens but the last, as with Break.
+    let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
+    let taken: Vec<i32> = ctx.generator(prompt, &base).unwrap().take(3).map(|t| t.unwrap().id).collect();
+    assert_eq!(taken, full[..3].to_vec());
+    assert_eq!(ctx.n_past(), prompt.len() as i32 + 2);
+
+    // Context full, and errors from the create.
+    let mut small = Context::new(&model, &ContextParams { n_ctx: 8, ..Default::default() }).unwrap();
+    let mut gen = small.generator(&[1, 2, 3], &GenerateParams { max_tokens: 50, temperature: 0.0, ..Default::default() })
+        .unwrap();
+    assert_eq!(gen.by_ref().count(), 8 - 3 + 1);
+    assert_eq!(gen.result().stop_reason, StopReason::ContextFull);
+    assert!(gen.next().is_none());
+    drop(gen);
+    assert_eq!(small.n_past(), 8);
+    let mut ctx = Context::new(&model, &ContextParams::default()).unwrap();
+    assert_eq!(ctx.generator(&[], &base).err().unwrap().kind(), ErrorKind::InvalidArg);
+    let bad = GenerateParams { max_tokens: -1, ..base.clone() };
+    assert_eq!(ctx.generator(&[1], &bad).err().unwrap().kind(), ErrorKind::InvalidArg);
+}
+
 #[test]
 fn panic_in_callback_is_resumed_not_unwound_through_c() {
     let (path, tokens) = test_model(SERIAL);
@@ -404,8 +467,38 @@ fn every_status_has_a_kind_and_a_description() {
         assert_eq!(ErrorKind::from_code(*code), *kind);
         assert_ne!(skipless::strerror(*code), "unknown status");
     }
-    assert_eq!(ErrorKind::ALL.len(), 28, "a status was added: extend error_kinds!");
+    // ErrorKind is generated from the header's list: the library names the same codes.
+    let library: Vec<i32> = (1..).map(|i| -i).take_while(|c| skipless::status_name(*c).is_some()).collect();
+    assert_eq!(ErrorKind::ALL.iter().map(|(_, c)| *c).collect::<Vec<_>>(), library);
+    for (kind, code) in ErrorKind::ALL {
+        assert_eq!(kind.c_name().map(str::to_string), skipless::status_name(*code));
+    }
+    assert_eq!(ErrorKind::Io.c_name(), Some("SKL_ERR_IO"));
+    assert_eq!(skipless::status_name(0).as_deref(), Some("SKL_OK"));
     assert_eq!(ErrorKind::from_code(-1000), ErrorKind::Unknown(-1000));
+    assert_eq!(ErrorKind::Unknown(-1000).c_name(), None);
+}
+
+#[test]
+fn version_rule() {
+    // Written against X.Y: a library X.Z with Z >= Y serves, another major or older minor not.
+    let (major, minor) = skipless::binding_version();
+    let n = |a: i32, b: i32, c: i32| a * 10000 + b * 100 + c;
+    assert_eq!(format!("{}.{}", major, minor), skipless::version().rsplitn(2, '.').nth(1).unwrap());
+    skipless::check_version().unwrap();
+    for ok in [n(major, minor, 0), n(major, minor, 9), n(major, minor + 4, 0)] {
+        skipless::check_version_number(ok).unwrap();
+    }
+    let e = skipless::check_version_number(n(major + 1, 0, 0)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.message().contains(&format!("has major version {}", major + 1)), "{}", e);
+    if minor > 0 {
+        let e = skipless::check_version_number(n(major, minor - 1, 0)).unwrap_err();
+        assert!(e.message().contains("older"), "{}", e);
+    }
+    if major > 0 {
+        assert!(skipless::check_version_number(n(major - 1, 99, 0)).is_err());
+    }
 }
 
 #[test]

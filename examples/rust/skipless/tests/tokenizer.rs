@@ -96,6 +96,16 @@ fn generate_text_equals_cli() {
             if res.stop_token.is_some() {
                 assert_eq!(res.stop_token, model.eos_token());
             }
+            // The iterator gives the same text, with the pending bytes as a last id -1 item.
+            ctx.reset().unwrap();
+            let mut gen = ctx.generator_text("In the beginning", &params).unwrap();
+            let items: Vec<skipless::GeneratedToken> = gen.by_ref().map(|t| t.unwrap()).collect();
+            assert!(items.iter().all(|t| t.piece.is_some()));
+            assert!(items.iter().rev().skip(1).all(|t| t.id >= 0));
+            let text2: String = items.iter().map(|t| t.piece.as_deref().unwrap()).collect();
+            assert_eq!(text2, text);
+            assert_eq!(gen.result(), skipless::GenerateResult { prompt_seconds: gen.result().prompt_seconds,
+                                                                decode_seconds: gen.result().decode_seconds, ..res });
         }
     }
 }
