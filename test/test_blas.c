@@ -122,11 +122,33 @@ START_TEST(test_blas_sgemm_after_check) {
 }
 END_TEST
 
+/* skl_blas_set_auto_core(false) before the first load: OpenBLAS keeps its own core. */
+START_TEST(test_blas_auto_core_off) {
+    const char *fork_mode = getenv("CK_FORK");
+    if (fork_mode && !strcmp(fork_mode, "no")) {
+        fprintf(stderr, "test_blas_auto_core_off: skipped with CK_FORK=no (needs a process where the check has not run)\n");
+        return;
+    }
+    ck_assert_int_eq(skl_blas_set_auto_core(false), SKL_OK);
+    skl_blas_info bi;
+    ck_assert_int_eq(skl_blas_get_info(&bi, sizeof bi), SKL_OK);
+    ck_assert(!bi.auto_core);
+    ck_assert(!bi.core_changed);
+    ck_assert(!bi.user_coretype); /* OPENBLAS_CORETYPE is not even read */
+    ck_assert_str_eq(bi.core, bi.detected_core);
+    ck_assert_int_eq(skl_blas_set_auto_core(true), SKL_ERR_INVALID_ARG); /* too late: the check ran */
+    ck_assert_ptr_nonnull(strstr(skl_last_error(), "too late"));
+    ck_assert_int_eq(skl_blas_get_info(&bi, sizeof bi), SKL_OK);
+    ck_assert(!bi.auto_core && !bi.core_changed);
+}
+END_TEST
+
 Suite *blas_suite(void) {
     Suite *s = suite_create("blas");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, TEST_TIMEOUT);
     tcase_add_test(tc, test_blas_info_null);
+    tcase_add_test(tc, test_blas_auto_core_off);
     tcase_add_test(tc, test_blas_core_not_generic);
     tcase_add_test(tc, test_blas_user_coretype_set_late);
     tcase_add_test(tc, test_blas_sgemm_after_check);
