@@ -12,6 +12,7 @@
 #include "tests.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,28 +272,6 @@ END_TEST
 
 /* ---------------------------------------------------------- whole models */
 
-static float *model_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode, int threads, int V) {
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.logits_all = !decode;
-    cp.n_threads = threads;
-    skl_context *c;
-    ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
-    float *out = malloc((size_t)n * V * sizeof *out);
-    ck_assert_ptr_nonnull(out);
-    if (decode)
-        for (int32_t i = 0; i < n; i++) {
-            ck_assert_int_eq(skl_eval(c, &tok[i], 1), SKL_OK);
-            memcpy(out + (size_t)i * V, skl_logits(c, NULL), (size_t)V * sizeof *out);
-        }
-    else {
-        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
-        memcpy(out, skl_logits(c, NULL), (size_t)n * V * sizeof *out);
-    }
-    skl_context_free(c);
-    return out;
-}
-
 /* _i: variant.  Every model (F32, F16, BF16), prefill and decode, vs float64. */
 START_TEST(test_models_per_variant) {
     if (!skl_kernels_supported(_i)) return;
@@ -301,21 +280,10 @@ START_TEST(test_models_per_variant) {
     for (int k = 0; k < test_n_models(); k++) {
         const json_t *e = test_entry(man, "models", k);
         skl_model *m = test_load(e);
-        skl_hparams hp;
-        skl_model_hparams(m, &hp, sizeof hp);
-        int32_t n;
-        int32_t *tok = test_tokens(e, &n);
-        int64_t rows, cols;
-        double *ref = test_ref(e, &rows, &cols);
-        for (int decode = 0; decode < 2; decode++) {
-            float *lg = model_logits(m, tok, n, decode, 2, hp.vocab_size);
-            double err = rel_error(lg, ref, (size_t)n * hp.vocab_size);
-            ck_assert_msg(err < 1e-4, "%s (%s, %s): %s max rel error %.3g", test_str(e, "name"), test_str(e, "dtype"),
-                          skl_kernels_name(_i), decode ? "decode" : "prefill", err);
-            free(lg);
-        }
-        free(ref);
-        free(tok);
+        char what[128];
+        snprintf(what, sizeof what, "%s weights, %s kernels", test_str(e, "dtype"), skl_kernels_name(_i));
+        for (int decode = 0; decode < 2; decode++)
+            test_logits_vs_ref(m, e, (test_eval){.decode = decode, .n_threads = 2}, TEST_TOL, what);
         skl_model_free(m);
     }
     json_decref(man);
@@ -334,15 +302,15 @@ START_TEST(test_thread_determinism) {
     int32_t n;
     int32_t *tok = test_tokens(e, &n);
     size_t bytes = (size_t)n * hp.vocab_size * sizeof(float);
-    float *d1 = model_logits(m, tok, n, 1, 1, hp.vocab_size);
+    float *d1 = test_logits(m, tok, n, (test_eval){.decode = true, .n_threads = 1});
     for (int t = 2; t <= 4; t++) {
-        float *dt = model_logits(m, tok, n, 1, t, hp.vocab_size);
+        float *dt = test_logits(m, tok, n, (test_eval){.decode = true, .n_threads = t});
         ck_assert_msg(memcmp(d1, dt, bytes) == 0, "%s: decode logits with %d threads differ from 1 thread",
                       test_str(e, "name"), t);
         free(dt);
     }
     for (int t = 1; t <= 3; t++) {
-        float *a = model_logits(m, tok, n, 0, t, hp.vocab_size), *b = model_logits(m, tok, n, 0, t, hp.vocab_size);
+        float *a = test_logits(m, tok, n, (test_eval){.n_threads = t}), *b = test_logits(m, tok, n, (test_eval){.n_threads = t});
         ck_assert_msg(memcmp(a, b, bytes) == 0, "%s: two prefills with %d threads differ", test_str(e, "name"), t);
         free(a);
         free(b);
@@ -414,25 +382,17 @@ START_TEST(test_pool) {
 END_TEST
 
 Suite *kernels_suite(void) {
-    Suite *s = suite_create("kernels");
-    TCase *tc = tcase_create("variants");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_variants_selectable);
-    tcase_add_test(tc, test_narrow_rounding);
-    tcase_add_loop_test(tc, test_gemv_vs_f64, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_axpy_rows_vs_f64, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_softmax_vs_f64, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_widen_exhaustive, 0, SKL_KERN_COUNT);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("models");
-    tcase_set_timeout(tc, TEST_TIMEOUT * 3);
-    tcase_add_loop_test(tc, test_models_per_variant, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_thread_determinism, 0, test_n_models());
-    tcase_add_loop_test(tc, test_decode_bytes, 0, test_n_models());
-    suite_add_tcase(s, tc);
-    tc = tcase_create("pool");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_pool);
-    suite_add_tcase(s, tc);
-    return s;
+    const test_def tests[] = {
+        {"variants", test_variants_selectable, 0, 0},
+        {"variants", test_narrow_rounding, 0, 0},
+        {"variants", test_gemv_vs_f64, SKL_KERN_COUNT, 0},
+        {"variants", test_axpy_rows_vs_f64, SKL_KERN_COUNT, 0},
+        {"variants", test_softmax_vs_f64, SKL_KERN_COUNT, 0},
+        {"variants", test_widen_exhaustive, SKL_KERN_COUNT, 0},
+        {"models", test_models_per_variant, SKL_KERN_COUNT, TEST_TIMEOUT * 3},
+        {"models", test_thread_determinism, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
+        {"models", test_decode_bytes, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
+        {"pool", test_pool, 0, 0},
+    };
+    return test_suite("kernels", tests, TEST_COUNT(tests));
 }

@@ -874,30 +874,22 @@ START_TEST(test_generate_unknown_id) {
 END_TEST
 
 Suite *tokenizer_suite(void) {
-    Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("calls");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_loaded);
-    tcase_add_test(tc, test_buffer_protocol);
-    tcase_add_test(tc, test_round_trip_and_nul);
-    tcase_add_test(tc, test_added_tokens);
-    tcase_add_test(tc, test_invalid_utf8);
-    tcase_add_test(tc, test_bad_ids);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("stream");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_stream_emoji);
-    tcase_add_test(tc, test_stream_random);
-    tcase_add_test(tc, test_generate_pieces);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("files");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_save_merge);
-    tcase_add_test(tc, test_malformed);
-    tcase_add_test(tc, test_unsupported);
-    tcase_add_test(tc, test_metadata_not_string);
-    tcase_add_test(tc, test_eos_config);
-    tcase_add_test(tc, test_generate_unknown_id);
-    suite_add_tcase(s, tc);
-    return s;
+    const test_def tests[] = {
+        {"calls", test_loaded, 0, 0},
+        {"calls", test_buffer_protocol, 0, 0},
+        {"calls", test_round_trip_and_nul, 0, 0},
+        {"calls", test_added_tokens, 0, 0},
+        {"calls", test_invalid_utf8, 0, 0},
+        {"calls", test_bad_ids, 0, 0},
+        {"stream", test_stream_emoji, 0, 0},
+        {"stream", test_stream_random, 0, 0},
+        {"stream", test_generate_pieces, 0, 0},
+        {"files", test_save_merge, 0, 0},
+        {"files", test_malformed, 0, 0},
+        {"files", test_unsupported, 0, 0},
+        {"files", test_metadata_not_string, 0, 0},
+        {"files", test_eos_config, 0, 0},
+        {"files", test_generate_unknown_id, 0, 0},
+    };
+    return test_suite("tokenizer", tests, TEST_COUNT(tests));
 }
