@@ -289,6 +289,19 @@ double test_logits_vs_ref(const skl_model *m, const json_t *entry, test_eval how
     return err;
 }
 
+void test_generate_params(skl_generate_params *gp, skl_sampler_params *sp, int32_t max_tokens, float temperature) {
+    skl_generate_params_init(gp, sizeof *gp);
+    skl_sampler_params_init(sp, sizeof *sp);
+    gp->sampling = sp;
+    gp->max_tokens = max_tokens;
+    if (temperature == TEST_SAMPLER_DEFAULT) return;
+    sp->temperature = temperature;
+    if (temperature > 0.0f) {
+        sp->top_k = 0;
+        sp->top_p = 1.0f;
+    }
+}
+
 int32_t test_sample(skl_sampler *s, const float *logits, int32_t n) {
     int32_t tok = -1;
     int rc = skl_sample(s, logits, n, &tok);

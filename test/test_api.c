@@ -273,6 +273,7 @@ START_TEST(test_log_callback) {
 END_TEST
 
 Suite *api_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"context", test_bad_token, 0, 0},
         {"context", test_context_full, 0, 0},

@@ -123,6 +123,7 @@ START_TEST(test_blas_sgemm_after_check) {
 END_TEST
 
 Suite *blas_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"core", test_blas_info_null, 0, 0},
         {"core", test_blas_core_not_generic, 0, 0},

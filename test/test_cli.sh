@@ -145,6 +145,7 @@ ANY_TOKS=$(head -n 1 "$TMP/good.tsv" | cut -f 3)
 ANY_DIR=$(awk -F "$TAB" '$2 !~ /\.safetensors$/ { print $2; exit }' "$TMP/good.tsv")
 
 # ------------------------------------------------------------ usage, options
+# (The rows of a table share their shape by design: a case is a row.)
 cases <<'EOF'
 # expect stream pattern                                  name                                    command line
 0     out '^usage: skipless'                             "--help"                                --help

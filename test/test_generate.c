@@ -41,14 +41,10 @@ static const gen_case cases[] = {
     {"prompt too long", 4, 5, 0, 10, false, 0, -1, SKL_ERR_CONTEXT_FULL, 0, SKL_STOP_MAX_TOKENS, 0},
 };
 
-static void sampler_params(skl_sampler_params *sp, bool seeded) {
-    skl_sampler_params_init(sp, sizeof *sp);
-    if (seeded) {
-        sp->temperature = 1.0f;
-        sp->top_k = 0;
-        sp->top_p = 1.0f;
-        sp->seed = SEED;
-    } else sp->temperature = 0.0f;
+/* The case's generate params and sampler settings. */
+static void case_params(skl_generate_params *gp, skl_sampler_params *sp, int32_t max_tokens, bool seeded) {
+    test_generate_params(gp, sp, max_tokens, seeded ? 1.0f : 0.0f);
+    if (seeded) sp->seed = SEED;
 }
 
 /* The test's own generation loop: eval the prompt, then argmax (greedy) or
@@ -56,8 +52,9 @@ static void sampler_params(skl_sampler_params *sp, bool seeded) {
 static void reference_generate(const test_model *t, int32_t n_prompt, int32_t steps, bool seeded, int32_t *out) {
     skl_sampler *sampler = NULL;
     if (seeded) {
+        skl_generate_params gp;
         skl_sampler_params sp;
-        sampler_params(&sp, true);
+        case_params(&gp, &sp, steps, true);
         ck_assert_int_eq(skl_sampler_create(&sp, &sampler), SKL_OK);
     }
     skl_context *ctx = test_context(t->model, TEST_DECODE, 0);
@@ -105,11 +102,8 @@ START_TEST(test_generate_case) {
     } else if (n_want > 0) reference_generate(&t, c->n_prompt, n_want, c->seeded, want);
 
     skl_sampler_params sp;
-    sampler_params(&sp, c->seeded);
     skl_generate_params gp;
-    skl_generate_params_init(&gp, sizeof gp);
-    gp.sampling = &sp;
-    gp.max_tokens = c->max_tokens;
+    case_params(&gp, &sp, c->max_tokens, c->seeded);
     if (c->stop_at >= 0) {
         gp.stop_tokens = stops; /* tokens never produced (V + 7, -3) are harmless */
         gp.n_stop_tokens = 3;
@@ -168,12 +162,9 @@ START_TEST(test_generate_args) {
     recorder r = {{0}, 0, 0, 0};
     for (size_t i = 0; i < TEST_COUNT(bad_args); i++) {
         skl_sampler_params sp;
-        sampler_params(&sp, false);
-        sp.temperature = bad_args[i].temperature;
         skl_generate_params gp;
-        skl_generate_params_init(&gp, sizeof gp);
-        gp.sampling = &sp;
-        gp.max_tokens = bad_args[i].max_tokens;
+        test_generate_params(&gp, &sp, bad_args[i].max_tokens, 0.0f);
+        sp.temperature = bad_args[i].temperature;
         gp.n_stop_tokens = bad_args[i].n_stop_tokens;
         int32_t bad[2] = {t.tokens[0], t.hp.vocab_size};
         const int32_t *prompt = bad_args[i].null_prompt ? NULL : bad_args[i].bad_token ? bad : t.tokens;
@@ -193,6 +184,7 @@ START_TEST(test_generate_args) {
 END_TEST
 
 Suite *generate_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"generate", test_generate_case, (int)TEST_COUNT(cases), 0},
         {"generate", test_generate_args, 0, 0},

@@ -237,15 +237,15 @@ static const char *cfg_str(const json_t *cfg, const char *key, const char *def) 
 
 /* hparams of every model equal its config (Hugging Face defaults applied here). */
 START_TEST(test_hparams_match_config) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    const char *name = test_str(e, "name");
+    test_model t;
+    test_open(&t, _i);
+    const json_t *e = t.entry;
+    const char *name = t.name;
     json_t *cfg = test_model_config(e);
     json_t *hdr = test_st_header(e);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
+    skl_hparams hp; /* filled again here over a pattern, so a field it leaves alone shows */
     memset(&hp, 0x55, sizeof hp);
-    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(t.model, &hp, sizeof hp), SKL_OK);
 
     int d = cfg_int(cfg, "hidden_size", -1), H = cfg_int(cfg, "num_attention_heads", -1);
     int hd = cfg_int(cfg, "head_dim", d / H);
@@ -285,10 +285,9 @@ START_TEST(test_hparams_match_config) {
     ck_assert_int_eq(hp.tie_word_embeddings, test_has_feature(e, "tied"));
     ck_assert_int_eq(hp.use_rope, !test_has_feature(e, "nope"));
 
-    skl_model_free(m);
     json_decref(hdr);
     json_decref(cfg);
-    json_decref(man);
+    test_close(&t);
 }
 END_TEST
 
@@ -300,13 +299,13 @@ static int ends_with(const char *s, const char *suffix) {
 /* Weight counts equal the element counts of the header's tensors; has_proj
  * equals the presence of each projection tensor. */
 START_TEST(test_weight_counts_match_header) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    const char *name = test_str(e, "name");
+    test_model t;
+    test_open(&t, _i);
+    const json_t *e = t.entry;
+    const char *name = t.name;
+    const skl_model *m = t.model;
+    const skl_hparams hp = t.hp;
     json_t *hdr = test_st_header(e);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
 
     skl_weight_counts want;
     memset(&want, 0, sizeof want);
@@ -369,9 +368,8 @@ START_TEST(test_weight_counts_match_header) {
             snprintf(feat, sizeof feat, "no_%c", *w);
             ck_assert_int_eq(present, !test_has_feature(e, feat));
         }
-    skl_model_free(m);
     json_decref(hdr);
-    json_decref(man);
+    test_close(&t);
 }
 END_TEST
 
@@ -401,6 +399,7 @@ START_TEST(test_absent_projections) {
 END_TEST
 
 Suite *load_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"bad_models", test_bad_manifest_complete, 0, 0},
         {"bad_models", test_bad_model, TEST_EACH_BAD, 0},

@@ -110,6 +110,7 @@ START_TEST(test_threads_same_logits) {
 END_TEST
 
 Suite *logits_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"manifest", test_manifest_has_models, 0, 0},
         {"paths", test_path_vs_ref, N_PATHS * test_n_models(), 0},

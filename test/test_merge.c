@@ -30,12 +30,8 @@ static void greedy64(const skl_model *m, int32_t first, collected *out) {
     skl_context *c;
     ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
     skl_generate_params gp;
-    skl_generate_params_init(&gp, sizeof gp);
     skl_sampler_params gp_sp;
-    skl_sampler_params_init(&gp_sp, sizeof gp_sp);
-    gp.sampling = &gp_sp;
-    gp_sp.temperature = 0.0f;
-    gp.max_tokens = 64;
+    test_generate_params(&gp, &gp_sp, 64, 0.0f);
     out->n = 0;
     skl_generate_result res;
     ck_assert_int_eq(skl_generate(c, &first, 1, &gp, collect, out, &res, sizeof res), SKL_OK);
@@ -53,6 +49,35 @@ static uint64_t expected_removed(const skl_hparams *hp, skl_removal r) {
     case SKL_REMOVE_P: return (hp->final_norm ? L - 1 : L) * d * d;
     default: return 0;
     }
+}
+
+/* Weights file of a saved model at `path` (directory or .safetensors). */
+static json_t *saved_header(const char *path) {
+    char p[300];
+    size_t n = strlen(path);
+    if (n > 12 && !strcmp(path + n - 12, ".safetensors")) snprintf(p, sizeof p, "%s", path);
+    else snprintf(p, sizeof p, "%s/model.safetensors", path);
+    return test_st_header_path(p);
+}
+
+static const char *dtype_of(const json_t *hdr, const char *tensor) {
+    const json_t *t = json_object_get(hdr, tensor);
+    return t ? json_string_value(json_object_get(t, "dtype")) : NULL;
+}
+
+static void rm_rf(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Save m into a fresh directory dir (char[32]) of /tmp: as the single file
+ * dir/m.safetensors or the directory dir/m (path, char[256]); SKL_SAVE_AUTO. */
+static void save_tmp(const skl_model *m, bool single_file, char *dir, char *path) {
+    snprintf(dir, 32, "/tmp/skl_merge_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, 256, "%s/%s", dir, single_file ? "m.safetensors" : "m");
+    ck_assert_int_eq(skl_model_save(m, path, SKL_SAVE_AUTO), SKL_OK);
 }
 
 START_TEST(test_merge_every_model) {
@@ -99,11 +124,8 @@ START_TEST(test_merge_every_model) {
         ck_assert_msg(memcmp(mg.toks, orig_greedy.toks, 64 * sizeof(int32_t)) == 0, "%s/%s: greedy tokens differ",
                       name, skl_removal_name(rep->removal));
         /* saved and loaded back: same logits, projections absent, merge recorded */
-        char dir[] = "/tmp/skl_merge_XXXXXX";
-        ck_assert_ptr_nonnull(mkdtemp(dir));
-        char path[256];
-        snprintf(path, sizeof path, "%s/%s", dir, k % 2 ? "m.safetensors" : "m");
-        ck_assert_int_eq(skl_model_save(mm, path, SKL_SAVE_AUTO), SKL_OK);
+        char dir[32], path[256];
+        save_tmp(mm, k % 2, dir, path);
         skl_model *back;
         ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
         float *pb = test_logits(back, tok, n, TEST_PREFILL);
@@ -123,9 +145,7 @@ START_TEST(test_merge_every_model) {
         ck_assert_ptr_null(m2);
         skl_model_free(back);
         free(pb);
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        ck_assert_int_eq(system(cmd), 0);
+        rm_rf(dir);
         /* the source model is untouched */
         test_logits_vs_ref(m, e, TEST_PREFILL, TEST_TOL, "the source model after a merge");
         free(pre);
@@ -165,26 +185,6 @@ END_TEST
 
 /* --- storage dtypes ----------------------------------------------------- */
 
-/* Weights file of a saved model at `path` (directory or .safetensors). */
-static json_t *saved_header(const char *path) {
-    char p[300];
-    size_t n = strlen(path);
-    if (n > 12 && !strcmp(path + n - 12, ".safetensors")) snprintf(p, sizeof p, "%s", path);
-    else snprintf(p, sizeof p, "%s/model.safetensors", path);
-    return test_st_header_path(p);
-}
-
-static const char *dtype_of(const json_t *hdr, const char *tensor) {
-    const json_t *t = json_object_get(hdr, tensor);
-    return t ? json_string_value(json_object_get(t, "dtype")) : NULL;
-}
-
-static void rm_rf(const char *dir) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 /* Saving keeps every tensor's file dtype; the reloaded model gives the same logits bit for bit. */
 START_TEST(test_save_keeps_dtype) {
     json_t *man = test_manifest();
@@ -195,10 +195,8 @@ START_TEST(test_save_keeps_dtype) {
     int32_t *tok = test_tokens(e, &n);
     skl_hparams hp;
     skl_model_hparams(m, &hp, sizeof hp);
-    char dir[] = "/tmp/skl_save_XXXXXX", path[256];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/%s", dir, _i % 2 ? "m.safetensors" : "m");
-    ck_assert_int_eq(skl_model_save(m, path, SKL_SAVE_AUTO), SKL_OK);
+    char dir[32], path[256];
+    save_tmp(m, _i % 2, dir, path);
     json_t *orig = test_st_header(e), *saved = saved_header(path);
     const char *key;
     json_t *val;
@@ -263,10 +261,8 @@ START_TEST(test_merge_dtype) {
         test_check_ref(pre, hp.vocab_size, e, 0, n, tol, what);
         test_logits_vs_ref(mm, e, TEST_DECODE, tol, what);
         /* saved: unchanged tensors keep the file dtype, changed ones have the requested one */
-        char dir[] = "/tmp/skl_mdt_XXXXXX", path[256];
-        ck_assert_ptr_nonnull(mkdtemp(dir));
-        snprintf(path, sizeof path, "%s/%s", dir, k % 2 ? "m.safetensors" : "m");
-        ck_assert_int_eq(skl_model_save(mm, path, SKL_SAVE_AUTO), SKL_OK);
+        char dir[32], path[256];
+        save_tmp(mm, k % 2, dir, path);
         json_t *orig = test_st_header(e), *saved = saved_header(path);
         const char *key;
         json_t *val;
@@ -502,6 +498,7 @@ START_TEST(test_plan_paper_table) {
 END_TEST
 
 Suite *merge_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"merge", test_merge_every_model, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
         {"merge", test_merge_dtype, TEST_EACH_MODEL, 0},

@@ -341,6 +341,7 @@ START_TEST(test_invalid_sample_args) {
 END_TEST
 
 Suite *sampling_suite(void) {
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"sampler", test_params_defaults, 0, 0},
         {"sampler", test_greedy_random, 0, 0},

@@ -147,6 +147,11 @@ double test_logits_vs_ref(const skl_model *m, const json_t *entry, test_eval how
 
 /* ---- sampling ---- */
 
+/* *gp for max_tokens new tokens, sampling with *sp (both initialised, gp->sampling = sp):
+ * temperature 0: greedy; > 0: that temperature over the whole distribution
+ * (top_k 0, top_p 1); TEST_SAMPLER_DEFAULT: the sampler's defaults. */
+#define TEST_SAMPLER_DEFAULT (-1.0f)
+void test_generate_params(skl_generate_params *gp, skl_sampler_params *sp, int32_t max_tokens, float temperature);
 /* skl_sample of logits[n]; fails the test unless SKL_OK and the token is in [0, n). */
 int32_t test_sample(skl_sampler *s, const float *logits, int32_t n);
 
