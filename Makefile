@@ -88,9 +88,18 @@ $(BINDIR)/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
 
-$(TEST_BIN): $(TEST_SRC) test/tests.h $(TOOL_OBJ) $(STATIC)
+# The test binary: one object per test/*.c; -MMD -MP writes each object's header
+# dependencies (test/tests.h, include/skipless.h, the src/ headers it includes) to a .d file.
+TEST_OBJ := $(patsubst test/%.c,$(B)/test/obj/%.o,$(TEST_SRC))
+$(B)/test/obj/%.o: test/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(TEST_SRC) $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) $$(pkg-config --libs check) -o $@
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(TEST_BIN): $(TEST_OBJ) $(TOOL_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_OBJ) $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) $$(pkg-config --libs check) -o $@
+
+-include $(TEST_OBJ:.o=.d)
 
 # Seeded test models + float64 reference logits (independent numpy code).
 $(MODELS): test/models.py test/reference.py test/tokenizers.py

@@ -1,4 +1,4 @@
-/* helpers.c - manifest, model and reference helpers shared by the tests. */
+/* helpers.c - suite tables, manifest, model and reference helpers shared by the tests. */
 #include "tests.h"
 
 #include <math.h>
@@ -7,6 +7,26 @@
 #include <string.h>
 
 #include "tools/npy.h"
+
+Suite *test_suite(const char *name, const test_def *defs, size_t n) {
+    Suite *s = suite_create(name);
+    TCase *tc = NULL;
+    int timeout = 0;
+    for (size_t i = 0; i < n; i++) {
+        const test_def *d = &defs[i];
+        if (!tc || (i > 0 && strcmp(d->tcase, defs[i - 1].tcase) != 0)) {
+            tc = tcase_create(d->tcase);
+            suite_add_tcase(s, tc);
+            timeout = 0;
+        }
+        int t = d->timeout ? d->timeout : TEST_TIMEOUT;
+        if (t > timeout) tcase_set_timeout(tc, timeout = t);
+        int loops = d->loop == TEST_EACH_MODEL ? test_n_models() : d->loop == TEST_EACH_BAD ? test_n_bad() : d->loop;
+        if (d->loop == 0) tcase_add_test(tc, d->fn);
+        else tcase_add_loop_test(tc, d->fn, 0, loops);
+    }
+    return s;
+}
 
 const char *test_models_dir(void) {
     const char *d = getenv("SKL_TEST_MODELS");
@@ -148,6 +168,150 @@ json_t *test_model_config(const json_t *entry) {
     return cfg;
 }
 
+void test_open(test_model *t, int i) {
+    memset(t, 0, sizeof *t);
+    t->manifest = test_manifest();
+    t->entry = test_entry(t->manifest, "models", i);
+    t->name = test_str(t->entry, "name");
+    t->model = test_load(t->entry);
+    ck_assert_int_eq(skl_model_hparams(t->model, &t->hp, sizeof t->hp), SKL_OK);
+    t->tokens = test_tokens(t->entry, &t->n);
+}
+
+void test_open_named(test_model *t, const char *name) {
+    json_t *man = test_manifest();
+    const json_t *arr = json_object_get(man, "models");
+    test_find_model(man, name); /* fails the test when absent */
+    size_t i = 0;
+    while (strcmp(json_string_value(json_object_get(json_array_get(arr, i), "name")), name) != 0) i++;
+    json_decref(man);
+    test_open(t, (int)i);
+}
+
+void test_close(test_model *t) {
+    free(t->tokens);
+    skl_model_free(t->model);
+    json_decref(t->manifest);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---------------------------------------------- logits vs the reference */
+
+double test_storage_tol(const char *dtype) {
+    if (dtype && !strcmp(dtype, "F16")) return 8 * 0x1.0p-11;
+    if (dtype && !strcmp(dtype, "BF16")) return 8 * 0x1.0p-8;
+    return TEST_TOL;
+}
+
+const char *test_eval_name(test_eval how) {
+    static char buf[128];
+    int k = snprintf(buf, sizeof buf, "%s", how.decode ? "decode" : "prefill");
+    if (how.n_batch) k += snprintf(buf + k, sizeof buf - (size_t)k, " n_batch %d", how.n_batch);
+    if (how.last_row) k += snprintf(buf + k, sizeof buf - (size_t)k, " last row");
+    if (how.n_threads) snprintf(buf + k, sizeof buf - (size_t)k, " %d threads", how.n_threads);
+    return buf;
+}
+
+int32_t test_eval_rows(test_eval how, int32_t n) { return how.last_row && !how.decode ? 1 : n; }
+
+skl_context *test_context(const skl_model *m, test_eval how, int32_t n_ctx) {
+    skl_context_params cp;
+    skl_context_params_init(&cp, sizeof cp);
+    cp.logits_all = !how.decode && !how.last_row;
+    cp.n_ctx = n_ctx;
+    if (how.n_batch) cp.n_batch = how.n_batch;
+    if (how.n_threads) cp.n_threads = how.n_threads;
+    skl_context *ctx = NULL;
+    int rc = skl_context_create(m, &cp, &ctx);
+    ck_assert_msg(rc == SKL_OK && ctx != NULL, "context (%s): %s (%s)", test_eval_name(how), skl_strerror(rc),
+                  skl_last_error());
+    return ctx;
+}
+
+const float *test_eval_tokens(skl_context *ctx, const int32_t *toks, int32_t n, int32_t rows, const char *what) {
+    int32_t before = skl_context_n_past(ctx), got_rows = -1;
+    int rc = skl_eval(ctx, toks, n);
+    ck_assert_msg(rc == SKL_OK, "%s: skl_eval of %d tokens: %s (%s)", what, n, skl_strerror(rc), skl_last_error());
+    ck_assert_msg(skl_context_n_past(ctx) == before + n, "%s: n_past %d after %d + %d tokens", what,
+                  skl_context_n_past(ctx), before, n);
+    const float *lg = skl_logits(ctx, &got_rows);
+    ck_assert_msg(lg != NULL && got_rows == rows, "%s: %d logit rows, expected %d", what, got_rows, rows);
+    return lg;
+}
+
+float *test_logits(const skl_model *m, const int32_t *toks, int32_t n, test_eval how) {
+    skl_hparams hp;
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
+    size_t V = (size_t)hp.vocab_size;
+    int32_t rows = test_eval_rows(how, n);
+    const char *what = test_eval_name(how);
+    float *out = malloc((size_t)rows * V * sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    skl_context *ctx = test_context(m, how, 0);
+    if (how.decode)
+        for (int32_t i = 0; i < n; i++)
+            memcpy(out + (size_t)i * V, test_eval_tokens(ctx, &toks[i], 1, 1, what), V * sizeof *out);
+    else memcpy(out, test_eval_tokens(ctx, toks, n, rows, what), (size_t)rows * V * sizeof *out);
+    skl_context_free(ctx);
+    return out;
+}
+
+double test_check_ref(const float *lg, int32_t V, const json_t *entry, int32_t row0, int32_t rows, double tol,
+                      const char *what) {
+    const char *name = test_str(entry, "name");
+    int32_t n_tok;
+    free(test_tokens(entry, &n_tok));
+    int64_t rr, cc;
+    double *ref = test_ref(entry, &rr, &cc);
+    ck_assert_msg(rr == n_tok && cc == V, "%s: reference is [%lld, %lld], expected [%d, %d]", name, (long long)rr,
+                  (long long)cc, n_tok, V);
+    ck_assert_msg(row0 >= 0 && rows >= 1 && row0 + rows <= rr, "%s: rows %d..%d of a %lld-row reference", name, row0,
+                  row0 + rows, (long long)rr);
+    double err = rel_error(lg, ref + (size_t)row0 * (size_t)V, (size_t)rows * (size_t)V);
+    free(ref);
+    ck_assert_msg(err < tol, "%s: %s: max rel error %.3g vs the float64 reference (tolerance %g)", name, what, err,
+                  tol);
+    return err;
+}
+
+double test_logits_vs_ref(const skl_model *m, const json_t *entry, test_eval how, double tol, const char *what) {
+    skl_hparams hp;
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
+    int32_t n;
+    int32_t *toks = test_tokens(entry, &n);
+    float *lg = test_logits(m, toks, n, how);
+    char desc[256];
+    snprintf(desc, sizeof desc, "%s%s%s", what ? what : "", what ? ", " : "", test_eval_name(how));
+    int32_t rows = test_eval_rows(how, n);
+    double err = test_check_ref(lg, hp.vocab_size, entry, n - rows, rows, tol, desc);
+    free(lg);
+    free(toks);
+    return err;
+}
+
+void test_generate_params(skl_generate_params *gp, skl_sampler_params *sp, int32_t max_tokens, float temperature) {
+    skl_generate_params_init(gp, sizeof *gp);
+    skl_sampler_params_init(sp, sizeof *sp);
+    gp->sampling = sp;
+    gp->max_tokens = max_tokens;
+    if (temperature == TEST_SAMPLER_DEFAULT) return;
+    sp->temperature = temperature;
+    if (temperature > 0.0f) {
+        sp->top_k = 0;
+        sp->top_p = 1.0f;
+    }
+}
+
+int32_t test_sample(skl_sampler *s, const float *logits, int32_t n) {
+    int32_t tok = -1;
+    int rc = skl_sample(s, logits, n, &tok);
+    ck_assert_msg(rc == SKL_OK, "skl_sample: %s (%s)", skl_strerror(rc), skl_last_error());
+    ck_assert_msg(tok >= 0 && tok < n, "sampled token %d outside [0, %d)", tok, n);
+    return tok;
+}
+
+/* ------------------------------------------------------------- numerics */
+
 double rel_error(const float *c, const double *r, size_t n) {
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < n; i++) {
@@ -171,6 +335,13 @@ double rel_error_f(const float *c, const float *r, size_t n) {
 }
 
 int32_t argmax_f(const float *x, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+int32_t argmax_d(const double *x, int32_t n) {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;

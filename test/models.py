@@ -90,6 +90,13 @@ def safetensors_bytes(header, data, header_len=None):
     return struct.pack("<Q", n) + header + data
 
 
+def write_json(path, obj):
+    """obj as indented JSON and a final newline (manifest.json, tokenizers.json)."""
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+
+
 def write_bytes(path, blob):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
@@ -475,6 +482,8 @@ def build_bad(outdir):
 
 # ---------------------------------------------------------------------------
 
+# main's command-line handling has the shape of tokenizers.py's main, by design:
+# each generator is its own command (`models.py OUTDIR`, `tokenizers.py OUTDIR`).
 def main(argv):
     if len(argv) != 2:
         print("usage: models.py OUTDIR", file=sys.stderr)
@@ -483,9 +492,7 @@ def main(argv):
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
                 "bad": build_bad(outdir)}
-    with open(os.path.join(outdir, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(outdir, "manifest.json"), manifest)
     return 0
 
 

@@ -1,6 +1,6 @@
 /* test_api.c - contract of the context API: argument checks, failed evals
  * leaving the context untouched, version macros, the progress and log
- * callbacks, and thread-count independence of the logits. */
+ * callbacks.  (Logits for each thread count: test_logits.c.) */
 #include "tests.h"
 
 #include <stdio.h>
@@ -9,38 +9,14 @@
 
 #define MODEL "serial_mha_silu_glu"
 
-typedef struct fixture {
-    json_t *manifest;
-    const json_t *entry;
-    skl_model *model;
-    skl_hparams hp;
-    int32_t *tokens, n;
-} fixture;
-
-static void fixture_open(fixture *f, const char *name) {
-    memset(f, 0, sizeof *f);
-    f->manifest = test_manifest();
-    f->entry = test_find_model(f->manifest, name);
-    f->model = test_load(f->entry);
-    ck_assert_int_eq(skl_model_hparams(f->model, &f->hp, sizeof f->hp), SKL_OK);
-    f->tokens = test_tokens(f->entry, &f->n);
-    ck_assert_int_ge(f->n, 6);
+/* The model every test here opens (at least 6 tokens in its reference). */
+static void open_model(test_model *t) {
+    test_open_named(t, MODEL);
+    ck_assert_int_ge(t->n, 6);
 }
 
-static void fixture_close(fixture *f) {
-    free(f->tokens);
-    skl_model_free(f->model);
-    json_decref(f->manifest);
-}
-
-static skl_context *new_context(const fixture *f, int32_t n_ctx, bool logits_all) {
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.n_ctx = n_ctx;
-    cp.logits_all = logits_all;
-    skl_context *ctx = NULL;
-    ck_assert_msg(skl_context_create(f->model, &cp, &ctx) == SKL_OK, "context: %s", skl_last_error());
-    return ctx;
+static skl_context *new_context(const test_model *t, int32_t n_ctx, bool logits_all) {
+    return test_context(t->model, logits_all ? TEST_PREFILL : TEST_DECODE, n_ctx);
 }
 
 /* A copy of the current logits, to check a failed call left them alone. */
@@ -50,7 +26,7 @@ typedef struct snapshot {
     float *copy;
 } snapshot;
 
-static void snap(const fixture *f, const skl_context *ctx, snapshot *s) {
+static void snap(const test_model *f, const skl_context *ctx, snapshot *s) {
     s->n_past = skl_context_n_past(ctx);
     s->ptr = skl_logits(ctx, &s->rows);
     size_t n = (size_t)s->rows * f->hp.vocab_size;
@@ -59,7 +35,7 @@ static void snap(const fixture *f, const skl_context *ctx, snapshot *s) {
     if (n) memcpy(s->copy, s->ptr, n * sizeof(float));
 }
 
-static void assert_unchanged(const fixture *f, const skl_context *ctx, const snapshot *s, const char *what) {
+static void assert_unchanged(const test_model *f, const skl_context *ctx, const snapshot *s, const char *what) {
     int32_t rows = -1;
     const float *lg = skl_logits(ctx, &rows);
     ck_assert_msg(skl_context_n_past(ctx) == s->n_past, "%s: n_past %d -> %d", what, s->n_past,
@@ -71,21 +47,18 @@ static void assert_unchanged(const fixture *f, const skl_context *ctx, const sna
 }
 
 /* Context still usable and correct: the next token's logits match the reference. */
-static void assert_next_matches_ref(const fixture *f, skl_context *ctx) {
+static void assert_next_matches_ref(const test_model *f, skl_context *ctx) {
     int32_t pos = skl_context_n_past(ctx), rows;
     ck_assert_int_lt(pos, f->n);
     ck_assert_int_eq(skl_eval(ctx, &f->tokens[pos], 1), SKL_OK);
-    int64_t rr, cc;
-    double *ref = test_ref(f->entry, &rr, &cc);
     const float *lg = skl_logits(ctx, &rows);
-    double err = rel_error(lg + (size_t)(rows - 1) * f->hp.vocab_size, ref + (size_t)pos * cc, (size_t)cc);
-    ck_assert_msg(err < 1e-4, "logits after a failed eval: rel error %.3g", err);
-    free(ref);
+    test_check_ref(lg + (size_t)(rows - 1) * f->hp.vocab_size, f->hp.vocab_size, f->entry, pos, 1, TEST_TOL,
+                   "logits after a failed eval");
 }
 
 START_TEST(test_bad_token) {
-    fixture f;
-    fixture_open(&f, MODEL);
+    test_model f;
+    open_model(&f);
     skl_context *ctx = new_context(&f, 0, false);
     ck_assert_int_eq(skl_eval(ctx, f.tokens, 3), SKL_OK);
     snapshot s;
@@ -103,13 +76,13 @@ START_TEST(test_bad_token) {
     assert_next_matches_ref(&f, ctx);
     free(s.copy);
     skl_context_free(ctx);
-    fixture_close(&f);
+    test_close(&f);
 }
 END_TEST
 
 START_TEST(test_context_full) {
-    fixture f;
-    fixture_open(&f, MODEL);
+    test_model f;
+    open_model(&f);
     const int32_t n_ctx = 5;
     skl_context *ctx = new_context(&f, n_ctx, true);
     ck_assert_int_eq(skl_context_n_ctx(ctx), n_ctx);
@@ -132,13 +105,13 @@ START_TEST(test_context_full) {
     ck_assert_int_eq(skl_eval(ctx, f.tokens, n_ctx + 1), SKL_ERR_CONTEXT_FULL);
     ck_assert_int_eq(skl_context_n_past(ctx), 0);
     skl_context_free(ctx);
-    fixture_close(&f);
+    test_close(&f);
 }
 END_TEST
 
 START_TEST(test_eval_args) {
-    fixture f;
-    fixture_open(&f, MODEL);
+    test_model f;
+    open_model(&f);
     skl_context *ctx = new_context(&f, 0, false);
     ck_assert_int_eq(skl_eval(ctx, NULL, 1), SKL_ERR_INVALID_ARG);
     ck_assert_int_eq(skl_eval(ctx, f.tokens, 0), SKL_ERR_INVALID_ARG);
@@ -148,13 +121,13 @@ START_TEST(test_eval_args) {
     ck_assert_int_eq(skl_kv_truncate(NULL, 0), SKL_ERR_INVALID_ARG);
     ck_assert_int_eq(skl_kv_reset(NULL), SKL_ERR_INVALID_ARG);
     skl_context_free(ctx);
-    fixture_close(&f);
+    test_close(&f);
 }
 END_TEST
 
 START_TEST(test_context_params) {
-    fixture f;
-    fixture_open(&f, MODEL);
+    test_model f;
+    open_model(&f);
     skl_context_params cp;
     skl_context_params_init(&cp, sizeof cp);
     ck_assert_int_eq(cp.n_ctx, 0);
@@ -188,13 +161,13 @@ START_TEST(test_context_params) {
     cp.n_ctx = f.hp.max_position_embeddings;
     ck_assert_int_eq(skl_context_create(f.model, &cp, &ctx), SKL_OK);
     skl_context_free(ctx);
-    fixture_close(&f);
+    test_close(&f);
 }
 END_TEST
 
 START_TEST(test_logits_before_eval) {
-    fixture f;
-    fixture_open(&f, MODEL);
+    test_model f;
+    open_model(&f);
     skl_context *ctx = new_context(&f, 0, true);
     int32_t rows = 123;
     ck_assert_ptr_null(skl_logits(ctx, &rows));
@@ -208,7 +181,7 @@ START_TEST(test_logits_before_eval) {
     ck_assert_ptr_nonnull(skl_logits(ctx, &rows));
     ck_assert_int_eq(rows, 2);
     skl_context_free(ctx);
-    fixture_close(&f);
+    test_close(&f);
 }
 END_TEST
 
@@ -299,68 +272,17 @@ START_TEST(test_log_callback) {
 }
 END_TEST
 
-/* ------------------------------------------------------------- threads */
-
-static float *all_logits(const skl_model *m, const int32_t *toks, int32_t n, int32_t V, int32_t threads) {
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.n_threads = threads;
-    cp.logits_all = true;
-    skl_context *ctx = NULL;
-    ck_assert_int_eq(skl_context_create(m, &cp, &ctx), SKL_OK);
-    ck_assert_int_eq(skl_eval(ctx, toks, n), SKL_OK);
-    float *out = malloc((size_t)n * V * sizeof *out);
-    ck_assert_ptr_nonnull(out);
-    memcpy(out, skl_logits(ctx, NULL), (size_t)n * V * sizeof *out);
-    /* decode path too: one more token */
-    ck_assert_int_eq(skl_kv_truncate(ctx, n - 1), SKL_OK);
-    ck_assert_int_eq(skl_eval(ctx, &toks[n - 1], 1), SKL_OK);
-    memcpy(out + (size_t)(n - 1) * V, skl_logits(ctx, NULL), (size_t)V * sizeof *out);
-    skl_context_free(ctx);
-    return out;
-}
-
-START_TEST(test_threads_same_logits) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
-    int32_t n;
-    int32_t *toks = test_tokens(e, &n);
-    float *one = all_logits(m, toks, n, hp.vocab_size, 1);
-    float *two = all_logits(m, toks, n, hp.vocab_size, 2);
-    double err = rel_error_f(two, one, (size_t)n * hp.vocab_size);
-    ck_assert_msg(err < 1e-5, "%s: 1 vs 2 threads rel error %.3g", test_str(e, "name"), err);
-    free(one);
-    free(two);
-    free(toks);
-    skl_model_free(m);
-    json_decref(man);
-}
-END_TEST
-
 Suite *api_suite(void) {
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("context");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_bad_token);
-    tcase_add_test(tc, test_context_full);
-    tcase_add_test(tc, test_eval_args);
-    tcase_add_test(tc, test_context_params);
-    tcase_add_test(tc, test_logits_before_eval);
-    tcase_add_test(tc, test_version);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("callbacks");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_progress);
-    tcase_add_test(tc, test_log_callback);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("threads");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_loop_test(tc, test_threads_same_logits, 0, test_n_models());
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"context", test_bad_token, 0, 0},
+        {"context", test_context_full, 0, 0},
+        {"context", test_eval_args, 0, 0},
+        {"context", test_context_params, 0, 0},
+        {"context", test_logits_before_eval, 0, 0},
+        {"context", test_version, 0, 0},
+        {"callbacks", test_progress, 0, 0},
+        {"callbacks", test_log_callback, 0, 0},
+    };
+    return test_suite("api", tests, TEST_COUNT(tests));
 }

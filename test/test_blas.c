@@ -144,14 +144,13 @@ START_TEST(test_blas_auto_core_off) {
 END_TEST
 
 Suite *blas_suite(void) {
-    Suite *s = suite_create("blas");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_blas_info_null);
-    tcase_add_test(tc, test_blas_auto_core_off);
-    tcase_add_test(tc, test_blas_core_not_generic);
-    tcase_add_test(tc, test_blas_user_coretype_set_late);
-    tcase_add_test(tc, test_blas_sgemm_after_check);
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"core", test_blas_info_null, 0, 0},
+        {"core", test_blas_auto_core_off, 0, 0},
+        {"core", test_blas_core_not_generic, 0, 0},
+        {"core", test_blas_user_coretype_set_late, 0, 0},
+        {"core", test_blas_sgemm_after_check, 0, 0},
+    };
+    return test_suite("blas", tests, TEST_COUNT(tests));
 }

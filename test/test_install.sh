@@ -5,10 +5,12 @@ set -eu
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=/opt/skipless-test
+# The soname's major version, read from the header as the Makefile does.
+major=$(sed -n 's/^#define SKL_VERSION_MAJOR \([0-9][0-9]*\).*/\1/p' include/skipless.h)
+[ -n "$major" ] || { echo "install: no SKL_VERSION_MAJOR in include/skipless.h" >&2; exit 1; }
 make -s install PREFIX="$prefix" DESTDIR="$tmp/stage" >/dev/null
 root="$tmp/stage$prefix"
-major=$(sed -n 's/^#define SKL_VERSION_MAJOR \([0-9][0-9]*\).*/\1/p' include/skipless.h) # the one place it is written
-for f in include/skipless.h lib/libskipless.a lib/libskipless.so lib/libskipless.so.$major lib/pkgconfig/skipless.pc bin/skipless; do
+for f in include/skipless.h lib/libskipless.a lib/libskipless.so "lib/libskipless.so.$major" lib/pkgconfig/skipless.pc bin/skipless; do
     [ -e "$root/$f" ] || { echo "install: missing $f" >&2; exit 1; }
 done
 # The .pc file names the final prefix; point pkg-config at the staged copy.

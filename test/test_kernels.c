@@ -12,6 +12,7 @@
 #include "tests.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,10 +57,17 @@ static void *random_matrix(int dtype, size_t n) {
 
 static const int dtypes[3] = {SKL_DT_F32, SKL_DT_F16, SKL_DT_BF16};
 
-/* _i: variant id.  Variants the CPU lacks are skipped (checked by test_variants_selectable). */
+/* Force kernel variant id (a loop test's _i); false, and the test passes as
+ * skipped, when this CPU lacks it (test_variants_selectable checks which it has). */
+static bool use_variant(int id) {
+    if (!skl_kernels_supported(id)) return false;
+    ck_assert_int_eq(skl_kernels_force(id), 0);
+    return true;
+}
+
+/* _i: variant id. */
 START_TEST(test_gemv_vs_f64) {
-    if (!skl_kernels_supported(_i)) return;
-    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    if (!use_variant(_i)) return;
     static const int32_t rows_list[] = {1, 3, 4, 5, 7, 8, 13, 17, 37};
     static const int32_t cols_list[] = {1, 7, 8, 15, 16, 17, 31, 33, 47, 64, 100, 129, 515};
     for (int di = 0; di < 3; di++)
@@ -123,8 +131,7 @@ START_TEST(test_gemv_vs_f64) {
 END_TEST
 
 START_TEST(test_axpy_rows_vs_f64) {
-    if (!skl_kernels_supported(_i)) return;
-    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    if (!use_variant(_i)) return;
     static const int32_t rows_list[] = {1, 2, 9, 33};
     static const int32_t cols_list[] = {1, 5, 8, 12, 16, 24, 40, 64, 80, 100, 128, 200};
     for (size_t ri = 0; ri < 4; ri++)
@@ -159,8 +166,7 @@ END_TEST
 /* skl_softmax against exp in float64: every length's tail path, scores spread over a wide range
  * (some far below the max, where the vector exp's clamp at -87 shows), and nan propagation. */
 START_TEST(test_softmax_vs_f64) {
-    if (!skl_kernels_supported(_i)) return;
-    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    if (!use_variant(_i)) return;
     static const int32_t lens[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 301};
     static const float scales[] = {1.0f, 0.125f, 30.0f};
     for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
@@ -197,8 +203,7 @@ END_TEST
 
 /* All 65536 halves and bfloat16s widen exactly, through every variant's vector path. */
 START_TEST(test_widen_exhaustive) {
-    if (!skl_kernels_supported(_i)) return;
-    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    if (!use_variant(_i)) return;
     uint16_t *h = malloc(65536 * sizeof *h);
     float *f = malloc(65536 * sizeof *f);
     ck_assert(h && f);
@@ -271,51 +276,17 @@ END_TEST
 
 /* ---------------------------------------------------------- whole models */
 
-static float *model_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode, int threads, int V) {
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.logits_all = !decode;
-    cp.n_threads = threads;
-    skl_context *c;
-    ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
-    float *out = malloc((size_t)n * V * sizeof *out);
-    ck_assert_ptr_nonnull(out);
-    if (decode)
-        for (int32_t i = 0; i < n; i++) {
-            ck_assert_int_eq(skl_eval(c, &tok[i], 1), SKL_OK);
-            memcpy(out + (size_t)i * V, skl_logits(c, NULL), (size_t)V * sizeof *out);
-        }
-    else {
-        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
-        memcpy(out, skl_logits(c, NULL), (size_t)n * V * sizeof *out);
-    }
-    skl_context_free(c);
-    return out;
-}
-
 /* _i: variant.  Every model (F32, F16, BF16), prefill and decode, vs float64. */
 START_TEST(test_models_per_variant) {
-    if (!skl_kernels_supported(_i)) return;
-    ck_assert_int_eq(skl_kernels_force(_i), 0);
+    if (!use_variant(_i)) return;
     json_t *man = test_manifest();
     for (int k = 0; k < test_n_models(); k++) {
         const json_t *e = test_entry(man, "models", k);
         skl_model *m = test_load(e);
-        skl_hparams hp;
-        skl_model_hparams(m, &hp, sizeof hp);
-        int32_t n;
-        int32_t *tok = test_tokens(e, &n);
-        int64_t rows, cols;
-        double *ref = test_ref(e, &rows, &cols);
-        for (int decode = 0; decode < 2; decode++) {
-            float *lg = model_logits(m, tok, n, decode, 2, hp.vocab_size);
-            double err = rel_error(lg, ref, (size_t)n * hp.vocab_size);
-            ck_assert_msg(err < 1e-4, "%s (%s, %s): %s max rel error %.3g", test_str(e, "name"), test_str(e, "dtype"),
-                          skl_kernels_name(_i), decode ? "decode" : "prefill", err);
-            free(lg);
-        }
-        free(ref);
-        free(tok);
+        char what[128];
+        snprintf(what, sizeof what, "%s weights, %s kernels", test_str(e, "dtype"), skl_kernels_name(_i));
+        for (int decode = 0; decode < 2; decode++)
+            test_logits_vs_ref(m, e, (test_eval){.decode = decode, .n_threads = 2}, TEST_TOL, what);
         skl_model_free(m);
     }
     json_decref(man);
@@ -326,43 +297,33 @@ END_TEST
 /* Decode logits are bitwise identical for 1..4 threads; prefill logits are
  * bitwise identical between two runs with the same thread count. */
 START_TEST(test_thread_determinism) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
-    skl_model_hparams(m, &hp, sizeof hp);
-    int32_t n;
-    int32_t *tok = test_tokens(e, &n);
-    size_t bytes = (size_t)n * hp.vocab_size * sizeof(float);
-    float *d1 = model_logits(m, tok, n, 1, 1, hp.vocab_size);
-    for (int t = 2; t <= 4; t++) {
-        float *dt = model_logits(m, tok, n, 1, t, hp.vocab_size);
-        ck_assert_msg(memcmp(d1, dt, bytes) == 0, "%s: decode logits with %d threads differ from 1 thread",
-                      test_str(e, "name"), t);
-        free(dt);
+    test_model t;
+    test_open(&t, _i);
+    size_t bytes = (size_t)t.n * t.hp.vocab_size * sizeof(float);
+    float *d1 = test_logits(t.model, t.tokens, t.n, (test_eval){.decode = true, .n_threads = 1});
+    for (int k = 2; k <= 4; k++) {
+        float *dk = test_logits(t.model, t.tokens, t.n, (test_eval){.decode = true, .n_threads = k});
+        ck_assert_msg(memcmp(d1, dk, bytes) == 0, "%s: decode logits with %d threads differ from 1 thread", t.name, k);
+        free(dk);
     }
-    for (int t = 1; t <= 3; t++) {
-        float *a = model_logits(m, tok, n, 0, t, hp.vocab_size), *b = model_logits(m, tok, n, 0, t, hp.vocab_size);
-        ck_assert_msg(memcmp(a, b, bytes) == 0, "%s: two prefills with %d threads differ", test_str(e, "name"), t);
+    for (int k = 1; k <= 3; k++) {
+        float *a = test_logits(t.model, t.tokens, t.n, (test_eval){.n_threads = k}),
+              *b = test_logits(t.model, t.tokens, t.n, (test_eval){.n_threads = k});
+        ck_assert_msg(memcmp(a, b, bytes) == 0, "%s: two prefills with %d threads differ", t.name, k);
         free(a);
         free(b);
     }
     free(d1);
-    free(tok);
-    skl_model_free(m);
-    json_decref(man);
+    test_close(&t);
 }
 END_TEST
 
 /* skl_model_decode_bytes from the file's header alone: all tensor bytes, the
  * embedding counted as one row (plus in full when it is also the tied head). */
 START_TEST(test_decode_bytes) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
-    skl_model_hparams(m, &hp, sizeof hp);
-    json_t *h = test_st_header(e);
+    test_model t;
+    test_open(&t, _i);
+    json_t *h = test_st_header(t.entry);
     const char *key;
     json_t *val;
     uint64_t total = 0, embed = 0;
@@ -373,13 +334,12 @@ START_TEST(test_decode_bytes) {
         if (!strcmp(key, "model.embed_tokens.weight")) embed = bytes;
         else total += bytes;
     }
-    total += embed / (uint64_t)hp.vocab_size + (hp.tie_word_embeddings ? embed : 0);
-    ck_assert_msg(skl_model_decode_bytes(m) == total, "%s: decode bytes %llu, header gives %llu", test_str(e, "name"),
-                  (unsigned long long)skl_model_decode_bytes(m), (unsigned long long)total);
+    total += embed / (uint64_t)t.hp.vocab_size + (t.hp.tie_word_embeddings ? embed : 0);
+    ck_assert_msg(skl_model_decode_bytes(t.model) == total, "%s: decode bytes %llu, header gives %llu", t.name,
+                  (unsigned long long)skl_model_decode_bytes(t.model), (unsigned long long)total);
     ck_assert_uint_eq(skl_model_decode_bytes(NULL), 0);
     json_decref(h);
-    skl_model_free(m);
-    json_decref(man);
+    test_close(&t);
 }
 END_TEST
 
@@ -414,25 +374,18 @@ START_TEST(test_pool) {
 END_TEST
 
 Suite *kernels_suite(void) {
-    Suite *s = suite_create("kernels");
-    TCase *tc = tcase_create("variants");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_variants_selectable);
-    tcase_add_test(tc, test_narrow_rounding);
-    tcase_add_loop_test(tc, test_gemv_vs_f64, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_axpy_rows_vs_f64, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_softmax_vs_f64, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_widen_exhaustive, 0, SKL_KERN_COUNT);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("models");
-    tcase_set_timeout(tc, TEST_TIMEOUT * 3);
-    tcase_add_loop_test(tc, test_models_per_variant, 0, SKL_KERN_COUNT);
-    tcase_add_loop_test(tc, test_thread_determinism, 0, test_n_models());
-    tcase_add_loop_test(tc, test_decode_bytes, 0, test_n_models());
-    suite_add_tcase(s, tc);
-    tc = tcase_create("pool");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_pool);
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"variants", test_variants_selectable, 0, 0},
+        {"variants", test_narrow_rounding, 0, 0},
+        {"variants", test_gemv_vs_f64, SKL_KERN_COUNT, 0},
+        {"variants", test_axpy_rows_vs_f64, SKL_KERN_COUNT, 0},
+        {"variants", test_softmax_vs_f64, SKL_KERN_COUNT, 0},
+        {"variants", test_widen_exhaustive, SKL_KERN_COUNT, 0},
+        {"models", test_models_per_variant, SKL_KERN_COUNT, TEST_TIMEOUT * 3},
+        {"models", test_thread_determinism, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
+        {"models", test_decode_bytes, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
+        {"pool", test_pool, 0, 0},
+    };
+    return test_suite("kernels", tests, TEST_COUNT(tests));
 }

@@ -10,45 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The status codes, from the one list in skipless.h. */
 static const struct {
     const char *name;
     int code;
-} status_names[] = {
-    {"SKL_OK", SKL_OK},
-    {"SKL_ERR_INVALID_ARG", SKL_ERR_INVALID_ARG},
-    {"SKL_ERR_NOMEM", SKL_ERR_NOMEM},
-    {"SKL_ERR_IO", SKL_ERR_IO},
-    {"SKL_ERR_TRUNCATED", SKL_ERR_TRUNCATED},
-    {"SKL_ERR_HEADER_SIZE", SKL_ERR_HEADER_SIZE},
-    {"SKL_ERR_JSON", SKL_ERR_JSON},
-    {"SKL_ERR_DUPLICATE_KEY", SKL_ERR_DUPLICATE_KEY},
-    {"SKL_ERR_HEADER", SKL_ERR_HEADER},
-    {"SKL_ERR_DTYPE", SKL_ERR_DTYPE},
-    {"SKL_ERR_TENSOR_SIZE", SKL_ERR_TENSOR_SIZE},
-    {"SKL_ERR_OUT_OF_RANGE", SKL_ERR_OUT_OF_RANGE},
-    {"SKL_ERR_OVERLAP", SKL_ERR_OVERLAP},
-    {"SKL_ERR_GAP", SKL_ERR_GAP},
-    {"SKL_ERR_CONFIG", SKL_ERR_CONFIG},
-    {"SKL_ERR_SHAPE", SKL_ERR_SHAPE},
-    {"SKL_ERR_MISSING_TENSOR", SKL_ERR_MISSING_TENSOR},
-    {"SKL_ERR_UNEXPECTED_TENSOR", SKL_ERR_UNEXPECTED_TENSOR},
-    {"SKL_ERR_TOKEN", SKL_ERR_TOKEN},
-    {"SKL_ERR_CONTEXT_FULL", SKL_ERR_CONTEXT_FULL},
-    {"SKL_ERR_CANCELLED", SKL_ERR_CANCELLED},
-    {"SKL_ERR_MERGE_NOT_APPLICABLE", SKL_ERR_MERGE_NOT_APPLICABLE},
-    {"SKL_ERR_SINGULAR", SKL_ERR_SINGULAR},
-    {"SKL_ERR_ILL_CONDITIONED", SKL_ERR_ILL_CONDITIONED},
-    {"SKL_ERR_ALREADY_MERGED", SKL_ERR_ALREADY_MERGED},
-    {"SKL_ERR_UNSUPPORTED", SKL_ERR_UNSUPPORTED},
-    {"SKL_ERR_TOKENIZER", SKL_ERR_TOKENIZER},
-    {"SKL_ERR_NO_TOKENIZER", SKL_ERR_NO_TOKENIZER},
-    {"SKL_ERR_BUFFER_TOO_SMALL", SKL_ERR_BUFFER_TOO_SMALL},
+    const char *text;
+} status_list[] = {
+#define STATUS_ROW_(name, value, text) {#name, name, text},
+    SKL_STATUS_LIST(STATUS_ROW_)
+#undef STATUS_ROW_
 };
-#define N_STATUS ((int)(sizeof status_names / sizeof status_names[0]))
+#define N_STATUS ((int)TEST_COUNT(status_list))
 
+/* The code a manifest "expect" names. */
 static int status_of(const char *name) {
     for (int i = 0; i < N_STATUS; i++)
-        if (!strcmp(status_names[i].name, name)) return status_names[i].code;
+        if (!strcmp(status_list[i].name, name)) return status_list[i].code;
     ck_abort_msg("unknown status name %s in the manifest", name);
     return 1;
 }
@@ -97,7 +74,8 @@ START_TEST(test_bad_model) {
 END_TEST
 
 /* A model used in place from the file mapping (default) and one read onto
- * huge pages (use_mmap false) give bitwise identical logits. */
+ * huge pages (use_mmap false) give bitwise identical logits, both within the
+ * reference's tolerance. */
 START_TEST(test_use_mmap_same_logits) {
     json_t *man = test_manifest();
     const json_t *e = test_entry(man, "models", _i);
@@ -115,22 +93,11 @@ START_TEST(test_use_mmap_same_logits) {
         skl_hparams hp;
         ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
         vocab = hp.vocab_size;
-        skl_context_params cp;
-        skl_context_params_init(&cp, sizeof cp);
-        cp.n_threads = 1;
-        skl_context *c = NULL;
-        ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
-        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
-        int32_t rows = 0;
-        const float *lg = skl_logits(c, &rows);
-        ck_assert_ptr_nonnull(lg);
-        out[k] = malloc((size_t)vocab * sizeof(float));
-        ck_assert_ptr_nonnull(out[k]);
-        memcpy(out[k], lg, (size_t)vocab * sizeof(float));
-        skl_context_free(c);
+        out[k] = test_logits(m, tok, n, TEST_PREFILL);
+        test_check_ref(out[k], vocab, e, 0, n, TEST_TOL, k ? "use_mmap" : "no mmap");
         skl_model_free(m);
     }
-    ck_assert_msg(memcmp(out[0], out[1], (size_t)vocab * sizeof(float)) == 0, "%s: logits differ with use_mmap",
+    ck_assert_msg(memcmp(out[0], out[1], (size_t)n * vocab * sizeof(float)) == 0, "%s: logits differ with use_mmap",
                   test_str(e, "name"));
     free(out[0]);
     free(out[1]);
@@ -220,21 +187,34 @@ END_TEST
 
 /* ---------------------------------------------------------- status strings */
 
+/* Every code of SKL_STATUS_LIST: values contiguous 0, -1, .., -(N-1); its
+ * enumerator name from skl_status_name and its text from skl_strerror, each
+ * distinct; values outside the list rejected by both. */
 START_TEST(test_strerror) {
-    ck_assert_int_eq(N_STATUS, 29); /* SKL_OK .. SKL_ERR_BUFFER_TOO_SMALL */
+    ck_assert_int_ge(N_STATUS, 29); /* SKL_OK .. SKL_ERR_BUFFER_TOO_SMALL at least; codes are only ever added */
     for (int i = 0; i < N_STATUS; i++) {
-        ck_assert_int_eq(status_names[i].code, -i); /* pinned, contiguous values */
-        const char *s = skl_strerror(status_names[i].code);
+        const char *name = status_list[i].name;
+        ck_assert_msg(status_list[i].code == -i, "%s is %d, expected %d (pinned, contiguous values)", name,
+                      status_list[i].code, -i);
+        ck_assert_msg(skl_status_name(-i) && !strcmp(skl_status_name(-i), name), "skl_status_name(%d) is %s, not %s",
+                      -i, skl_status_name(-i) ? skl_status_name(-i) : "NULL", name);
+        const char *s = skl_strerror(-i);
         ck_assert_ptr_nonnull(s);
-        ck_assert_msg(s[0] != '\0', "%s: empty string", status_names[i].name);
-        ck_assert_msg(strcmp(s, "unknown status") != 0, "%s: \"unknown status\"", status_names[i].name);
-        for (int j = 0; j < i; j++)
-            ck_assert_msg(strcmp(s, skl_strerror(status_names[j].code)) != 0, "%s and %s share \"%s\"",
-                          status_names[i].name, status_names[j].name, s);
+        ck_assert_msg(s[0] != '\0', "%s: empty string", name);
+        ck_assert_msg(strcmp(s, "unknown status") != 0, "%s: \"unknown status\"", name);
+        ck_assert_msg(!strcmp(s, status_list[i].text), "%s: skl_strerror \"%s\", the list says \"%s\"", name, s,
+                      status_list[i].text);
+        for (int j = 0; j < i; j++) {
+            ck_assert_msg(strcmp(s, skl_strerror(-j)) != 0, "%s and %s share \"%s\"", name, status_list[j].name, s);
+            ck_assert_msg(strcmp(name, skl_status_name(-j)) != 0, "codes %d and %d share the name %s", -i, -j, name);
+        }
     }
-    const int unknown[] = {1, 2, -29, -30, -1000, INT_MIN, INT_MAX};
-    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
+    const int unknown[] = {1, 2, -N_STATUS, -N_STATUS - 1, -1000, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < TEST_COUNT(unknown); i++) {
         ck_assert_str_eq(skl_strerror(unknown[i]), "unknown status");
+        ck_assert_msg(skl_status_name(unknown[i]) == NULL, "skl_status_name(%d) is %s, expected NULL", unknown[i],
+                      skl_status_name(unknown[i]));
+    }
 }
 END_TEST
 
@@ -257,15 +237,15 @@ static const char *cfg_str(const json_t *cfg, const char *key, const char *def) 
 
 /* hparams of every model equal its config (Hugging Face defaults applied here). */
 START_TEST(test_hparams_match_config) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    const char *name = test_str(e, "name");
+    test_model t;
+    test_open(&t, _i);
+    const json_t *e = t.entry;
+    const char *name = t.name;
     json_t *cfg = test_model_config(e);
     json_t *hdr = test_st_header(e);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
+    skl_hparams hp; /* filled again here over a pattern, so a field it leaves alone shows */
     memset(&hp, 0x55, sizeof hp);
-    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
+    ck_assert_int_eq(skl_model_hparams(t.model, &hp, sizeof hp), SKL_OK);
 
     int d = cfg_int(cfg, "hidden_size", -1), H = cfg_int(cfg, "num_attention_heads", -1);
     int hd = cfg_int(cfg, "head_dim", d / H);
@@ -305,10 +285,9 @@ START_TEST(test_hparams_match_config) {
     ck_assert_int_eq(hp.tie_word_embeddings, test_has_feature(e, "tied"));
     ck_assert_int_eq(hp.use_rope, !test_has_feature(e, "nope"));
 
-    skl_model_free(m);
     json_decref(hdr);
     json_decref(cfg);
-    json_decref(man);
+    test_close(&t);
 }
 END_TEST
 
@@ -320,13 +299,13 @@ static int ends_with(const char *s, const char *suffix) {
 /* Weight counts equal the element counts of the header's tensors; has_proj
  * equals the presence of each projection tensor. */
 START_TEST(test_weight_counts_match_header) {
-    json_t *man = test_manifest();
-    const json_t *e = test_entry(man, "models", _i);
-    const char *name = test_str(e, "name");
+    test_model t;
+    test_open(&t, _i);
+    const json_t *e = t.entry;
+    const char *name = t.name;
+    const skl_model *m = t.model;
+    const skl_hparams hp = t.hp;
     json_t *hdr = test_st_header(e);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
 
     skl_weight_counts want;
     memset(&want, 0, sizeof want);
@@ -389,9 +368,8 @@ START_TEST(test_weight_counts_match_header) {
             snprintf(feat, sizeof feat, "no_%c", *w);
             ck_assert_int_eq(present, !test_has_feature(e, feat));
         }
-    skl_model_free(m);
     json_decref(hdr);
-    json_decref(man);
+    test_close(&t);
 }
 END_TEST
 
@@ -421,27 +399,18 @@ START_TEST(test_absent_projections) {
 END_TEST
 
 Suite *load_suite(void) {
-    Suite *s = suite_create("load");
-    TCase *tc = tcase_create("bad_models");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_bad_manifest_complete);
-    tcase_add_loop_test(tc, test_bad_model, 0, test_n_bad());
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("args");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_nonexistent_path);
-    tcase_add_test(tc, test_null_args);
-    tcase_add_test(tc, test_free_null);
-    tcase_add_test(tc, test_strerror);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("queries");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_loop_test(tc, test_hparams_match_config, 0, test_n_models());
-    tcase_add_loop_test(tc, test_weight_counts_match_header, 0, test_n_models());
-    tcase_add_test(tc, test_absent_projections);
-    tcase_add_loop_test(tc, test_use_mmap_same_logits, 0, test_n_models());
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"bad_models", test_bad_manifest_complete, 0, 0},
+        {"bad_models", test_bad_model, TEST_EACH_BAD, 0},
+        {"args", test_nonexistent_path, 0, 0},
+        {"args", test_null_args, 0, 0},
+        {"args", test_free_null, 0, 0},
+        {"args", test_strerror, 0, 0},
+        {"queries", test_hparams_match_config, TEST_EACH_MODEL, 0},
+        {"queries", test_weight_counts_match_header, TEST_EACH_MODEL, 0},
+        {"queries", test_absent_projections, 0, 0},
+        {"queries", test_use_mmap_same_logits, TEST_EACH_MODEL, 0},
+    };
+    return test_suite("load", tests, TEST_COUNT(tests));
 }

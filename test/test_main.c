@@ -2,7 +2,7 @@
  *
  *   SKL_TEST_MODELS=build/testmodels build/test/test_skipless
  *
- * Check's usual environment variables apply, e.g. CK_RUN_SUITE=sampling,
+ * Check's usual environment variables apply, e.g. CK_RUN_SUITE=generate,
  * CK_RUN_CASE=generate, CK_FORK=no (to debug in one process). */
 #include "tests.h"
 
@@ -17,6 +17,7 @@ int main(void) {
     srunner_add_suite(sr, load_suite());
     srunner_add_suite(sr, api_suite());
     srunner_add_suite(sr, sampling_suite());
+    srunner_add_suite(sr, generate_suite());
     srunner_add_suite(sr, merge_suite());
     srunner_add_suite(sr, tokenizer_suite());
     srunner_add_suite(sr, kernels_suite());

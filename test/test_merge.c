@@ -15,30 +15,6 @@ static const skl_removal removals[] = {SKL_REMOVE_AUTO, SKL_REMOVE_QP, SKL_REMOV
                                        SKL_REMOVE_VP,   SKL_REMOVE_Q,  SKL_REMOVE_P};
 #define N_REMOVALS 6
 
-/* All-position logits of tokens[n] (prefill) or their decode-path logits. */
-static float *run_logits(const skl_model *m, const int32_t *tok, int32_t n, int decode) {
-    skl_hparams hp;
-    skl_model_hparams(m, &hp, sizeof hp);
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.logits_all = !decode;
-    skl_context *c;
-    ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
-    float *out = malloc((size_t)n * hp.vocab_size * sizeof *out);
-    ck_assert_ptr_nonnull(out);
-    if (decode) {
-        for (int32_t i = 0; i < n; i++) {
-            ck_assert_int_eq(skl_eval(c, &tok[i], 1), SKL_OK);
-            memcpy(out + (size_t)i * hp.vocab_size, skl_logits(c, NULL), (size_t)hp.vocab_size * sizeof *out);
-        }
-    } else {
-        ck_assert_int_eq(skl_eval(c, tok, n), SKL_OK);
-        memcpy(out, skl_logits(c, NULL), (size_t)n * hp.vocab_size * sizeof *out);
-    }
-    skl_context_free(c);
-    return out;
-}
-
 typedef struct { int32_t toks[128]; int32_t n; } collected;
 static int collect(int32_t t, const char *piece, void *ud) {
     (void)piece;
@@ -54,12 +30,8 @@ static void greedy64(const skl_model *m, int32_t first, collected *out) {
     skl_context *c;
     ck_assert_int_eq(skl_context_create(m, &cp, &c), SKL_OK);
     skl_generate_params gp;
-    skl_generate_params_init(&gp, sizeof gp);
     skl_sampler_params gp_sp;
-    skl_sampler_params_init(&gp_sp, sizeof gp_sp);
-    gp.sampling = &gp_sp;
-    gp_sp.temperature = 0.0f;
-    gp.max_tokens = 64;
+    test_generate_params(&gp, &gp_sp, 64, 0.0f);
     out->n = 0;
     skl_generate_result res;
     ck_assert_int_eq(skl_generate(c, &first, 1, &gp, collect, out, &res, sizeof res), SKL_OK);
@@ -79,14 +51,41 @@ static uint64_t expected_removed(const skl_hparams *hp, skl_removal r) {
     }
 }
 
+/* Weights file of a saved model at `path` (directory or .safetensors). */
+static json_t *saved_header(const char *path) {
+    char p[300];
+    size_t n = strlen(path);
+    if (n > 12 && !strcmp(path + n - 12, ".safetensors")) snprintf(p, sizeof p, "%s", path);
+    else snprintf(p, sizeof p, "%s/model.safetensors", path);
+    return test_st_header_path(p);
+}
+
+static const char *dtype_of(const json_t *hdr, const char *tensor) {
+    const json_t *t = json_object_get(hdr, tensor);
+    return t ? json_string_value(json_object_get(t, "dtype")) : NULL;
+}
+
+static void rm_rf(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Save m into a fresh directory dir (char[32]) of /tmp: as the single file
+ * dir/m.safetensors or the directory dir/m (path, char[256]); SKL_SAVE_AUTO. */
+static void save_tmp(const skl_model *m, bool single_file, char *dir, char *path) {
+    snprintf(dir, 32, "/tmp/skl_merge_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, 256, "%s/%s", dir, single_file ? "m.safetensors" : "m");
+    ck_assert_int_eq(skl_model_save(m, path, SKL_SAVE_AUTO), SKL_OK);
+}
+
 START_TEST(test_merge_every_model) {
     json_t *man = test_manifest();
     const json_t *e = test_entry(man, "models", _i);
     skl_model *m = test_load(e);
     int32_t n;
     int32_t *tok = test_tokens(e, &n);
-    int64_t rr, rc_;
-    double *ref = test_ref(e, &rr, &rc_);
     skl_hparams hp;
     skl_model_hparams(m, &hp, sizeof hp);
     collected orig_greedy;
@@ -114,25 +113,23 @@ START_TEST(test_merge_every_model) {
         ck_assert_int_eq(rep->n_layers, hp.num_hidden_layers);
         ck_assert(rep->max_condition >= 1.0 && rep->max_residual < 1e-5);
         /* merged logits against the float64 reference of the ORIGINAL model */
-        float *pre = run_logits(mm, tok, n, 0), *dec = run_logits(mm, tok, n, 1);
-        double ep = rel_error(pre, ref, (size_t)(rr * rc_)), ed = rel_error(dec, ref, (size_t)(rr * rc_));
-        ck_assert_msg(ep < 1e-4 && ed < 1e-4, "%s/%s: merged vs reference: prefill %g decode %g", name,
-                      skl_removal_name(rep->removal), ep, ed);
+        char what[64];
+        snprintf(what, sizeof what, "merged %s", skl_removal_name(rep->removal));
+        float *pre = test_logits(mm, tok, n, TEST_PREFILL);
+        test_check_ref(pre, hp.vocab_size, e, 0, n, TEST_TOL, what);
+        test_logits_vs_ref(mm, e, TEST_DECODE, TEST_TOL, what);
         /* greedy generation of 64 tokens is identical */
         collected mg;
         greedy64(mm, tok[0], &mg);
         ck_assert_msg(memcmp(mg.toks, orig_greedy.toks, 64 * sizeof(int32_t)) == 0, "%s/%s: greedy tokens differ",
                       name, skl_removal_name(rep->removal));
         /* saved and loaded back: same logits, projections absent, merge recorded */
-        char dir[] = "/tmp/skl_merge_XXXXXX";
-        ck_assert_ptr_nonnull(mkdtemp(dir));
-        char path[256];
-        snprintf(path, sizeof path, "%s/%s", dir, k % 2 ? "m.safetensors" : "m");
-        ck_assert_int_eq(skl_model_save(mm, path, SKL_SAVE_AUTO), SKL_OK);
+        char dir[32], path[256];
+        save_tmp(mm, k % 2, dir, path);
         skl_model *back;
         ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
-        float *pb = run_logits(back, tok, n, 0);
-        ck_assert_msg(rel_error_f(pb, pre, (size_t)(rr * rc_)) < 1e-6, "%s: reloaded logits differ", name);
+        float *pb = test_logits(back, tok, n, TEST_PREFILL);
+        ck_assert_msg(rel_error_f(pb, pre, (size_t)n * hp.vocab_size) < 1e-6, "%s: reloaded logits differ", name);
         for (int32_t l = 0; l < hp.num_hidden_layers; l++) {
             ck_assert_int_eq(skl_model_has_proj(back, l, 'q'), skl_model_has_proj(mm, l, 'q'));
             ck_assert_int_eq(skl_model_has_proj(back, l, 'o'), skl_model_has_proj(mm, l, 'o'));
@@ -148,19 +145,13 @@ START_TEST(test_merge_every_model) {
         ck_assert_ptr_null(m2);
         skl_model_free(back);
         free(pb);
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        ck_assert_int_eq(system(cmd), 0);
+        rm_rf(dir);
         /* the source model is untouched */
-        float *again_orig = run_logits(m, tok, n, 0);
-        ck_assert(rel_error(again_orig, ref, (size_t)(rr * rc_)) < 1e-4);
-        free(again_orig);
+        test_logits_vs_ref(m, e, TEST_PREFILL, TEST_TOL, "the source model after a merge");
         free(pre);
-        free(dec);
         skl_merge_report_free(rep);
         skl_model_free(mm);
     }
-    free(ref);
     free(tok);
     skl_model_free(m);
     json_decref(man);
@@ -194,26 +185,6 @@ END_TEST
 
 /* --- storage dtypes ----------------------------------------------------- */
 
-/* Weights file of a saved model at `path` (directory or .safetensors). */
-static json_t *saved_header(const char *path) {
-    char p[300];
-    size_t n = strlen(path);
-    if (n > 12 && !strcmp(path + n - 12, ".safetensors")) snprintf(p, sizeof p, "%s", path);
-    else snprintf(p, sizeof p, "%s/model.safetensors", path);
-    return test_st_header_path(p);
-}
-
-static const char *dtype_of(const json_t *hdr, const char *tensor) {
-    const json_t *t = json_object_get(hdr, tensor);
-    return t ? json_string_value(json_object_get(t, "dtype")) : NULL;
-}
-
-static void rm_rf(const char *dir) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 /* Saving keeps every tensor's file dtype; the reloaded model gives the same logits bit for bit. */
 START_TEST(test_save_keeps_dtype) {
     json_t *man = test_manifest();
@@ -224,10 +195,8 @@ START_TEST(test_save_keeps_dtype) {
     int32_t *tok = test_tokens(e, &n);
     skl_hparams hp;
     skl_model_hparams(m, &hp, sizeof hp);
-    char dir[] = "/tmp/skl_save_XXXXXX", path[256];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/%s", dir, _i % 2 ? "m.safetensors" : "m");
-    ck_assert_int_eq(skl_model_save(m, path, SKL_SAVE_AUTO), SKL_OK);
+    char dir[32], path[256];
+    save_tmp(m, _i % 2, dir, path);
     json_t *orig = test_st_header(e), *saved = saved_header(path);
     const char *key;
     json_t *val;
@@ -243,7 +212,7 @@ START_TEST(test_save_keeps_dtype) {
     skl_model *back;
     ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
     ck_assert_uint_eq(skl_model_decode_bytes(back), skl_model_decode_bytes(m));
-    float *a = run_logits(m, tok, n, 0), *b = run_logits(back, tok, n, 0);
+    float *a = test_logits(m, tok, n, TEST_PREFILL), *b = test_logits(back, tok, n, TEST_PREFILL);
     ck_assert_msg(memcmp(a, b, (size_t)n * hp.vocab_size * sizeof *a) == 0, "%s: reloaded logits differ", name);
     free(a);
     free(b);
@@ -257,17 +226,6 @@ START_TEST(test_save_keeps_dtype) {
 }
 END_TEST
 
-/* Relative logit error tolerated when the merged (changed) tensors are stored
- * in dtype: 8 unit roundoffs of F16 (2^-11) or BF16 (2^-8).  Rounding perturbs
- * each changed weight by up to one unit roundoff and the logits of these 2-3
- * layer models by a few (measured: at most 4.1 for F16, 4.3 for BF16 over the
- * seeded models).  F32 storage: the 1e-4 of every logits test. */
-static double storage_tol(const char *dt) {
-    if (!strcmp(dt, "F16")) return 8 * 0x1.0p-11;
-    if (!strcmp(dt, "BF16")) return 8 * 0x1.0p-8;
-    return 1e-4;
-}
-
 /* _i: model.  Merge (auto) storing the changed tensors as F16, BF16 and SAME. */
 START_TEST(test_merge_dtype) {
     json_t *man = test_manifest();
@@ -276,8 +234,8 @@ START_TEST(test_merge_dtype) {
     skl_model *m = test_load(e);
     int32_t n;
     int32_t *tok = test_tokens(e, &n);
-    int64_t rr, rc_;
-    double *ref = test_ref(e, &rr, &rc_);
+    skl_hparams hp;
+    skl_model_hparams(m, &hp, sizeof hp);
     static const skl_dtype want[3] = {SKL_DTYPE_F16, SKL_DTYPE_BF16, SKL_DTYPE_SAME};
     static const char *const names[3] = {"F16", "BF16", NULL};
     for (int k = 0; k < 3; k++) {
@@ -291,21 +249,20 @@ START_TEST(test_merge_dtype) {
         int rc = skl_model_merge(m, &mp, &mm, &rep);
         if (rc == SKL_ERR_MERGE_NOT_APPLICABLE || rc == SKL_ERR_ALREADY_MERGED) break;
         ck_assert_msg(rc == SKL_OK, "%s: merge to %s: %s", name, dt, skl_last_error());
-        double tol = storage_tol(dt);
+        double tol = test_storage_tol(dt); /* the tolerance rule (tests.h) */
         ck_assert_msg(rep->verify_error >= 0 && rep->verify_error < tol, "%s -> %s: verify error %g (tolerance %g)",
                       name, dt, rep->verify_error, tol);
         if (strcmp(dt, "F32") != 0) /* the stored rounding shows in the report */
             ck_assert_msg(rep->verify_error > 1e-7 && rep->max_residual > 1e-6, "%s -> %s: verify %g residual %g", name,
                           dt, rep->verify_error, rep->max_residual);
-        float *pre = run_logits(mm, tok, n, 0), *dec = run_logits(mm, tok, n, 1);
-        double ep = rel_error(pre, ref, (size_t)(rr * rc_)), ed = rel_error(dec, ref, (size_t)(rr * rc_));
-        ck_assert_msg(ep < tol && ed < tol, "%s -> %s: merged vs reference of the original: prefill %.3g decode %.3g "
-                      "(tolerance %g)", name, dt, ep, ed, tol);
+        char what[64];
+        snprintf(what, sizeof what, "merged, changed tensors stored as %s", dt);
+        float *pre = test_logits(mm, tok, n, TEST_PREFILL);
+        test_check_ref(pre, hp.vocab_size, e, 0, n, tol, what);
+        test_logits_vs_ref(mm, e, TEST_DECODE, tol, what);
         /* saved: unchanged tensors keep the file dtype, changed ones have the requested one */
-        char dir[] = "/tmp/skl_mdt_XXXXXX", path[256];
-        ck_assert_ptr_nonnull(mkdtemp(dir));
-        snprintf(path, sizeof path, "%s/%s", dir, k % 2 ? "m.safetensors" : "m");
-        ck_assert_int_eq(skl_model_save(mm, path, SKL_SAVE_AUTO), SKL_OK);
+        char dir[32], path[256];
+        save_tmp(mm, k % 2, dir, path);
         json_t *orig = test_st_header(e), *saved = saved_header(path);
         const char *key;
         json_t *val;
@@ -321,16 +278,15 @@ START_TEST(test_merge_dtype) {
         ck_assert_msg(n_dt > 0, "%s -> %s: no tensor saved as %s", name, dt, dt);
         skl_model *back;
         ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
-        float *pb = run_logits(back, tok, n, 0);
-        ck_assert_msg(memcmp(pb, pre, (size_t)(rr * rc_) * sizeof *pb) == 0, "%s -> %s: reloaded logits differ", name,
-                      dt);
+        float *pb = test_logits(back, tok, n, TEST_PREFILL);
+        ck_assert_msg(memcmp(pb, pre, (size_t)n * hp.vocab_size * sizeof *pb) == 0, "%s -> %s: reloaded logits differ",
+                      name, dt);
         free(pb);
         skl_model_free(back);
         json_decref(orig);
         json_decref(saved);
         rm_rf(dir);
         free(pre);
-        free(dec);
         skl_merge_report_free(rep);
         skl_model_free(mm);
     }
@@ -342,7 +298,6 @@ START_TEST(test_merge_dtype) {
     ck_assert_int_eq(skl_model_merge(m, &bad, &mm, NULL), SKL_ERR_INVALID_ARG);
     ck_assert_ptr_null(mm);
     ck_assert_ptr_nonnull(strstr(skl_last_error(), "dtype"));
-    free(ref);
     free(tok);
     skl_model_free(m);
     json_decref(man);
@@ -543,17 +498,16 @@ START_TEST(test_plan_paper_table) {
 END_TEST
 
 Suite *merge_suite(void) {
-    Suite *s = suite_create("merge");
-    TCase *tc = tcase_create("merge");
-    tcase_set_timeout(tc, TEST_TIMEOUT * 3);
-    tcase_add_loop_test(tc, test_merge_every_model, 0, test_n_models());
-    tcase_add_loop_test(tc, test_merge_dtype, 0, test_n_models());
-    tcase_add_loop_test(tc, test_save_keeps_dtype, 0, test_n_models());
-    tcase_add_test(tc, test_merge_coverage);
-    tcase_add_test(tc, test_refusals);
-    tcase_add_test(tc, test_cancel);
-    tcase_add_test(tc, test_singular_and_ill_conditioned);
-    tcase_add_test(tc, test_plan_paper_table);
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"merge", test_merge_every_model, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
+        {"merge", test_merge_dtype, TEST_EACH_MODEL, 0},
+        {"merge", test_save_keeps_dtype, TEST_EACH_MODEL, 0},
+        {"merge", test_merge_coverage, 0, 0},
+        {"merge", test_refusals, 0, 0},
+        {"merge", test_cancel, 0, 0},
+        {"merge", test_singular_and_ill_conditioned, 0, 0},
+        {"merge", test_plan_paper_table, 0, 0},
+    };
+    return test_suite("merge", tests, TEST_COUNT(tests));
 }

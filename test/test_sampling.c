@@ -1,6 +1,6 @@
-/* test_sampling.c - skl_sample (greedy, seeding, top-k, top-p, temperature,
- * frequencies, argument checks) and skl_generate against loops written here
- * with skl_eval + argmax / skl_sample. */
+/* test_sampling.c - skl_sample: greedy, seeding, the documented RNG, top-k,
+ * top-p, temperature frequencies, argument checks.  (skl_generate:
+ * test_generate.c.) */
 #include "tests.h"
 
 #include <math.h>
@@ -38,18 +38,10 @@ static skl_sampler *new_sampler(float temperature, int32_t top_k, float top_p, u
     return s;
 }
 
-static int32_t sample1(skl_sampler *s, const float *logits, int32_t n) {
-    int32_t tok = -1;
-    int rc = skl_sample(s, logits, n, &tok);
-    ck_assert_msg(rc == SKL_OK, "skl_sample: %s (%s)", skl_strerror(rc), skl_last_error());
-    ck_assert_msg(tok >= 0 && tok < n, "sampled token %d outside [0, %d)", tok, n);
-    return tok;
-}
-
 /* Draw `draws` tokens into counts[n]. */
 static void histogram(skl_sampler *s, const float *logits, int32_t n, int draws, int *counts) {
     memset(counts, 0, (size_t)n * sizeof *counts);
-    for (int i = 0; i < draws; i++) counts[sample1(s, logits, n)]++;
+    for (int i = 0; i < draws; i++) counts[test_sample(s, logits, n)]++;
 }
 
 /* -------------------------------------------------------------- sampler */
@@ -81,57 +73,43 @@ START_TEST(test_greedy_random) {
         int32_t best = 0;
         for (int32_t i = 1; i < V; i++)
             if (x[i] > x[best]) best = i;
-        ck_assert_int_eq(sample1(s, x, V), best);
+        ck_assert_int_eq(test_sample(s, x, V), best);
     }
     /* ties: the lowest id wins */
     random_logits(x, V, -5.0, 5.0);
     x[900] = x[17] = x[600] = 6.0f;
-    ck_assert_int_eq(sample1(s, x, V), 17);
+    ck_assert_int_eq(test_sample(s, x, V), 17);
     /* a single token and negative logits */
     float one = -3.0f;
-    ck_assert_int_eq(sample1(s, &one, 1), 0);
+    ck_assert_int_eq(test_sample(s, &one, 1), 0);
     float neg[3] = {-7.0f, -2.0f, -2.5f};
-    ck_assert_int_eq(sample1(s, neg, 3), 1);
+    ck_assert_int_eq(test_sample(s, neg, 3), 1);
     skl_sampler_free(s);
 }
 END_TEST
 
 START_TEST(test_greedy_model_logits) {
-    json_t *man = test_manifest();
-    const json_t *e = test_find_model(man, MODEL);
-    skl_model *m = test_load(e);
-    skl_hparams hp;
-    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
-    int32_t n, rows;
-    int32_t *toks = test_tokens(e, &n);
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.logits_all = true;
-    skl_context *ctx = NULL;
-    ck_assert_int_eq(skl_context_create(m, &cp, &ctx), SKL_OK);
-    ck_assert_int_eq(skl_eval(ctx, toks, n), SKL_OK);
-    const float *lg = skl_logits(ctx, &rows);
-    ck_assert_int_eq(rows, n);
+    test_model t;
+    test_open_named(&t, MODEL);
+    int32_t V = t.hp.vocab_size;
+    float *lg = test_logits(t.model, t.tokens, t.n, TEST_PREFILL);
     /* and against the reference's argmax, which is independent of the library */
     int64_t rr, cc;
-    double *ref = test_ref(e, &rr, &cc);
+    double *ref = test_ref(t.entry, &rr, &cc);
+    ck_assert_int_eq(cc, V);
     skl_sampler *s = new_sampler(0.0f, 0, 1.0f, 7);
-    for (int32_t r = 0; r < rows; r++) {
-        const float *row = lg + (size_t)r * hp.vocab_size;
-        int32_t tok = sample1(s, row, hp.vocab_size);
-        ck_assert_int_eq(tok, argmax_f(row, hp.vocab_size));
+    for (int32_t r = 0; r < t.n; r++) {
+        const float *row = lg + (size_t)r * V;
+        int32_t tok = test_sample(s, row, V);
+        ck_assert_int_eq(tok, argmax_f(row, V));
         const double *rrow = ref + (size_t)r * cc;
-        int32_t rbest = 0;
-        for (int32_t i = 1; i < cc; i++)
-            if (rrow[i] > rrow[rbest]) rbest = i;
+        int32_t rbest = argmax_d(rrow, V);
         ck_assert_msg(rrow[rbest] - rrow[tok] < 1e-3, "row %d: greedy %d, reference argmax %d", r, tok, rbest);
     }
     skl_sampler_free(s);
     free(ref);
-    skl_context_free(ctx);
-    free(toks);
-    skl_model_free(m);
-    json_decref(man);
+    free(lg);
+    test_close(&t);
 }
 END_TEST
 
@@ -144,7 +122,7 @@ START_TEST(test_seed) {
     int differ = 0, distinct = 0;
     int seen[V] = {0};
     for (int i = 0; i < DRAWS; i++) {
-        int32_t ta = sample1(a, x, V), tb = sample1(b, x, V), tc = sample1(c, x, V);
+        int32_t ta = test_sample(a, x, V), tb = test_sample(b, x, V), tc = test_sample(c, x, V);
         ck_assert_msg(ta == tb, "draw %d: same seed gave %d and %d", i, ta, tb);
         differ += ta != tc;
         distinct += !seen[ta]++;
@@ -201,10 +179,10 @@ START_TEST(test_documented_rng) {
             }
         }
         if (fabs(u - 0.4) < 1e-6 || fabs(u - 0.7) < 1e-6 || fabs(u - 0.9) < 1e-6) {
-            sample1(s, x, 4); /* too close to a boundary for float probabilities */
+            test_sample(s, x, 4); /* too close to a boundary for float probabilities */
             continue;
         }
-        ck_assert_msg(sample1(s, x, 4) == want, "draw %d (u = %.9f): expected token %d", i, u, want);
+        ck_assert_msg(test_sample(s, x, 4) == want, "draw %d (u = %.9f): expected token %d", i, u, want);
     }
     skl_sampler_free(s);
 }
@@ -362,311 +340,19 @@ START_TEST(test_invalid_sample_args) {
 }
 END_TEST
 
-/* ------------------------------------------------------------- generate */
-
-typedef struct gen_fixture {
-    json_t *manifest;
-    skl_model *model;
-    skl_hparams hp;
-    int32_t *tokens, n;
-} gen_fixture;
-
-static void gen_open(gen_fixture *f) {
-    memset(f, 0, sizeof *f);
-    f->manifest = test_manifest();
-    const json_t *e = test_find_model(f->manifest, MODEL);
-    f->model = test_load(e);
-    ck_assert_int_eq(skl_model_hparams(f->model, &f->hp, sizeof f->hp), SKL_OK);
-    f->tokens = test_tokens(e, &f->n);
-    ck_assert_int_ge(f->n, 5);
-}
-
-static void gen_close(gen_fixture *f) {
-    free(f->tokens);
-    skl_model_free(f->model);
-    json_decref(f->manifest);
-}
-
-static skl_context *gen_context(const gen_fixture *f, int32_t n_ctx) {
-    skl_context_params cp;
-    skl_context_params_init(&cp, sizeof cp);
-    cp.n_ctx = n_ctx;
-    skl_context *ctx = NULL;
-    ck_assert_int_eq(skl_context_create(f->model, &cp, &ctx), SKL_OK);
-    return ctx;
-}
-
-/* The test's own generation loop: eval the prompt, then sample (argmax when
- * sampler is NULL) and eval one token at a time. */
-static void reference_generate(const gen_fixture *f, const int32_t *prompt, int32_t n_prompt, int32_t steps,
-                               skl_sampler *sampler, int32_t *out) {
-    skl_context *ctx = gen_context(f, 0);
-    ck_assert_int_eq(skl_eval(ctx, prompt, n_prompt), SKL_OK);
-    for (int32_t i = 0; i < steps; i++) {
-        int32_t rows;
-        const float *lg = skl_logits(ctx, &rows);
-        ck_assert_int_eq(rows, 1);
-        out[i] = sampler ? sample1(sampler, lg, f->hp.vocab_size) : argmax_f(lg, f->hp.vocab_size);
-        if (i + 1 < steps) ck_assert_int_eq(skl_eval(ctx, &out[i], 1), SKL_OK);
-    }
-    skl_context_free(ctx);
-}
-
-typedef struct recorder {
-    int32_t toks[256];
-    int n, stop_after, null_piece;
-} recorder;
-
-static int on_token(int32_t token, const char *piece, void *user_data) {
-    recorder *r = user_data;
-    ck_assert_int_lt(r->n, 256);
-    r->toks[r->n++] = token;
-    if (piece == NULL) r->null_piece++;
-    return r->stop_after > 0 && r->n >= r->stop_after;
-}
-
-/* The sampler settings greedy_params() points to (one test at a time per process). */
-static skl_sampler_params greedy_sp;
-
-static skl_generate_params greedy_params(int32_t max_tokens) {
-    skl_generate_params gp;
-    skl_generate_params_init(&gp, sizeof gp);
-    skl_sampler_params_init(&greedy_sp, sizeof greedy_sp);
-    gp.sampling = &greedy_sp;
-    greedy_sp.temperature = 0.0f;
-    gp.max_tokens = max_tokens;
-    return gp;
-}
-
-static void assert_tokens_eq(const int32_t *got, const int32_t *want, int n, const char *what) {
-    for (int i = 0; i < n; i++)
-        ck_assert_msg(got[i] == want[i], "%s: token %d is %d, expected %d", what, i, got[i], want[i]);
-}
-
-START_TEST(test_generate_greedy) {
-    gen_fixture f;
-    gen_open(&f);
-    enum { P = 4, STEPS = 16 };
-    int32_t want[STEPS];
-    reference_generate(&f, f.tokens, P, STEPS, NULL, want);
-    skl_context *ctx = gen_context(&f, 0);
-    skl_generate_params gp = greedy_params(STEPS);
-    recorder r = {{0}, 0, 0, 0};
-    skl_generate_result res;
-    memset(&res, 0x55, sizeof res);
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, &r, &res, sizeof res), SKL_OK);
-    ck_assert_int_eq(r.n, STEPS);
-    ck_assert_int_eq(r.null_piece, STEPS); /* no tokenizer: piece is NULL */
-    assert_tokens_eq(r.toks, want, STEPS, "greedy generate");
-    ck_assert_int_eq(res.n_generated, STEPS);
-    ck_assert_int_eq(res.stop_reason, SKL_STOP_MAX_TOKENS);
-    ck_assert_int_eq(res.stop_token, -1);
-    ck_assert(res.prompt_seconds >= 0.0 && res.decode_seconds >= 0.0);
-    skl_context_free(ctx);
-
-    /* The prompt is appended to what the context holds: split it in two. */
-    ctx = gen_context(&f, 0);
-    ck_assert_int_eq(skl_eval(ctx, f.tokens, 2), SKL_OK);
-    r.n = 0;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens + 2, P - 2, &gp, on_token, &r, NULL, 0), SKL_OK);
-    ck_assert_int_eq(r.n, STEPS);
-    assert_tokens_eq(r.toks, want, STEPS, "generate after a partial eval");
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_seeded) {
-    gen_fixture f;
-    gen_open(&f);
-    enum { P = 4, STEPS = 20 };
-    skl_generate_params gp;
-    skl_generate_params_init(&gp, sizeof gp);
-    skl_sampler_params gp_sp;
-    skl_sampler_params_init(&gp_sp, sizeof gp_sp);
-    gp.sampling = &gp_sp;
-    gp_sp.temperature = 1.0f;
-    gp_sp.top_k = 0;
-    gp_sp.top_p = 1.0f;
-    gp_sp.seed = 987654321;
-    gp.max_tokens = STEPS;
-    recorder r1 = {{0}, 0, 0, 0}, r2 = {{0}, 0, 0, 0};
-    for (int run = 0; run < 2; run++) {
-        skl_context *ctx = gen_context(&f, 0);
-        ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, run ? &r2 : &r1, NULL, 0), SKL_OK);
-        skl_context_free(ctx);
-    }
-    ck_assert_int_eq(r1.n, STEPS);
-    ck_assert_int_eq(r2.n, STEPS);
-    assert_tokens_eq(r2.toks, r1.toks, STEPS, "same seed, second run");
-    /* and equal to a skl_sample loop with a sampler of the same parameters */
-    skl_sampler *s = NULL;
-    ck_assert_int_eq(skl_sampler_create(gp.sampling, &s), SKL_OK);
-    int32_t want[STEPS];
-    reference_generate(&f, f.tokens, P, STEPS, s, want);
-    assert_tokens_eq(r1.toks, want, STEPS, "generate vs skl_sample loop");
-    skl_sampler_free(s);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_callback_stop) {
-    gen_fixture f;
-    gen_open(&f);
-    int32_t want[8];
-    reference_generate(&f, f.tokens, 4, 8, NULL, want);
-    skl_context *ctx = gen_context(&f, 0);
-    skl_generate_params gp = greedy_params(8);
-    recorder r = {{0}, 0, 3, 0};
-    skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res, sizeof res), SKL_OK);
-    ck_assert_int_eq(r.n, 3);
-    ck_assert_int_eq(res.n_generated, 3);
-    ck_assert_int_eq(res.stop_reason, SKL_STOP_CALLBACK);
-    ck_assert_int_eq(res.stop_token, -1);
-    assert_tokens_eq(r.toks, want, 3, "stopped by the callback");
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_stop_token) {
-    gen_fixture f;
-    gen_open(&f);
-    enum { STEPS = 8 };
-    int32_t want[STEPS];
-    reference_generate(&f, f.tokens, 4, STEPS, NULL, want);
-    int32_t stop = want[3], first = 0;
-    while (want[first] != stop) first++; /* greedy may have produced it earlier */
-    int32_t stops[3] = {f.hp.vocab_size + 7, stop, -3}; /* tokens never produced are harmless */
-    skl_context *ctx = gen_context(&f, 0);
-    skl_generate_params gp = greedy_params(STEPS);
-    gp.stop_tokens = stops;
-    gp.n_stop_tokens = 3;
-    recorder r = {{0}, 0, 0, 0};
-    skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res, sizeof res), SKL_OK);
-    ck_assert_int_eq(res.stop_reason, SKL_STOP_STOP_TOKEN);
-    ck_assert_int_eq(res.stop_token, stop);
-    ck_assert_int_eq(res.n_generated, first);
-    ck_assert_int_eq(r.n, first);
-    assert_tokens_eq(r.toks, want, first, "before the stop token");
-    for (int i = 0; i < r.n; i++) ck_assert_int_ne(r.toks[i], stop);
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_zero_tokens) {
-    gen_fixture f;
-    gen_open(&f);
-    skl_context *ctx = gen_context(&f, 0);
-    skl_generate_params gp = greedy_params(0);
-    recorder r = {{0}, 0, 0, 0};
-    skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, &res, sizeof res), SKL_OK);
-    ck_assert_int_eq(r.n, 0);
-    ck_assert_int_eq(res.n_generated, 0);
-    ck_assert_int_eq(res.stop_reason, SKL_STOP_MAX_TOKENS);
-    ck_assert_int_eq(skl_context_n_past(ctx), 4); /* the prompt was still evaluated */
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_context_full) {
-    gen_fixture f;
-    gen_open(&f);
-    enum { N_CTX = 8, P = 4, EXPECT = N_CTX - P + 1 }; /* the last token is sampled, not evaluated */
-    int32_t want[EXPECT];
-    reference_generate(&f, f.tokens, P, EXPECT, NULL, want);
-    skl_context *ctx = gen_context(&f, N_CTX);
-    skl_generate_params gp = greedy_params(100);
-    recorder r = {{0}, 0, 0, 0};
-    skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, P, &gp, on_token, &r, &res, sizeof res), SKL_OK);
-    ck_assert_int_eq(res.stop_reason, SKL_STOP_CONTEXT_FULL);
-    ck_assert_int_eq(res.n_generated, EXPECT);
-    ck_assert_int_eq(r.n, EXPECT);
-    assert_tokens_eq(r.toks, want, EXPECT, "until the context is full");
-    ck_assert_int_eq(skl_context_n_past(ctx), N_CTX);
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_prompt_too_long) {
-    gen_fixture f;
-    gen_open(&f);
-    skl_context *ctx = gen_context(&f, 4);
-    skl_generate_params gp = greedy_params(10);
-    recorder r = {{0}, 0, 0, 0};
-    skl_generate_result res;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 5, &gp, on_token, &r, &res, sizeof res), SKL_ERR_CONTEXT_FULL);
-    ck_assert_int_eq(r.n, 0);
-    ck_assert_int_eq(res.n_generated, 0);
-    ck_assert_int_eq(skl_context_n_past(ctx), 0);
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
-START_TEST(test_generate_args) {
-    gen_fixture f;
-    gen_open(&f);
-    skl_context *ctx = gen_context(&f, 0);
-    recorder r = {{0}, 0, 0, 0};
-    skl_generate_params gp = greedy_params(4);
-    ck_assert_int_eq(skl_generate(NULL, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_generate(ctx, NULL, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 0, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
-    gp.max_tokens = -1;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
-    gp = greedy_params(4);
-    gp.n_stop_tokens = 1; /* with stop_tokens NULL */
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
-    gp = greedy_params(4);
-    greedy_sp.temperature = -1.0f;
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, &gp, on_token, &r, NULL, 0), SKL_ERR_INVALID_ARG);
-    int32_t bad[2] = {f.tokens[0], f.hp.vocab_size};
-    gp = greedy_params(4);
-    ck_assert_int_eq(skl_generate(ctx, bad, 2, &gp, on_token, &r, NULL, 0), SKL_ERR_TOKEN);
-    ck_assert_int_eq(r.n, 0);
-    ck_assert_int_eq(skl_context_n_past(ctx), 0);
-    /* NULL params, callback and result are allowed; 128 default tokens fill the context */
-    ck_assert_int_eq(skl_generate(ctx, f.tokens, 4, NULL, NULL, NULL, NULL, 0), SKL_OK);
-    ck_assert_int_eq(skl_context_n_past(ctx), skl_context_n_ctx(ctx));
-    skl_context_free(ctx);
-    gen_close(&f);
-}
-END_TEST
-
 Suite *sampling_suite(void) {
-    Suite *s = suite_create("sampling");
-    TCase *tc = tcase_create("sampler");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_params_defaults);
-    tcase_add_test(tc, test_greedy_random);
-    tcase_add_test(tc, test_greedy_model_logits);
-    tcase_add_test(tc, test_seed);
-    tcase_add_test(tc, test_documented_rng);
-    tcase_add_test(tc, test_top_k);
-    tcase_add_test(tc, test_top_p);
-    tcase_add_test(tc, test_frequencies);
-    tcase_add_test(tc, test_invalid_params);
-    tcase_add_test(tc, test_invalid_sample_args);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("generate");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_generate_greedy);
-    tcase_add_test(tc, test_generate_seeded);
-    tcase_add_test(tc, test_generate_callback_stop);
-    tcase_add_test(tc, test_generate_stop_token);
-    tcase_add_test(tc, test_generate_zero_tokens);
-    tcase_add_test(tc, test_generate_context_full);
-    tcase_add_test(tc, test_generate_prompt_too_long);
-    tcase_add_test(tc, test_generate_args);
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"sampler", test_params_defaults, 0, 0},
+        {"sampler", test_greedy_random, 0, 0},
+        {"sampler", test_greedy_model_logits, 0, 0},
+        {"sampler", test_seed, 0, 0},
+        {"sampler", test_documented_rng, 0, 0},
+        {"sampler", test_top_k, 0, 0},
+        {"sampler", test_top_p, 0, 0},
+        {"sampler", test_frequencies, 0, 0},
+        {"sampler", test_invalid_params, 0, 0},
+        {"sampler", test_invalid_sample_args, 0, 0},
+    };
+    return test_suite("sampling", tests, TEST_COUNT(tests));
 }

@@ -36,6 +36,14 @@ static char *entry_path(const json_t *e, const char *key) {
     return strdup(test_path(json_string_value(json_object_get(e, key))));
 }
 
+/* The model path of tokenizer entry `name` (malloc'd). */
+static char *tok_model_path(const char *name) {
+    json_t *e = tok_entry(name);
+    char *p = entry_path(e, "model");
+    json_decref(e);
+    return p;
+}
+
 static skl_model *load_tok_model(const char *name) {
     json_t *e = tok_entry(name);
     char *p = entry_path(e, "model");
@@ -425,14 +433,8 @@ START_TEST(test_generate_pieces) {
         size_t n;
         int32_t *prompt = tokenize(m, "Skipless transformers", 21, 0, &n);
         skl_generate_params gp;
-        skl_generate_params_init(&gp, sizeof gp);
         skl_sampler_params gp_sp;
-        skl_sampler_params_init(&gp_sp, sizeof gp_sp);
-        gp.sampling = &gp_sp;
-        gp.max_tokens = 64;
-        gp_sp.temperature = 1.5f; /* varied ids, including multi-byte pieces */
-        gp_sp.top_k = 0;
-        gp_sp.top_p = 1.0f;
+        test_generate_params(&gp, &gp_sp, 64, 1.5f); /* varied ids, including multi-byte pieces */
         gp_sp.seed = 7 + (uint64_t)k;
         collect *c = calloc(1, sizeof *c);
         skl_generate_result res;
@@ -530,9 +532,7 @@ static void write_text(const char *dir, const char *name, const char *text) {
 static void make_variant_config(variant_dir *v, const char *tokenizer_text, const char *config_text) {
     strcpy(v->dir, "/tmp/skl_tokv_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(v->dir));
-    json_t *e = tok_entry("bpe_plain");
-    char *model = entry_path(e, "model");
-    json_decref(e);
+    char *model = tok_model_path("bpe_plain");
     char src[4200], dst[128];
     char *abs = realpath(model, NULL);
     ck_assert_ptr_nonnull(abs);
@@ -726,11 +726,8 @@ START_TEST(test_unsupported) {
         ck_assert_int_eq(skl_eval(ctx, t, 3), SKL_OK);
         collect *c = calloc(1, sizeof *c);
         skl_generate_params gp;
-        skl_generate_params_init(&gp, sizeof gp);
         skl_sampler_params gp_sp;
-        skl_sampler_params_init(&gp_sp, sizeof gp_sp);
-        gp.sampling = &gp_sp;
-        gp.max_tokens = 3;
+        test_generate_params(&gp, &gp_sp, 3, TEST_SAMPLER_DEFAULT);
         ck_assert_int_eq(skl_generate(ctx, t, 1, &gp, on_piece, c, NULL, 0), SKL_OK);
         ck_assert_int_eq(c->n_null, 3);
         free(c);
@@ -744,9 +741,7 @@ END_TEST
 
 /* Single file: __metadata__ "tokenizer.json" that is not a string. */
 START_TEST(test_metadata_not_string) {
-    json_t *e = tok_entry("bpe_prefix");
-    char *path = entry_path(e, "model");
-    json_decref(e);
+    char *path = tok_model_path("bpe_prefix");
     FILE *fp = fopen(path, "rb");
     ck_assert_ptr_nonnull(fp);
     unsigned char len8[8];
@@ -792,9 +787,7 @@ END_TEST
 /* config "eos_token_id" wins over <|endoftext|>; a list gives its first entry;
  * a malformed one fails the load. */
 START_TEST(test_eos_config) {
-    json_t *e = tok_entry("bpe_plain");
-    char *model = entry_path(e, "model");
-    json_decref(e);
+    char *model = tok_model_path("bpe_plain");
     char cpath[4200];
     snprintf(cpath, sizeof cpath, "%s/config.json", model);
     free(model);
@@ -848,14 +841,8 @@ START_TEST(test_generate_unknown_id) {
     skl_context *ctx;
     ck_assert_int_eq(skl_context_create(m, NULL, &ctx), SKL_OK);
     skl_generate_params gp;
-    skl_generate_params_init(&gp, sizeof gp);
     skl_sampler_params gp_sp;
-    skl_sampler_params_init(&gp_sp, sizeof gp_sp);
-    gp.sampling = &gp_sp;
-    gp.max_tokens = 60;
-    gp_sp.temperature = 2.0f;
-    gp_sp.top_k = 0;
-    gp_sp.top_p = 1.0f;
+    test_generate_params(&gp, &gp_sp, 60, 2.0f);
     collect *c = calloc(1, sizeof *c);
     int32_t prompt[1] = {1};
     skl_generate_result res;
@@ -874,30 +861,23 @@ START_TEST(test_generate_unknown_id) {
 END_TEST
 
 Suite *tokenizer_suite(void) {
-    Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("calls");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_loaded);
-    tcase_add_test(tc, test_buffer_protocol);
-    tcase_add_test(tc, test_round_trip_and_nul);
-    tcase_add_test(tc, test_added_tokens);
-    tcase_add_test(tc, test_invalid_utf8);
-    tcase_add_test(tc, test_bad_ids);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("stream");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_stream_emoji);
-    tcase_add_test(tc, test_stream_random);
-    tcase_add_test(tc, test_generate_pieces);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("files");
-    tcase_set_timeout(tc, TEST_TIMEOUT);
-    tcase_add_test(tc, test_save_merge);
-    tcase_add_test(tc, test_malformed);
-    tcase_add_test(tc, test_unsupported);
-    tcase_add_test(tc, test_metadata_not_string);
-    tcase_add_test(tc, test_eos_config);
-    tcase_add_test(tc, test_generate_unknown_id);
-    suite_add_tcase(s, tc);
-    return s;
+    /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
+    const test_def tests[] = {
+        {"calls", test_loaded, 0, 0},
+        {"calls", test_buffer_protocol, 0, 0},
+        {"calls", test_round_trip_and_nul, 0, 0},
+        {"calls", test_added_tokens, 0, 0},
+        {"calls", test_invalid_utf8, 0, 0},
+        {"calls", test_bad_ids, 0, 0},
+        {"stream", test_stream_emoji, 0, 0},
+        {"stream", test_stream_random, 0, 0},
+        {"stream", test_generate_pieces, 0, 0},
+        {"files", test_save_merge, 0, 0},
+        {"files", test_malformed, 0, 0},
+        {"files", test_unsupported, 0, 0},
+        {"files", test_metadata_not_string, 0, 0},
+        {"files", test_eos_config, 0, 0},
+        {"files", test_generate_unknown_id, 0, 0},
+    };
+    return test_suite("tokenizer", tests, TEST_COUNT(tests));
 }

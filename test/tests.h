@@ -8,6 +8,7 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,10 +22,32 @@ Suite *logits_suite(void);
 Suite *load_suite(void);
 Suite *api_suite(void);
 Suite *sampling_suite(void);
+Suite *generate_suite(void);
 Suite *merge_suite(void);
 Suite *tokenizer_suite(void);
 Suite *kernels_suite(void);
 Suite *blas_suite(void);
+
+/* A suite as a table: one row a test.  Consecutive rows with the same tcase
+ * share one TCase (its timeout: the largest of its rows).  A new test is one
+ * row in its file's table:
+ *
+ *     const test_def tests[] = {   (automatic: Check's test names are variables)
+ *         {"context", test_bad_token, 0, 0},
+ *         {"threads", test_threads, TEST_EACH_MODEL, 0},
+ *     };
+ *     return test_suite("api", tests, TEST_COUNT(tests));
+ */
+typedef struct test_def {
+    const char *tcase;
+    const TTest *fn;
+    int loop;    /* 0: run once; N > 0: _i = 0..N-1; TEST_EACH_MODEL / TEST_EACH_BAD: _i = manifest entry */
+    int timeout; /* seconds; 0: TEST_TIMEOUT */
+} test_def;
+#define TEST_EACH_MODEL (-1)
+#define TEST_EACH_BAD (-2)
+#define TEST_COUNT(table) (sizeof(table) / sizeof((table)[0]))
+Suite *test_suite(const char *name, const test_def *defs, size_t n);
 
 /* ---- test models (helpers.c) ---- */
 
@@ -61,6 +84,77 @@ json_t *test_st_header(const json_t *entry);
 /* The same for a safetensors file at `path`. */
 json_t *test_st_header_path(const char *path);
 
+/* One manifest model, opened: what most model tests start from. */
+typedef struct test_model {
+    json_t *manifest;
+    const json_t *entry; /* manifest["models"][i] */
+    const char *name;
+    skl_model *model;
+    skl_hparams hp;
+    int32_t *tokens, n; /* entry["tokens"] (the reference's input) */
+} test_model;
+/* manifest["models"][i] / the model named `name`; fails the test on any error. */
+void test_open(test_model *t, int i);
+void test_open_named(test_model *t, const char *name);
+void test_close(test_model *t);
+
+/* ---- logits against the float64 reference ---- */
+
+/* The tolerance rule: the max relative error (rel_error) of the logits
+ * against test/reference.py's float64 logits is below TEST_TOL for F32, F16
+ * and BF16 weights computed in float32; below test_storage_tol(dtype) for a
+ * model whose (merged) weights were rounded to `dtype` on top of that. */
+#define TEST_TOL 1e-4
+/* 8 unit roundoffs of F16 (2^-11) or BF16 (2^-8); TEST_TOL for anything else.
+ * Rounding perturbs each weight by up to one unit roundoff and the logits of
+ * these 2-3 layer models by a few (measured: at most 4.1 for F16, 4.3 for BF16). */
+double test_storage_tol(const char *dtype);
+
+/* How the logits are computed (zero-initialised fields are the defaults). */
+typedef struct test_eval {
+    bool decode;       /* one skl_eval per token (the decode path); else one skl_eval for all */
+    bool last_row;     /* (not decode) logits_all off: only the last row comes back */
+    int32_t n_batch;   /* context n_batch; 0: the library default */
+    int32_t n_threads; /* context n_threads; 0: the library default (1) */
+} test_eval;
+#define TEST_PREFILL ((test_eval){.decode = false})
+#define TEST_DECODE ((test_eval){.decode = true})
+/* "prefill", "decode", "prefill n_batch 3 last row 2 threads", ... (static buffer). */
+const char *test_eval_name(test_eval how);
+/* Rows of logits `how` yields for n tokens: 1 when last_row, else n. */
+int32_t test_eval_rows(test_eval how, int32_t n);
+
+/* A context for `how` (n_ctx 0: max_position_embeddings); fails the test on error. */
+skl_context *test_context(const skl_model *m, test_eval how, int32_t n_ctx);
+/* skl_eval of toks[0..n) in one call; checks SKL_OK, that n_past grew by n
+ * and that `rows` logit rows came back; returns skl_logits(). */
+const float *test_eval_tokens(skl_context *ctx, const int32_t *toks, int32_t n, int32_t rows, const char *what);
+/* Logits of toks[0..n) on a fresh context, as `how` says: malloc'd
+ * [test_eval_rows(how, n), vocab_size] floats (each decode step's last row). */
+float *test_logits(const skl_model *m, const int32_t *toks, int32_t n, test_eval how);
+
+/* lg [rows, V] against rows row0.. of entry's reference (whose shape must be
+ * [len(entry tokens), V]); fails the test, naming entry, `what` and the error,
+ * unless the error is below tol.  Returns the error. */
+double test_check_ref(const float *lg, int32_t V, const json_t *entry, int32_t row0, int32_t rows, double tol,
+                      const char *what);
+/* THE logits check: entry's tokens through m (entry's own model, or one made
+ * from it: merged, saved and reloaded, forced to a kernel variant) as `how`
+ * says, against entry's reference within tol (TEST_TOL or test_storage_tol).
+ * The last row only for how.last_row.  `what` (may be NULL) goes into the
+ * message.  Returns the error. */
+double test_logits_vs_ref(const skl_model *m, const json_t *entry, test_eval how, double tol, const char *what);
+
+/* ---- sampling ---- */
+
+/* *gp for max_tokens new tokens, sampling with *sp (both initialised, gp->sampling = sp):
+ * temperature 0: greedy; > 0: that temperature over the whole distribution
+ * (top_k 0, top_p 1); TEST_SAMPLER_DEFAULT: the sampler's defaults. */
+#define TEST_SAMPLER_DEFAULT (-1.0f)
+void test_generate_params(skl_generate_params *gp, skl_sampler_params *sp, int32_t max_tokens, float temperature);
+/* skl_sample of logits[n]; fails the test unless SKL_OK and the token is in [0, n). */
+int32_t test_sample(skl_sampler *s, const float *logits, int32_t n);
+
 /* ---- numerics ---- */
 
 /* max|c - r| / max|r| over n values (INFINITY if c has a NaN or r is all zero). */
@@ -68,5 +162,6 @@ double rel_error(const float *c, const double *r, size_t n);
 double rel_error_f(const float *c, const float *r, size_t n);
 /* Index of the largest value, lowest index on ties. */
 int32_t argmax_f(const float *x, int32_t n);
+int32_t argmax_d(const double *x, int32_t n);
 
 #endif

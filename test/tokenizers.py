@@ -163,6 +163,7 @@ def write_model(outdir, name, fmt, tok_text, vocab_size):
     return rel
 
 
+# The same command-line shape as models.py's main, by design (each generator is its own command).
 def main(argv):
     if len(argv) != 2:
         print("usage: tokenizers.py OUTDIR", file=sys.stderr)
@@ -177,9 +178,7 @@ def main(argv):
         model_rel = write_model(outdir, model_name, fmt, text, size(tok))
         entries.append({"name": name, "tokenizer": rel, "model": model_rel, "format": fmt,
                         "size": size(tok)})
-    with open(os.path.join(outdir, "tokenizers.json"), "w") as f:
-        json.dump(entries, f, indent=1)
-        f.write("\n")
+    models.write_json(os.path.join(outdir, "tokenizers.json"), entries)
     return 0
 
 
