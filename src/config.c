@@ -7,6 +7,8 @@
 #define MAX_DIM (1 << 24)     /* any single dimension */
 #define MAX_LAYERS 4096
 
+/* get_int, get_num, get_bool and get_str are intentional twins: one reader per JSON
+ * type, each "absent or null -> default, wrong type -> a message naming the key". */
 static int get_int(const json_t *cfg, const char *what, const char *key, int required,
                    int32_t def, int32_t *out) {
     const json_t *j = json_object_get(cfg, key);

@@ -392,6 +392,10 @@ AVX2 static void softmax_avx2(float *s, int32_t len, float scale) {
     for (j = 0; j < len; j++) s[j] *= inv;
 }
 
+/* Intentional twins: to_f32_avx512 / to_f32_avx2, softmax_avx512 / softmax_avx2 and
+ * axpy_rows_avx512 / axpy_rows_avx2 are the same loop at 16 and at 8 lanes, one body per
+ * instruction set, as the variant table below dispatches (a macro over the width would
+ * hide the intrinsics each ISA needs). */
 AVX512 static void to_f32_avx512(int dtype, const void *src, float *dst, size_t n) {
     if (dtype == SKL_DT_F32) {
         memcpy(dst, src, n * sizeof(float));

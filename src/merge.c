@@ -265,6 +265,8 @@ done:
     return rc;
 }
 
+/* The mirror of left_multiply (an intentional twin: X A instead of A W, biases folded the
+ * other way). */
 /* X <- X A for a reader X [rows, n] of a stream that now carries A^-1 x (bias unchanged),
  * or X <- X A, b_X <- X b_A + b_X when a projection A with bias is folded into X. */
 static int right_multiply(merger *g, skl_linear *X, int32_t n, const double *A, const skl_tensor *bA) {
