@@ -6,12 +6,6 @@
  * (0 ok, 1 usage error, 2 library or system error). */
 int cmd_bench(int argc, char **argv);
 
-/* Shared with src/cli/skipless.c, which defines them. */
-/* Print "skipless: WHAT: <skl_last_error()> (<status name>)" to stderr; returns 2. */
-int lib_error(const char *what, int rc);
-/* Integer option value in [lo, hi]; 0 ok, -1 malformed or out of range. */
-int parse_long(const char *s, long lo, long hi, long *out);
-
 /* Lines for skipless --help. */
 #define SKL_BENCH_USAGE \
     "  bench MODEL [--compare MODEL2] [--threads T] [--prompt-len N] [--gen N] [--repeat R]\n" \
