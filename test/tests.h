@@ -25,6 +25,7 @@ Suite *merge_suite(void);
 Suite *tokenizer_suite(void);
 Suite *kernels_suite(void);
 Suite *blas_suite(void);
+Suite *regions_suite(void);
 
 /* ---- test models (helpers.c) ---- */
 
