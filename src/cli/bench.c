@@ -297,17 +297,17 @@ static int bench_blas(const bench_opts *o) {
 
 /* ---------------------------------------------------------- model bench */
 
+static int cmp_region(const void *x, const void *y) {
+    uintptr_t a = (uintptr_t)((const membw_region *)x)->p, b = (uintptr_t)((const membw_region *)y)->p;
+    return (a > b) - (a < b);
+}
+
 /* The memory one decode step of m reads, as the library gives it
  * (skl_model_decode_regions): wherever decode reads it, in the file
  * mapping, in the anonymous copy of use_mmap = false, or in tensors copied at
  * load or made by a merge.  Sorted by address, regions that touch joined (no
  * byte is added or dropped: *bytes is skl_model_decode_bytes).  0, or the
  * exit code with the message printed. */
-static int cmp_region(const void *x, const void *y) {
-    uintptr_t a = (uintptr_t)((const membw_region *)x)->p, b = (uintptr_t)((const membw_region *)y)->p;
-    return (a > b) - (a < b);
-}
-
 static int decode_regions(const skl_model *m, membw_region **out, int *nr, size_t *bytes) {
     *out = NULL;
     *nr = 0;
@@ -315,24 +315,19 @@ static int decode_regions(const skl_model *m, membw_region **out, int *nr, size_
     size_t n = 0;
     int rc = skl_model_decode_regions(m, NULL, NULL, 0, &n);
     if (rc && rc != SKL_ERR_BUFFER_TOO_SMALL) return lib_error("bench: decode regions", rc);
-    const void **bases = calloc(n ? n : 1, sizeof *bases);
-    uint64_t *sizes = calloc(n ? n : 1, sizeof *sizes);
-    membw_region *r = calloc(n ? n : 1, sizeof *r);
-    if (!bases || !sizes || !r || n > INT32_MAX) {
-        free(bases);
-        free(sizes);
-        free(r);
-        return runtime_error("bench: out of memory for %zu decode regions", n);
-    }
-    if ((rc = skl_model_decode_regions(m, bases, sizes, n, &n))) {
-        free(bases);
-        free(sizes);
-        free(r);
-        return lib_error("bench: decode regions", rc);
-    }
-    for (size_t i = 0; i < n; i++) r[i] = (membw_region){bases[i], (size_t)sizes[i]};
+    const void **bases = calloc(n ? n : 1, sizeof *bases); /* [n] */
+    uint64_t *sizes = calloc(n ? n : 1, sizeof *sizes);     /* [n] */
+    membw_region *r = calloc(n ? n : 1, sizeof *r);         /* [n], joined into its first nr */
+    int ret = 0;
+    if (!bases || !sizes || !r || n > INT32_MAX) ret = runtime_error("bench: out of memory for %zu decode regions", n);
+    else if ((rc = skl_model_decode_regions(m, bases, sizes, n, &n))) ret = lib_error("bench: decode regions", rc);
+    for (size_t i = 0; !ret && i < n; i++) r[i] = (membw_region){bases[i], (size_t)sizes[i]};
     free(bases);
     free(sizes);
+    if (ret) {
+        free(r);
+        return ret;
+    }
     qsort(r, n, sizeof *r, cmp_region);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
