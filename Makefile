@@ -79,8 +79,8 @@ $(SHARED): $(SHARED_REAL)
 	ln -sf $(SHARED_SONAME) $@
 
 # The CLI and examples link the static library so they run from the tree.
-CLI_SRC := src/cli/skipless.c src/cli/bench.c src/cli/membw.c
-$(CLI): $(CLI_SRC) src/cli/bench.h src/cli/membw.h $(TOOL_OBJ) $(STATIC)
+CLI_SRC := src/cli/skipless.c src/cli/bench.c src/cli/membw.c src/cli/util.c
+$(CLI): $(CLI_SRC) src/cli/bench.h src/cli/membw.h src/cli/util.h $(TOOL_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CLI_SRC) $(TOOL_OBJ) $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
 

@@ -27,6 +27,7 @@ Suite *merge_suite(void);
 Suite *tokenizer_suite(void);
 Suite *kernels_suite(void);
 Suite *blas_suite(void);
+Suite *regions_suite(void);
 
 /* A suite as a table: one row a test.  Consecutive rows with the same tcase
  * share one TCase (its timeout: the largest of its rows).  A new test is one

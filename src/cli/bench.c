@@ -14,18 +14,20 @@
  *    counted.
  *  - ceiling: streaming read, by the same number of threads, each reading its
  *    share as several prefetched vector streams (membw.c), of (--ceiling)
- *    weights: the tensors a decode step reads, through a mapping of the model
- *    file, so the same page-cache pages decode reads (this machine's pages
- *    differ in speed by up to 15 %, docs/performance.md); or buffer: a fresh
- *    buffer of --ceiling-mib (default 1024) MiB.  auto (default): weights
- *    when they are used in place (not --no-mmap) and at least twice the
- *    last-level cache, else buffer.  A calibration before the repeats picks
- *    the best of a few read settings (best of 2 passes); then one read with
- *    that setting precedes every decode step, and one follows the last.  A
- *    repeat's ceiling is the bytes of its reads over their total time.
- *    Decode bound = ceiling / bytes per token.  ceiling_best_gb_per_s is the
- *    fastest single read of the run; buffer_read_gb_per_s a read of the fresh
- *    buffer at the start (best of 2 passes of every setting), for comparison.
+ *    weights: the memory one decode step reads, as the library gives it
+ *    (skl_model_decode_regions: the tensors where decode reads them, in the
+ *    file mapping, in the anonymous copy of --no-mmap, or copied at load),
+ *    so the very pages decode reads (this machine's pages differ in speed by
+ *    up to 15 %, docs/performance.md); or buffer: a fresh buffer of
+ *    --ceiling-mib (default 1024) MiB.  auto (default): weights when they are
+ *    at least twice the last-level cache, else buffer.  A calibration before
+ *    the repeats picks the best of a few read settings (best of 2 passes);
+ *    then one read with that setting precedes every decode step, and one
+ *    follows the last.  A repeat's ceiling is the bytes of its reads over
+ *    their total time.  Decode bound = ceiling / bytes per token.
+ *    ceiling_best_gb_per_s is the fastest single read of the run;
+ *    buffer_read_gb_per_s a read of the fresh buffer at the start (best of 2
+ *    passes of every setting), for comparison.
  *  - prefill FLOPs for N prompt tokens: 2 N (block linear weights) + 2 (lm_head
  *    weights: logits of the last token only) + 2 L H hd N (N + 1) (causal
  *    attention: q.k and the weighted sum of v, for every query/key pair).
@@ -48,7 +50,9 @@
  * "speedup_at_equal_ceiling", "speedup_runs"}.
  * The model is loaded with the library's default (file mapping used in
  * place) or, with --no-mmap, with skl_model_params.use_mmap false (weights
- * copied onto huge pages); the load time is reported as load_seconds.
+ * copied onto huge pages); the load time is reported as load_seconds, and
+ * weights_huge_page_share the share of the weights' resident pages that are
+ * 2 MiB pages.
  *
  * --blas measures sgemm (N x 2048 x 5632) and sgemv (a matrix of --ceiling-mib
  * MiB) with the OpenBLAS core OpenBLAS picked, then lets libskipless check
@@ -57,20 +61,15 @@
 
 #include "membw.h"
 #include "skipless.h"
+#include "util.h"
 
 #include <cblas.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,17 +84,6 @@ typedef struct {
 } bench_opts;
 
 enum { CEIL_AUTO, CEIL_WEIGHTS, CEIL_BUFFER };
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("skipless: bench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     static const struct {
@@ -117,16 +105,16 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         if (!strcmp(a, "--blas")) { o->blas = 1; continue; }
         if (!strcmp(a, "--no-mmap")) { o->no_mmap = 1; model_only = a; continue; }
         if (!strcmp(a, "--ceiling")) {
-            if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+            if (i + 1 >= argc) return usage_error("bench: option %s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(v, "weights")) o->ceiling = CEIL_WEIGHTS;
             else if (!strcmp(v, "buffer")) o->ceiling = CEIL_BUFFER;
-            else return usage_error("--ceiling must be weights or buffer, got '%s'", v);
+            else return usage_error("bench: --ceiling must be weights or buffer, got '%s'", v);
             model_only = a;
             continue;
         }
         if (!strcmp(a, "--compare")) {
-            if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+            if (i + 1 >= argc) return usage_error("bench: option %s needs a value", a);
             o->compare = argv[++i];
             model_only = a;
             continue;
@@ -134,35 +122,27 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         size_t k = 0, n = sizeof ints / sizeof ints[0];
         while (k < n && strcmp(a, ints[k].name) != 0) k++;
         if (k < n) {
-            if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+            if (i + 1 >= argc) return usage_error("bench: option %s needs a value", a);
             long *field = (long *)((char *)o + ints[k].field);
             if (ints[k].field == offsetof(bench_opts, gen) || ints[k].field == offsetof(bench_opts, repeat))
                 model_only = a;
             if (parse_long(argv[++i], ints[k].lo, ints[k].hi, field))
-                return usage_error("%s must be an integer in [%ld, %ld], got '%s'", a, ints[k].lo, ints[k].hi, argv[i]);
+                return usage_error("bench: %s must be an integer in [%ld, %ld], got '%s'", a, ints[k].lo, ints[k].hi, argv[i]);
         } else if (a[0] == '-') {
-            return usage_error("unknown option %s (see skipless --help)", a);
+            return usage_error("bench: unknown option %s (see skipless --help)", a);
         } else if (!o->model) {
             o->model = a;
         } else {
-            return usage_error("unexpected argument '%s'", a);
+            return usage_error("bench: unexpected argument '%s'", a);
         }
     }
-    if (o->blas && o->model) return usage_error("--blas takes no MODEL (got '%s')", o->model);
-    if (o->blas && model_only) return usage_error("%s does not apply to --blas", model_only);
-    if (!o->blas && !o->model) return usage_error("missing MODEL (or --blas)");
-    if (o->ceiling == CEIL_WEIGHTS && o->no_mmap)
-        return usage_error("--ceiling weights reads the file mapping, which --no-mmap does not use");
+    if (o->blas && o->model) return usage_error("bench: --blas takes no MODEL (got '%s')", o->model);
+    if (o->blas && model_only) return usage_error("bench: %s does not apply to --blas", model_only);
+    if (!o->blas && !o->model) return usage_error("bench: missing MODEL (or --blas)");
     return 0;
 }
 
 /* ------------------------------------------------------------- helpers */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -250,31 +230,10 @@ static int32_t argmax(const float *x, int32_t n) {
     return best;
 }
 
-static void put_real(json_t *o, const char *key, double v) { json_object_set_new(o, key, json_real(v)); }
-static void put_int(json_t *o, const char *key, long long v) { json_object_set_new(o, key, json_integer(v)); }
-static void put_str(json_t *o, const char *key, const char *v) { json_object_set_new(o, key, json_string(v)); }
-static void put_runs(json_t *o, const char *key, const double *v, long n) {
-    json_t *a = json_array();
-    for (long i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
-    json_object_set_new(o, key, a);
-}
-
-static int print_json(json_t *o) {
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
-    json_decref(o);
-    if (!s) {
-        fprintf(stderr, "skipless: bench: out of memory for the JSON output\n");
-        return 2;
-    }
-    puts(s);
-    free(s);
-    return 0;
-}
-
 static void put_blas(json_t *o, const skl_blas_info *bi) {
     put_str(o, "blas_core", bi->openblas ? bi->core : "not OpenBLAS");
     put_str(o, "blas_detected_core", bi->openblas ? bi->detected_core : "not OpenBLAS");
-    json_object_set_new(o, "blas_core_changed", json_boolean(bi->core_changed));
+    put_bool(o, "blas_core_changed", bi->core_changed);
     put_str(o, "cpu_isa", bi->cpu_isa);
 }
 
@@ -292,8 +251,7 @@ static int bench_blas(const bench_opts *o) {
         membw_free(w);
         free(x);
         free(y);
-        fprintf(stderr, "skipless: bench: out of memory for the BLAS operands (%ld MiB)\n", o->ceiling_mib);
-        return 2;
+        return runtime_error("bench: out of memory for the BLAS operands (%ld MiB)", o->ceiling_mib);
     }
     fill(x, (size_t)cols, 3);
     /* OpenBLAS as it initialised itself: nothing of libskipless has run yet. */
@@ -339,36 +297,77 @@ static int bench_blas(const bench_opts *o) {
 
 /* ---------------------------------------------------------- model bench */
 
-/* The share of the model file's resident pages that are mapped as 2 MiB
- * pages (FilePmdMapped / Rss over the process's mappings of that file, from
- * /proc/self/smaps); -1 when not known (no such mapping: --no-mmap, or not
- * Linux).  A diagnostic: decode streams the weights, and on 4 KiB pages it
- * runs a few per cent slower (docs/performance.md). */
-static double huge_page_share(const char *model) {
-    char path[4096], real[4096], line[4608];
-    size_t n = strlen(model);
-    if (n >= 12 && !strcmp(model + n - 12, ".safetensors")) snprintf(path, sizeof path, "%s", model);
-    else snprintf(path, sizeof path, "%s/model.safetensors", model);
-    if (!realpath(path, real)) return -1;
+static int cmp_region(const void *x, const void *y) {
+    uintptr_t a = (uintptr_t)((const membw_region *)x)->p, b = (uintptr_t)((const membw_region *)y)->p;
+    return (a > b) - (a < b);
+}
+
+/* The memory one decode step of m reads, as the library gives it
+ * (skl_model_decode_regions): wherever decode reads it, in the file
+ * mapping, in the anonymous copy of use_mmap = false, or in tensors copied at
+ * load or made by a merge.  Sorted by address, regions that touch joined (no
+ * byte is added or dropped: *bytes is skl_model_decode_bytes).  0, or the
+ * exit code with the message printed. */
+static int decode_regions(const skl_model *m, membw_region **out, int *nr, size_t *bytes) {
+    *out = NULL;
+    *nr = 0;
+    *bytes = 0;
+    size_t n = 0;
+    int rc = skl_model_decode_regions(m, NULL, NULL, 0, &n);
+    if (rc && rc != SKL_ERR_BUFFER_TOO_SMALL) return lib_error("bench: decode regions", rc);
+    const void **bases = calloc(n ? n : 1, sizeof *bases); /* [n] */
+    uint64_t *sizes = calloc(n ? n : 1, sizeof *sizes);     /* [n] */
+    membw_region *r = calloc(n ? n : 1, sizeof *r);         /* [n], joined into its first nr */
+    int ret = 0;
+    if (!bases || !sizes || !r || n > INT32_MAX) ret = runtime_error("bench: out of memory for %zu decode regions", n);
+    else if ((rc = skl_model_decode_regions(m, bases, sizes, n, &n))) ret = lib_error("bench: decode regions", rc);
+    for (size_t i = 0; !ret && i < n; i++) r[i] = (membw_region){bases[i], (size_t)sizes[i]};
+    free(bases);
+    free(sizes);
+    if (ret) {
+        free(r);
+        return ret;
+    }
+    qsort(r, n, sizeof *r, cmp_region);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        *bytes += r[i].bytes;
+        if (k > 0 && (const char *)r[k - 1].p + r[k - 1].bytes == (const char *)r[i].p) r[k - 1].bytes += r[i].bytes;
+        else r[k++] = r[i];
+    }
+    *out = r;
+    *nr = (int)k;
+    return 0;
+}
+
+/* The share of the weights' resident pages that are 2 MiB pages:
+ * (FilePmdMapped + AnonHugePages) / Rss over the process's mappings that
+ * hold a decode region (/proc/self/smaps; the file mapping, or the anonymous
+ * copy of --no-mmap); -1 when not known (not Linux).  A diagnostic: decode
+ * streams the weights, and on 4 KiB pages it runs a few per cent slower
+ * (docs/performance.md). */
+static double huge_page_share(const membw_region *r, int nr) {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return -1;
-    double rss = 0, pmd = 0, v;
+    char line[4608];
+    double rss = 0, huge = 0, v;
     int in = 0;
     while (fgets(line, sizeof line, f)) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = '\0';
         unsigned long lo, hi;
-        int off = 0;
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) == 2 && off > 0) {
-            in = strcmp(line + off, real) == 0;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            in = 0;
+            for (int i = 0; i < nr && !in; i++) {
+                uintptr_t a = (uintptr_t)r[i].p, b = a + r[i].bytes;
+                in = a < hi && b > lo;
+            }
         } else if (in && sscanf(line, "Rss: %lf", &v) == 1) {
             rss += v;
-        } else if (in && sscanf(line, "FilePmdMapped: %lf", &v) == 1) {
-            pmd += v;
+        } else if (in && (sscanf(line, "FilePmdMapped: %lf", &v) == 1 || sscanf(line, "AnonHugePages: %lf", &v) == 1)) {
+            huge += v;
         }
     }
     fclose(f);
-    return rss > 0 ? pmd / rss : -1;
+    return rss > 0 ? huge / rss : -1;
 }
 
 /* Absent projections (q, k, v, o) in every layer, e.g. "qo"; "" for none. */
@@ -413,115 +412,6 @@ static double ceiling_read(const membw_region *r, int nr, size_t bytes, int thre
     return gbps;
 }
 
-/* ------------------------------------------------ ceiling over the weights */
-
-/* The model file mapped read-only at a 2 MiB-aligned address and advised
- * MADV_HUGEPAGE, as the library maps it: page-cache pages are shared, so
- * reading this mapping reads the physical pages decode reads (when the
- * library uses the weights in place, its default).  The regions are the
- * tensors one decode step reads: all but the embedding table, unless no
- * separate lm_head exists (tied), adjacent tensors joined. */
-typedef struct {
-    void *reserve;
-    size_t reserve_len;
-    membw_region *r;
-    int nr;
-    size_t bytes;
-} weights_map;
-
-static void weights_unmap(weights_map *w) {
-    if (w->reserve) munmap(w->reserve, w->reserve_len);
-    free(w->r);
-    memset(w, 0, sizeof *w);
-}
-
-typedef struct {
-    uint64_t a, b;
-} range;
-
-static int cmp_range(const void *x, const void *y) {
-    const range *p = x, *q = y;
-    return (p->a > q->a) - (p->a < q->a);
-}
-
-static bool is_embedding(const char *name) {
-    return !strcmp(name, "model.embed_tokens.weight") || !strcmp(name, "gpt_neox.embed_in.weight");
-}
-static bool is_head(const char *name) { return !strcmp(name, "lm_head.weight") || !strcmp(name, "embed_out.weight"); }
-
-/* 0, or an exit code with the message printed.  The model loaded, so the file is a valid safetensors file. */
-static int weights_map_open(const char *model, weights_map *w) {
-    memset(w, 0, sizeof *w);
-    struct stat st;
-    char path[4200];
-    if (stat(model, &st) != 0) return usage_error("%s: %s", model, strerror(errno));
-    snprintf(path, sizeof path, S_ISDIR(st.st_mode) ? "%s/model.safetensors" : "%s", model);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 8) {
-        if (fd >= 0) close(fd);
-        fprintf(stderr, "skipless: bench: %s: cannot map the weights for the ceiling\n", path);
-        return 2;
-    }
-    size_t len = (size_t)st.st_size, align = (size_t)2 << 20;
-    w->reserve_len = len + align;
-    w->reserve = mmap(NULL, w->reserve_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    unsigned char *base = MAP_FAILED;
-    if (w->reserve != MAP_FAILED) {
-        base = (unsigned char *)(((uintptr_t)w->reserve + align - 1) & ~(uintptr_t)(align - 1));
-        base = mmap(base, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
-    } else {
-        w->reserve = NULL;
-    }
-    close(fd);
-    if (base == MAP_FAILED) {
-        weights_unmap(w);
-        fprintf(stderr, "skipless: bench: %s: cannot map the weights for the ceiling\n", path);
-        return 2;
-    }
-#ifdef MADV_HUGEPAGE
-    madvise(base, len, MADV_HUGEPAGE);
-#endif
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | base[i];
-    json_t *h = hlen <= len - 8 ? json_loadb((const char *)base + 8, (size_t)hlen, 0, NULL) : NULL;
-    size_t n = h ? json_object_size(h) : 0;
-    range *rg = calloc(n ? n : 1, sizeof *rg);
-    w->r = calloc(n ? n : 1, sizeof *w->r);
-    if (!h || !rg || !w->r) {
-        json_decref(h);
-        free(rg);
-        weights_unmap(w);
-        fprintf(stderr, "skipless: bench: %s: cannot read the header for the ceiling\n", path);
-        return 2;
-    }
-    bool tied = true;
-    const char *key;
-    json_t *v;
-    json_object_foreach(h, key, v) if (is_head(key)) tied = false;
-    size_t k = 0, data = 8 + (size_t)hlen;
-    json_object_foreach(h, key, v) {
-        json_t *off = json_object_get(v, "data_offsets");
-        if (!strcmp(key, "__metadata__") || !json_is_array(off) || (!tied && is_embedding(key))) continue;
-        uint64_t a = (uint64_t)json_integer_value(json_array_get(off, 0)),
-                 b = (uint64_t)json_integer_value(json_array_get(off, 1));
-        if (b > a && data + b <= len) rg[k++] = (range){data + a, data + b};
-    }
-    json_decref(h);
-    qsort(rg, k, sizeof *rg, cmp_range);
-    for (size_t i = 0; i < k; i++) {
-        if (w->nr > 0 && rg[i].a <= (uint64_t)((const unsigned char *)w->r[w->nr - 1].p - base) + w->r[w->nr - 1].bytes + 4096) {
-            membw_region *last = &w->r[w->nr - 1];
-            uint64_t end = rg[i].b, start = (uint64_t)((const unsigned char *)last->p - base);
-            if (end > start + last->bytes) last->bytes = (size_t)(end - start);
-        } else {
-            w->r[w->nr++] = (membw_region){base + rg[i].a, (size_t)(rg[i].b - rg[i].a)};
-        }
-    }
-    free(rg);
-    for (int i = 0; i < w->nr; i++) w->bytes += w->r[i].bytes;
-    return 0;
-}
-
 /* The smallest weights that `auto` reads for the ceiling: twice the last-level cache, so that a
  * read of them comes from memory (512 MiB when the cache size is not known). */
 static size_t weights_min_bytes(void) {
@@ -546,8 +436,10 @@ typedef struct {
     gemm_shape g;
     double *ceiling, *sgemm, *prefill_s, *decode_s, *ratio, *prefill_ratio; /* [repeat] each */
     double prefill_flops;                                                    /* of one prefill of the prompt */
-    /* What its ceiling reads: its weights in the page cache, or the buffer (see ceiling_source) */
-    weights_map wm;
+    membw_region *weights; /* [n_weights]: the memory a decode step reads (decode_regions) */
+    int n_weights;
+    size_t weights_bytes;
+    /* What its ceiling reads: the weights or the buffer (see ceiling_source) */
     const membw_region *src;
     int n_src;
     size_t src_bytes;
@@ -571,7 +463,7 @@ static void one_close(bench_one *b) {
     free(b->ratio);
     free(b->prefill_ratio);
     gemm_free(&b->g);
-    weights_unmap(&b->wm);
+    free(b->weights);
     skl_context_free(b->ctx);
     skl_model_free(b->m);
 }
@@ -591,9 +483,10 @@ static int one_open(bench_one *b, const char *path, const bench_opts *o) {
     b->decode_bytes = skl_model_decode_bytes(b->m);
     b->dtype = skl_model_weight_dtype(b->m);
     absent_projections(b->m, b->hp.num_hidden_layers, b->absent);
+    if ((rc = decode_regions(b->m, &b->weights, &b->n_weights, &b->weights_bytes))) return rc;
     int32_t P = (int32_t)o->prompt_len, G = (int32_t)o->gen;
     if ((long)P + G > b->hp.max_position_embeddings)
-        return usage_error("--prompt-len %d + --gen %d = %ld exceeds the max_position_embeddings %d of %s", P, G,
+        return usage_error("bench: --prompt-len %d + --gen %d = %ld exceeds the max_position_embeddings %d of %s", P, G,
                            (long)P + G, b->hp.max_position_embeddings, path);
     skl_context_params cp;
     skl_context_params_init(&cp, sizeof cp);
@@ -614,9 +507,7 @@ static int one_open(bench_one *b, const char *path, const bench_opts *o) {
     b->prefill_flops = 2.0 * Pd * block_w + 2.0 * (double)wc->head + attn_flops;
     if (!b->ceiling || !b->sgemm || !b->prefill_s || !b->decode_s || !b->ratio || !b->prefill_ratio ||
         gemm_alloc(&b->g, P, b->hp.intermediate_size, b->hp.hidden_size)) {
-        fprintf(stderr, "skipless: bench: out of memory (sgemm %dx%dx%d)\n", P, b->hp.hidden_size,
-                b->hp.intermediate_size);
-        return 2;
+        return runtime_error("bench: out of memory (sgemm %dx%dx%d)", P, b->hp.hidden_size, b->hp.intermediate_size);
     }
     return 0;
 }
@@ -650,10 +541,7 @@ static int run_repeat(bench_one *b, int n, long i, const int32_t *prompt, const 
             int k = n == 2 && ((i + t) & 1) ? 1 - j : j;
             bench_one *m = &b[k];
             double gbps = ceiling_read(m->src, m->n_src, m->src_bytes, T, m->setting, &read_s[k]);
-            if (gbps <= 0) {
-                fprintf(stderr, "skipless: bench: could not start %d reader threads for the ceiling\n", T);
-                return 2;
-            }
+            if (gbps <= 0) return runtime_error("bench: could not start %d reader threads for the ceiling", T);
             m->reads_per_repeat++;
             if (gbps > m->best) m->best = gbps;
             if (t < G && (rc = decode_step(m->ctx, m->hp.vocab_size, &m->decode_s[i]))) return lib_error("bench: eval", rc);
@@ -695,7 +583,7 @@ static json_t *one_json(const bench_one *b, const bench_opts *o, const skl_blas_
     json_t *j = json_object();
     put_str(j, "model", b->path);
     put_str(j, "dtype", b->dtype);
-    json_object_set_new(j, "merged", json_boolean(b->absent[0] != '\0'));
+    put_bool(j, "merged", b->absent[0] != '\0');
     put_str(j, "absent_projections", b->absent);
     put_int(j, "hidden_size", hp->hidden_size);
     put_int(j, "num_hidden_layers", hp->num_hidden_layers);
@@ -707,7 +595,7 @@ static json_t *one_json(const bench_one *b, const bench_opts *o, const skl_blas_
     put_int(j, "prompt_len", o->prompt_len);
     put_int(j, "gen", o->gen);
     put_int(j, "repeat", R);
-    json_object_set_new(j, "use_mmap", json_boolean(!o->no_mmap));
+    put_bool(j, "use_mmap", !o->no_mmap);
     put_real(j, "load_seconds", b->load_s);
     put_blas(j, bi);
     put_str(j, "ceiling_kernel", membw_kernel());
@@ -734,12 +622,12 @@ static json_t *one_json(const bench_one *b, const bench_opts *o, const skl_blas_
     json_object_set_new(j, "sgemm_shape", json_pack("[iii]", (int)o->prompt_len, hp->hidden_size, hp->intermediate_size));
     put_real(j, "sgemm_gflops", f.sgemm);
     put_real(j, "prefill_sgemm_ratio", f.prefill_ratio);
-    put_runs(j, "ceiling_gb_per_s_runs", b->ceiling, R);
-    put_runs(j, "sgemm_gflops_runs", b->sgemm, R);
-    put_runs(j, "prefill_seconds_runs", b->prefill_s, R);
-    put_runs(j, "decode_seconds_runs", b->decode_s, R);
-    put_runs(j, "decode_ceiling_ratio_runs", b->ratio, R);
-    put_runs(j, "prefill_sgemm_ratio_runs", b->prefill_ratio, R);
+    put_reals(j, "ceiling_gb_per_s_runs", b->ceiling, R);
+    put_reals(j, "sgemm_gflops_runs", b->sgemm, R);
+    put_reals(j, "prefill_seconds_runs", b->prefill_s, R);
+    put_reals(j, "decode_seconds_runs", b->decode_s, R);
+    put_reals(j, "decode_ceiling_ratio_runs", b->ratio, R);
+    put_reals(j, "prefill_sgemm_ratio_runs", b->prefill_ratio, R);
     if (b->huge_share >= 0) put_real(j, "weights_huge_page_share", b->huge_share);
     else json_object_set_new(j, "weights_huge_page_share", json_null());
     return j;
@@ -757,12 +645,12 @@ static void one_text(const bench_one *b, const bench_opts *o, const skl_blas_inf
            bi->openblas ? "OpenBLAS" : "BLAS", bi->openblas ? bi->detected_core : "n/a", bi->cpu_isa);
     printf("load     %8.2f s      weights %s\n", b->load_s,
            o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
-    if (b->huge_share >= 0) printf("pages    %8.1f %%    of the mapped weights on 2 MiB pages\n", 100.0 * b->huge_share);
+    if (b->huge_share >= 0) printf("pages    %8.1f %%    of the weights' resident pages on 2 MiB pages\n", 100.0 * b->huge_share);
     char setting[96];
     if (!strcmp(b->src_name, "weights"))
-        printf("ceiling  %8.2f GB/s  streaming read of the %.0f MB of weights a decode step reads (their page-cache pages),"
+        printf("ceiling  %8.2f GB/s  streaming read of the %.4g MB of weights a decode step reads (the very pages it reads, %s),"
                " before every step (%s kernel, %s); best read %.2f; a fresh %ld MiB buffer reads at %.2f\n",
-               f.ceiling, (double)b->src_bytes / 1e6, membw_kernel(),
+               f.ceiling, (double)b->src_bytes / 1e6, o->no_mmap ? "the anonymous copy" : "the file mapping", membw_kernel(),
                membw_setting_name(b->setting, setting, sizeof setting), b->best, o->ceiling_mib, buffer_gbps);
     else
         printf("ceiling  %8.2f GB/s  streaming read of a %ld MiB buffer before every decode step (%s kernel, %s); best "
@@ -789,8 +677,7 @@ static int compare(const bench_one *a, const bench_one *b, long R, comparison *c
     double *eq = calloc(nr, sizeof(double));
     if (!c->runs || !eq) {
         free(eq);
-        fprintf(stderr, "skipless: bench: out of memory\n");
-        return 2;
+        return runtime_error("bench: out of memory");
     }
     for (long i = 0; i < R; i++) {
         c->runs[i] = a->decode_s[i] / b->decode_s[i]; /* same number of tokens */
@@ -815,7 +702,7 @@ static int bench_model(const bench_opts *o) {
     for (int k = 0; k < n && !ret; k++) ret = one_open(&b[k], k ? o->compare : o->model, o);
     if (ret) goto out;
     if (n == 2 && b[0].hp.vocab_size != b[1].hp.vocab_size) {
-        ret = usage_error("--compare: %s has vocab_size %d, %s %d; the two must take the same prompt", b[0].path,
+        ret = usage_error("bench: --compare: %s has vocab_size %d, %s %d; the two must take the same prompt", b[0].path,
                           b[0].hp.vocab_size, b[1].path, b[1].hp.vocab_size);
         goto out;
     }
@@ -825,8 +712,7 @@ static int bench_model(const bench_opts *o) {
     prompt = malloc((size_t)P * sizeof *prompt);
     cbuf = membw_alloc(cbytes);
     if (!prompt || !cbuf) {
-        fprintf(stderr, "skipless: bench: out of memory (ceiling buffer %ld MiB)\n", o->ceiling_mib);
-        ret = 2;
+        ret = runtime_error("bench: out of memory (ceiling buffer %ld MiB)", o->ceiling_mib);
         goto out;
     }
     uint64_t s = 0x5EED;
@@ -834,7 +720,7 @@ static int bench_model(const bench_opts *o) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         prompt[i] = (int32_t)((s >> 33) % (uint64_t)b[0].hp.vocab_size);
     }
-    /* Warm-up: fault in the weights (used in place from the file mapping) and the buffers of a
+    /* Warm-up: fault in the weights (where used in place from the file mapping) and the buffers of a
      * whole-prompt prefill, run the sgemm reference once, start the threads. */
     for (int k = 0; k < n; k++) {
         double w_prefill, w_decode = 0, w_sgemm = 0;
@@ -842,7 +728,7 @@ static int bench_model(const bench_opts *o) {
         int rc = prefill(b[k].ctx, prompt, P, &w_prefill);
         for (int t = 0; t < 2 && !rc; t++) rc = decode_step(b[k].ctx, b[k].hp.vocab_size, &w_decode);
         if (rc) { ret = lib_error("bench: eval", rc); goto out; }
-        b[k].huge_share = huge_page_share(b[k].path);
+        b[k].huge_share = huge_page_share(b[k].weights, b[k].n_weights);
     }
     /* What each model's ceiling reads, and a calibration there: the best of a few read settings,
      * which the reads between decode steps use.  The fresh buffer is read once for comparison. */
@@ -854,24 +740,18 @@ static int bench_model(const bench_opts *o) {
         m->n_src = 1;
         m->src_bytes = cbytes;
         m->src_name = "buffer";
-        if (o->ceiling != CEIL_BUFFER && !o->no_mmap) {
-            if ((ret = weights_map_open(m->path, &m->wm))) goto out;
-            if (o->ceiling == CEIL_WEIGHTS || m->wm.bytes >= weights_min_bytes()) {
-                m->src = m->wm.r;
-                m->n_src = m->wm.nr;
-                m->src_bytes = m->wm.bytes;
-                m->src_name = "weights";
-            } else {
-                weights_unmap(&m->wm); /* auto: too small to come from memory */
-            }
+        if (o->ceiling == CEIL_WEIGHTS || (o->ceiling == CEIL_AUTO && m->weights_bytes >= weights_min_bytes())) {
+            m->src = m->weights;
+            m->n_src = m->n_weights;
+            m->src_bytes = m->weights_bytes;
+            m->src_name = "weights";
         }
         m->setting = -1;
         m->best = membw_read_gbps(m->src, m->n_src, (int)o->threads, 2, &m->setting);
         if (m->best <= 0) break;
     }
     if (buffer_gbps <= 0 || b[0].best <= 0 || (n == 2 && b[1].best <= 0)) {
-        fprintf(stderr, "skipless: bench: could not start %ld reader threads for the ceiling\n", o->threads);
-        ret = 2;
+        ret = runtime_error("bench: could not start %ld reader threads for the ceiling", o->threads);
         goto out;
     }
     for (long i = 0; i < R; i++)
@@ -886,7 +766,7 @@ static int bench_model(const bench_opts *o) {
             put_real(top, "speedup", cmp.speedup);
             put_real(top, "speedup_bound", cmp.bound);
             put_real(top, "speedup_at_equal_ceiling", cmp.at_equal_ceiling);
-            put_runs(top, "speedup_runs", cmp.runs, R);
+            put_reals(top, "speedup_runs", cmp.runs, R);
             j = top;
         }
         ret = print_json(j);

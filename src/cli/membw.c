@@ -18,13 +18,16 @@
  * that setting between decode steps.  A read's time runs from releasing all
  * threads to the last one finishing.
  *
- * What is read is a list of regions: a buffer of our own, or the model's
- * weights in the page cache (skipless bench's default), whose physical pages
- * are the ones decode reads; on this machine pages differ in speed by up to
- * 15 % (docs/performance.md).  Each thread reads its share of every region.
+ * What is read is a list of regions: a buffer of our own, or the memory a
+ * decode step reads as the library reports it (skl_model_decode_regions;
+ * skipless bench's default for large models), whose physical pages are the
+ * ones decode reads; on this machine pages differ in speed by up to 15 %
+ * (docs/performance.md).  Each thread reads its share of every region.
  * The sums are integer additions, so any bit pattern reads at full speed (a
  * float addition of denormal inputs would take a microcode assist). */
 #include "membw.h"
+
+#include "util.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -32,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -197,12 +199,6 @@ static void open_gate(start_gate *g) {
     g->go = 1;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static volatile uint64_t sink; /* keeps the sums, so the reads cannot be optimised away */

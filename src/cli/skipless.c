@@ -9,13 +9,14 @@
  * Exit code 0 on success; on error one line on stderr and a non-zero code. */
 #include "skipless.h"
 #include "cli/bench.h"
+#include "cli/util.h"
 #include "tools/npy.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char *usage =
     "usage: skipless COMMAND [options]\n"
@@ -44,62 +45,6 @@ static const char *usage =
     "MODEL is a directory (config.json + model.safetensors [+ tokenizer.json]) or a\n"
     ".safetensors file with the config (and tokenizer) in its metadata.  See\n"
     "docs/model-format.md.\n";
-
-static int die(const char *fmt, const char *arg) {
-    fprintf(stderr, "skipless: ");
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    return 1;
-}
-
-int lib_error(const char *what, int rc) {
-    const char *msg = skl_last_error();
-    fprintf(stderr, "skipless: %s: %s (%s)\n", what, msg[0] ? msg : skl_strerror(rc), skl_strerror(rc));
-    return 2;
-}
-
-int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-/* "1,2,3" -> malloc'd int32 array; -1 on any malformed element. */
-static int parse_tokens(const char *s, int32_t **out, int32_t *n) {
-    size_t cap = 1;
-    for (const char *p = s; *p; p++) cap += *p == ',';
-    int32_t *t = malloc(cap * sizeof *t);
-    if (!t) return -1;
-    int32_t k = 0;
-    const char *p = s;
-    for (;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (errno || end == p || v < INT32_MIN || v > INT32_MAX || (*end && *end != ',')) {
-            free(t);
-            return -1;
-        }
-        t[k++] = (int32_t)v;
-        if (!*end) break;
-        p = end + 1;
-    }
-    *out = t;
-    *n = k;
-    return 0;
-}
 
 static const char *act_name(skl_activation a) {
     switch (a) {
@@ -130,11 +75,11 @@ static int cmd_plan(int argc, char **argv) {
     int json = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
-        else if (argv[i][0] == '-') return die("plan: unknown option %s", argv[i]);
+        else if (argv[i][0] == '-') return usage_error("plan: unknown option %s", argv[i]);
         else if (!path) path = argv[i];
-        else return die("plan: unexpected argument '%s'", argv[i]);
+        else return usage_error("plan: unexpected argument '%s'", argv[i]);
     }
-    if (!path) return die("plan: missing CONFIG.json%s", "");
+    if (!path) return usage_error("plan: missing CONFIG.json");
     skl_plan *plan;
     int rc = skl_plan_config(path, &plan);
     if (rc) return lib_error("plan", rc);
@@ -148,19 +93,27 @@ static int cmd_plan(int argc, char **argv) {
         skl_plan_free(plan);
         return 0;
     }
-    printf("{\"config\": \"%s\", \"block_type\": \"%s\", \"total\": %llu, \"removals\": [", path,
-           p.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial", (unsigned long long)p.total);
+    json_t *j = json_object(), *rows = json_array();
+    put_str(j, "config", path);
+    put_str(j, "block_type", p.block_type == SKL_BLOCK_PARALLEL ? "parallel" : "serial");
+    put_int(j, "total", (long long)p.total);
     for (int i = 0; i < p.n_rows; i++) {
         const skl_plan_row *r = skl_plan_row_at(plan, i);
-        printf("%s{\"remove\": \"%s\", \"applicable\": %s, \"lossless\": %s, \"total\": %llu, \"removed\": %llu, "
-               "\"after\": %llu, \"saving_percent\": %.4f, \"speedup_bound\": %.6f, \"note\": \"%s\"}",
-               i ? ", " : "", skl_removal_name(r->removal), r->applicable ? "true" : "false",
-               r->lossless ? "true" : "false", (unsigned long long)r->total, (unsigned long long)r->removed,
-               (unsigned long long)r->after, r->saving_percent, r->speedup_bound, r->note);
+        json_t *row = json_object();
+        put_str(row, "remove", skl_removal_name(r->removal));
+        put_bool(row, "applicable", r->applicable);
+        put_bool(row, "lossless", r->lossless);
+        put_int(row, "total", (long long)r->total);
+        put_int(row, "removed", (long long)r->removed);
+        put_int(row, "after", (long long)r->after);
+        put_real(row, "saving_percent", r->saving_percent);
+        put_real(row, "speedup_bound", r->speedup_bound);
+        put_str(row, "note", r->note);
+        json_array_append_new(rows, row);
     }
-    printf("]}\n");
+    json_object_set_new(j, "removals", rows);
     skl_plan_free(plan);
-    return 0;
+    return print_json(j);
 }
 
 static int merge_progress(uint64_t done, uint64_t total, void *ud) {
@@ -181,25 +134,25 @@ static int cmd_merge(int argc, char **argv) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verify")) mp.verify = true;
         else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype")) {
-            if (!val) return die("merge: option %s needs a value", a);
+            if (!val) return usage_error("merge: option %s needs a value", a);
             if (!strcmp(a, "--dtype")) {
                 if (!strcmp(val, "f32")) mp.dtype = SKL_DTYPE_F32;
                 else if (!strcmp(val, "f16")) mp.dtype = SKL_DTYPE_F16;
                 else if (!strcmp(val, "bf16")) mp.dtype = SKL_DTYPE_BF16;
                 else if (!strcmp(val, "same")) mp.dtype = SKL_DTYPE_SAME;
-                else return die("merge: --dtype must be f32, f16, bf16 or same, got '%s'", val);
+                else return usage_error("merge: --dtype must be f32, f16, bf16 or same, got '%s'", val);
             } else if (!strcmp(a, "--remove")) {
-                if (skl_removal_parse(val, &mp.remove)) return die("merge: --remove must be auto, qp, kp, vp, q or p, got '%s'", val);
+                if (skl_removal_parse(val, &mp.remove)) return usage_error("merge: --remove must be auto, qp, kp, vp, q or p, got '%s'", val);
             } else if (!strcmp(val, "dir")) fmt = SKL_SAVE_DIR;
             else if (!strcmp(val, "file")) fmt = SKL_SAVE_FILE;
-            else return die("merge: --format must be dir or file, got '%s'", val);
+            else return usage_error("merge: --format must be dir or file, got '%s'", val);
             i++;
-        } else if (a[0] == '-') return die("merge: unknown option %s", a);
+        } else if (a[0] == '-') return usage_error("merge: unknown option %s", a);
         else if (!in) in = a;
         else if (!outp) outp = a;
-        else return die("merge: unexpected argument '%s'", a);
+        else return usage_error("merge: unexpected argument '%s'", a);
     }
-    if (!in || !outp) return die("merge: need MODEL and OUT%s", "");
+    if (!in || !outp) return usage_error("merge: need MODEL and OUT");
     skl_model *m = NULL, *merged = NULL;
     skl_merge_report *rep = NULL;
     int ret = 0, rc = skl_model_load(in, NULL, &m);
@@ -237,8 +190,8 @@ out:
 }
 
 static int cmd_info(int argc, char **argv) {
-    if (argc != 1) return die("info: expected exactly one MODEL argument%s", "");
-    if (argv[0][0] == '-') return die("info: unknown option %s (see skipless --help)", argv[0]);
+    if (argc != 1) return usage_error("info: expected exactly one MODEL argument");
+    if (argv[0][0] == '-') return usage_error("info: unknown option %s (see skipless --help)", argv[0]);
     skl_model *m;
     int rc = skl_model_load(argv[0], NULL, &m);
     if (rc) return lib_error("load", rc);
@@ -306,12 +259,6 @@ static int on_token(int32_t token, const char *piece, void *ud) {
     return 0;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Tokenize into a malloc'd array (size query first). */
 static int tokenize_alloc(const skl_model *m, const char *text, unsigned flags, int32_t **out, size_t *n) {
     size_t len = strlen(text), need = 0;
@@ -335,13 +282,13 @@ static int cmd_tokenize(int argc, char **argv) {
         const char *a = argv[i];
         if (!strcmp(a, "--plain")) flags |= SKL_TOKENIZE_PLAIN;
         else if (!strcmp(a, "--text")) {
-            if (i + 1 >= argc) return die("tokenize: option %s needs a value", a);
+            if (i + 1 >= argc) return usage_error("tokenize: option %s needs a value", a);
             text = argv[++i];
-        } else if (a[0] == '-') return die("tokenize: unknown option %s (see skipless --help)", a);
+        } else if (a[0] == '-') return usage_error("tokenize: unknown option %s (see skipless --help)", a);
         else if (!model_path) model_path = a;
-        else return die("tokenize: unexpected argument '%s'", a);
+        else return usage_error("tokenize: unexpected argument '%s'", a);
     }
-    if (!model_path || !text) return die("tokenize: need MODEL and --text TEXT%s", "");
+    if (!model_path || !text) return usage_error("tokenize: need MODEL and --text TEXT");
     skl_model *m = NULL;
     int32_t *toks = NULL;
     size_t n = 0;
@@ -362,17 +309,17 @@ static int cmd_detokenize(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--tokens")) {
-            if (i + 1 >= argc) return die("detokenize: option %s needs a value", a);
+            if (i + 1 >= argc) return usage_error("detokenize: option %s needs a value", a);
             tokens_s = argv[++i];
-        } else if (a[0] == '-') return die("detokenize: unknown option %s (see skipless --help)", a);
+        } else if (a[0] == '-') return usage_error("detokenize: unknown option %s (see skipless --help)", a);
         else if (!model_path) model_path = a;
-        else return die("detokenize: unexpected argument '%s'", a);
+        else return usage_error("detokenize: unexpected argument '%s'", a);
     }
-    if (!model_path || !tokens_s) return die("detokenize: need MODEL and --tokens 1,2,3%s", "");
+    if (!model_path || !tokens_s) return usage_error("detokenize: need MODEL and --tokens 1,2,3");
     int32_t *toks = NULL, n = 0;
     if (!*tokens_s) toks = malloc(sizeof *toks); /* "" : no tokens */
     else if (parse_tokens(tokens_s, &toks, &n))
-        return die("detokenize: --tokens must be comma-separated integers, got '%s'", tokens_s);
+        return usage_error("detokenize: --tokens must be comma-separated integers, got '%s'", tokens_s);
     skl_model *m = NULL;
     char *text = NULL;
     size_t len = 0;
@@ -380,7 +327,7 @@ static int cmd_detokenize(int argc, char **argv) {
     if (rc) ret = lib_error("load", rc);
     else if ((rc = skl_detokenize(m, toks, (size_t)n, NULL, 0, &len)) && rc != SKL_ERR_BUFFER_TOO_SMALL)
         ret = lib_error("detokenize", rc);
-    else if (!(text = malloc(len + 1))) ret = die("detokenize: out of memory%s", "");
+    else if (!(text = malloc(len + 1))) ret = runtime_error("detokenize: out of memory");
     else if ((rc = skl_detokenize(m, toks, (size_t)n, text, len + 1, &len))) ret = lib_error("detokenize", rc);
     else {
         fwrite(text, 1, len, stdout);
@@ -415,46 +362,42 @@ static int cmd_generate(int argc, char **argv) {
         int takes = strcmp(a, "--tokens") == 0 || strcmp(a, "--prompt") == 0 || strcmp(a, "-n") == 0 ||
                     strcmp(a, "--temp") == 0 || strcmp(a, "--top-k") == 0 || strcmp(a, "--top-p") == 0 ||
                     strcmp(a, "--seed") == 0 || strcmp(a, "--threads") == 0 || strcmp(a, "--stop") == 0;
-        if (takes && !val) return die("generate: option %s needs a value", a);
+        if (takes && !val) return usage_error("generate: option %s needs a value", a);
         if (!strcmp(a, "--tokens")) tokens_s = val;
         else if (!strcmp(a, "--prompt")) prompt = val;
         else if (!strcmp(a, "--stop")) stop_s = val;
         else if (!strcmp(a, "-n")) {
-            if (parse_long(val, 0, INT32_MAX, &v)) return die("generate: -n must be an integer >= 0, got '%s'", val);
+            if (parse_long(val, 0, INT32_MAX, &v)) return usage_error("generate: -n must be an integer >= 0, got '%s'", val);
             gp.max_tokens = (int32_t)v;
         } else if (!strcmp(a, "--temp")) {
-            if (parse_float(val, &sp.temperature)) return die("generate: --temp must be a number, got '%s'", val);
+            if (parse_float(val, &sp.temperature)) return usage_error("generate: --temp must be a number, got '%s'", val);
         } else if (!strcmp(a, "--top-k")) {
-            if (parse_long(val, 0, INT32_MAX, &v)) return die("generate: --top-k must be an integer >= 0, got '%s'", val);
+            if (parse_long(val, 0, INT32_MAX, &v)) return usage_error("generate: --top-k must be an integer >= 0, got '%s'", val);
             sp.top_k = (int32_t)v;
         } else if (!strcmp(a, "--top-p")) {
-            if (parse_float(val, &sp.top_p)) return die("generate: --top-p must be a number, got '%s'", val);
+            if (parse_float(val, &sp.top_p)) return usage_error("generate: --top-p must be a number, got '%s'", val);
         } else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(val, &end, 10);
-            if (errno || end == val || *end || val[0] == '-') return die("generate: --seed must be an unsigned integer, got '%s'", val);
-            sp.seed = s;
+            if (parse_u64(val, &sp.seed)) return usage_error("generate: --seed must be an unsigned integer, got '%s'", val);
         } else if (!strcmp(a, "--threads")) {
-            if (parse_long(val, 1, 1024, &threads)) return die("generate: --threads must be 1..1024, got '%s'", val);
+            if (parse_long(val, 1, 1024, &threads)) return usage_error("generate: --threads must be 1..1024, got '%s'", val);
         } else if (a[0] == '-') {
-            return die("generate: unknown option %s (see skipless --help)", a);
+            return usage_error("generate: unknown option %s (see skipless --help)", a);
         } else if (!model_path) {
             model_path = a;
             continue;
         } else {
-            return die("generate: unexpected argument '%s'", a);
+            return usage_error("generate: unexpected argument '%s'", a);
         }
         i++;
     }
-    if (!model_path) return die("generate: missing MODEL%s", "");
-    if (!tokens_s == !prompt) return die("generate: give either --tokens 1,2,3 or --prompt TEXT%s", "");
+    if (!model_path) return usage_error("generate: missing MODEL");
+    if (!tokens_s == !prompt) return usage_error("generate: give either --tokens 1,2,3 or --prompt TEXT");
     int32_t *toks = NULL, n = 0, *stops = NULL, n_stops = 0;
     if (tokens_s && parse_tokens(tokens_s, &toks, &n))
-        return die("generate: --tokens must be comma-separated integers, got '%s'", tokens_s);
+        return usage_error("generate: --tokens must be comma-separated integers, got '%s'", tokens_s);
     if (stop_s && parse_tokens(stop_s, &stops, &n_stops)) {
         free(toks);
-        return die("generate: --stop must be comma-separated integers, got '%s'", stop_s);
+        return usage_error("generate: --stop must be comma-separated integers, got '%s'", stop_s);
     }
     skl_model *m = NULL;
     skl_context *ctx = NULL;
@@ -466,13 +409,13 @@ static int cmd_generate(int argc, char **argv) {
     if (prompt) {
         size_t nt = 0;
         if ((rc = tokenize_alloc(m, prompt, 0, &toks, &nt))) { ret = lib_error("tokenize", rc); goto out; }
-        if (nt > INT32_MAX) { ret = die("generate: prompt too long%s", ""); goto out; }
+        if (nt > INT32_MAX) { ret = runtime_error("generate: prompt too long"); goto out; }
         n = (int32_t)nt;
     }
     int32_t eos = skl_token_eos(m);
     if (eos_stop && eos >= 0) { /* stop at the eos token too */
         int32_t *ns = realloc(stops, ((size_t)n_stops + 1) * sizeof *ns);
-        if (!ns) { ret = die("generate: out of memory%s", ""); goto out; }
+        if (!ns) { ret = runtime_error("generate: out of memory"); goto out; }
         stops = ns;
         stops[n_stops++] = eos;
     }
@@ -509,22 +452,22 @@ static int cmd_logits(int argc, char **argv) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--decode")) { decode = 1; continue; }
         if (!strcmp(a, "--tokens") || !strcmp(a, "--out") || !strcmp(a, "--threads")) {
-            if (!val) return die("logits: option %s needs a value", a);
+            if (!val) return usage_error("logits: option %s needs a value", a);
             if (!strcmp(a, "--tokens")) tokens_s = val;
             else if (!strcmp(a, "--out")) out_path = val;
-            else if (parse_long(val, 1, 1024, &threads)) return die("logits: --threads must be 1..1024, got '%s'", val);
+            else if (parse_long(val, 1, 1024, &threads)) return usage_error("logits: --threads must be 1..1024, got '%s'", val);
             i++;
         } else if (a[0] == '-') {
-            return die("logits: unknown option %s (see skipless --help)", a);
+            return usage_error("logits: unknown option %s (see skipless --help)", a);
         } else if (!model_path) {
             model_path = a;
         } else {
-            return die("logits: unexpected argument '%s'", a);
+            return usage_error("logits: unexpected argument '%s'", a);
         }
     }
-    if (!model_path || !tokens_s || !out_path) return die("logits: need MODEL, --tokens and --out%s", "");
+    if (!model_path || !tokens_s || !out_path) return usage_error("logits: need MODEL, --tokens and --out");
     int32_t *toks, n;
-    if (parse_tokens(tokens_s, &toks, &n)) return die("logits: --tokens must be comma-separated integers, got '%s'", tokens_s);
+    if (parse_tokens(tokens_s, &toks, &n)) return usage_error("logits: --tokens must be comma-separated integers, got '%s'", tokens_s);
     skl_model *m = NULL;
     skl_context *ctx = NULL;
     float *all = NULL;
@@ -538,7 +481,7 @@ static int cmd_logits(int argc, char **argv) {
     cp.logits_all = !decode;
     if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
     all = malloc((size_t)n * (size_t)hp.vocab_size * sizeof *all);
-    if (!all) { ret = die("logits: out of memory%s", ""); goto out; }
+    if (!all) { ret = runtime_error("logits: out of memory"); goto out; }
     if (decode) {
         for (int32_t i = 0; i < n; i++) {
             if ((rc = skl_eval(ctx, &toks[i], 1))) { ret = lib_error("eval", rc); goto out; }
@@ -549,7 +492,7 @@ static int cmd_logits(int argc, char **argv) {
         memcpy(all, skl_logits(ctx, NULL), (size_t)n * (size_t)hp.vocab_size * sizeof *all);
     }
     if (npy_write_f32(out_path, all, n, hp.vocab_size)) {
-        ret = die("logits: cannot write %s", out_path);
+        ret = runtime_error("logits: cannot write %s: %s", out_path, strerror(errno));
         goto out;
     }
 out:
@@ -582,5 +525,5 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
-    return die("unknown command '%s' (see skipless --help)", argv[1]);
+    return usage_error("unknown command '%s' (see skipless --help)", argv[1]);
 }

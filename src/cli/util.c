@@ -1,0 +1,113 @@
+/* util.c - what the CLI's commands share: error messages, option values, the clock, JSON output. */
+#include "util.h"
+
+#include "skipless.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void vmessage(const char *fmt, va_list ap) {
+    fputs("skipless: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int runtime_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(fmt, ap);
+    va_end(ap);
+    return EXIT_RUNTIME;
+}
+
+int lib_error(const char *what, int rc) {
+    const char *msg = skl_last_error();
+    return runtime_error("%s: %s (%s)", what, msg[0] ? msg : skl_strerror(rc), skl_strerror(rc));
+}
+
+int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_u64(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') return -1; /* strtoull accepts "-1" as 2^64 - 1 */
+    *out = v;
+    return 0;
+}
+
+int parse_float(const char *s, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int parse_tokens(const char *s, int32_t **out, int32_t *n) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *t = malloc(cap * sizeof *t);
+    if (!t) return -1;
+    int32_t k = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < INT32_MIN || v > INT32_MAX || (*end && *end != ',')) {
+            free(t);
+            return -1;
+        }
+        t[k++] = (int32_t)v;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *out = t;
+    *n = k;
+    return 0;
+}
+
+double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void put_real(json_t *o, const char *key, double v) { json_object_set_new(o, key, json_real(v)); }
+void put_int(json_t *o, const char *key, long long v) { json_object_set_new(o, key, json_integer(v)); }
+void put_str(json_t *o, const char *key, const char *v) { json_object_set_new(o, key, json_string(v)); }
+void put_bool(json_t *o, const char *key, int v) { json_object_set_new(o, key, json_boolean(v)); }
+
+void put_reals(json_t *o, const char *key, const double *v, long n) {
+    json_t *a = json_array();
+    for (long i = 0; i < n; i++) json_array_append_new(a, json_real(v[i]));
+    json_object_set_new(o, key, a);
+}
+
+int print_json(json_t *o) {
+    int bad = !o || json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8)) != 0 ||
+              fputc('\n', stdout) == EOF || fflush(stdout) != 0;
+    json_decref(o);
+    return bad ? runtime_error("cannot write the JSON output") : 0;
+}

@@ -1,0 +1,42 @@
+/* util.h - what the CLI's commands share (src/cli/util.c): error messages,
+ * option values, the clock and JSON output. */
+#ifndef SKL_CLI_UTIL_H
+#define SKL_CLI_UTIL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+/* Exit codes: 1 for a usage error (caught before any model is loaded), 2 for
+ * a library or system error at run time. */
+enum { EXIT_USAGE = 1, EXIT_RUNTIME = 2 };
+
+/* "skipless: <message>\n" on stderr; returns EXIT_USAGE. */
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same for a run-time failure; returns EXIT_RUNTIME. */
+int runtime_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "skipless: WHAT: <skl_last_error()> (<skl_strerror(rc)>)"; returns EXIT_RUNTIME. */
+int lib_error(const char *what, int rc);
+
+/* Option values: 0 ok, -1 malformed or out of range (*out unchanged). */
+int parse_long(const char *s, long lo, long hi, long *out);   /* decimal integer in [lo, hi] */
+int parse_u64(const char *s, uint64_t *out);                  /* decimal, no sign */
+int parse_float(const char *s, float *out);
+/* "1,2,3" -> malloc'd int32 array of *n ids (at least one). */
+int parse_tokens(const char *s, int32_t **out, int32_t *n);
+
+/* Monotonic clock, seconds. */
+double now_s(void);
+
+/* Set key of object o to a new value. */
+void put_real(json_t *o, const char *key, double v);
+void put_int(json_t *o, const char *key, long long v);
+void put_str(json_t *o, const char *key, const char *v);
+void put_bool(json_t *o, const char *key, int v);
+/* An array of n reals. */
+void put_reals(json_t *o, const char *key, const double *v, long n);
+/* Write o (keys in insertion order, 2-space indent) and a newline to stdout,
+ * then release it; 0, or EXIT_RUNTIME with a message when o is NULL (a
+ * failed allocation while building it) or the write fails. */
+int print_json(json_t *o);
+
+#endif
