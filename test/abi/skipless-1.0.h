@@ -441,8 +441,8 @@ SKL_API int skl_generate_params_init(skl_generate_params *params, size_t size);
  *    context full: skl_generator_result says which), with *piece the bytes
  *    still pending ("" if none; NULL without a tokenizer).  Later calls give
  *    -1 and "" again.
- * *piece is owned by the generator, valid until its next call; piece_len
- * may be NULL.  An error ends generation with SKL_STOP_ERROR and is
+ * token and piece must not be NULL, piece_len may be; *piece is owned by
+ * the generator, valid until its next call.  An error ends generation with SKL_STOP_ERROR and is
  * returned.  The caller may stop at any time by freeing the generator; the
  * context then holds the prompt and every token handed out except the last. */
 typedef struct skl_generator skl_generator;
