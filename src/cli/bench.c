@@ -455,6 +455,7 @@ typedef struct {
     uint64_t block_w;
 } figures;
 
+/* A list of frees (the same shape as merge.c's lu_free, by nature of the task). */
 static void one_close(bench_one *b) {
     free(b->ceiling);
     free(b->sgemm);

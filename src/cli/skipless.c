@@ -304,6 +304,8 @@ static int cmd_tokenize(int argc, char **argv) {
     return ret;
 }
 
+/* Its option loop has the shape of cmd_tokenize's, as every command's has: an
+ * intentional twin, each command parsing its own options. */
 static int cmd_detokenize(int argc, char **argv) {
     const char *model_path = NULL, *tokens_s = NULL;
     for (int i = 0; i < argc; i++) {

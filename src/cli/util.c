@@ -16,6 +16,8 @@ static void vmessage(const char *fmt, va_list ap) {
     fputc('\n', stderr);
 }
 
+/* usage_error and runtime_error are intentional twins: they differ only in the exit
+ * status, and a variadic function cannot hand its arguments on but through vmessage. */
 int usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
