@@ -6,6 +6,8 @@
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
+ *  - weight_bytes, kv_cache_bytes: skl_model_weight_bytes() (all the weights)
+ *    and skl_model_kv_bytes() of the context of n_ctx = prompt-len + gen positions.
  *  - bytes per decode token: skl_model_decode_bytes(), the weights one
  *    batch-1 decode step reads in their stored dtypes: every linear layer
  *    (q/k/v/o/gate/up/down_proj) and lm_head with their biases, the final
