@@ -260,6 +260,11 @@ SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out, size_t s
  * head (biases and the final norm included) in their stored dtypes, plus one
  * embedding row.  0 for a NULL model. */
 SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
+/* Bytes of all the weights the model holds, in their stored dtypes: every
+ * tensor once (the whole embedding; a tied lm_head is the embedding and not
+ * counted again; biases and norms included).  For a model loaded from a file
+ * these are the bytes of its tensors.  0 for a NULL model. */
+SKL_API uint64_t skl_model_weight_bytes(const skl_model *model);
 /* Where those bytes are: one region per tensor a decode step reads in full
  * (every present linear weight and bias of every block in evaluation order,
  * then the final norm and lm_head), and last the first row of the embedding,
@@ -318,6 +323,12 @@ SKL_API int32_t skl_context_n_ctx(const skl_context *ctx);  /* cache capacity */
 SKL_API int skl_kv_truncate(skl_context *ctx, int32_t n_keep);
 /* Empty the KV cache (skl_kv_truncate(ctx, 0)). */
 SKL_API int skl_kv_reset(skl_context *ctx);
+/* Bytes of the KV cache a context of n_ctx positions allocates (0:
+ * max_position_embeddings): 2 * num_hidden_layers * n_ctx *
+ * num_key_value_heads * head_dim floats.  The context's scratch comes on top.
+ * 0 for a NULL model or n_ctx outside [0, max_position_embeddings];
+ * UINT64_MAX if the product does not fit in 64 bits. */
+SKL_API uint64_t skl_model_kv_bytes(const skl_model *model, int32_t n_ctx);
 
 /* ---------------------------------------------------------------- sampling */
 

@@ -34,6 +34,34 @@ static float *falloc(uint64_t a, uint64_t b) {
     return calloc(n ? (size_t)n : 1, 1);
 }
 
+/* a*b*4, saturating at UINT64_MAX */
+static uint64_t fbytes(uint64_t a, uint64_t b) {
+    uint64_t n;
+    return skl_mul_u64(a, b, &n) || skl_mul_u64(n, sizeof(float), &n) ? UINT64_MAX : n;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+/* falloc, adding the bytes asked for to *asked: what an out-of-memory error names */
+static float *falloc_asked(uint64_t a, uint64_t b, uint64_t *asked) {
+    *asked = add_sat(*asked, fbytes(a, b));
+    return falloc(a, b);
+}
+
+/* The K and V caches of n_ctx positions: [L][KV][n_ctx][hd] floats each. */
+static uint64_t kv_bytes(const skl_hparams *hp, int32_t n_ctx) {
+    uint64_t rows = (uint64_t)hp->num_hidden_layers * (uint64_t)n_ctx; /* both < 2^31 */
+    uint64_t one = fbytes(rows, (uint64_t)hp->num_key_value_heads * (uint64_t)hp->head_dim);
+    return add_sat(one, one);
+}
+
+uint64_t skl_model_kv_bytes(const skl_model *m, int32_t n_ctx) {
+    if (!m) return 0;
+    if (n_ctx == 0) n_ctx = m->hp.max_position_embeddings;
+    if (n_ctx < 1 || n_ctx > m->hp.max_position_embeddings) return 0;
+    return kv_bytes(&m->hp, n_ctx);
+}
+
 /* The model's dimensions in the names the forward pass uses (config.c bounds
  * H*hd, and KV divides H, so none overflows int32). */
 static skl_dims dims_of(const skl_hparams *hp) {
@@ -83,29 +111,29 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     const skl_dims *D = &c->dim;
     uint64_t d = (uint64_t)D->d, qd = (uint64_t)D->qd, kvd = (uint64_t)D->kvd, f = (uint64_t)D->f,
              nb = (uint64_t)p.n_batch, half = (uint64_t)D->half;
-    uint64_t cache_rows = (uint64_t)D->n_layers * (uint64_t)p.n_ctx;
-    c->kcache = falloc(cache_rows, kvd);
-    c->vcache = falloc(cache_rows, kvd);
-    c->rope_cos = falloc((uint64_t)p.n_ctx, half);
-    c->rope_sin = falloc((uint64_t)p.n_ctx, half);
-    c->x = falloc(nb, d);
-    c->q = falloc(nb, qd);
-    c->k = falloc(nb, kvd);
-    c->v = falloc(nb, kvd);
-    c->att = falloc(nb, qd);
-    c->h = falloc(nb, d);
-    c->g = falloc(nb, f);
-    c->u = falloc(nb, f);
-    c->ffo = falloc(nb, d);
+    uint64_t cache_rows = (uint64_t)D->n_layers * (uint64_t)p.n_ctx, kv = 0, scratch = 0;
+    c->kcache = falloc_asked(cache_rows, kvd, &kv);
+    c->vcache = falloc_asked(cache_rows, kvd, &kv);
+    c->rope_cos = falloc_asked((uint64_t)p.n_ctx, half, &scratch);
+    c->rope_sin = falloc_asked((uint64_t)p.n_ctx, half, &scratch);
+    c->x = falloc_asked(nb, d, &scratch);
+    c->q = falloc_asked(nb, qd, &scratch);
+    c->k = falloc_asked(nb, kvd, &scratch);
+    c->v = falloc_asked(nb, kvd, &scratch);
+    c->att = falloc_asked(nb, qd, &scratch);
+    c->h = falloc_asked(nb, d, &scratch);
+    c->g = falloc_asked(nb, f, &scratch);
+    c->u = falloc_asked(nb, f, &scratch);
+    c->ffo = falloc_asked(nb, d, &scratch);
     /* prefill scores: as many queries per block as fit SCORE_ELEMS (at least 1) */
     uint64_t H = (uint64_t)D->H, qb = SCORE_ELEMS / (H * (uint64_t)p.n_ctx);
     c->qblock = (int32_t)(qb < 1 ? 1 : qb > nb ? nb : qb);
     uint64_t srows = H * (uint64_t)c->qblock;
-    c->scores = falloc(srows, (uint64_t)p.n_ctx);
+    c->scores = falloc_asked(srows, (uint64_t)p.n_ctx, &scratch);
     uint64_t vmax = d > qd ? d : qd;
     if (f > vmax) vmax = f;
     if ((uint64_t)D->V > vmax) vmax = (uint64_t)D->V;
-    c->bvec = falloc(vmax, 1);
+    c->bvec = falloc_asked(vmax, 1, &scratch);
     /* a tile buffer only when some weight matrix is F16/BF16 */
     uint64_t biggest = 0;
     bool narrow = m->head.w.data && m->head.w.dtype != SKL_DT_F32;
@@ -124,14 +152,18 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
         if (f > widest) widest = f;
         c->tile_elems = biggest < TILE_ELEMS ? (size_t)biggest : TILE_ELEMS;
         if (c->tile_elems < widest) c->tile_elems = (size_t)widest;
-        c->wtile = falloc(c->tile_elems, 1);
+        c->wtile = falloc_asked(c->tile_elems, 1, &scratch);
         tile_ok = c->wtile != NULL;
     }
     if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->k || !c->v || !c->att ||
         !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok) {
         skl_context_free(c);
-        return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory for a %d-token context (KV cache %llu MiB)",
-                        p.n_ctx, (unsigned long long)(2 * cache_rows * kvd * 4 >> 20));
+        uint64_t total = add_sat(kv, scratch);
+        return skl_fail(SKL_ERR_NOMEM,
+                        "skl_context_create: out of memory for a %d-token context: %llu bytes asked for (%.2f GiB: "
+                        "KV cache %llu bytes, scratch %llu bytes)",
+                        p.n_ctx, (unsigned long long)total, (double)total / (1 << 30), (unsigned long long)kv,
+                        (unsigned long long)scratch);
     }
     /* RoPE table, angles in double: inv_freq_i = theta^(-2i / rotary_dim). */
     for (int32_t pos = 0; pos < p.n_ctx; pos++)

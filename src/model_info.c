@@ -1,6 +1,7 @@
 /* model_info.c - what a loaded model is: its hparams, weight counts, the bytes one
- * decode step reads, the dtype of its weights (skipless bench reports it next to
- * skl_model_decode_bytes), which projections a block still has. */
+ * decode step reads and the bytes of all its weights, the dtype of its weights
+ * (skipless bench reports it next to skl_model_decode_bytes), which projections
+ * a block still has. */
 #include "model.h"
 #include "abi.h"
 
@@ -66,6 +67,16 @@ static void add_bytes(void *ud, const void *base, uint64_t bytes) {
 uint64_t skl_model_decode_bytes(const skl_model *m) {
     uint64_t n = 0;
     if (m) decode_tensors(m, add_bytes, &n);
+    return n;
+}
+
+uint64_t skl_model_weight_bytes(const skl_model *m) {
+    if (!m) return 0;
+    uint64_t n = nbytes(&m->embed) + nbytes(&m->norm);
+    for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);) {
+        if (it.l->w.data != m->embed.data) n += nbytes(&it.l->w); /* a tied head is the embedding */
+        n += nbytes(&it.l->b);
+    }
     return n;
 }
 

@@ -53,6 +53,36 @@ def st_header(path):
         return json.loads(f.read(n))
 
 
+def model_config(path):
+    """A model's config: DIR/config.json, or the __metadata__ "config" of a single file."""
+    if os.path.isdir(path):
+        return load_json(os.path.join(path, "config.json"))
+    return json.loads(st_header(path)["__metadata__"]["config"])
+
+
+def weight_bytes(path):
+    """skl_model_weight_bytes from the file: the bytes of its tensors (data_offsets), each once."""
+    return sum(t["data_offsets"][1] - t["data_offsets"][0] for k, t in st_header(path).items() if k != "__metadata__")
+
+
+def kv_bytes(path, n_ctx):
+    """skl_model_kv_bytes from the config (Hugging Face defaults): 2 L n_ctx KV hd floats."""
+    c = model_config(path)
+    heads = c["num_attention_heads"]
+    hd = c.get("head_dim", c["hidden_size"] // heads)
+    return 2 * c["num_hidden_layers"] * n_ctx * c.get("num_key_value_heads", heads) * hd * 4
+
+
+def cli_default_ctx(path):
+    """The CLI's default context: the smaller of 4096 and max_position_embeddings."""
+    return min(4096, model_config(path)["max_position_embeddings"])
+
+
+def expect_bytes(what, got, want):
+    if int(got) != want:
+        raise Fail("%s %s bytes, expected %d" % (what, got, want))
+
+
 def rel_error(got, ref):
     return np.max(np.abs(got.astype(np.float64) - ref)) / np.max(np.abs(ref))
 
@@ -171,6 +201,67 @@ def eos_prefix(full, got):
         raise Fail("output is not the text before <|endoftext|>")
 
 
+# ------------------------------------------------------------ memory, -c
+
+@check("info-memory")
+def info_memory(model, out):
+    """info-memory MODEL OUT: `info` prints the weights' bytes and the KV cache's at the default context and the maximum."""
+    with open(out) as f:
+        text = f.read()
+    w = re.search(r"^weight bytes: +(\d+) bytes", text, re.M)
+    kv = re.search(r"^KV cache bytes: +(\d+) bytes.* default context (\d+); (\d+) bytes.* max_positions (\d+)$", text, re.M)
+    if not w or not kv:
+        raise Fail("no 'weight bytes:' or 'KV cache bytes:' line")
+    expect_bytes("weights", w.group(1), weight_bytes(model))
+    n, top = cli_default_ctx(model), model_config(model)["max_position_embeddings"]
+    if (int(kv.group(2)), int(kv.group(4))) != (n, top):
+        raise Fail("contexts %s and %s, expected %d and %d" % (kv.group(2), kv.group(4), n, top))
+    expect_bytes("KV cache at the default context", kv.group(1), kv_bytes(model, n))
+    expect_bytes("KV cache at max_positions", kv.group(3), kv_bytes(model, top))
+
+
+@check("generate-memory")
+def generate_memory(model, err, n_ctx):
+    """generate-memory MODEL ERR N_CTX: generate's summary line names the weights' bytes and the KV cache's
+    of an N_CTX-position context ("default": the CLI's default)."""
+    n = cli_default_ctx(model) if n_ctx == "default" else int(n_ctx)
+    with open(err) as f:
+        m = re.search(r"\| weights (\d+) bytes.* \| KV cache (\d+) bytes.*, (\d+) positions \|", f.read())
+    if not m:
+        raise Fail("no '| weights N bytes ... | KV cache N bytes ..., N positions |' in the summary")
+    if int(m.group(3)) != n:
+        raise Fail("%s positions, expected %d" % (m.group(3), n))
+    expect_bytes("weights", m.group(1), weight_bytes(model))
+    expect_bytes("KV cache", m.group(2), kv_bytes(model, n))
+
+
+@check("nomem")
+def nomem(model, err, n_ctx):
+    """nomem MODEL ERR N_CTX: a context that cannot be allocated is one error line naming the KV cache's bytes."""
+    with open(err) as f:
+        text = f.read()
+    m = re.search(r"^skipless: context: .*out of memory for a (\d+)-token context: (\d+) bytes asked for .*"
+                  r"KV cache (\d+) bytes, scratch (\d+) bytes", text)
+    if not m:
+        raise Fail("stderr %r does not name the bytes asked for" % text[:300])
+    if int(m.group(1)) != int(n_ctx):
+        raise Fail("a %s-token context, expected %s" % (m.group(1), n_ctx))
+    expect_bytes("KV cache", m.group(3), kv_bytes(model, int(n_ctx)))
+    expect_bytes("asked for", m.group(2), int(m.group(3)) + int(m.group(4)))
+
+
+@check("long-context")
+def long_context(model_dir, out_dir, n_ctx):
+    """long-context MODEL_DIR OUT_DIR N: OUT_DIR: MODEL_DIR's weights (linked) under its config with
+    max_position_embeddings N."""
+    c = model_config(model_dir)
+    c["max_position_embeddings"] = int(n_ctx)
+    os.makedirs(out_dir)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(c, f)
+    os.symlink(os.path.abspath(os.path.join(model_dir, "model.safetensors")), os.path.join(out_dir, "model.safetensors"))
+
+
 # -------------------------------------------------------------------- bench
 
 @check("bench")
@@ -232,6 +323,11 @@ def bench(model, out, threads):
     expect += emb["shape"][1] * size[emb["dtype"]]
     if j["bytes_per_token"] != expect:
         raise Fail("bytes_per_token %r, expected %d from the file's tensors" % (j["bytes_per_token"], expect))
+    # the memory: all the weights, and the KV cache of the context bench makes (prompt + gen positions)
+    expect_bytes("weight_bytes", j["weight_bytes"], weight_bytes(model))
+    if j["n_ctx"] != j["prompt_len"] + j["gen"]:
+        raise Fail("n_ctx %r for prompt_len %r + gen %r" % (j["n_ctx"], j["prompt_len"], j["gen"]))
+    expect_bytes("kv_cache_bytes", j["kv_cache_bytes"], kv_bytes(model, j["n_ctx"]))
     # the ceiling reads: with --ceiling weights the bytes a decode step reads (skl_model_decode_regions: the
     # tensors above and one embedding row), also from the anonymous copy of --no-mmap; else the buffer (these
     # test models are far smaller than twice the L3, so `auto` takes the buffer); one read before every step,

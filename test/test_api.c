@@ -3,9 +3,13 @@
  * callbacks.  (Logits for each thread count: test_logits.c.) */
 #include "tests.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MODEL "serial_mha_silu_glu"
 
@@ -165,6 +169,103 @@ START_TEST(test_context_params) {
 }
 END_TEST
 
+/* ASan's allocator reports a failed allocation and exits unless told to return NULL,
+ * as malloc does; test_context_nomem needs the NULL. */
+#if defined(__SANITIZE_ADDRESS__)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+#endif
+
+/* The process's address space now (VmSize), bytes; 0 if unknown. */
+static uint64_t vm_size(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%llu", &pages) != 1) pages = 0;
+    fclose(f);
+    return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A context whose memory cannot be had fails with SKL_ERR_NOMEM and names the
+ * bytes asked for.  The model is MODEL's weights under a config allowing
+ * 2^24 positions (a directory in /tmp, the weights linked); the context is
+ * created in a child whose address space may grow by 64 MiB only. */
+START_TEST(test_context_nomem) {
+    json_t *man = test_manifest();
+    const json_t *e = test_find_model(man, MODEL);
+    json_t *cfg = test_model_config(e);
+    const int32_t n_ctx = 1 << 24;
+    json_object_set_new(cfg, "max_position_embeddings", json_integer(n_ctx));
+    char dir[] = "/tmp/skl_nomem_XXXXXX", file[64], weights[PATH_MAX];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    ck_assert_int_eq(json_dump_file(cfg, file, 0), 0);
+    ck_assert_ptr_nonnull(realpath(test_path(test_str(e, "path")), weights));
+    strncat(weights, "/model.safetensors", sizeof weights - strlen(weights) - 1);
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    ck_assert_int_eq(symlink(weights, file), 0);
+    skl_model *m = NULL;
+    ck_assert_int_eq(skl_model_load(dir, NULL, &m), SKL_OK);
+    /* the KV cache from the config alone: 2 L n_ctx KV hd floats */
+    int d = (int)json_integer_value(json_object_get(cfg, "hidden_size"));
+    int H = (int)json_integer_value(json_object_get(cfg, "num_attention_heads"));
+    const json_t *kvj = json_object_get(cfg, "num_key_value_heads"), *hdj = json_object_get(cfg, "head_dim");
+    uint64_t L = (uint64_t)json_integer_value(json_object_get(cfg, "num_hidden_layers"));
+    uint64_t KV = kvj ? (uint64_t)json_integer_value(kvj) : (uint64_t)H, hd = hdj ? (uint64_t)json_integer_value(hdj) : (uint64_t)(d / H);
+    uint64_t kv = 2 * L * (uint64_t)n_ctx * KV * hd * 4;
+    ck_assert_uint_eq(skl_model_kv_bytes(m, n_ctx), kv);
+    ck_assert_uint_gt(kv, (uint64_t)256 << 20); /* far more than the child may add */
+
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        struct rlimit rl = {vm_size() + ((uint64_t)64 << 20), RLIM_INFINITY};
+        rl.rlim_max = rl.rlim_cur;
+        char msg[1024];
+        skl_context_params cp;
+        skl_context_params_init(&cp, sizeof cp);
+        cp.n_ctx = n_ctx;
+        skl_context *ctx = NULL;
+        int rc = rl.rlim_cur > ((uint64_t)64 << 20) && setrlimit(RLIMIT_AS, &rl) == 0 ? skl_context_create(m, &cp, &ctx) : 1;
+        int n = snprintf(msg, sizeof msg, "%d %s", rc, rc == 1 ? "setrlimit failed" : skl_last_error());
+        ssize_t w = write(fds[1], msg, (size_t)n);
+        _exit(w == n && ctx == NULL ? 0 : 3);
+    }
+    close(fds[1]);
+    char got[1024];
+    ssize_t n = read(fds[0], got, sizeof got - 1);
+    close(fds[0]);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d, said '%.*s'", status,
+                  (int)(n > 0 ? n : 0), got);
+    got[n > 0 ? n : 0] = '\0';
+    char want[128];
+    snprintf(want, sizeof want, "%d skl_context_create: out of memory for a %d-token context: ", SKL_ERR_NOMEM, n_ctx);
+    ck_assert_msg(!strncmp(got, want, strlen(want)), "child said '%s'", got);
+    snprintf(want, sizeof want, "KV cache %llu bytes", (unsigned long long)kv);
+    ck_assert_msg(strstr(got, want) != NULL, "'%s' does not name the %s", got, want);
+    unsigned long long total = 0, scratch = 0;
+    const char *asked = strchr(got, ':');
+    ck_assert_ptr_nonnull(asked);
+    ck_assert_int_eq(sscanf(strchr(asked + 1, ':') + 1, " %llu bytes asked for", &total), 1);
+    ck_assert_ptr_nonnull(strstr(got, "scratch "));
+    ck_assert_int_eq(sscanf(strstr(got, "scratch ") + 8, "%llu", &scratch), 1);
+    ck_assert_uint_eq(total, kv + scratch);
+
+    skl_model_free(m);
+    unlink(file);
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    unlink(file);
+    rmdir(dir);
+    json_decref(cfg);
+    json_decref(man);
+}
+END_TEST
+
 START_TEST(test_logits_before_eval) {
     test_model f;
     open_model(&f);
@@ -279,6 +380,7 @@ Suite *api_suite(void) {
         {"context", test_context_full, 0, 0},
         {"context", test_eval_args, 0, 0},
         {"context", test_context_params, 0, 0},
+        {"context", test_context_nomem, 0, 0},
         {"context", test_logits_before_eval, 0, 0},
         {"context", test_version, 0, 0},
         {"callbacks", test_progress, 0, 0},

@@ -222,6 +222,7 @@ while IFS=$TAB read -r name path toks ref block attn vocab greedy; do
     elif ! grep -Eq "^block type: +$block\$" "$OUT"; then fail "info $name" "no 'block type: $block' line"
     elif ! grep -Eq "^attention: +$attn " "$OUT"; then fail "info $name" "no 'attention: $attn' line"
     else pass; fi
+    check "info memory $name" info-memory "$path" "$OUT"
 
     # logits, prefill and token-by-token decode, against the float64 reference
     for mode in prefill decode; do
@@ -250,6 +251,7 @@ while IFS=$TAB read -r name path toks ref block attn vocab greedy; do
     else
         pass
     fi
+    check "generate memory $name" generate-memory "$path" "$ERR" default
 
     # merge (auto removal) + save + reload: the merged model must give the
     # original model's logits; a model it does not apply to fails cleanly.
@@ -300,6 +302,56 @@ elif ! grep -q '^verification: ' "$OUT"; then fail "merge --verify" "no verifica
 elif [ ! -f "$TMP/verified/config.json" ] || [ ! -f "$TMP/verified/model.safetensors" ]; then
     fail "merge --verify" "--format dir did not write config.json + model.safetensors"
 else pass; fi
+
+# ------------------------------------------------------ context size, -c
+# -c N / --ctx N / --ctx=N: 1..max_position_embeddings (the test models allow 64); a value
+# above the model's limit is a usage error found after loading (exit 1).
+cases <<'EOF'
+# expect stream pattern                                  name                                    command line
+0     err ', 5 positions \| '                           "generate -c 5"                         generate "$ANY" --tokens 1 -n 2 -c 5
+0     err ', 7 positions \| '                           "generate --ctx 7"                      generate "$ANY" --tokens 1 -n 2 --ctx 7
+0     err ', 9 positions \| '                           "generate --ctx=9"                      generate "$ANY" --tokens 1 -n 2 --ctx=9
+0     err ', 64 positions \| '                          "generate -c 64 (the maximum)"          generate "$ANY" --tokens 1 -n 2 -c 64
+0     err 'stop: context full'                          "generate -c 3: context full"           generate "$ANY" --tokens 1 -n 5 -c 3
+error err "got '0'"                                     "generate -c 0"                         generate "$ANY" --tokens 1 -c 0
+error err "got '-2'"                                    "generate --ctx=-2"                     generate "$ANY" --tokens 1 --ctx=-2
+error err "got 'x'"                                     "generate --ctx x"                      generate "$ANY" --tokens 1 --ctx x
+error err "got ''"                                      "generate --ctx="                       generate "$ANY" --tokens 1 --ctx=
+error err "got '1.5'"                                   "generate -c 1.5"                       generate "$ANY" --tokens 1 -c 1.5
+error err 'needs a value'                               "generate -c without value"             generate "$ANY" --tokens 1 -c
+error err '-c/--ctx 65 exceeds the max_position_embeddings 64 of' "generate -c 65"             generate "$ANY" --tokens 1 -c 65
+error err '^skipless: generate: skl_eval: 4 tokens do not fit' "generate prompt over -c"       generate "$ANY" --tokens 1,2,3,4 -c 3
+error err 'unknown option --ctxx'                       "generate --ctxx"                       generate "$ANY" --tokens 1 --ctxx 3
+EOF
+for c in "-c 11" "--ctx 12" "--ctx=13"; do
+    # shellcheck disable=SC2086
+    run generate "$ANY" --tokens 1 -n 2 $c
+    if [ "$rc" -ne 0 ]; then fail "generate $c memory" "exit $rc"
+    else check "generate $c memory" generate-memory "$ANY" "$ERR" "${c##*[ =]}"; fi
+done
+run generate "$ANY" --tokens 1 -c 65
+if [ "$rc" -ne 1 ]; then fail "generate -c 65 exit status" "exit $rc, expected 1 (usage)"; else pass; fi
+run generate "$ANY" --tokens 1 -c 0
+if [ "$rc" -ne 1 ]; then fail "generate -c 0 exit status" "exit $rc, expected 1 (usage)"; else pass; fi
+
+# A context that cannot be allocated: ANY_DIR's weights under a config allowing 2^24
+# positions, and an address space of 1 GiB (ulimit -v): one line, exit 2, naming the bytes.
+# A sanitizer build cannot start under ulimit -v (its shadow memory); test_api.c's
+# test_context_nomem covers the library's message there.
+LONG=$TMP/long_context
+LONG_CTX=16777216
+"$PY" "$CHECKS" long-context "$ANY_DIR" "$LONG" $LONG_CTX
+if (ulimit -v 1048576 && "$BIN" --version) >/dev/null 2>&1; then
+    (ulimit -v 1048576 && exec "$BIN" generate "$LONG" --tokens 1 -n 1 -c $LONG_CTX) >"$OUT" 2>"$ERR" </dev/null
+    rc=$?
+    if [ "$rc" -ne 2 ] || [ "$(stderr_lines)" -ne 1 ]; then
+        fail "generate -c $LONG_CTX out of memory" "exit $rc (expected 2), $(stderr_lines) stderr lines (expected 1)"
+    else check "generate -c $LONG_CTX out of memory" nomem "$LONG" "$ERR" $LONG_CTX; fi
+else
+    echo "test_cli: $BIN does not start under ulimit -v (a sanitizer build): out-of-memory case left to test_api.c"
+fi
+run info "$LONG"
+if [ "$rc" -ne 0 ]; then fail "info long context" "exit $rc"; else check "info long context" info-memory "$LONG" "$OUT"; fi
 
 # ---------------------------------------------------------------- tokenizer
 # Models carrying a tokenizer.json (test/tokenizers.py); ids are compared with
@@ -466,6 +518,7 @@ cases <<'EOF'
 0     out '^ceiling .*of weights a decode step reads'    "bench --ceiling weights text"        bench "$ANY" $BENCH_SMALL --ceiling weights
 0     out '2:^decode  && ^compare .*bound x'             "bench --compare text"                bench "$ANY_DIR" --compare "$TMP/verified" $BENCH_SMALL
 0     out '^decode  && ^prefill  && ^ceiling '           "bench text"                          bench "$ANY" $BENCH_SMALL
+0     out '^memory +weights [0-9]+ bytes .*KV cache [0-9]+ bytes .*for 12 positions' "bench text memory" bench "$ANY" $BENCH_SMALL
 error - '' "bench --threads 0"                       bench "$ANY" --threads 0
 error - '' "bench --threads x"                       bench "$ANY" --threads x
 error - '' "bench --prompt-len 0"                    bench "$ANY" --prompt-len 0

@@ -319,7 +319,8 @@ START_TEST(test_thread_determinism) {
 END_TEST
 
 /* skl_model_decode_bytes from the file's header alone: all tensor bytes, the
- * embedding counted as one row (plus in full when it is also the tied head). */
+ * embedding counted as one row (plus in full when it is also the tied head);
+ * skl_model_weight_bytes: all tensor bytes, each tensor once. */
 START_TEST(test_decode_bytes) {
     test_model t;
     test_open(&t, _i);
@@ -334,6 +335,9 @@ START_TEST(test_decode_bytes) {
         if (!strcmp(key, "model.embed_tokens.weight")) embed = bytes;
         else total += bytes;
     }
+    ck_assert_msg(skl_model_weight_bytes(t.model) == total + embed, "%s: weight bytes %llu, header gives %llu", t.name,
+                  (unsigned long long)skl_model_weight_bytes(t.model), (unsigned long long)(total + embed));
+    ck_assert_uint_eq(skl_model_weight_bytes(NULL), 0);
     total += embed / (uint64_t)t.hp.vocab_size + (t.hp.tie_word_embeddings ? embed : 0);
     ck_assert_msg(skl_model_decode_bytes(t.model) == total, "%s: decode bytes %llu, header gives %llu", t.name,
                   (unsigned long long)skl_model_decode_bytes(t.model), (unsigned long long)total);

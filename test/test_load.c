@@ -373,6 +373,32 @@ START_TEST(test_weight_counts_match_header) {
 }
 END_TEST
 
+/* skl_model_kv_bytes is 2 L n_ctx KV hd floats, from the config (Hugging
+ * Face defaults: KV = H, hd = d / H); 0 outside [0, max_position_embeddings]. */
+START_TEST(test_kv_bytes_match_config) {
+    test_model t;
+    test_open(&t, _i);
+    json_t *cfg = test_model_config(t.entry);
+    int d = cfg_int(cfg, "hidden_size", -1), H = cfg_int(cfg, "num_attention_heads", -1);
+    uint64_t L = (uint64_t)cfg_int(cfg, "num_hidden_layers", -1), KV = (uint64_t)cfg_int(cfg, "num_key_value_heads", H),
+             hd = (uint64_t)cfg_int(cfg, "head_dim", d / H);
+    int32_t max = cfg_int(cfg, "max_position_embeddings", -1);
+    const int32_t n_ctx[] = {1, 7, max - 1, max};
+    for (size_t i = 0; i < sizeof n_ctx / sizeof n_ctx[0]; i++)
+        ck_assert_msg(skl_model_kv_bytes(t.model, n_ctx[i]) == 2 * L * (uint64_t)n_ctx[i] * KV * hd * 4,
+                      "%s: kv bytes of %d positions %llu, expected %llu", t.name, n_ctx[i],
+                      (unsigned long long)skl_model_kv_bytes(t.model, n_ctx[i]),
+                      (unsigned long long)(2 * L * (uint64_t)n_ctx[i] * KV * hd * 4));
+    ck_assert_uint_eq(skl_model_kv_bytes(t.model, 0), 2 * L * (uint64_t)max * KV * hd * 4);
+    ck_assert_uint_eq(skl_model_kv_bytes(t.model, max + 1), 0);
+    ck_assert_uint_eq(skl_model_kv_bytes(t.model, -1), 0);
+    ck_assert_uint_eq(skl_model_kv_bytes(t.model, INT32_MIN), 0);
+    ck_assert_uint_eq(skl_model_kv_bytes(NULL, 1), 0);
+    json_decref(cfg);
+    test_close(&t);
+}
+END_TEST
+
 /* The identity-projection model explicitly: no q and no o weights at all. */
 START_TEST(test_absent_projections) {
     json_t *man = test_manifest();
@@ -409,6 +435,7 @@ Suite *load_suite(void) {
         {"args", test_strerror, 0, 0},
         {"queries", test_hparams_match_config, TEST_EACH_MODEL, 0},
         {"queries", test_weight_counts_match_header, TEST_EACH_MODEL, 0},
+        {"queries", test_kv_bytes_match_config, TEST_EACH_MODEL, 0},
         {"queries", test_absent_projections, 0, 0},
         {"queries", test_use_mmap_same_logits, TEST_EACH_MODEL, 0},
     };

@@ -6,6 +6,8 @@
  *   skipless bench --blas [--threads T] [--prompt-len N] [--ceiling-mib M] [--json]
  *
  * Definitions (docs/performance.md):
+ *  - weight_bytes, kv_cache_bytes: skl_model_weight_bytes() (all the weights)
+ *    and skl_model_kv_bytes() of the context of n_ctx = prompt-len + gen positions.
  *  - bytes per decode token: skl_model_decode_bytes(), the weights one
  *    batch-1 decode step reads in their stored dtypes: every linear layer
  *    (q/k/v/o/gate/up/down_proj) and lm_head with their biases, the final
@@ -430,6 +432,8 @@ typedef struct {
     skl_hparams hp;
     skl_weight_counts wc;
     uint64_t decode_bytes;
+    uint64_t weight_bytes, kv_bytes; /* all the weights; the KV cache of the context (prompt-len + gen positions) */
+    int32_t n_ctx;
     const char *dtype;
     char absent[5];
     double load_s, huge_share;
@@ -495,6 +499,9 @@ static int one_open(bench_one *b, const char *path, const bench_opts *o) {
     cp.n_threads = (int32_t)o->threads;
     cp.n_batch = P; /* the whole prompt in one batch: one sgemm per linear layer */
     if ((rc = skl_context_create(b->m, &cp, &b->ctx))) return lib_error("bench: context", rc);
+    b->n_ctx = cp.n_ctx;
+    b->weight_bytes = skl_model_weight_bytes(b->m);
+    b->kv_bytes = skl_model_kv_bytes(b->m, cp.n_ctx);
     size_t R = (size_t)o->repeat;
     b->ceiling = calloc(R, sizeof(double));
     b->sgemm = calloc(R, sizeof(double));
@@ -609,6 +616,9 @@ static json_t *one_json(const bench_one *b, const bench_opts *o, const skl_blas_
     put_int(j, "buffer_bytes", (long long)((size_t)o->ceiling_mib << 20));
     put_real(j, "buffer_read_gb_per_s", buffer_gbps);
     put_int(j, "bytes_per_token", (long long)b->decode_bytes);
+    put_int(j, "weight_bytes", (long long)b->weight_bytes);
+    put_int(j, "n_ctx", b->n_ctx);
+    put_int(j, "kv_cache_bytes", (long long)b->kv_bytes);
     put_int(j, "linear_weights", (long long)(f.block_w + b->wc.head));
     put_real(j, "decode_tokens_per_s", f.decode_tps);
     put_real(j, "decode_gb_per_s", f.decode_gbps);
@@ -646,6 +656,9 @@ static void one_text(const bench_one *b, const bench_opts *o, const skl_blas_inf
            bi->openblas ? "OpenBLAS" : "BLAS", bi->openblas ? bi->detected_core : "n/a", bi->cpu_isa);
     printf("load     %8.2f s      weights %s\n", b->load_s,
            o->no_mmap ? "copied onto huge pages (--no-mmap)" : "used in place from the file mapping");
+    char wb[BYTES_STR], kvb[BYTES_STR];
+    printf("memory   weights %s, KV cache %s for %d positions (prompt + gen)\n", bytes_str(b->weight_bytes, wb),
+           bytes_str(b->kv_bytes, kvb), b->n_ctx);
     if (b->huge_share >= 0) printf("pages    %8.1f %%    of the weights' resident pages on 2 MiB pages\n", 100.0 * b->huge_share);
     char setting[96];
     if (!strcmp(b->src_name, "weights"))

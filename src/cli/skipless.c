@@ -1,6 +1,6 @@
 /* skipless - command-line tool for libskipless.
  *   skipless info MODEL
- *   skipless generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]
+ *   skipless generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [-c N] [--temp T] [--top-k K]
  *                          [--top-p P] [--seed S] [--threads T]
  *   skipless logits MODEL --tokens 1,2,3 --out FILE.npy [--decode]
  *   skipless tokenize MODEL --text TEXT [--plain]
@@ -22,12 +22,14 @@ static const char *usage =
     "usage: skipless COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  info MODEL                         hyper-parameters and weight counts\n"
-    "  generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K]\n"
+    "  info MODEL                         hyper-parameters, weight counts, weight and KV cache bytes\n"
+    "  generate MODEL (--prompt TEXT | --tokens 1,2,3) [-n N] [-c|--ctx N] [--temp T] [--top-k K]\n"
     "           [--top-p P] [--seed S] [--threads T] [--stop 1,2] [--no-eos-stop] [--ids]\n"
     "                                     stream generated text (ids with --ids or without a\n"
-    "                                     tokenizer) to stdout, stats to stderr; stops at\n"
-    "                                     the eos token unless --no-eos-stop\n"
+    "                                     tokenizer) to stdout, memory and stats to stderr; stops\n"
+    "                                     at the eos token unless --no-eos-stop; -c: context\n"
+    "                                     positions (KV cache), 1..max_position_embeddings,\n"
+    "                                     default the smaller of 4096 and that\n"
     "  tokenize MODEL --text TEXT [--plain]\n"
     "                                     print the token ids, comma-separated (added tokens\n"
     "                                     in TEXT recognised unless --plain; no BOS/EOS)\n"
@@ -233,6 +235,12 @@ static int cmd_info(int argc, char **argv) {
         printf("  %-14s %14llu\n", rows[i].name, (unsigned long long)rows[i].n);
     printf("  %-14s %14llu  (linear layers + embeddings%s)\n", "total", (unsigned long long)wc.linear_total,
            hp.tie_word_embeddings ? "; tied head counted once more" : "");
+    char wb[BYTES_STR], kv[BYTES_STR], kv_max[BYTES_STR];
+    int32_t n_ctx = cli_n_ctx(0, hp.max_position_embeddings);
+    printf("weight bytes:       %s in their stored dtypes\n", bytes_str(skl_model_weight_bytes(m), wb));
+    printf("KV cache bytes:     %s at generate's default context %d; %s at max_positions %d\n",
+           bytes_str(skl_model_kv_bytes(m, n_ctx), kv), n_ctx, bytes_str(skl_model_kv_bytes(m, 0), kv_max),
+           hp.max_position_embeddings);
     skl_plan *plan;
     if ((rc = skl_model_plan(m, &plan))) {
         skl_model_free(m);
@@ -348,11 +356,17 @@ static int cmd_generate(int argc, char **argv) {
     skl_sampler_params sp;
     skl_sampler_params_init(&sp, sizeof sp);
     gp.sampling = &sp;
-    long threads = 1, v;
+    long threads = 1, v, n_ctx = 0;
     int eos_stop = 1, ids = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (opt_value(argc, argv, &i, "-c", "--ctx", &val)) {
+            if (!val) return usage_error("generate: option %s needs a value", a);
+            if (parse_long(val, 1, INT32_MAX, &n_ctx))
+                return usage_error("generate: -c/--ctx must be an integer in [1, max_position_embeddings], got '%s'", val);
+            continue;
+        }
         if (!strcmp(a, "--no-eos-stop")) {
             eos_stop = 0;
             continue;
@@ -423,9 +437,17 @@ static int cmd_generate(int argc, char **argv) {
     }
     gp.stop_tokens = stops;
     gp.n_stop_tokens = n_stops;
+    skl_hparams hp;
+    skl_model_hparams(m, &hp, sizeof hp);
+    if (n_ctx > hp.max_position_embeddings) { /* a usage error found once the model says its limit */
+        ret = usage_error("generate: -c/--ctx %ld exceeds the max_position_embeddings %d of %s", n_ctx,
+                          hp.max_position_embeddings, model_path);
+        goto out;
+    }
     skl_context_params cp;
     skl_context_params_init(&cp, sizeof cp);
     cp.n_threads = (int32_t)threads;
+    cp.n_ctx = cli_n_ctx(n_ctx, hp.max_position_embeddings);
     if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
     stream_state st = {0, ids};
     skl_generate_result res;
@@ -433,8 +455,11 @@ static int cmd_generate(int argc, char **argv) {
     printf("\n");
     if (rc) { ret = lib_error("generate", rc); goto out; }
     static const char *reasons[] = {"max tokens", "stop token", "callback", "context full", "error"};
-    fprintf(stderr, "load %.3f s | prompt %d tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | stop: %s\n",
-            t_load, n, res.prompt_seconds, n / (res.prompt_seconds > 0 ? res.prompt_seconds : 1e-9), res.n_generated,
+    char wb[BYTES_STR], kvb[BYTES_STR];
+    fprintf(stderr, "load %.3f s | weights %s | KV cache %s, %d positions | prompt %d tokens in %.3f s (%.1f tok/s) | "
+            "generated %d tokens in %.3f s (%.1f tok/s) | stop: %s\n",
+            t_load, bytes_str(skl_model_weight_bytes(m), wb), bytes_str(skl_model_kv_bytes(m, cp.n_ctx), kvb), cp.n_ctx,
+            n, res.prompt_seconds, n / (res.prompt_seconds > 0 ? res.prompt_seconds : 1e-9), res.n_generated,
             res.decode_seconds, res.n_generated / (res.decode_seconds > 0 ? res.decode_seconds : 1e-9),
             reasons[res.stop_reason]);
 out:
@@ -480,6 +505,7 @@ static int cmd_logits(int argc, char **argv) {
     skl_context_params cp;
     skl_context_params_init(&cp, sizeof cp);
     cp.n_threads = (int32_t)threads;
+    cp.n_ctx = n < hp.max_position_embeddings ? n : hp.max_position_embeddings; /* what the tokens need */
     cp.logits_all = !decode;
     if ((rc = skl_context_create(m, &cp, &ctx))) { ret = lib_error("context", rc); goto out; }
     all = malloc((size_t)n * (size_t)hp.vocab_size * sizeof *all);

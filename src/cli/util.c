@@ -1,4 +1,5 @@
-/* util.c - what the CLI's commands share: error messages, option values, the clock, JSON output. */
+/* util.c - what the CLI's commands share: error messages, option values, the context size and
+ * byte counts, the clock, JSON output. */
 #include "util.h"
 
 #include "skipless.h"
@@ -88,6 +89,33 @@ int parse_tokens(const char *s, int32_t **out, int32_t *n) {
     *out = t;
     *n = k;
     return 0;
+}
+
+int opt_value(int argc, char **argv, int *i, const char *alias, const char *name, const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (!strncmp(a, name, n) && a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (strcmp(a, name) != 0 && (!alias || strcmp(a, alias) != 0)) return 0; /* *val left alone */
+    *val = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+int32_t cli_n_ctx(long asked, int32_t max_positions) {
+    if (asked > 0) return (int32_t)asked;
+    return max_positions < CLI_DEFAULT_CTX ? max_positions : CLI_DEFAULT_CTX;
+}
+
+const char *bytes_str(uint64_t b, char buf[BYTES_STR]) {
+    static const char *unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)b;
+    int k = -1;
+    while (v >= 1024 && k < 5) v /= 1024, k++;
+    if (k < 0) snprintf(buf, BYTES_STR, "%llu bytes", (unsigned long long)b);
+    else snprintf(buf, BYTES_STR, "%llu bytes (%.2f %s)", (unsigned long long)b, v, unit[k]);
+    return buf;
 }
 
 double now_s(void) {

@@ -1,5 +1,5 @@
 /* util.h - what the CLI's commands share (src/cli/util.c): error messages,
- * option values, the clock and JSON output. */
+ * option values, the context size and byte counts, the clock and JSON output. */
 #ifndef SKL_CLI_UTIL_H
 #define SKL_CLI_UTIL_H
 
@@ -23,6 +23,21 @@ int parse_u64(const char *s, uint64_t *out);                  /* decimal, no sig
 int parse_float(const char *s, float *out);
 /* "1,2,3" -> malloc'd int32 array of *n ids (at least one). */
 int parse_tokens(const char *s, int32_t **out, int32_t *n);
+
+/* Option `name` ("--ctx") or its short form `alias` ("-c"; NULL: none) at argv[*i]: 1 when
+ * it is that option, with *val its value, from "--ctx=V" or the next argument (*i
+ * advanced past it; *val NULL when there is none); 0 (*val untouched) for another argument. */
+int opt_value(int argc, char **argv, int *i, const char *alias, const char *name, const char **val);
+
+/* The context a command makes (-c/--ctx): `asked` when > 0, else the default,
+ * min(CLI_DEFAULT_CTX, max_positions), as llama.cpp's.  The library's own default
+ * (n_ctx 0) is max_position_embeddings, whose KV cache can dwarf the weights. */
+enum { CLI_DEFAULT_CTX = 4096 };
+int32_t cli_n_ctx(long asked, int32_t max_positions);
+
+/* "N bytes" or "N bytes (X.XX MiB)" (binary units) into buf; returns buf. */
+enum { BYTES_STR = 64 };
+const char *bytes_str(uint64_t b, char buf[BYTES_STR]);
 
 /* Monotonic clock, seconds. */
 double now_s(void);

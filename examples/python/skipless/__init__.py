@@ -344,6 +344,20 @@ class Model(_Owned):
         return _ffi.lib().skl_model_decode_bytes(self._h())
 
     @property
+    def weight_bytes(self):
+        """Bytes of all the weights the model holds (skl_model_weight_bytes), in their
+        stored dtypes, each tensor once (a tied LM head is the embedding)."""
+        return _ffi.lib().skl_model_weight_bytes(self._h())
+
+    def kv_bytes(self, n_ctx=0):
+        """Bytes of the KV cache a context of n_ctx positions allocates (skl_model_kv_bytes;
+        0: max_position_embeddings).  ValueError when n_ctx is out of range."""
+        n = _ffi.lib().skl_model_kv_bytes(self._h(), n_ctx)
+        if n == 0:
+            raise ValueError(f"n_ctx {n_ctx} out of range [0, {self.config.max_position_embeddings}]")
+        return n
+
+    @property
     def decode_regions(self):
         """Where those bytes are (skl_model_decode_regions): [(address, size)], one per
         tensor a decode step reads, in evaluation order, then one embedding row.  The

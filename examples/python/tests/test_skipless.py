@@ -176,6 +176,24 @@ class DtypeTest(unittest.TestCase):
             with self.subTest(m["name"]), skipless.Model.load(path) as model:
                 self.assertEqual(model.decode_bytes, self.decode_bytes_of_file(path, model))
 
+    def test_weight_bytes_equal_the_file(self):
+        for m in manifest()["models"]:
+            path = os.path.join(MODELS, m["path"])
+            with self.subTest(m["name"]), skipless.Model.load(path) as model:
+                self.assertEqual(model.weight_bytes, sum(size for _, size in safetensors_header(path).values()))
+
+    def test_kv_bytes(self):
+        for m in manifest()["models"]:
+            with self.subTest(m["name"]), skipless.Model.load(os.path.join(MODELS, m["path"])) as model:
+                c = model.config
+                per_position = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * 4
+                for n in (1, 5, c.max_position_embeddings):
+                    self.assertEqual(model.kv_bytes(n), n * per_position)
+                self.assertEqual(model.kv_bytes(), c.max_position_embeddings * per_position)
+                for bad in (-1, c.max_position_embeddings + 1):
+                    with self.assertRaises(ValueError):
+                        model.kv_bytes(bad)
+
     def test_weight_dtype_follows_the_file(self):
         seen = set()
         for m in manifest()["models"]:

@@ -300,6 +300,7 @@ extern "C" {
     pub fn skl_model_free(model: *mut skl_model);
     pub fn skl_model_hparams(model: *const skl_model, out: *mut skl_hparams, size: usize) -> c_int;
     pub fn skl_model_decode_bytes(model: *const skl_model) -> u64;
+    pub fn skl_model_weight_bytes(model: *const skl_model) -> u64;
     pub fn skl_model_decode_regions(
         model: *const skl_model,
         bases: *mut *const c_void,
@@ -324,6 +325,7 @@ extern "C" {
     pub fn skl_context_n_ctx(ctx: *const skl_context) -> i32;
     pub fn skl_kv_truncate(ctx: *mut skl_context, n_keep: i32) -> c_int;
     pub fn skl_kv_reset(ctx: *mut skl_context) -> c_int;
+    pub fn skl_model_kv_bytes(model: *const skl_model, n_ctx: i32) -> u64;
 
     pub fn skl_sampler_params_init(params: *mut skl_sampler_params, size: usize) -> c_int;
     pub fn skl_sampler_create(params: *const skl_sampler_params, out: *mut *mut skl_sampler) -> c_int;

@@ -587,6 +587,21 @@ impl Model {
         unsafe { sys::skl_model_decode_bytes(self.as_ptr()) }
     }
 
+    /// Bytes of all the weights the model holds (`skl_model_weight_bytes`), in their stored
+    /// dtypes, each tensor once (a tied LM head is the embedding).
+    pub fn weight_bytes(&self) -> u64 {
+        unsafe { sys::skl_model_weight_bytes(self.as_ptr()) }
+    }
+
+    /// Bytes of the KV cache a context of `n_ctx` positions allocates (`skl_model_kv_bytes`;
+    /// 0: `max_position_embeddings`); `None` when `n_ctx` is out of range.
+    pub fn kv_bytes(&self, n_ctx: i32) -> Option<u64> {
+        match unsafe { sys::skl_model_kv_bytes(self.as_ptr(), n_ctx) } {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
     /// Where those bytes are (`skl_model_decode_regions`): one slice per tensor a decode
     /// step reads, in evaluation order, then one embedding row; their lengths sum to
     /// [`Model::decode_bytes`].  The memory is the model's, borrowed read-only.

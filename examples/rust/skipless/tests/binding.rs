@@ -92,6 +92,31 @@ fn decode_bytes_equal_the_file() {
 }
 
 #[test]
+fn weight_bytes_equal_the_file() {
+    for e in manifest().get("models").arr() {
+        let path = models_dir().join(e.get("path").str());
+        let model = Model::load(&path).unwrap();
+        let want: u64 = safetensors_tensors(&path).iter().map(|t| t.2).sum();
+        assert_eq!(model.weight_bytes(), want, "{}", e.get("name").str());
+    }
+}
+
+#[test]
+fn kv_bytes() {
+    for e in manifest().get("models").arr() {
+        let model = Model::load(&models_dir().join(e.get("path").str())).unwrap();
+        let c = model.config();
+        let per_position = 2 * (c.num_hidden_layers * c.num_key_value_heads * c.head_dim) as u64 * 4;
+        for n in [1, 5, c.max_position_embeddings] {
+            assert_eq!(model.kv_bytes(n), Some(n as u64 * per_position), "{}", e.get("name").str());
+        }
+        assert_eq!(model.kv_bytes(0), Some(c.max_position_embeddings as u64 * per_position));
+        assert_eq!(model.kv_bytes(-1), None);
+        assert_eq!(model.kv_bytes(c.max_position_embeddings + 1), None);
+    }
+}
+
+#[test]
 fn weight_dtype_follows_the_file() {
     let mut seen = Vec::new();
     for e in manifest().get("models").arr() {
