@@ -34,6 +34,8 @@
  *    skl_plan_row_at), never indexed by the caller, and strings are pointers.
  *  - No public struct holds a fixed-size array, and no struct is nested in
  *    another by value.
+ *  Declarations added after 1.0 say "Since 1.x"; a caller that uses them
+ *  needs that library version (check skl_version_number()).
  *  A caller newer than the library (struct_size or size larger than the
  *  library knows) gets the fields the library knows; the rest of an output
  *  struct is zeroed.  A size smaller than the struct of version 1.0 is
@@ -88,9 +90,9 @@ extern "C" {
 /* The one place the version is written: the Makefile, the bindings' package
  * files and their tests read it from these lines. */
 #define SKL_VERSION_MAJOR 1
-#define SKL_VERSION_MINOR 0
+#define SKL_VERSION_MINOR 1
 #define SKL_VERSION_PATCH 0
-#define SKL_VERSION_STRING "1.0.0"
+#define SKL_VERSION_STRING "1.1.0"
 #define SKL_VERSION_NUMBER (SKL_VERSION_MAJOR * 10000 + SKL_VERSION_MINOR * 100 + SKL_VERSION_PATCH)
 
 /* ------------------------------------------------------------------ status */
@@ -260,11 +262,6 @@ SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out, size_t s
  * head (biases and the final norm included) in their stored dtypes, plus one
  * embedding row.  0 for a NULL model. */
 SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
-/* Bytes of all the weights the model holds, in their stored dtypes: every
- * tensor once (the whole embedding; a tied lm_head is the embedding and not
- * counted again; biases and norms included).  For a model loaded from a file
- * these are the bytes of its tensors.  0 for a NULL model. */
-SKL_API uint64_t skl_model_weight_bytes(const skl_model *model);
 /* Where those bytes are: one region per tensor a decode step reads in full
  * (every present linear weight and bias of every block in evaluation order,
  * then the final norm and lm_head), and last the first row of the embedding,
@@ -275,6 +272,11 @@ SKL_API uint64_t skl_model_weight_bytes(const skl_model *model);
  * memory belongs to the model: read it, never write it. */
 SKL_API int skl_model_decode_regions(const skl_model *model, const void **bases, uint64_t *sizes, size_t n_max,
                                      size_t *n_regions);
+/* Bytes of all the weights the model holds, in their stored dtypes: every
+ * tensor once (the whole embedding; a tied lm_head is the embedding and not
+ * counted again; biases and norms included).  For a model loaded from a file
+ * these are the bytes of its tensors.  0 for a NULL model.  Since 1.1. */
+SKL_API uint64_t skl_model_weight_bytes(const skl_model *model);
 /* Storage dtype of the linear layers and lm_head: "F32", "F16", "BF16", or
  * "mixed" (a merge stored its new tensors in another dtype); NULL for a NULL model. */
 SKL_API const char *skl_model_weight_dtype(const skl_model *model);
@@ -327,7 +329,7 @@ SKL_API int skl_kv_reset(skl_context *ctx);
  * max_position_embeddings): 2 * num_hidden_layers * n_ctx *
  * num_key_value_heads * head_dim floats.  The context's scratch comes on top.
  * 0 for a NULL model or n_ctx outside [0, max_position_embeddings];
- * UINT64_MAX if the product does not fit in 64 bits. */
+ * UINT64_MAX if the product does not fit in 64 bits.  Since 1.1. */
 SKL_API uint64_t skl_model_kv_bytes(const skl_model *model, int32_t n_ctx);
 
 /* ---------------------------------------------------------------- sampling */

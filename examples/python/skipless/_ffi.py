@@ -18,7 +18,7 @@ TOKENIZE_PLAIN = 1  # SKL_TOKENIZE_PLAIN
 # The header version these declarations mirror (tests/test_header.py fails when it is
 # not include/skipless.h's).  By the header's ABI rule a library X.Z with Z >= MINOR
 # serves them; another major, or an older minor, is refused at load.
-VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH = 1, 0, 0
+VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH = 1, 1, 0
 
 handle = c_void_p  # skl_model *, skl_context *, skl_sampler *, ...
 enum = c_int       # every skl_* enum
