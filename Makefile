@@ -55,7 +55,7 @@ CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bi
 BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_DIR=$(abspath $(LIBDIR)) \
   LD_LIBRARY_PATH=$(abspath $(LIBDIR)) SKIPLESS_CLI=$(abspath $(CLI)) SKL_TEST_MODELS=$(abspath $(B)/testmodels)
 
-.PHONY: all deps check check-abi check-python check-rust run install uninstall clean bench-models bench
+.PHONY: all deps check check-abi check-python check-rust run install uninstall clean bench-models bench bench-merge
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(B)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
@@ -193,6 +193,17 @@ endif
 bench: deps
 	$(MAKE) all
 	sh bench/run.sh $(CLI) $(B)/bench
+
+# Merge benchmark (not part of check; about 2 min plus 30 s to generate a 2.8 GB model once in
+# $(B)/bench/models): the in-memory merge of a 7B-shaped 2-layer model against a dgemm measured
+# in the same run (bench/merge.sh, docs/merge.md).  MERGE_THREADS (2), MERGE_LAYERS (2).
+MERGE_BENCH := $(B)/bench/merge_bench
+$(MERGE_BENCH): bench/merge_bench.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
+
+bench-merge: $(MERGE_BENCH)
+	sh bench/merge.sh $(MERGE_BENCH) $(B)/bench
 
 run: deps
 	$(MAKE) all

@@ -82,6 +82,9 @@ typedef struct merger {
     int dtype;              /* storage of changed tensors (skl_dtype, SAME allowed) */
     int new_dtype;          /* SAME: dtype of a tensor that did not exist (the embedding's) */
     double max_cond;
+    skl_pool *pool;         /* elementwise passes (widening, rounding), as many threads as OpenBLAS */
+    double *s[2];           /* float64 scratch for the operands of one product or solve, reused */
+    size_t cap[2];          /* their capacity in elements */
     char msg[512];          /* first error message */
     int status;
 } merger;
@@ -96,16 +99,92 @@ static int mfail(merger *g, int status, const char *fmt, ...) {
     return status;
 }
 
-/* float64 copy of a [rows, cols] tensor; the identity when absent (rows == cols);
- * zeros when `zero_if_absent`. */
-static double *to_f64(const skl_tensor *t, int32_t rows, int32_t cols, bool zero_if_absent) {
+/* Scratch buffer k (0 or 1) of at least n doubles, contents undefined; NULL when out of memory.
+ * Kept from call to call: a fresh 0.5-1 GB allocation per product cost a page fault and a
+ * page clearing per 4 KiB (about 7 % of the merge's time on the 7B shape). */
+static double *scratch(merger *g, int k, size_t n) {
+    if (n > g->cap[k]) {
+        free(g->s[k]);
+        g->s[k] = malloc((n ? n : 1) * sizeof *g->s[k]);
+        g->cap[k] = g->s[k] ? n : 0;
+    }
+    return g->s[k];
+}
+
+static void scratch_free(merger *g) {
+    for (int k = 0; k < 2; k++) {
+        free(g->s[k]);
+        g->s[k] = NULL;
+        g->cap[k] = 0;
+    }
+}
+
+/* Elementwise passes over whole matrices run on the pool in chunks of this many elements. */
+#define ELEM_CHUNK ((size_t)1 << 18)
+
+typedef struct elem_job {
+    const void *src;  /* widen: tensor data of dtype dt; round: double */
+    void *dst;        /* widen: double; round: data of dtype dt */
+    int dt;
+    size_t n;
+} elem_job;
+
+static void widen_chunk(void *arg, int64_t k) {
+    const elem_job *j = arg;
+    size_t lo = (size_t)k * ELEM_CHUNK, hi = lo + ELEM_CHUNK < j->n ? lo + ELEM_CHUNK : j->n;
+    double *d = j->dst;
+    if (j->dt == SKL_DT_F32) {
+        const float *f = j->src;
+        for (size_t i = lo; i < hi; i++) d[i] = f[i];
+    } else {
+        const uint16_t *h = j->src;
+        if (j->dt == SKL_DT_F16)
+            for (size_t i = lo; i < hi; i++) d[i] = skl_f16_to_f32(h[i]);
+        else
+            for (size_t i = lo; i < hi; i++) d[i] = skl_bf16_to_f32(h[i]);
+    }
+}
+
+/* float64 -> float32 first, then (F16/BF16) round to nearest even, as stored. */
+static void round_chunk(void *arg, int64_t k) {
+    const elem_job *j = arg;
+    size_t lo = (size_t)k * ELEM_CHUNK, hi = lo + ELEM_CHUNK < j->n ? lo + ELEM_CHUNK : j->n;
+    const double *x = j->src;
+    if (j->dt == SKL_DT_F32) {
+        float *f = j->dst;
+        for (size_t i = lo; i < hi; i++) f[i] = (float)x[i];
+    } else {
+        uint16_t *h = j->dst;
+        if (j->dt == SKL_DT_F16)
+            for (size_t i = lo; i < hi; i++) h[i] = skl_f32_to_f16((float)x[i]);
+        else
+            for (size_t i = lo; i < hi; i++) h[i] = skl_f32_to_bf16((float)x[i]);
+    }
+}
+
+static void elementwise(merger *g, skl_chunk_fn fn, const void *src, void *dst, int dt, size_t n) {
+    elem_job j = {src, dst, dt, n};
+    skl_pool_for(g->pool, (int64_t)((n + ELEM_CHUNK - 1) / ELEM_CHUNK), fn, &j);
+}
+
+/* a [rows, cols] <- float64 copy of tensor t; the identity when absent (rows == cols);
+ * zeros when `zero_if_absent`.  Exact for every dtype. */
+static void widen(merger *g, const skl_tensor *t, int32_t rows, int32_t cols, bool zero_if_absent, double *a) {
     size_t n = (size_t)rows * (size_t)cols;
-    double *a = calloc(n ? n : 1, sizeof *a);
-    if (!a) return NULL;
-    if (t->data)
-        for (size_t i = 0; i < n; i++) a[i] = skl_tensor_at(t, i);
-    else if (!zero_if_absent)
+    if (t->data) {
+        elementwise(g, widen_chunk, t->data, a, t->dtype, n);
+        return;
+    }
+    memset(a, 0, n * sizeof *a);
+    if (!zero_if_absent)
         for (int32_t i = 0; i < rows && i < cols; i++) a[(size_t)i * cols + i] = 1.0;
+}
+
+/* A newly allocated float64 copy of t (see widen); NULL when out of memory. */
+static double *to_f64(merger *g, const skl_tensor *t, int32_t rows, int32_t cols, bool zero_if_absent) {
+    size_t n = (size_t)rows * (size_t)cols;
+    double *a = malloc((n ? n : 1) * sizeof *a);
+    if (a) widen(g, t, rows, cols, zero_if_absent, a);
     return a;
 }
 
@@ -119,10 +198,7 @@ static int target_dtype(const merger *g, const skl_tensor *t) {
 static double stored_value(int dtype, double v) {
     float f = (float)v;
     if (dtype == SKL_DT_F16) return skl_f16_to_f32(skl_f32_to_f16(f));
-    if (dtype == SKL_DT_BF16) {
-        uint16_t h = skl_f32_to_bf16(f);
-        return skl_elem(SKL_DT_BF16, &h, 0);
-    }
+    if (dtype == SKL_DT_BF16) return skl_bf16_to_f32(skl_f32_to_bf16(f));
     return f;
 }
 
@@ -136,14 +212,7 @@ static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows,
     size_t n = (size_t)rows * (size_t)cols;
     skl_buf *b = skl_buf_new(n * skl_dtype_size(dt));
     if (!b) return mfail(g, SKL_ERR_NOMEM, "out of memory for a merged [%d, %d] matrix", rows, cols);
-    if (dt == SKL_DT_F32) {
-        float *f = b->base;
-        for (size_t i = 0; i < n; i++) f[i] = (float)src[i];
-    } else {
-        uint16_t *h = b->base;
-        for (size_t i = 0; i < n; i++)
-            h[i] = dt == SKL_DT_F16 ? skl_f32_to_f16((float)src[i]) : skl_f32_to_bf16((float)src[i]);
-    }
+    elementwise(g, round_chunk, src, b->base, dt, n);
     skl_tensor_clear(t);
     t->data = b->base;
     t->dtype = dt;
@@ -180,10 +249,11 @@ static int lu_factor(merger *g, int layer, const char *name, const skl_tensor *w
     memset(f, 0, sizeof *f);
     f->layout = layout;
     f->n = n;
-    f->a = to_f64(w, n, n, false);
-    f->orig = to_f64(w, n, n, false);
+    f->a = to_f64(g, w, n, n, false);
+    f->orig = malloc((size_t)n * n * sizeof *f->orig);
     f->ipiv = malloc((size_t)n * sizeof *f->ipiv);
     if (!f->a || !f->orig || !f->ipiv) return mfail(g, SKL_ERR_NOMEM, "out of memory factoring a %d x %d matrix", n, n);
+    memcpy(f->orig, f->a, (size_t)n * n * sizeof *f->orig);
     double anorm = LAPACKE_dlange(layout, '1', n, n, f->a, n);
     lapack_int info = LAPACKE_dgetrf(layout, n, n, f->a, n, f->ipiv);
     if (info > 0)
@@ -210,32 +280,30 @@ static int lu_factor(merger *g, int layer, const char *name, const skl_tensor *w
 static int right_solve(merger *g, const lu *f, skl_linear *X, const skl_tensor *bA, double *resid) {
     int32_t n = f->n, rows = X->w.data ? X->w.rows : n;
     size_t cnt = (size_t)rows * (size_t)n;
-    double *x = to_f64(&X->w, rows, n, false), *x0 = to_f64(&X->w, rows, n, false), *bx = NULL;
+    /* x: X, then X*, then stored(X*); x0: X, then the residual stored(X*) A - X; both [rows, n] */
+    double *x = scratch(g, 0, cnt), *x0 = scratch(g, 1, cnt), *bx = NULL;
     int rc = SKL_OK;
-    if (!x || !x0) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if (!x || !x0) return mfail(g, SKL_ERR_NOMEM, "out of memory for a [%d, %d] solve", rows, n);
+    widen(g, &X->w, rows, n, false, x);
+    widen(g, &X->w, rows, n, false, x0);
     lapack_int info = LAPACKE_dgetrs(LAPACK_COL_MAJOR, 'N', n, rows, f->a, n, f->ipiv, x, n);
-    if (info != 0) { rc = mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info); goto done; }
+    if (info != 0) return mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info);
     if (bA->data) { /* b*_X = b_X - X* b_A */
-        bx = to_f64(&X->b, 1, rows, true);
-        double *ba = to_f64(bA, 1, n, true);
+        bx = to_f64(g, &X->b, 1, rows, true);
+        double *ba = to_f64(g, bA, 1, n, true);
         if (!bx || !ba) { free(ba); rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, -1.0, x, n, ba, 1, 1.0, bx, 1);
         free(ba);
         if ((rc = set_tensor(g, &X->b, bx, 1, rows))) goto done;
     }
     if ((rc = set_tensor(g, &X->w, x, rows, n))) goto done;
-    /* residual of the stored matrix: x <- stored(X*) A - X */
-    for (size_t i = 0; i < cnt; i++) x[i] = skl_tensor_at(&X->w, i);
-    double *r = malloc(cnt * sizeof *r);
-    if (!r) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
-    memcpy(r, x0, cnt * sizeof *r);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, n, 1.0, x, n, f->orig, n, -1.0, r, n);
-    double e = frob(r, cnt) / fmax(frob(x0, cnt), 1e-300);
+    /* residual of the stored matrix, one dgemm: x0 <- stored(X*) A - X */
+    widen(g, &X->w, rows, n, false, x);
+    double nx = frob(x0, cnt);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, n, 1.0, x, n, f->orig, n, -1.0, x0, n);
+    double e = frob(x0, cnt) / fmax(nx, 1e-300);
     if (e > *resid) *resid = e;
-    free(r);
 done:
-    free(x);
-    free(x0);
     free(bx);
     return rc;
 }
@@ -244,22 +312,21 @@ done:
  * b_W <- A b_W (+ b_add when given). */
 static int left_multiply(merger *g, const double *A, int32_t n, skl_linear *W, int32_t wrows, int32_t cols,
                          const skl_tensor *b_add) {
-    double *w = to_f64(&W->w, wrows, cols, false), *out = calloc((size_t)n * cols, sizeof *out), *b = NULL,
-           *bo = NULL;
+    /* w [wrows, cols], out [n, cols] */
+    double *w = scratch(g, 0, (size_t)wrows * cols), *out = scratch(g, 1, (size_t)n * cols), *b = NULL, *bo = NULL;
     int rc = SKL_OK;
-    if (!w || !out) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if (!w || !out) return mfail(g, SKL_ERR_NOMEM, "out of memory for a [%d, %d] product", n, cols);
+    widen(g, &W->w, wrows, cols, false, w);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, wrows, 1.0, A, n, w, cols, 0.0, out, cols);
     if (W->b.data || (b_add && b_add->data)) {
-        b = to_f64(&W->b, 1, wrows, true);
-        bo = to_f64(b_add ? b_add : &(skl_tensor){0}, 1, n, true);
+        b = to_f64(g, &W->b, 1, wrows, true);
+        bo = to_f64(g, b_add ? b_add : &(skl_tensor){0}, 1, n, true);
         if (!b || !bo) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, n, wrows, 1.0, A, n, b, 1, 1.0, bo, 1);
         if ((rc = set_tensor(g, &W->b, bo, 1, n))) goto done;
     }
     rc = set_tensor(g, &W->w, out, n, cols);
 done:
-    free(w);
-    free(out);
     free(b);
     free(bo);
     return rc;
@@ -271,21 +338,21 @@ done:
  * or X <- X A, b_X <- X b_A + b_X when a projection A with bias is folded into X. */
 static int right_multiply(merger *g, skl_linear *X, int32_t n, const double *A, const skl_tensor *bA) {
     int32_t rows = X->w.data ? X->w.rows : n;
-    double *x = to_f64(&X->w, rows, n, false), *out = calloc((size_t)rows * n, sizeof *out), *bx = NULL, *ba = NULL;
+    /* x, out: [rows, n] */
+    double *x = scratch(g, 0, (size_t)rows * n), *out = scratch(g, 1, (size_t)rows * n), *bx = NULL, *ba = NULL;
     int rc = SKL_OK;
-    if (!x || !out) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if (!x || !out) return mfail(g, SKL_ERR_NOMEM, "out of memory for a [%d, %d] product", rows, n);
+    widen(g, &X->w, rows, n, false, x);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, n, 1.0, x, n, A, n, 0.0, out, n);
     if (bA && bA->data) {
-        bx = to_f64(&X->b, 1, rows, true);
-        ba = to_f64(bA, 1, n, true);
+        bx = to_f64(g, &X->b, 1, rows, true);
+        ba = to_f64(g, bA, 1, n, true);
         if (!bx || !ba) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         cblas_dgemv(CblasRowMajor, CblasNoTrans, rows, n, 1.0, x, n, ba, 1, 1.0, bx, 1);
         if ((rc = set_tensor(g, &X->b, bx, 1, rows))) goto done;
     }
     rc = set_tensor(g, &X->w, out, rows, n);
 done:
-    free(x);
-    free(out);
     free(bx);
     free(ba);
     return rc;
@@ -295,19 +362,18 @@ done:
 static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor *bA) {
     skl_model *m = g->m;
     int32_t V = m->embed.rows;
-    double *e = to_f64(&m->embed, V, n, false), *out = calloc((size_t)V * n, sizeof *out);
-    int rc = SKL_OK;
-    if (!e || !out) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    /* e, out: [V, n] */
+    double *e = scratch(g, 0, (size_t)V * n), *out = scratch(g, 1, (size_t)V * n);
+    if (!e || !out) return mfail(g, SKL_ERR_NOMEM, "out of memory for the [%d, %d] embedding", V, n);
+    widen(g, &m->embed, V, n, false, e);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, n, n, 1.0, e, n, A, n, 0.0, out, n);
     if (bA->data)
         for (int32_t t = 0; t < V; t++)
             for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += skl_tensor_at(bA, (size_t)j);
     /* a tied head keeps the original matrix: it still holds its own reference */
-    rc = set_tensor(g, &m->embed, out, V, n);
+    int rc = set_tensor(g, &m->embed, out, V, n);
     if (!rc) m->hp.tie_word_embeddings = false;
-done:
-    free(e);
-    free(out);
+    scratch_free(g); /* [V, n] is larger than any block's operands: give the memory back */
     return rc;
 }
 
@@ -395,7 +461,10 @@ static int choose_auto(merger *g, const skl_model *m, skl_removal *out) {
         }
         if (!first_status) first_status = rc;
         size_t k = strlen(reasons);
-        snprintf(reasons + k, sizeof reasons - k, "%s%s: %s", i ? "; " : "", skl_removal_name(order[i]), g->msg);
+        /* truncation is fine here (the reasons are a message); the check keeps gcc's
+         * -Wformat-truncation quiet, which fires depending on how this function is inlined */
+        if (snprintf(reasons + k, sizeof reasons - k, "%s%s: %s", i ? "; " : "", skl_removal_name(order[i]), g->msg) < 0)
+            break;
     }
     char buf[512];
     snprintf(buf, sizeof buf, "auto: no removal applies (%s)", reasons);
@@ -420,7 +489,7 @@ static int merge_serial_block(merger *g, int32_t i, char rm, double *cond, doubl
     for (const char *c = "qkv"; *c; c++)
         if (*c != rm && (rc = right_solve(g, &f, proj(Li, *c), &R->b, resid))) goto done;
     /* o_proj (P) folds into the FFN's first layers: G* = G P, b*_G = G b_P + b_G */
-    P = to_f64(&Li->o.w, d, d, false);
+    P = to_f64(g, &Li->o.w, d, d, false);
     if (!P) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
     if (Li->gate.w.data && (rc = right_multiply(g, &Li->gate, d, P, &Li->o.b))) goto done;
     if ((rc = right_multiply(g, &Li->up, d, P, &Li->o.b))) goto done;
@@ -471,27 +540,18 @@ done:
 static int left_solve(merger *g, const lu *f, double *D, int32_t cols, int dt, double *resid) {
     int32_t n = f->n;
     size_t cnt = (size_t)n * cols;
-    double *d0 = malloc(cnt * sizeof *d0);
+    double *d0 = scratch(g, 1, cnt); /* D, then the residual P stored(Y) - D; [n, cols] */
     if (!d0) return mfail(g, SKL_ERR_NOMEM, "out of memory");
     memcpy(d0, D, cnt * sizeof *d0);
     lapack_int info = LAPACKE_dgetrs(LAPACK_ROW_MAJOR, 'N', n, cols, f->a, n, f->ipiv, D, cols);
-    if (info != 0) {
-        free(d0);
-        return mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info);
-    }
-    /* residual |P fp32(Y) - D| / |D| */
-    double *y = malloc(cnt * sizeof *y);
-    if (!y) {
-        free(d0);
-        return mfail(g, SKL_ERR_NOMEM, "out of memory");
-    }
-    for (size_t k = 0; k < cnt; k++) y[k] = stored_value(dt, D[k]);
+    if (info != 0) return mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info);
+    /* D <- stored(Y) in place (rounding is idempotent: storing it again gives the same values);
+     * residual |P stored(Y) - D| / |D| */
+    for (size_t k = 0; k < cnt; k++) D[k] = stored_value(dt, D[k]);
     double nd = frob(d0, cnt);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, n, 1.0, f->orig, n, y, cols, -1.0, d0, cols);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, n, 1.0, f->orig, n, D, cols, -1.0, d0, cols);
     double e = frob(d0, cnt) / fmax(nd, 1e-300);
     if (e > *resid) *resid = e;
-    free(y);
-    free(d0);
     return SKL_OK;
 }
 
@@ -505,11 +565,12 @@ static int merge_parallel_p(merger *g, int32_t i, double *cond, double *resid) {
     if (rc) goto done;
     *cond = f.cond;
     /* the block now writes P^-1 x': down* = P^-1 down, b*_down = P^-1 (b_P + b_down) */
-    down = to_f64(&Li->down.w, d, fdim, false);
+    down = scratch(g, 0, (size_t)d * fdim); /* [d, fdim] */
     if (!down) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    widen(g, &Li->down.w, d, fdim, false, down);
     if ((rc = left_solve(g, &f, down, fdim, target_dtype(g, &Li->down.w), resid))) goto done;
     if (Li->o.b.data || Li->down.b.data) {
-        b = to_f64(&Li->down.b, 1, d, true);
+        b = to_f64(g, &Li->down.b, 1, d, true);
         if (!b) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += skl_tensor_at(&Li->o.b, (size_t)j);
         if ((rc = left_solve(g, &f, b, 1, target_dtype(g, &Li->down.b), resid))) goto done;
@@ -531,17 +592,17 @@ static int merge_parallel_p(merger *g, int32_t i, double *cond, double *resid) {
     skl_tensor_clear(&Li->o.b);
 done:
     lu_free(&f);
-    free(down);
     free(b);
     return rc;
 }
 
 /* ---------------------------------------------------------- verification */
 
-static int probe_logits(const skl_model *m, const int32_t *tok, int32_t n, float **out) {
+static int probe_logits(const skl_model *m, const int32_t *tok, int32_t n, int threads, float **out) {
     skl_context_params cp;
     skl_context_params_init(&cp, sizeof cp);
     cp.n_ctx = n;
+    cp.n_threads = threads;
     cp.logits_all = true;
     skl_context *c;
     int rc = skl_context_create(m, &cp, &c);
@@ -557,7 +618,7 @@ static int probe_logits(const skl_model *m, const int32_t *tok, int32_t n, float
     return rc;
 }
 
-static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t seed, double *err) {
+static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t seed, int threads, double *err) {
     int32_t *tok = malloc((size_t)n * sizeof *tok);
     float *la = NULL, *lb = NULL;
     if (!tok) return skl_fail(SKL_ERR_NOMEM, "out of memory");
@@ -568,8 +629,8 @@ static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t se
         s ^= s << 17;
         tok[i] = (int32_t)(s % (uint64_t)a->hp.vocab_size);
     }
-    int rc = probe_logits(a, tok, n, &la);
-    if (!rc) rc = probe_logits(b, tok, n, &lb);
+    int rc = probe_logits(a, tok, n, threads, &la);
+    if (!rc) rc = probe_logits(b, tok, n, threads, &lb);
     if (!rc) {
         size_t cnt = (size_t)n * (size_t)a->hp.vocab_size;
         double md = 0.0, mx = 0.0;
@@ -613,7 +674,8 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (p.max_condition < 0 || isnan(p.max_condition))
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: max_condition %g must be >= 0", p.max_condition);
     double t0 = skl_now_s();
-    merger g = {NULL, (int)p.dtype, src->embed.dtype, p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF, "", 0};
+    merger g = {.m = NULL, .dtype = (int)p.dtype, .new_dtype = src->embed.dtype,
+                .max_cond = p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF};
     skl_removal r = p.remove;
     int rc = r == SKL_REMOVE_AUTO ? choose_auto(&g, src, &r) : check_removal(&g, src, r);
     if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g.msg);
@@ -625,7 +687,19 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
         if (rep) skl_merge_report_free(&rep->pub);
         return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
     }
+    /* The merge runs on as many threads as OpenBLAS has now (the process's setting: all cores
+     * by default, OPENBLAS_NUM_THREADS, or the host's openblas_set_num_threads); the pool does
+     * the elementwise passes with the same count and sleeps while OpenBLAS runs. */
+    int threads = openblas_get_num_threads();
+    if (threads < 1) threads = 1;
+    if (threads > 1024) threads = 1024;
+    if ((rc = skl_pool_create(threads, &g.pool))) {
+        skl_merge_report_free(&rep->pub);
+        return rc;
+    }
+    skl_pool_set_spin(g.pool, 0);
     if ((rc = skl_model_clone(src, &g.m))) {
+        skl_pool_free(g.pool);
         skl_merge_report_free(&rep->pub);
         return rc;
     }
@@ -651,6 +725,8 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
         if (!rc && p.progress && p.progress((uint64_t)i + 1, (uint64_t)L, p.progress_user_data))
             rc = mfail(&g, SKL_ERR_CANCELLED, "cancelled by the progress callback after block %d of %d", i + 1, L);
     }
+    scratch_free(&g);
+    skl_pool_free(g.pool);
     if (rc) {
         skl_model_free(g.m);
         skl_merge_report_free(&rep->pub);
@@ -685,7 +761,10 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (p.verify) {
         int32_t n = p.n_probe_tokens < src->hp.max_position_embeddings ? p.n_probe_tokens : src->hp.max_position_embeddings;
         rep->pub.n_probe_tokens = n;
-        if ((rc = verify(src, m, n, p.probe_seed, &rep->pub.verify_error))) {
+        /* the probe contexts set OpenBLAS's thread count (context.c): the merge's, then restored */
+        rc = verify(src, m, n, p.probe_seed, threads, &rep->pub.verify_error);
+        openblas_set_num_threads(threads);
+        if (rc) {
             skl_model_free(m);
             skl_merge_report_free(&rep->pub);
             return rc;
