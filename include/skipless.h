@@ -127,7 +127,13 @@ extern "C" {
     X(SKL_ERR_UNSUPPORTED, -25, "unsupported")                 /* valid input this version cannot handle */ \
     X(SKL_ERR_TOKENIZER, -26, "malformed tokenizer.json")      /* names the key or entry */          \
     X(SKL_ERR_NO_TOKENIZER, -27, "model has no tokenizer")                                          \
-    X(SKL_ERR_BUFFER_TOO_SMALL, -28, "buffer too small")       /* the needed size is returned */
+    X(SKL_ERR_BUFFER_TOO_SMALL, -28, "buffer too small")       /* the needed size is returned */ \
+    X(SKL_ERR_INDEX, -29, "malformed shard index")             /* model.safetensors.index.json: valid JSON, wrong structure */ \
+    X(SKL_ERR_SHARD_NAME, -30, "shard name is not a plain file name") /* a weight_map value with '/', or "." / ".." */ \
+    X(SKL_ERR_SHARD_MISSING, -31, "shard file missing or not a regular file")                       \
+    X(SKL_ERR_SHARD_MISMATCH, -32, "tensor not in the shard the index names")                       \
+    X(SKL_ERR_SHARD_DUPLICATE, -33, "tensor in two shards")                                         \
+    X(SKL_ERR_SHARD_UNINDEXED, -34, "shard tensor not in the index") /* a shard holds a tensor weight_map does not list */
 
 typedef enum skl_status {
 #define SKL_STATUS_ENUMERATOR_(name, value, text) name = value,

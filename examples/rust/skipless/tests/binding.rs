@@ -444,6 +444,12 @@ fn bad_models_give_the_exact_error() {
             ("SKL_ERR_MISSING_TENSOR", skipless::sys::SKL_ERR_MISSING_TENSOR),
             ("SKL_ERR_UNEXPECTED_TENSOR", skipless::sys::SKL_ERR_UNEXPECTED_TENSOR),
             ("SKL_ERR_UNSUPPORTED", skipless::sys::SKL_ERR_UNSUPPORTED),
+            ("SKL_ERR_INDEX", skipless::sys::SKL_ERR_INDEX),
+            ("SKL_ERR_SHARD_NAME", skipless::sys::SKL_ERR_SHARD_NAME),
+            ("SKL_ERR_SHARD_MISSING", skipless::sys::SKL_ERR_SHARD_MISSING),
+            ("SKL_ERR_SHARD_MISMATCH", skipless::sys::SKL_ERR_SHARD_MISMATCH),
+            ("SKL_ERR_SHARD_DUPLICATE", skipless::sys::SKL_ERR_SHARD_DUPLICATE),
+            ("SKL_ERR_SHARD_UNINDEXED", skipless::sys::SKL_ERR_SHARD_UNINDEXED),
         ];
         kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
     };
