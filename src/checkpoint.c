@@ -230,8 +230,7 @@ static int open_dir(skl_ckpt *ck, bool use_mmap) {
     return list_tensors(ck);
 }
 
-int skl_ckpt_open(const char *path, bool use_mmap, skl_ckpt *ck) {
-    memset(ck, 0, sizeof *ck);
+static int ckpt_open(const char *path, bool use_mmap, skl_ckpt *ck) {
     struct stat st;
     if (stat(path, &st) != 0) return skl_fail(SKL_ERR_IO, "%s: %s", path, strerror(errno));
     /* The index itself stands for its directory (and must be named there as it
@@ -259,6 +258,13 @@ int skl_ckpt_open(const char *path, bool use_mmap, skl_ckpt *ck) {
         (rc = open_file(ck, path, use_mmap)))
         return rc;
     return list_tensors(ck);
+}
+
+int skl_ckpt_open(const char *path, bool use_mmap, skl_ckpt *ck) {
+    memset(ck, 0, sizeof *ck);
+    int rc = ckpt_open(path, use_mmap, ck);
+    if (rc) skl_ckpt_close(ck); /* what was opened before the failure */
+    return rc;
 }
 
 void skl_ckpt_close(skl_ckpt *ck) {

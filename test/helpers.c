@@ -105,6 +105,25 @@ skl_model *test_load(const json_t *entry) {
     return m;
 }
 
+skl_model *test_load_path(const char *path, bool use_mmap) {
+    skl_model_params mp;
+    skl_model_params_init(&mp, sizeof mp);
+    mp.use_mmap = use_mmap;
+    skl_model *m = NULL;
+    int rc = skl_model_load(path, &mp, &m);
+    ck_assert_msg(rc == SKL_OK && m != NULL, "loading %s%s: %s (%s)", path, use_mmap ? "" : " (no mmap)",
+                  skl_strerror(rc), skl_last_error());
+    return m;
+}
+
+void test_same_logits(const skl_model *m, const int32_t *toks, int32_t n, const float *want, const char *what) {
+    skl_hparams hp;
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
+    float *got = test_logits(m, toks, n, TEST_PREFILL);
+    ck_assert_msg(!memcmp(got, want, (size_t)n * (size_t)hp.vocab_size * sizeof *got), "%s: logits differ", what);
+    free(got);
+}
+
 int32_t *test_tokens(const json_t *entry, int32_t *n) {
     const json_t *t = json_object_get(entry, "tokens");
     size_t len = json_array_size(t);

@@ -155,24 +155,12 @@ START_TEST(test_sharded_vs_ref) {
     int32_t *tok = test_tokens(e, &n);
     float *first = NULL;
     for (int k = 0; k < 4; k++) {
-        skl_model_params mp;
-        skl_model_params_init(&mp, sizeof mp);
-        mp.use_mmap = k < 2;
-        skl_model *m = NULL;
-        ck_assert_msg(skl_model_load(k % 2 ? index : dir, &mp, &m) == SKL_OK, "%s: %s", test_str(e, "name"),
-                      skl_last_error());
+        skl_model *m = test_load_path(k % 2 ? index : dir, k < 2);
         const char *what = k == 0 ? "dir" : k == 1 ? "index file" : k == 2 ? "dir, no mmap" : "index, no mmap";
         test_logits_vs_ref(m, e, TEST_PREFILL, TEST_TOL, what);
         test_logits_vs_ref(m, e, TEST_DECODE, TEST_TOL, what);
-        skl_hparams hp;
-        ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
-        float *lg = test_logits(m, tok, n, TEST_PREFILL);
-        if (!first) first = lg;
-        else {
-            ck_assert_msg(!memcmp(first, lg, (size_t)n * hp.vocab_size * sizeof *lg), "%s: %s: logits differ",
-                          test_str(e, "name"), what);
-            free(lg);
-        }
+        if (!first) first = test_logits(m, tok, n, TEST_PREFILL);
+        else test_same_logits(m, tok, n, first, what);
         skl_model_free(m);
     }
     free(first);

@@ -75,6 +75,10 @@ int test_has_feature(const json_t *entry, const char *feature);
 
 /* Load the model of a manifest entry; fails the test on error. */
 skl_model *test_load(const json_t *entry);
+/* Load the model at path, mapped or (use_mmap false) read onto huge pages; fails the test on error. */
+skl_model *test_load_path(const char *path, bool use_mmap);
+/* The prefill logits of toks[0..n) through m are bitwise `want` ([n, vocab]); else fails naming `what`. */
+void test_same_logits(const skl_model *m, const int32_t *toks, int32_t n, const float *want, const char *what);
 /* entry["tokens"] as a malloc'd array; *n gets its length. */
 int32_t *test_tokens(const json_t *entry, int32_t *n);
 /* The reference logits [*rows, *cols] (malloc'd float64) of an entry. */
