@@ -129,7 +129,13 @@ extern "C" {
     X(SKL_ERR_UNSUPPORTED, -25, "unsupported")                 /* valid input this version cannot handle */ \
     X(SKL_ERR_TOKENIZER, -26, "malformed tokenizer.json")      /* names the key or entry */          \
     X(SKL_ERR_NO_TOKENIZER, -27, "model has no tokenizer")                                          \
-    X(SKL_ERR_BUFFER_TOO_SMALL, -28, "buffer too small")       /* the needed size is returned */
+    X(SKL_ERR_BUFFER_TOO_SMALL, -28, "buffer too small")       /* the needed size is returned */ \
+    X(SKL_ERR_INDEX, -29, "malformed shard index")             /* model.safetensors.index.json: valid JSON, wrong structure */ \
+    X(SKL_ERR_SHARD_NAME, -30, "shard name is not a plain file name") /* a weight_map value with '/', or "." / ".." */ \
+    X(SKL_ERR_SHARD_MISSING, -31, "shard file missing or not a regular file")                       \
+    X(SKL_ERR_SHARD_MISMATCH, -32, "tensor not in the shard the index names")                       \
+    X(SKL_ERR_SHARD_DUPLICATE, -33, "tensor in two shards")                                         \
+    X(SKL_ERR_SHARD_UNINDEXED, -34, "shard tensor not in the index") /* a shard holds a tensor weight_map does not list */
 
 typedef enum skl_status {
 #define SKL_STATUS_ENUMERATOR_(name, value, text) name = value,
@@ -240,7 +246,9 @@ typedef struct skl_model_params {
  * sizeof *params).  SKL_ERR_INVALID_ARG if params is NULL or size too small. */
 SKL_API int skl_model_params_init(skl_model_params *params, size_t size);
 
-/* Load a model: a directory holding config.json + model.safetensors, or one
+/* Load a model: a directory holding config.json + model.safetensors (or a
+ * sharded checkpoint: model.safetensors.index.json and the shards it names;
+ * the index file itself may be passed for its directory), or one
  * .safetensors file whose __metadata__ "config" entry holds the config JSON.
  * The file is memory-mapped (or, with params->use_mmap false, read into
  * memory) and fully validated before use.  params may be NULL for defaults.
@@ -593,7 +601,7 @@ SKL_API void skl_plan_free(skl_plan *plan);
 
 typedef enum skl_save_format {
     SKL_SAVE_AUTO = 0,  /* FILE if path ends in ".safetensors", else DIR */
-    SKL_SAVE_DIR = 1,   /* path/config.json + path/model.safetensors */
+    SKL_SAVE_DIR = 1,   /* path/config.json + path/model.safetensors (or its shards + index) */
     SKL_SAVE_FILE = 2   /* one .safetensors with __metadata__.config */
 } skl_save_format;
 
@@ -605,6 +613,34 @@ typedef enum skl_save_format {
  * "tokenizer.json").  Files are written to a
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
+
+/* Hugging Face's default shard limit: 5 GB (decimal). */
+#define SKL_SAVE_DEFAULT_MAX_SHARD_SIZE 5000000000ull
+
+typedef struct skl_save_params {
+    uint32_t struct_size;      /* set by skl_save_params_init */
+    skl_save_format format;    /* default SKL_SAVE_AUTO */
+    /* A directory's weights are split into shards of at most this many bytes
+     * of tensor data (a larger tensor alone in its shard):
+     * model-00001-of-0000N.safetensors ... + model.safetensors.index.json, as
+     * Hugging Face writes them; a model that fits is one model.safetensors.
+     * 0: the default, SKL_SAVE_DEFAULT_MAX_SHARD_SIZE.  SKL_SAVE_FILE writes
+     * one file whatever its size. */
+    uint64_t max_shard_size;
+} skl_save_params;
+
+/* Fill *params with the defaults and params->struct_size = size (pass
+ * sizeof *params).  SKL_ERR_INVALID_ARG if params is NULL or size too small. */
+SKL_API int skl_save_params_init(skl_save_params *params, size_t size);
+/* skl_model_save with parameters (NULL: the defaults).  skl_model_save(m,
+ * path, fmt) is this call with format fmt and the default shard limit.  Every
+ * file (shards, index, config.json, tokenizer.json) is written under a
+ * temporary name in the directory and renamed only when all were written; a
+ * failure (a full disk included) removes the temporaries and leaves an
+ * existing model at path untouched.  After the renames, the files of an
+ * earlier save that the new layout does not use (model.safetensors, the index,
+ * model-*-of-*.safetensors) are removed. */
+SKL_API int skl_model_save_v2(const skl_model *model, const char *path, const skl_save_params *params);
 
 /* -------------------------------------------------------------------- BLAS */
 

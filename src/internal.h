@@ -13,7 +13,7 @@
  *   format     safetensors.c one .safetensors file, validated                  safetensors.h
  *   wing       config.c      config.json -> skl_hparams, eos_token_id          config.h
  *              tokenizer.c   tokenizer.json, byte-level BPE                    tokenizer.h
- *              checkpoint.c  which files make a model (dir or single file)     checkpoint.h
+ *              checkpoint.c  which files make a model (dir, shards, single file) checkpoint.h
  *   model      model.c       load, free, clone, the linear-layer iterator      model.h
  *              model_info.c  hparams, weight counts, decode bytes, dtype
  *   compute    kernels.c     GEMV / softmax / widening kernels (uses dtype.c)  kernels.h

@@ -1,4 +1,4 @@
-/* model.c - load a model: config + safetensors (located by checkpoint.c) -> validated tensors.
+/* model.c - load a model: config + tensors by name (located by checkpoint.c) -> validated tensors.
  *
  * Every tensor name is resolved to a slot of the model (embedding, head, final
  * norm, or one linear layer of one block); a name that resolves to nothing is
@@ -33,9 +33,9 @@ enum { G_EMBED, G_HEAD_W, G_HEAD_B, G_NORM, G_COUNT };
 #define LAYER_SLOTS (2 * LIN_COUNT)
 
 typedef struct loader {
-    const char *file;        /* safetensors path, for messages */
+    const char *file;        /* the safetensors file or the shard index, for messages */
     const skl_hparams *hp;
-    const skl_st_tensor **slots; /* [G_COUNT + L * LAYER_SLOTS] */
+    const skl_ckpt_tensor **slots; /* [G_COUNT + L * LAYER_SLOTS] */
 } loader;
 
 static size_t slot_index(int layer, int lin, int is_bias) {
@@ -127,21 +127,22 @@ static void fmt_shape(char *buf, size_t n, int ndim, const uint64_t *s) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-static int map_tensors(loader *ld, const skl_st_file *f) {
+static int map_tensors(loader *ld, const skl_ckpt *ck) {
     const skl_hparams *hp = ld->hp;
-    for (size_t i = 0; i < f->n_tensors; i++) {
-        const skl_st_tensor *t = &f->tensors[i];
+    for (size_t i = 0; i < ck->n_tensors; i++) {
+        const skl_st_tensor *t = ck->tensors[i].t;
+        const char *file = ck->tensors[i].path;
         int ndim = 0;
         int64_t shape[2] = {0, 0};
         long s = resolve(hp, t->name, &ndim, shape);
         if (s < 0)
             return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
                             "%s: unexpected tensor '%s' (not part of a %d-layer skipless model)",
-                            ld->file, t->name, hp->num_hidden_layers);
+                            file, t->name, hp->num_hidden_layers);
         if (s == G_HEAD_W && hp->tie_word_embeddings)
             return skl_fail(SKL_ERR_UNEXPECTED_TENSOR,
                             "%s: unexpected tensor 'lm_head.weight': tie_word_embeddings is true",
-                            ld->file);
+                            file);
         int ok = t->ndim == ndim;
         for (int k = 0; ok && k < ndim; k++) ok = t->shape[k] == (uint64_t)shape[k];
         if (!ok) {
@@ -150,9 +151,9 @@ static int map_tensors(loader *ld, const skl_st_file *f) {
             fmt_shape(got, sizeof got, t->ndim, t->shape);
             fmt_shape(want, sizeof want, ndim, ws);
             return skl_fail(SKL_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s from the config",
-                            ld->file, t->name, got, want);
+                            file, t->name, got, want);
         }
-        ld->slots[s] = t;
+        ld->slots[s] = &ck->tensors[i];
     }
     return SKL_OK;
 }
@@ -209,20 +210,20 @@ static int check_required(loader *ld) {
 
 /* Tensors keep the file's dtype.  Used in place when the mapping is aligned
  * for the dtype, else copied once (same dtype) into aligned memory. */
-static int make_tensor(loader *ld, const skl_st_file *f, const skl_st_tensor *t, skl_buf *map,
-                       skl_tensor *out) {
+static int make_tensor(const skl_ckpt_tensor *c, skl_tensor *out) {
+    const skl_st_tensor *t = c->t;
     out->rows = t->ndim == 2 ? (int32_t)t->shape[0] : 1;
     out->cols = (int32_t)t->shape[t->ndim - 1];
     out->dtype = t->dtype;
-    const uint8_t *src = f->data + t->begin;
+    const uint8_t *src = c->file->data + t->begin;
     size_t bytes = (size_t)(t->end - t->begin);
     if (((uintptr_t)src % skl_dtype_size(t->dtype)) == 0) {
         out->data = src; /* read-only mapping, never written */
-        out->owner = skl_buf_retain(map);
+        out->owner = skl_buf_retain(c->file->map); /* its own file's mapping */
         return SKL_OK;
     }
     skl_buf *b = skl_buf_new(bytes);
-    if (!b) return skl_fail(SKL_ERR_NOMEM, "%s: out of memory for tensor '%s'", ld->file, t->name);
+    if (!b) return skl_fail(SKL_ERR_NOMEM, "%s: out of memory for tensor '%s'", c->path, t->name);
     memcpy(b->base, src, bytes);
     out->data = b->base;
     out->owner = b;
@@ -267,7 +268,6 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     skl_ckpt ck;
     int rc = skl_ckpt_open(path, params->use_mmap, &ck);
     if (rc) return rc;
-    const skl_st_file *f = &ck.st;
     json_t *cfg = NULL;
     skl_model *m = NULL;
     loader ld = {ck.st_path, NULL, NULL};
@@ -286,12 +286,12 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     m->layers = calloc((size_t)hp->num_hidden_layers, sizeof *m->layers);
     m->path = strdup(path);
     if (!ld.slots || !m->layers || !m->path) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
-    if ((rc = map_tensors(&ld, f)) || (rc = check_required(&ld))) goto done;
+    if ((rc = map_tensors(&ld, &ck)) || (rc = check_required(&ld))) goto done;
 
-    /* Convert: progress in bytes of the file's data area. */
+    /* Convert: progress in bytes of the files' data areas. */
     uint64_t done_bytes = 0;
     for (size_t s = 0; s < nslots; s++) {
-        const skl_st_tensor *t = ld.slots[s];
+        const skl_ckpt_tensor *t = ld.slots[s];
         if (!t) continue;
         skl_tensor *dst;
         if (s == G_EMBED) dst = &m->embed;
@@ -303,9 +303,9 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
             skl_linear *lin = skl_layer_linear(&m->layers[r / LAYER_SLOTS], (int)((r % LAYER_SLOTS) / 2));
             dst = (r % 2) ? &lin->b : &lin->w;
         }
-        if ((rc = make_tensor(&ld, f, t, f->map, dst))) goto done;
-        done_bytes += t->end - t->begin;
-        if (params->progress && params->progress(done_bytes, f->data_size, params->progress_user_data)) {
+        if ((rc = make_tensor(t, dst))) goto done;
+        done_bytes += t->t->end - t->t->begin;
+        if (params->progress && params->progress(done_bytes, ck.data_size, params->progress_user_data)) {
             rc = skl_fail(SKL_ERR_CANCELLED, "%s: loading cancelled by the progress callback", path);
             goto done;
         }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tools/npy.h"
 
@@ -21,7 +22,10 @@ Suite *test_suite(const char *name, const test_def *defs, size_t n) {
         }
         int t = d->timeout ? d->timeout : TEST_TIMEOUT;
         if (t > timeout) tcase_set_timeout(tc, timeout = t);
-        int loops = d->loop == TEST_EACH_MODEL ? test_n_models() : d->loop == TEST_EACH_BAD ? test_n_bad() : d->loop;
+        int loops = d->loop == TEST_EACH_MODEL     ? test_n_models()
+                    : d->loop == TEST_EACH_BAD     ? test_n_bad()
+                    : d->loop == TEST_EACH_SHARDED ? test_n_sharded()
+                                                   : d->loop;
         if (d->loop == 0) tcase_add_test(tc, d->fn);
         else tcase_add_loop_test(tc, d->fn, 0, loops);
     }
@@ -62,6 +66,7 @@ static int section_size(const char *section) {
 
 int test_n_models(void) { return section_size("models"); }
 int test_n_bad(void) { return section_size("bad"); }
+int test_n_sharded(void) { return section_size("sharded"); }
 
 const json_t *test_entry(const json_t *manifest, const char *section, int i) {
     const json_t *e = json_array_get(json_object_get(manifest, section), (size_t)i);
@@ -100,6 +105,25 @@ skl_model *test_load(const json_t *entry) {
     return m;
 }
 
+skl_model *test_load_path(const char *path, bool use_mmap) {
+    skl_model_params mp;
+    skl_model_params_init(&mp, sizeof mp);
+    mp.use_mmap = use_mmap;
+    skl_model *m = NULL;
+    int rc = skl_model_load(path, &mp, &m);
+    ck_assert_msg(rc == SKL_OK && m != NULL, "loading %s%s: %s (%s)", path, use_mmap ? "" : " (no mmap)",
+                  skl_strerror(rc), skl_last_error());
+    return m;
+}
+
+void test_same_logits(const skl_model *m, const int32_t *toks, int32_t n, const float *want, const char *what) {
+    skl_hparams hp;
+    ck_assert_int_eq(skl_model_hparams(m, &hp, sizeof hp), SKL_OK);
+    float *got = test_logits(m, toks, n, TEST_PREFILL);
+    ck_assert_msg(!memcmp(got, want, (size_t)n * (size_t)hp.vocab_size * sizeof *got), "%s: logits differ", what);
+    free(got);
+}
+
 int32_t *test_tokens(const json_t *entry, int32_t *n) {
     const json_t *t = json_object_get(entry, "tokens");
     size_t len = json_array_size(t);
@@ -119,16 +143,35 @@ double *test_ref(const json_t *entry, int64_t *rows, int64_t *cols) {
     return data;
 }
 
-/* The weights file of an entry: <path>/model.safetensors or <path> itself. */
-static const char *weights_path(const json_t *entry) {
-    static char buf[4000];
-    const char *p = test_path(test_str(entry, "path"));
-    if (!strcmp(test_str(entry, "format"), "dir")) snprintf(buf, sizeof buf, "%s/model.safetensors", p);
-    else snprintf(buf, sizeof buf, "%s", p);
-    return buf;
-}
+json_t *test_st_header(const json_t *entry) { return test_model_header(test_path(test_str(entry, "path"))); }
 
-json_t *test_st_header(const json_t *entry) { return test_st_header_path(weights_path(entry)); }
+json_t *test_model_header(const char *path) {
+    char p[4200];
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return test_st_header_path(path);
+    snprintf(p, sizeof p, "%s/model.safetensors", path);
+    if (stat(p, &st) == 0) return test_st_header_path(p);
+    /* sharded: every shard the index names, once */
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", path);
+    json_error_t err;
+    json_t *index = json_load_file(p, 0, &err), *merged = json_object(), *done = json_object();
+    ck_assert_msg(index != NULL, "%s: neither model.safetensors nor a readable index: %s", path, err.text);
+    const char *key;
+    json_t *val;
+    json_object_foreach(json_object_get(index, "weight_map"), key, val) {
+        const char *shard = json_string_value(val);
+        if (json_object_get(done, shard)) continue;
+        json_object_set_new(done, shard, json_true());
+        snprintf(p, sizeof p, "%s/%s", path, shard);
+        json_t *h = test_st_header_path(p);
+        json_object_del(h, "__metadata__");
+        json_object_update(merged, h);
+        json_decref(h);
+    }
+    json_decref(done);
+    json_decref(index);
+    return merged;
+}
 
 json_t *test_st_header_path(const char *path) {
     FILE *fp = fopen(path, "rb");
@@ -152,7 +195,7 @@ json_t *test_st_header_path(const char *path) {
 json_t *test_model_config(const json_t *entry) {
     json_error_t err;
     json_t *cfg;
-    if (!strcmp(test_str(entry, "format"), "dir")) {
+    if (strcmp(test_str(entry, "format"), "file") != 0) { /* dir or sharded */
         char path[4000];
         snprintf(path, sizeof path, "%s/config.json", test_path(test_str(entry, "path")));
         cfg = json_load_file(path, 0, &err);

@@ -107,10 +107,61 @@ def config_text(config):
     return json.dumps(config, indent=2) + "\n"
 
 
-def write_model(outdir, relpath, fmt, config, tensors, dtype):
-    """Write a valid model in 'dir' or 'file' format."""
-    pairs, data = layout(tensor_entries(tensors, dtype))
+INDEX_NAME = "model.safetensors.index.json"
+
+
+def shard_groups(entries, limit):
+    """Hugging Face's split of entries into shards of at most `limit` bytes,
+    filled in tensor order; a tensor larger than the limit is alone in its shard."""
+    groups, current, size = [], [], 0
+    for entry in entries:
+        n = len(entry[3])
+        if current and (n > limit or size + n > limit):
+            groups.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += n
+        if n > limit:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def shard_name(i, n):
+    return f"model-{i:05d}-of-{n:05d}.safetensors"
+
+
+def index_text(weight_map, total_size):
+    """The index as transformers writes it (sorted keys, indent 2)."""
+    index = {"metadata": {"total_size": total_size}, "weight_map": weight_map}
+    return json.dumps(index, indent=2, sort_keys=True) + "\n"
+
+
+def write_sharded(path, config, entries, limit):
+    """config.json, the shards and the index of a sharded directory model."""
+    groups = shard_groups(entries, limit)
+    weight_map = {}
+    for i, group in enumerate(groups):
+        name = shard_name(i + 1, len(groups))
+        pairs, data = layout(group)
+        write_bytes(os.path.join(path, name),
+                    safetensors_bytes(header_bytes(pairs, {"format": "pt"}), data))
+        weight_map.update({e[0]: name for e in group})
+    write_bytes(os.path.join(path, "config.json"), config_text(config).encode())
+    total = sum(len(e[3]) for e in entries)
+    write_bytes(os.path.join(path, INDEX_NAME), index_text(weight_map, total).encode())
+    return groups
+
+
+def write_model(outdir, relpath, fmt, config, tensors, dtype, shard=None):
+    """Write a valid model in 'dir', 'file' or 'sharded' (shard: the limit) format."""
     path = os.path.join(outdir, relpath)
+    if fmt == "sharded":
+        write_sharded(path, config, tensor_entries(tensors, dtype), shard)
+        return
+    pairs, data = layout(tensor_entries(tensors, dtype))
     if fmt == "dir":
         write_bytes(os.path.join(path, "config.json"), config_text(config).encode())
         write_bytes(os.path.join(path, "model.safetensors"),
@@ -251,11 +302,11 @@ def _scale(t, names, factor):
 
 def spec(name, d, L, H, KV, hd, f, V, act, glu, block="serial", pos="rope",
          partial=1.0, theta=10000.0, bias=False, norm=True, tie=False,
-         dtype="F32", fmt="dir", absent=(), explicit=True, eps=1e-6):
+         dtype="F32", fmt="dir", absent=(), explicit=True, eps=1e-6, shard=None):
     return dict(name=name, d=d, L=L, H=H, KV=KV, hd=hd, f=f, V=V, act=act, glu=glu,
                 block=block, pos=pos, partial=partial, theta=theta, bias=bias,
                 norm=norm, tie=tie, dtype=dtype, fmt=fmt, absent=tuple(absent),
-                explicit=explicit, eps=eps)
+                explicit=explicit, eps=eps, shard=shard)
 
 
 SPECS = [
@@ -303,6 +354,16 @@ SPECS = [
 ]
 
 
+# Sharded directories (manifest "sharded"): small shard limits give several
+# shards, and a tensor larger than the limit (the embedding, lm_head) alone in one.
+SHARDED = [
+    spec("sharded_serial_gqa_silu_glu_bias_f16", 32, 3, 4, 2, 8, 64, 96, "silu", True,
+         bias=True, dtype="F16", fmt="sharded", shard=5000),
+    spec("sharded_parallel_mha_gelu_mlp_tied_bf16", 32, 2, 4, 4, 8, 64, 80, "gelu", False,
+         block="parallel", tie=True, dtype="BF16", fmt="sharded", shard=12000),
+]
+
+
 def features(s):
     """Short feature strings describing a spec."""
     out = [s["block"]]
@@ -337,13 +398,18 @@ def build_valid(outdir, s):
     tensors = make_tensors(s, rng)
     calibrate(config, tensors, tokens)
     rel = f"models/{s['name']}" + (".safetensors" if s["fmt"] == "file" else "")
-    write_model(outdir, rel, s["fmt"], config, tensors, s["dtype"])
+    write_model(outdir, rel, s["fmt"], config, tensors, s["dtype"], s["shard"])
     ref = reference.logits(os.path.join(outdir, rel), tokens)
     np.save(os.path.join(outdir, s["name"] + ".ref.npy"),
             np.ascontiguousarray(ref, dtype=np.float64))
-    return {"name": s["name"], "path": rel, "format": s["fmt"], "dtype": s["dtype"],
-            "block_type": s["block"], "tokens": tokens, "ref": s["name"] + ".ref.npy",
-            "features": features(s)}
+    entry = {"name": s["name"], "path": rel, "format": s["fmt"], "dtype": s["dtype"],
+             "block_type": s["block"], "tokens": tokens, "ref": s["name"] + ".ref.npy",
+             "features": features(s)}
+    if s["shard"]:
+        entry["max_shard_size"] = s["shard"]
+        entry["shards"] = sorted(f for f in os.listdir(os.path.join(outdir, rel))
+                                 if f.endswith(".safetensors"))
+    return entry
 
 
 # ---------------------------------------------------------------------------
@@ -477,6 +543,97 @@ def build_bad(outdir):
     up = tensors["model.layers.0.mlp.up_proj.weight"]
     layer99 = ("model.layers.99.mlp.up_proj.weight", "F32", list(up.shape), encode(up, "F32"))
     put_file("unexpected_layer_99", without((), [layer99]), "UNEXPECTED_TENSOR")
+    bad += build_bad_sharded(outdir, config, entries)
+    return bad
+
+
+def build_bad_sharded(outdir, config, entries):
+    """Sharded directories, each wrong in one way; "mention": what the message
+    must name besides the directory (the index, the shard, the tensor)."""
+    bad = []
+    groups = shard_groups(entries, 2048)   # 13 shards; shard 2 holds q and k of layer 0
+    names = [shard_name(i + 1, len(groups)) for i in range(len(groups))]
+    assert len(groups) >= 3 and len(groups[1]) == 2
+    total = sum(len(e[3]) for e in entries)
+    good_map = {e[0]: n for n, g in zip(names, groups) for e in g}
+    first, second_b = groups[0][0][0], groups[1][1][0]
+    # the tensor a message about shard 2 names: its first in the (sorted) weight_map
+    second = min(k for k, v in good_map.items() if v == names[1])
+
+    def blob(group):
+        pairs, data = layout(group)
+        return safetensors_bytes(header_bytes(pairs, {"format": "pt"}), data)
+
+    def put(name, expect, index=None, shards=None, mention=(), extra=None):
+        """index: a weight_map dict (written with total_size as transformers
+        does), or raw bytes; shards: {file name: list of entries or bytes}
+        (default: the good set); extra(path) adds files."""
+        rel = f"bad/{name}"
+        path = os.path.join(outdir, rel)
+        if shards is None:
+            shards = dict(zip(names, groups))
+        for fname, content in shards.items():
+            write_bytes(os.path.join(path, fname),
+                        content if isinstance(content, bytes) else blob(content))
+        text = index_text(good_map if index is None else index, total).encode() \
+            if not isinstance(index, bytes) else index
+        write_bytes(os.path.join(path, "config.json"), config_text(config).encode())
+        write_bytes(os.path.join(path, INDEX_NAME), text)
+        if extra:
+            extra(path)
+        bad.append({"name": name, "path": rel, "expect": "SKL_ERR_" + expect,
+                    "mention": [INDEX_NAME] + list(mention)})
+
+    def raw(obj):
+        return (json.dumps(obj, indent=2) + "\n").encode()
+
+    # -- the index's JSON and structure ------------------------------------------
+    good_text = index_text(good_map, total)
+    put("shard_index_bad_json", "JSON", good_text.encode()[:-3])
+    put("shard_index_duplicate_key", "DUPLICATE_KEY",
+        good_text.replace('"weight_map": {', '"weight_map": {\n    "%s": "%s",' % (first, names[0]),
+                          1).encode())
+    put("shard_index_not_object", "INDEX", b"[]\n")
+    put("shard_index_no_weight_map", "INDEX", raw({"metadata": {"total_size": total}}))
+    put("shard_index_weight_map_list", "INDEX", raw({"weight_map": sorted(good_map)}))
+    put("shard_index_empty_weight_map", "INDEX", raw({"weight_map": {}}))
+    put("shard_index_metadata_list", "INDEX", raw({"metadata": [total], "weight_map": good_map}))
+    put("shard_index_total_size_string", "INDEX",
+        raw({"metadata": {"total_size": str(total)}, "weight_map": good_map}))
+    put("shard_index_value_not_string", "INDEX", dict(good_map, **{first: 1}), mention=[first])
+
+    # -- weight_map values: plain file names of regular files --------------------
+    sub = "sub/" + names[0]
+    put("shard_name_subdir", "SHARD_NAME", dict(good_map, **{first: sub}), mention=[first, sub],
+        extra=lambda p: write_bytes(os.path.join(p, sub), blob(groups[0])))
+    put("shard_name_dotdot", "SHARD_NAME", dict(good_map, **{first: ".."}), mention=[first])
+    put("shard_name_parent", "SHARD_NAME", dict(good_map, **{first: "../" + names[0]}),
+        mention=[first, "../" + names[0]])
+    put("shard_name_empty", "SHARD_NAME", dict(good_map, **{first: ""}), mention=[first])
+    without_2 = {n: g for n, g in zip(names, groups) if n != names[1]}
+    put("shard_missing", "SHARD_MISSING", shards=without_2, mention=[names[1], second])
+    put("shard_is_directory", "SHARD_MISSING", shards=without_2, mention=[names[1], second],
+        extra=lambda p: os.makedirs(os.path.join(p, names[1]), exist_ok=True))
+    put("shard_truncated", "TRUNCATED", shards=dict(zip(names, groups), **{names[2]: blob(groups[2])[:-4]}),
+        mention=[names[2]])
+
+    # -- tensors against weight_map ----------------------------------------------
+    put("shard_tensor_elsewhere", "SHARD_MISMATCH", dict(good_map, **{second_b: names[0]}),
+        mention=[second_b, names[0], names[1]])
+    put("shard_tensor_nowhere", "SHARD_MISMATCH", shards=dict(zip(names, groups), **{names[1]: groups[1][:1]}),
+        mention=[second_b, names[1]])
+    put("shard_tensor_twice", "SHARD_DUPLICATE",
+        shards=dict(zip(names, groups), **{names[2]: groups[2] + groups[1][1:]}),
+        mention=[second_b, names[1], names[2]])
+    rng = np.random.default_rng(seed_of("bad_shard_extra"))
+    foo = ("model.layers.0.mlp.foo.weight", "F32", [4, 4], encode(rng.standard_normal((4, 4)), "F32"))
+    put("shard_tensor_unindexed", "SHARD_UNINDEXED",
+        shards=dict(zip(names, groups), **{names[2]: groups[2] + [foo]}), mention=[foo[0], names[2]])
+    # Index and shards agree, but the model lacks a tensor: model.c's own check.
+    up = groups[4][0][0]
+    assert up == "model.layers.0.mlp.up_proj.weight" and len(groups[4]) == 1
+    put("shard_model_missing_tensor", "MISSING_TENSOR", {k: v for k, v in good_map.items() if k != up},
+        shards={n: g for n, g in zip(names, groups) if n != names[4]}, mention=[up])
     return bad
 
 
@@ -491,6 +648,7 @@ def main(argv):
     outdir = argv[1]
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
+                "sharded": [build_valid(outdir, s) for s in SHARDED],
                 "bad": build_bad(outdir)}
     write_json(os.path.join(outdir, "manifest.json"), manifest)
     return 0

@@ -11,7 +11,7 @@ model-format specification only and is meant to be read top to bottom:
   5. a command line interface     (main)
 
 A model is either a directory holding ``config.json`` and ``model.safetensors``
-or a single ``.safetensors`` file whose ``__metadata__`` has a ``"config"``
+(or ``model.safetensors.index.json`` and the shards it names), or a single ``.safetensors`` file whose ``__metadata__`` has a ``"config"``
 entry: a string holding the same JSON as config.json.
 
 A skipless block has no residual connection and no normalization:
@@ -247,8 +247,66 @@ class Config:
             raise ModelError("CONFIG", "config: rope_theta must be positive")
 
 
+INDEX_NAME = "model.safetensors.index.json"
+
+
+def read_sharded(index_path):
+    """Read a sharded checkpoint: the index (``{"metadata": {"total_size": N},
+    "weight_map": {tensor: shard file}}``) and every shard it names, each
+    validated like one file.  Every weight_map value must be a plain file name
+    in the index's directory; every indexed tensor must be in the shard the
+    index names and in no other, and every shard tensor must be indexed.
+    total_size is not checked (Hugging Face does not check it either)."""
+    folder = os.path.dirname(index_path)
+    with open(index_path, "rb") as f:
+        try:
+            text = f.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelError("JSON", f"{index_path}: not UTF-8") from None
+    index = parse_json(text, index_path)
+    if not isinstance(index, dict):
+        raise ModelError("INDEX", f"{index_path}: not a JSON object")
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelError("INDEX", f"{index_path}: weight_map missing, empty or not an object")
+    metadata = index.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelError("INDEX", f"{index_path}: metadata is not an object")
+    total = metadata.get("total_size", 0)
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or total < 0:
+        raise ModelError("INDEX", f"{index_path}: total_size is not a non-negative number")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str):
+            raise ModelError("INDEX", f"{index_path}: weight_map[{name!r}] is not a string")
+        if not shard or "/" in shard or "\0" in shard or shard in (".", ".."):
+            raise ModelError("SHARD_NAME", f"{index_path}: shard {shard!r} is not a plain file name")
+    found = {}                                   # tensor -> the shard it is in
+    tensors = {}
+    for shard in dict.fromkeys(weight_map.values()):
+        shard_path = os.path.join(folder, shard)
+        if not os.path.isfile(shard_path):
+            raise ModelError("SHARD_MISSING", f"{index_path}: shard {shard} missing or not a file")
+        part, _ = read_safetensors(shard_path)
+        for name, value in part.items():
+            if name not in weight_map:
+                raise ModelError("SHARD_UNINDEXED", f"{index_path}: {name} of {shard} not indexed")
+            if name in found:
+                raise ModelError("SHARD_DUPLICATE", f"{index_path}: {name} in {found[name]} and {shard}")
+            found[name] = shard
+            tensors[name] = value
+    for name, shard in weight_map.items():
+        if found.get(name) != shard:
+            raise ModelError("SHARD_MISMATCH", f"{index_path}: {name} is in {found.get(name)}, "
+                             f"the index says {shard}")
+    return tensors
+
+
 def read_model_files(path):
-    """Return (config dict, tensors dict) from a model directory or single file."""
+    """Return (config dict, tensors dict) from a model directory (one
+    model.safetensors, or the sharded index and its shards), the index file
+    itself, or a single file."""
+    if path.endswith(".safetensors.index.json") and os.path.isfile(path):
+        path = os.path.dirname(path) or "."
     if os.path.isdir(path):
         with open(os.path.join(path, "config.json"), "rb") as f:
             try:
@@ -256,7 +314,11 @@ def read_model_files(path):
             except UnicodeDecodeError:
                 raise ModelError("JSON", "config.json is not UTF-8") from None
         cfg = parse_json(text, "config.json")
-        tensors, _ = read_safetensors(os.path.join(path, "model.safetensors"))
+        single = os.path.join(path, "model.safetensors")
+        if os.path.exists(single) or not os.path.exists(os.path.join(path, INDEX_NAME)):
+            tensors, _ = read_safetensors(single)
+        else:
+            tensors = read_sharded(os.path.join(path, INDEX_NAME))
     else:
         tensors, metadata = read_safetensors(path)
         if "config" not in metadata:

@@ -186,6 +186,25 @@ error - '' "merge --remove bogus"                    merge "$ANY" "$TMP/m_out" -
 error - '' "merge --format bogus"                    merge "$ANY" "$TMP/m_out" --format bogus
 error - '' "merge without OUT"                       merge "$ANY"
 error - '' "merge --dtype bogus"                     merge "$ANY" "$TMP/m_out" --dtype f8
+error - '' "merge --max-shard-size 0"                merge "$ANY" "$TMP/m_out" --max-shard-size 0
+error - '' "merge --max-shard-size 0GB"              merge "$ANY" "$TMP/m_out" --max-shard-size 0GB
+error - '' "merge --max-shard-size abc"              merge "$ANY" "$TMP/m_out" --max-shard-size abc
+error - '' "merge --max-shard-size 5XB"              merge "$ANY" "$TMP/m_out" --max-shard-size 5XB
+error - '' "merge --max-shard-size GB"               merge "$ANY" "$TMP/m_out" --max-shard-size GB
+error - '' "merge --max-shard-size -5"               merge "$ANY" "$TMP/m_out" --max-shard-size -5
+error - '' "merge --max-shard-size 1.5GB"            merge "$ANY" "$TMP/m_out" --max-shard-size 1.5GB
+error - '' "merge --max-shard-size ' 5GB'"           merge "$ANY" "$TMP/m_out" --max-shard-size ' 5GB'
+error - '' "merge --max-shard-size 2^64"             merge "$ANY" "$TMP/m_out" --max-shard-size 18446744073709551616
+error - '' "merge --max-shard-size overflow GiB"     merge "$ANY" "$TMP/m_out" --max-shard-size 17179869184GiB
+error - '' "merge --max-shard-size missing"          merge "$ANY" "$TMP/m_out" --max-shard-size
+0     out '^saved'                                   "merge --max-shard-size 20KB"           merge "$ANY_DIR" "$TMP/m_s1" --max-shard-size 20KB
+0     out '^saved'                                   "merge --max-shard-size 5GB"            merge "$ANY_DIR" "$TMP/m_s2" --max-shard-size 5GB
+0     out '^saved'                                   "merge --max-shard-size 500MB"          merge "$ANY_DIR" "$TMP/m_s3" --max-shard-size 500MB
+0     out '^saved'                                   "merge --max-shard-size 1GiB"           merge "$ANY_DIR" "$TMP/m_s4" --max-shard-size 1GiB
+0     out '^saved'                                   "merge --max-shard-size 64KiB"          merge "$ANY_DIR" "$TMP/m_s5" --max-shard-size 64KiB
+0     out '^saved'                                   "merge --max-shard-size 2MiB"           merge "$ANY_DIR" "$TMP/m_s6" --max-shard-size 2MiB
+0     out '^saved'                                   "merge --max-shard-size 30000 (bytes)"  merge "$ANY_DIR" "$TMP/m_s7" --max-shard-size 30000
+0     out '^saved'                                   "merge --max-shard-size 20kb"           merge "$ANY_DIR" "$TMP/m_s8" --max-shard-size 20kb
 0     out '^merge plan'                              "plan"                                  plan "$ANY_DIR/config.json"
 EOF
 
@@ -301,6 +320,21 @@ if [ "$rc" -ne 0 ]; then fail "merge --verify" "exit $rc"
 elif ! grep -q '^verification: ' "$OUT"; then fail "merge --verify" "no verification line"
 elif [ ! -f "$TMP/verified/config.json" ] || [ ! -f "$TMP/verified/model.safetensors" ]; then
     fail "merge --verify" "--format dir did not write config.json + model.safetensors"
+else pass; fi
+
+# merge --max-shard-size: 20KB gives Hugging Face's sharded layout, 5GB one
+# model.safetensors and no index; both give the same logits, bit for bit.
+dir_toks=$(awk -F "$TAB" -v d="$ANY_DIR" '$2 == d { print $3; exit }' "$TMP/good.tsv")
+n_shards=$(ls "$TMP/m_s1" | grep -c '^model-[0-9]\{5\}-of-[0-9]\{5\}\.safetensors$')
+if [ ! -f "$TMP/m_s1/model.safetensors.index.json" ] || [ "$n_shards" -lt 3 ] || [ -e "$TMP/m_s1/model.safetensors" ]; then
+    fail "merge --max-shard-size 20KB" "expected 3+ shards and the index, got $n_shards shards"
+elif [ -e "$TMP/m_s2/model.safetensors.index.json" ] || [ ! -f "$TMP/m_s2/model.safetensors" ]; then
+    fail "merge --max-shard-size 5GB" "expected one model.safetensors and no index"
+elif ! run logits "$TMP/m_s1" --tokens "$dir_toks" --out "$TMP/s1.npy" || [ "$rc" -ne 0 ] ||
+     ! run logits "$TMP/m_s2" --tokens "$dir_toks" --out "$TMP/s2.npy" || [ "$rc" -ne 0 ]; then
+    fail "merge --max-shard-size" "logits exit $rc"
+elif ! cmp -s "$TMP/s1.npy" "$TMP/s2.npy"; then
+    fail "merge --max-shard-size" "sharded and single-file logits differ"
 else pass; fi
 
 # ------------------------------------------------------ context size, -c

@@ -57,6 +57,11 @@ START_TEST(test_bad_model) {
     const char *msg = skl_last_error();
     ck_assert_msg(msg != NULL && strstr(msg, name) != NULL,
                   "%s: last error \"%s\" does not name the file", name, msg ? msg : "(null)");
+    const json_t *mention = json_object_get(e, "mention"); /* sharded: the index, the shard, the tensor */
+    for (size_t k = 0; k < json_array_size(mention); k++) {
+        const char *want_s = json_string_value(json_array_get(mention, k));
+        ck_assert_msg(strstr(msg, want_s) != NULL, "%s: last error \"%s\" does not name %s", name, msg, want_s);
+    }
     /* The same verdict when the file is read onto huge pages. */
     skl_model_params mp;
     skl_model_params_init(&mp, sizeof mp);
@@ -124,10 +129,78 @@ START_TEST(test_nonexistent_path) {
     ck_assert_ptr_null(m);
     ck_assert_msg(strstr(skl_last_error(), "no/such/model.safetensors") != NULL,
                   "last error \"%s\" does not name the path", skl_last_error());
-    /* A directory without model.safetensors is an I/O error too. */
+    /* A directory without model.safetensors is an I/O error too; the message
+     * names both files looked for. */
     m = SENTINEL;
     ck_assert_int_eq(skl_model_load(test_models_dir(), NULL, &m), SKL_ERR_IO);
     ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(skl_last_error(), "model.safetensors ") && strstr(skl_last_error(), "model.safetensors.index.json"),
+                  "last error \"%s\" does not name both files", skl_last_error());
+}
+END_TEST
+
+/* ------------------------------------------------------------ sharded models */
+
+/* A sharded directory, loaded from the directory and from its index, mapped
+ * and read onto huge pages: the reference's logits (prefill and decode), and
+ * bitwise the same logits every way. */
+START_TEST(test_sharded_vs_ref) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", _i);
+    ck_assert_int_ge(json_array_size(json_object_get(e, "shards")), 3);
+    char dir[4000], index[4100];
+    snprintf(dir, sizeof dir, "%s", test_path(test_str(e, "path")));
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
+    int32_t n = 0;
+    int32_t *tok = test_tokens(e, &n);
+    float *first = NULL;
+    for (int k = 0; k < 4; k++) {
+        skl_model *m = test_load_path(k % 2 ? index : dir, k < 2);
+        const char *what = k == 0 ? "dir" : k == 1 ? "index file" : k == 2 ? "dir, no mmap" : "index, no mmap";
+        test_logits_vs_ref(m, e, TEST_PREFILL, TEST_TOL, what);
+        test_logits_vs_ref(m, e, TEST_DECODE, TEST_TOL, what);
+        if (!first) first = test_logits(m, tok, n, TEST_PREFILL);
+        else test_same_logits(m, tok, n, first, what);
+        skl_model_free(m);
+    }
+    free(first);
+    free(tok);
+    json_decref(man);
+}
+END_TEST
+
+static char warned[4096];
+static void keep_warning(skl_log_level level, const char *message, void *user_data) {
+    if (level == SKL_LOG_WARN) snprintf(warned, sizeof warned, "%s", message);
+}
+
+/* metadata.total_size that disagrees with the shards is a warning, not a refusal. */
+START_TEST(test_sharded_total_size_warns) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", 0);
+    char tmp[] = "/tmp/skl_total_XXXXXX", cmd[8400], index[4200];
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    snprintf(cmd, sizeof cmd, "cp -r '%s'/. '%s'", test_path(test_str(e, "path")), tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", tmp);
+    json_t *idx = json_load_file(index, 0, NULL);
+    ck_assert_ptr_nonnull(idx);
+    json_object_set_new(json_object_get(idx, "metadata"), "total_size", json_integer(12345));
+    ck_assert_int_eq(json_dump_file(idx, index, JSON_INDENT(2)), 0);
+    json_decref(idx);
+    warned[0] = 0;
+    skl_log_set(keep_warning, NULL);
+    skl_model *m = NULL;
+    int rc = skl_model_load(tmp, NULL, &m);
+    skl_log_set(NULL, NULL);
+    ck_assert_msg(rc == SKL_OK, "%s", skl_last_error());
+    ck_assert_msg(strstr(warned, "total_size is 12345") && strstr(warned, "model.safetensors.index.json"),
+                  "warning \"%s\"", warned);
+    test_logits_vs_ref(m, e, TEST_PREFILL, TEST_TOL, "wrong total_size");
+    skl_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    json_decref(man);
 }
 END_TEST
 
@@ -429,6 +502,8 @@ Suite *load_suite(void) {
     const test_def tests[] = {
         {"bad_models", test_bad_manifest_complete, 0, 0},
         {"bad_models", test_bad_model, TEST_EACH_BAD, 0},
+        {"sharded", test_sharded_vs_ref, TEST_EACH_SHARDED, 0},
+        {"sharded", test_sharded_total_size_warns, 0, 0},
         {"args", test_nonexistent_path, 0, 0},
         {"args", test_null_args, 0, 0},
         {"args", test_free_null, 0, 0},

@@ -6,9 +6,13 @@
  * exact status code. */
 #include "tests.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const skl_removal removals[] = {SKL_REMOVE_AUTO, SKL_REMOVE_QP, SKL_REMOVE_KP,
@@ -497,6 +501,170 @@ START_TEST(test_plan_paper_table) {
 }
 END_TEST
 
+/* ------------------------------------------------------------ sharded save */
+
+static bool exists(const char *dir, const char *name) {
+    char p[400];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0;
+}
+
+/* The *.safetensors files of dir, sorted, as one "a,b,c" string (static). */
+static const char *weight_files(const char *dir) {
+    static char out[4096];
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "cd '%s' && ls | grep '\\.safetensors$' | sort | paste -sd, -", dir);
+    FILE *fp = popen(cmd, "r");
+    ck_assert_ptr_nonnull(fp);
+    out[0] = 0;
+    if (!fgets(out, sizeof out, fp)) out[0] = 0;
+    pclose(fp);
+    out[strcspn(out, "\n")] = 0;
+    return out;
+}
+
+static int save_sharded(const skl_model *m, const char *path, uint64_t limit) {
+    skl_save_params sp;
+    ck_assert_int_eq(skl_save_params_init(&sp, sizeof sp), SKL_OK);
+    sp.max_shard_size = limit;
+    return skl_model_save_v2(m, path, &sp);
+}
+
+/* A sharded model saved with its own shard limit: the shards models.py wrote
+ * (Hugging Face's split), the same weight_map, bitwise the same logits; saved
+ * again with the default limit: one model.safetensors, no index, no shard
+ * left over; and back to shards. */
+START_TEST(test_save_sharded_round_trip) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", _i);
+    skl_model *m = test_load(e);
+    int32_t n = 0;
+    int32_t *tok = test_tokens(e, &n);
+    float *want = test_logits(m, tok, n, TEST_PREFILL);
+    char dir[] = "/tmp/skl_shard_XXXXXX", path[256], expect[4096] = "";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m", dir);
+    const json_t *shards = json_object_get(e, "shards");
+    for (size_t i = 0; i < json_array_size(shards); i++)
+        snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%s%s", i ? "," : "",
+                 json_string_value(json_array_get(shards, i)));
+    uint64_t limit = (uint64_t)json_integer_value(json_object_get(e, "max_shard_size"));
+    for (int round = 0; round < 3; round++) {
+        bool sharded = round != 1;
+        ck_assert_msg(save_sharded(m, path, sharded ? limit : 0) == SKL_OK, "%s", skl_last_error());
+        ck_assert_str_eq(weight_files(path), sharded ? expect : "model.safetensors");
+        ck_assert(exists(path, "model.safetensors.index.json") == sharded);
+        ck_assert(!exists(path, "model.safetensors.tmp") && !exists(path, "config.json.tmp"));
+        if (sharded) { /* the same weight_map as the index models.py wrote */
+            char a[400], b[4000];
+            snprintf(a, sizeof a, "%s/model.safetensors.index.json", path);
+            snprintf(b, sizeof b, "%s/model.safetensors.index.json", test_path(test_str(e, "path")));
+            json_t *ja = json_load_file(a, 0, NULL), *jb = json_load_file(b, 0, NULL);
+            ck_assert_msg(ja && jb && json_equal(ja, jb), "%s: the saved index differs from models.py's", a);
+            json_decref(ja);
+            json_decref(jb);
+        }
+        for (int mm = 0; mm < 2; mm++) {
+            skl_model *back = test_load_path(path, mm);
+            test_same_logits(back, tok, n, want, round == 1 ? "saved as one file" : "saved sharded");
+            skl_model_free(back);
+        }
+    }
+    free(want);
+    free(tok);
+    skl_model_free(m);
+    rm_rf(dir);
+    json_decref(man);
+}
+END_TEST
+
+/* skl_save_params: defaults, NULL params, sizes. */
+START_TEST(test_save_params) {
+    skl_save_params sp;
+    memset(&sp, 0xff, sizeof sp);
+    ck_assert_int_eq(skl_save_params_init(&sp, sizeof sp), SKL_OK);
+    ck_assert_int_eq(sp.struct_size, sizeof sp);
+    ck_assert_int_eq(sp.format, SKL_SAVE_AUTO);
+    ck_assert(sp.max_shard_size == 0);
+    ck_assert_int_eq(skl_save_params_init(NULL, sizeof sp), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_save_params_init(&sp, 2), SKL_ERR_INVALID_ARG);
+    test_model t;
+    test_open_named(&t, "serial_mha_silu_glu");
+    char dir[] = "/tmp/skl_sp_XXXXXX", path[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m", dir);
+    ck_assert_int_eq(skl_model_save_v2(t.model, path, NULL), SKL_OK); /* defaults: a directory, one file */
+    ck_assert_str_eq(weight_files(path), "model.safetensors");
+    sp.struct_size = 4;
+    ck_assert_int_eq(skl_model_save_v2(t.model, path, &sp), SKL_ERR_INVALID_ARG);
+    skl_save_params_init(&sp, sizeof sp);
+    sp.format = (skl_save_format)7;
+    ck_assert_int_eq(skl_model_save_v2(t.model, path, &sp), SKL_ERR_INVALID_ARG);
+    /* SKL_SAVE_FILE ignores the limit: one file. */
+    skl_save_params_init(&sp, sizeof sp);
+    sp.format = SKL_SAVE_FILE;
+    sp.max_shard_size = 1000;
+    snprintf(path, sizeof path, "%s/one.safetensors", dir);
+    ck_assert_int_eq(skl_model_save_v2(t.model, path, &sp), SKL_OK);
+    test_logits_vs_ref(t.model, t.entry, TEST_PREFILL, TEST_TOL, "saved file");
+    rm_rf(dir);
+    test_close(&t);
+}
+END_TEST
+
+/* A failed save (a file-size limit as a full disk, in a child; a temporary name
+ * taken by a directory, so the last file fails after every shard was written)
+ * leaves the existing model byte-identical and no temporary behind. */
+START_TEST(test_save_failure_leaves_output) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", 0);
+    skl_model *m = test_load(e);
+    char dir[] = "/tmp/skl_fail_XXXXXX", path[256], cmd[800];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m", dir);
+    for (int k = 0; k < 4; k++) {
+        bool old_sharded = k % 2, full_disk = k < 2;
+        ck_assert_int_eq(save_sharded(m, path, old_sharded ? 5000 : 0), SKL_OK);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s/snap' && cp -a '%s' '%s/snap'", dir, path, dir);
+        ck_assert_int_eq(system(cmd), 0);
+        uint64_t limit = old_sharded ? 0 : 5000; /* the other layout */
+        int rc;
+        if (full_disk) {
+            pid_t pid = fork();
+            ck_assert_int_ge(pid, 0);
+            if (pid == 0) {
+                struct rlimit rl = {2048, 2048};
+                signal(SIGXFSZ, SIG_IGN);
+                setrlimit(RLIMIT_FSIZE, &rl);
+                _exit(save_sharded(m, path, limit) == SKL_ERR_IO ? 0 : 1);
+            }
+            int status = 0;
+            ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+            rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+            ck_assert_msg(rc == 0, "case %d: the save under RLIMIT_FSIZE did not fail with SKL_ERR_IO", k);
+        } else {
+            char blocker[400];
+            snprintf(blocker, sizeof blocker, "%s/config.json.tmp", path);
+            ck_assert_int_eq(mkdir(blocker, 0700), 0);
+            rc = save_sharded(m, path, limit);
+            ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "config.json.tmp"), "case %d: %d %s", k, rc,
+                          skl_last_error());
+            ck_assert_int_eq(rmdir(blocker), 0);
+        }
+        snprintf(cmd, sizeof cmd, "diff -r '%s' '%s/snap' >/dev/null", path, dir);
+        ck_assert_msg(system(cmd) == 0, "case %d: the existing model changed after a failed save", k);
+        skl_model *back = NULL;
+        ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
+        test_logits_vs_ref(back, e, TEST_PREFILL, TEST_TOL, "after a failed save");
+        skl_model_free(back);
+    }
+    rm_rf(dir);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 Suite *merge_suite(void) {
     /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
@@ -508,6 +676,9 @@ Suite *merge_suite(void) {
         {"merge", test_cancel, 0, 0},
         {"merge", test_singular_and_ill_conditioned, 0, 0},
         {"merge", test_plan_paper_table, 0, 0},
+        {"save", test_save_sharded_round_trip, TEST_EACH_SHARDED, 0},
+        {"save", test_save_params, 0, 0},
+        {"save", test_save_failure_leaves_output, 0, 0},
     };
     return test_suite("merge", tests, TEST_COUNT(tests));
 }

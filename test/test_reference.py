@@ -230,6 +230,21 @@ def main():
     check(np.array_equal(reference.logits(os.path.join(tmp, "as_file.safetensors"), e["tokens"]),
                          np.load(os.path.join(out, e["ref"]))), "dir == single file")
 
+    # Sharded directories: read from the directory and from the index, the
+    # stored reference; the same logits when rewritten as one file.
+    for e in manifest["sharded"]:
+        path = os.path.join(out, e["path"])
+        ref = np.load(os.path.join(out, e["ref"]))
+        check(len(e["shards"]) >= 3, f"{e['name']}: {len(e['shards'])} shards")
+        check(np.array_equal(reference.logits(path, e["tokens"]), ref)
+              and np.array_equal(reference.logits(os.path.join(path, reference.INDEX_NAME),
+                                                  e["tokens"]), ref), f"{e['name']}: stored ref")
+        cfg, t = reference.read_model_files(path)
+        dtype = e["dtype"]
+        models.write_model(tmp, f"unsharded_{e['name']}", "dir", cfg, t, dtype)
+        check(np.array_equal(reference.logits(os.path.join(tmp, f"unsharded_{e['name']}"), e["tokens"]),
+                             ref), f"{e['name']}: sharded == one file")
+
     # Malformed models are rejected with the expected status.
     for b in manifest["bad"]:
         try:

@@ -42,11 +42,12 @@ Suite *regions_suite(void);
 typedef struct test_def {
     const char *tcase;
     const TTest *fn;
-    int loop;    /* 0: run once; N > 0: _i = 0..N-1; TEST_EACH_MODEL / TEST_EACH_BAD: _i = manifest entry */
+    int loop;    /* 0: run once; N > 0: _i = 0..N-1; TEST_EACH_MODEL / TEST_EACH_BAD / TEST_EACH_SHARDED: _i = manifest entry */
     int timeout; /* seconds; 0: TEST_TIMEOUT */
 } test_def;
 #define TEST_EACH_MODEL (-1)
 #define TEST_EACH_BAD (-2)
+#define TEST_EACH_SHARDED (-3)
 #define TEST_COUNT(table) (sizeof(table) / sizeof((table)[0]))
 Suite *test_suite(const char *name, const test_def *defs, size_t n);
 
@@ -62,6 +63,7 @@ json_t *test_manifest(void);
  * manifest cannot be read (used to size loop tests at suite construction). */
 int test_n_models(void);
 int test_n_bad(void);
+int test_n_sharded(void); /* manifest["sharded"]: sharded directories (index + shards) */
 /* Entry i of manifest[section] (borrowed from manifest). */
 const json_t *test_entry(const json_t *manifest, const char *section, int i);
 /* The first entry of manifest["models"] named `name`; fails the test when absent. */
@@ -73,6 +75,10 @@ int test_has_feature(const json_t *entry, const char *feature);
 
 /* Load the model of a manifest entry; fails the test on error. */
 skl_model *test_load(const json_t *entry);
+/* Load the model at path, mapped or (use_mmap false) read onto huge pages; fails the test on error. */
+skl_model *test_load_path(const char *path, bool use_mmap);
+/* The prefill logits of toks[0..n) through m are bitwise `want` ([n, vocab]); else fails naming `what`. */
+void test_same_logits(const skl_model *m, const int32_t *toks, int32_t n, const float *want, const char *what);
 /* entry["tokens"] as a malloc'd array; *n gets its length. */
 int32_t *test_tokens(const json_t *entry, int32_t *n);
 /* The reference logits [*rows, *cols] (malloc'd float64) of an entry. */
@@ -84,6 +90,10 @@ json_t *test_model_config(const json_t *entry);
 json_t *test_st_header(const json_t *entry);
 /* The same for a safetensors file at `path`. */
 json_t *test_st_header_path(const char *path);
+/* The tensors' header of the model at `path`: a .safetensors file, a
+ * directory's model.safetensors, or a sharded directory's shards merged
+ * (without __metadata__). */
+json_t *test_model_header(const char *path);
 
 /* One manifest model, opened: what most model tests start from. */
 typedef struct test_model {

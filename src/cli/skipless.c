@@ -38,6 +38,7 @@ static const char *usage =
     "                                     (ours, or Hugging Face Llama/Mistral/GPT-NeoX)\n"
     "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
     "                  [--dtype f32|f16|bf16|same]  storage of the changed weights (default f32)\n"
+    "                  [--max-shard-size SIZE]     dir: shards of at most SIZE (5GB, 500MB, 1GiB; default 5GB)\n"
     "                                     remove weights exactly and save the merged model\n"
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
@@ -131,13 +132,20 @@ static int cmd_merge(int argc, char **argv) {
     skl_merge_params_init(&mp, sizeof mp);
     mp.verify = false;
     mp.progress = merge_progress;
+    skl_save_params sv;
+    skl_save_params_init(&sv, sizeof sv);
     skl_save_format fmt = SKL_SAVE_AUTO;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verify")) mp.verify = true;
-        else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype")) {
+        else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype") ||
+                 !strcmp(a, "--max-shard-size")) {
             if (!val) return usage_error("merge: option %s needs a value", a);
-            if (!strcmp(a, "--dtype")) {
+            if (!strcmp(a, "--max-shard-size")) {
+                if (parse_size(val, &sv.max_shard_size))
+                    return usage_error("merge: --max-shard-size must be a size > 0 in bytes or with KB, MB, GB, "
+                                       "KiB, MiB or GiB (e.g. 5GB, 500MB, 1GiB), got '%s'", val);
+            } else if (!strcmp(a, "--dtype")) {
                 if (!strcmp(val, "f32")) mp.dtype = SKL_DTYPE_F32;
                 else if (!strcmp(val, "f16")) mp.dtype = SKL_DTYPE_F16;
                 else if (!strcmp(val, "bf16")) mp.dtype = SKL_DTYPE_BF16;
@@ -182,7 +190,8 @@ static int cmd_merge(int argc, char **argv) {
     if (rep->verify_error >= 0)
         printf("verification: max relative logit difference %.3g over %d probe tokens\n", rep->verify_error,
                rep->n_probe_tokens);
-    if ((rc = skl_model_save(merged, outp, fmt))) { ret = lib_error("save", rc); goto out; }
+    sv.format = fmt;
+    if ((rc = skl_model_save_v2(merged, outp, &sv))) { ret = lib_error("save", rc); goto out; }
     printf("saved %s\n", outp);
 out:
     skl_merge_report_free(rep);

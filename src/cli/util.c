@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static void vmessage(const char *fmt, va_list ap) {
@@ -56,6 +57,27 @@ int parse_u64(const char *s, uint64_t *out) {
     if (errno || end == s || *end || s[0] == '-') return -1; /* strtoull accepts "-1" as 2^64 - 1 */
     *out = v;
     return 0;
+}
+
+int parse_size(const char *s, uint64_t *out) {
+    static const struct { const char *unit; uint64_t mul; } units[] = {
+        {"", 1}, {"KB", 1000}, {"MB", 1000000}, {"GB", 1000000000}, {"TB", 1000000000000ull},
+        {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40}};
+    size_t digits = strspn(s, "0123456789");
+    if (digits == 0) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(s + digits, units[i].unit) != 0) continue;
+        uint64_t v = 0;
+        for (size_t k = 0; k < digits; k++) {
+            unsigned d = (unsigned)(s[k] - '0');
+            if (v > (UINT64_MAX - d) / 10) return -1;
+            v = v * 10 + d;
+        }
+        if (v == 0 || v > UINT64_MAX / units[i].mul) return -1;
+        *out = v * units[i].mul;
+        return 0;
+    }
+    return -1;
 }
 
 int parse_float(const char *s, float *out) {

@@ -20,6 +20,9 @@ int lib_error(const char *what, int rc);
 /* Option values: 0 ok, -1 malformed or out of range (*out unchanged). */
 int parse_long(const char *s, long lo, long hi, long *out);   /* decimal integer in [lo, hi] */
 int parse_u64(const char *s, uint64_t *out);                  /* decimal, no sign */
+/* A size as Hugging Face writes max_shard_size: bytes, or an integer with KB, MB, GB, TB
+ * (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), case-insensitive; > 0, no overflow. */
+int parse_size(const char *s, uint64_t *out);
 int parse_float(const char *s, float *out);
 /* "1,2,3" -> malloc'd int32 array of *n ids (at least one). */
 int parse_tokens(const char *s, int32_t **out, int32_t *n);

@@ -448,11 +448,20 @@ class Model(_Owned):
         _check(lib.skl_detokenize(self._h(), ids, count, buf, n.value + 1, byref(n)))
         return buf.raw[:n.value].decode("utf-8")
 
-    def save(self, path, format="auto"):
+    def save(self, path, format="auto", max_shard_size=None):
         """Write the model as safetensors, each tensor in its in-memory dtype (the
         file's for loaded tensors, the merge dtype for merged ones): a directory, or
-        one file when the path ends in .safetensors (format "auto", "dir" or "file")."""
-        _check(_ffi.lib().skl_model_save(self._h(), _path(path), SAVE_FORMATS[format]))
+        one file when the path ends in .safetensors (format "auto", "dir" or "file").
+        A directory's weights are split into shards of at most max_shard_size bytes
+        (None: 5 GB, Hugging Face's default) with model.safetensors.index.json, or
+        are one model.safetensors when they fit."""
+        sp = _ffi.init(_ffi.SaveParams)
+        sp.format = SAVE_FORMATS[format]
+        if max_shard_size is not None:
+            if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, int) or max_shard_size <= 0:
+                raise ValueError(f"max_shard_size must be a positive number of bytes, got {max_shard_size!r}")
+            sp.max_shard_size = max_shard_size
+        _check(_ffi.lib().skl_model_save_v2(self._h(), _path(path), ctypes.byref(sp)))
 
 
 class Detokenizer(_Owned):

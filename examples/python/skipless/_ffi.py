@@ -121,8 +121,14 @@ class BlasInfo(Structure):
                 ("cpu_isa", c_char_p)]
 
 
+class SaveParams(Structure):
+    _c_name_ = "skl_save_params"
+    _fields_ = [("struct_size", c_uint32), ("format", enum), ("max_shard_size", c_uint64)]
+
+
 STRUCTS = (Hparams, WeightCounts, ModelParams, ContextParams, SamplerParams, GenerateParams,
-           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan, BlasInfo)
+           GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan, BlasInfo,
+           SaveParams)
 CALLBACKS = {"skl_log_fn": LogFn, "skl_progress_fn": ProgressFn, "skl_token_fn": TokenFn}
 
 P = POINTER
@@ -185,6 +191,8 @@ FUNCTIONS = (
     ("skl_plan_row_at", P(PlanRow), [P(Plan), c_int32]),
     ("skl_plan_free", None, [P(Plan)]),
     ("skl_model_save", c_int, [handle, c_char_p, enum]),
+    ("skl_save_params_init", c_int, [P(SaveParams), c_size_t]),
+    ("skl_model_save_v2", c_int, [handle, c_char_p, P(SaveParams)]),
     ("skl_blas_get_info", c_int, [P(BlasInfo), c_size_t]),
     ("skl_blas_set_auto_core", c_int, [c_bool]),
 )

@@ -580,6 +580,26 @@ class TokenizerTest(unittest.TestCase):
                     self.assertEqual(back.tokenize(TEXT), model.tokenize(TEXT))
                     self.assertEqual(back.eos_token, model.eos_token)
 
+    def test_save_sharded(self):
+        # max_shard_size splits a directory into Hugging Face's shards + index; a
+        # sharded model (manifest "sharded") loads and saves back to the same logits.
+        e = manifest()["sharded"][0]
+        path = os.path.join(MODELS, e["path"])
+        with skipless.Model.load(path) as model, skipless.Context(model) as ctx, \
+                tempfile.TemporaryDirectory() as tmp:
+            want = flat(ctx.logits(e["tokens"]))
+            out = os.path.join(tmp, "m")
+            model.save(out, max_shard_size=e["max_shard_size"])
+            self.assertEqual(sorted(f for f in os.listdir(out) if f.endswith(".safetensors")),
+                             e["shards"])
+            self.assertTrue(os.path.exists(os.path.join(out, "model.safetensors.index.json")))
+            with skipless.Model.load(out) as back, skipless.Context(back) as c:
+                self.assertEqual(flat(c.logits(e["tokens"])), want)
+            model.save(out)  # the default limit: one file, the shards gone
+            self.assertEqual(sorted(os.listdir(out)), ["config.json", "model.safetensors"])
+            with self.assertRaises(ValueError):
+                model.save(out, max_shard_size=0)
+
     def test_no_tokenizer(self):
         with skipless.Model.load(model_entry(SERIAL)["path"]) as model:
             self.assertFalse(model.has_tokenizer)

@@ -271,6 +271,14 @@ pub const SKL_SAVE_AUTO: skl_save_format = 0;
 pub const SKL_SAVE_DIR: skl_save_format = 1;
 pub const SKL_SAVE_FILE: skl_save_format = 2;
 
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_save_params {
+    pub struct_size: u32,
+    pub format: skl_save_format,
+    pub max_shard_size: u64,
+}
+
 // -------------------------------------------------------------------- BLAS
 
 #[repr(C)]
@@ -409,6 +417,8 @@ extern "C" {
     pub fn skl_plan_free(plan: *mut skl_plan);
 
     pub fn skl_model_save(model: *const skl_model, path: *const c_char, format: skl_save_format) -> c_int;
+    pub fn skl_save_params_init(params: *mut skl_save_params, size: usize) -> c_int;
+    pub fn skl_model_save_v2(model: *const skl_model, path: *const c_char, params: *const skl_save_params) -> c_int;
 
     pub fn skl_blas_get_info(out: *mut skl_blas_info, size: usize) -> c_int;
     pub fn skl_blas_set_auto_core(enable: bool) -> c_int;

@@ -449,6 +449,22 @@ pub enum SaveFormat {
     File,
 }
 
+/// Options of [`Model::save_with`]; `Default` is the library's (`skl_save_params_init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaveParams {
+    pub format: SaveFormat,
+    /// A directory's weights in shards of at most this many bytes (Hugging Face's
+    /// layout, with model.safetensors.index.json); `None`: 5 GB.  One model.safetensors
+    /// when they fit.
+    pub max_shard_size: Option<u64>,
+}
+
+impl Default for SaveParams {
+    fn default() -> Self {
+        SaveParams { format: SaveFormat::Auto, max_shard_size: None }
+    }
+}
+
 /// One row of a merge plan (`skl_plan_row`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRow {
@@ -735,13 +751,25 @@ impl Model {
     /// loaded tensors, [`MergeParams::dtype`] for merged ones), so that [`Model::load`]
     /// reads it back bit for bit.
     pub fn save<P: AsRef<Path>>(&self, path: P, format: SaveFormat) -> Result<()> {
+        self.save_with(path, &SaveParams { format, ..SaveParams::default() })
+    }
+
+    /// [`Model::save`] with options: the format and the shard limit of a directory.
+    pub fn save_with<P: AsRef<Path>>(&self, path: P, params: &SaveParams) -> Result<()> {
         let path = c_path(path.as_ref())?;
-        let f = match format {
+        let mut p = params_init(sys::skl_save_params_init);
+        p.format = match params.format {
             SaveFormat::Auto => sys::SKL_SAVE_AUTO,
             SaveFormat::Dir => sys::SKL_SAVE_DIR,
             SaveFormat::File => sys::SKL_SAVE_FILE,
         };
-        check(unsafe { sys::skl_model_save(self.as_ptr(), path.as_ptr(), f) }).map(|_| ())
+        if let Some(n) = params.max_shard_size {
+            if n == 0 {
+                return Err(Error::new(sys::SKL_ERR_INVALID_ARG, "max_shard_size must be > 0".into()));
+            }
+            p.max_shard_size = n;
+        }
+        check(unsafe { sys::skl_model_save_v2(self.as_ptr(), path.as_ptr(), &p) }).map(|_| ())
     }
 }
 

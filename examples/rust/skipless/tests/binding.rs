@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use skipless::{Context, ContextParams, Dtype, ErrorKind, GenerateParams, MergeParams, Model, Removal, SaveFormat,
-               StopReason};
+               SaveParams, StopReason};
 use std::ops::ControlFlow;
 
 const SERIAL: &str = "serial_mha_silu_glu";
@@ -75,6 +75,40 @@ fn merge_report_save_and_reload() {
     let (_, rep) = parallel.merge(&MergeParams { verify: false, ..Default::default() }).unwrap();
     assert_eq!(rep.removal, Removal::Q);
     assert_eq!(rep.verify_error, None);
+}
+
+/// A sharded model (manifest "sharded") loads; saved with its shard limit it gives the
+/// same shards and logits, and with the default limit one model.safetensors.
+#[test]
+fn save_sharded() {
+    let m = manifest();
+    let e = &m.get("sharded").arr()[0];
+    let tokens = e.get("tokens").ints();
+    let model = Model::load(models_dir().join(e.get("path").str())).unwrap();
+    let want = logits_of(&model, &tokens, false);
+    let limit = match e.get("max_shard_size") {
+        Json::Num(n) => *n as u64,
+        _ => panic!("max_shard_size"),
+    };
+    let dir = temp_dir("shards");
+    let out = dir.join("m");
+    model.save_with(&out, &SaveParams { max_shard_size: Some(limit), ..Default::default() }).unwrap();
+    let mut shards: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".safetensors"))
+        .collect();
+    shards.sort();
+    let expect: Vec<String> = e.get("shards").arr().iter().map(|s| s.str().to_string()).collect();
+    assert_eq!(shards, expect);
+    assert!(out.join("model.safetensors.index.json").exists());
+    assert_eq!(logits_of(&Model::load(&out).unwrap(), &tokens, false), want);
+    model.save_with(&out, &SaveParams::default()).unwrap();
+    assert!(out.join("model.safetensors").exists() && !out.join("model.safetensors.index.json").exists());
+    assert_eq!(logits_of(&Model::load(&out).unwrap(), &tokens, false), want);
+    let err = model.save_with(&out, &SaveParams { max_shard_size: Some(0), ..Default::default() }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArg);
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 fn decode_bytes_of(path: &std::path::Path, model: &Model) -> u64 {
@@ -469,6 +503,12 @@ fn bad_models_give_the_exact_error() {
             ("SKL_ERR_MISSING_TENSOR", skipless::sys::SKL_ERR_MISSING_TENSOR),
             ("SKL_ERR_UNEXPECTED_TENSOR", skipless::sys::SKL_ERR_UNEXPECTED_TENSOR),
             ("SKL_ERR_UNSUPPORTED", skipless::sys::SKL_ERR_UNSUPPORTED),
+            ("SKL_ERR_INDEX", skipless::sys::SKL_ERR_INDEX),
+            ("SKL_ERR_SHARD_NAME", skipless::sys::SKL_ERR_SHARD_NAME),
+            ("SKL_ERR_SHARD_MISSING", skipless::sys::SKL_ERR_SHARD_MISSING),
+            ("SKL_ERR_SHARD_MISMATCH", skipless::sys::SKL_ERR_SHARD_MISMATCH),
+            ("SKL_ERR_SHARD_DUPLICATE", skipless::sys::SKL_ERR_SHARD_DUPLICATE),
+            ("SKL_ERR_SHARD_UNINDEXED", skipless::sys::SKL_ERR_SHARD_UNINDEXED),
         ];
         kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
     };
