@@ -130,6 +130,7 @@ extern "C" {
     X(SKL_ERR_TOKENIZER, -26, "malformed tokenizer.json")      /* names the key or entry */          \
     X(SKL_ERR_NO_TOKENIZER, -27, "model has no tokenizer")                                          \
     X(SKL_ERR_BUFFER_TOO_SMALL, -28, "buffer too small")       /* the needed size is returned */ \
+    /* since 1.1: sharded checkpoints (model.safetensors.index.json) */                             \
     X(SKL_ERR_INDEX, -29, "malformed shard index")             /* model.safetensors.index.json: valid JSON, wrong structure */ \
     X(SKL_ERR_SHARD_NAME, -30, "shard name is not a plain file name") /* a weight_map value with '/', or "." / ".." */ \
     X(SKL_ERR_SHARD_MISSING, -31, "shard file missing or not a regular file")                       \
@@ -614,7 +615,8 @@ typedef enum skl_save_format {
  * temporary name and renamed, so a failure leaves no partial model. */
 SKL_API int skl_model_save(const skl_model *model, const char *path, skl_save_format format);
 
-/* Hugging Face's default shard limit: 5 GB (decimal). */
+/* Since 1.1: saving with parameters, sharded as Hugging Face does.
+ * Hugging Face's default shard limit: 5 GB (decimal). */
 #define SKL_SAVE_DEFAULT_MAX_SHARD_SIZE 5000000000ull
 
 typedef struct skl_save_params {
