@@ -130,8 +130,9 @@ bench_one() { # NAME MODEL [OTHER]: a cold (or dd-warmed) run of MODEL with OTHE
     [ $# -lt 3 ] || evict "$3"
     evict "$2"
     [ "$WARM" = load ] || warm "$2"
-    echo "bench-7b: round $r/$ROUNDS: $1 (in the page cache before the load: $(resident "$2") MB of it${3:+," \
-        "$(resident "$3") MB of the other model})"
+    other=""
+    [ $# -lt 3 ] || other=", $(resident "$3") MB of the other model"
+    echo "bench-7b: round $r/$ROUNDS: $1 (in the page cache before the load: $(resident "$2") MB of it$other)"
     "$BIN" bench "$2" --threads "$THREADS" --repeat "$REPEAT" --prompt-len "$PROMPT" --gen "$GEN" --json \
         >"$RUNS/run-$1-$r.json"
 }
