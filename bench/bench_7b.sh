@@ -77,6 +77,11 @@ if [ "$avail" -lt $((need + 1024)) ]; then
 fi
 mem=$(awk '/^MemAvailable:/ { print int($2 / 1024) }' /proc/meminfo)
 echo "bench-7b: $LAYERS layers; $avail MB free in $DIR, $need MB needed; $mem MB memory available"
+if [ "$mem" -lt $((orig_mb + 2048)) ]; then # decode: the original in the page cache, a 1 GiB buffer, the KV cache
+    echo "bench-7b: only $mem MB of memory available; decoding the original from the page cache needs" \
+        "about $((orig_mb + 2048)) MB (model $orig_mb MB, ceiling buffer, KV cache)" >&2
+    exit 2
+fi
 
 # ---- models
 if [ "$have_orig" = 0 ]; then

@@ -144,8 +144,10 @@ def main():
     if doc:
         with open(doc) as f:
             text = f.read()
-        text = replace_section(text, "7b", "Measured %s on `%s` by `make bench-7b` (%s).\n\n%s\n" % (
-            read_text(os.path.join(out, "started")), read_text(os.path.join(out, "cpu")), params, md))
+        img = ("\n\n![decode tokens/s, original and merged](%s)" % os.path.relpath(plot, os.path.dirname(doc))
+               if plot else "")
+        text = replace_section(text, "7b", "Measured %s on `%s` by `make bench-7b` (%s).\n\n%s%s\n" % (
+            read_text(os.path.join(out, "started")), read_text(os.path.join(out, "cpu")), params, md, img))
         with open(doc + ".tmp", "w") as f:
             f.write(text)
         os.replace(doc + ".tmp", doc)
