@@ -55,7 +55,7 @@ CARGO := $(or $(shell command -v cargo 2>/dev/null),$(wildcard $(HOME)/.cargo/bi
 BIND_ENV := SKIPLESS_LIBRARY=$(abspath $(LIBDIR))/$(SHARED_SONAME) SKIPLESS_LIB_DIR=$(abspath $(LIBDIR)) \
   LD_LIBRARY_PATH=$(abspath $(LIBDIR)) SKIPLESS_CLI=$(abspath $(CLI)) SKL_TEST_MODELS=$(abspath $(B)/testmodels)
 
-.PHONY: all deps check check-abi check-python check-rust run install uninstall clean bench-models bench bench-merge
+.PHONY: all deps check check-abi check-python check-rust run install uninstall clean bench-models bench bench-merge bench-7b
 all: $(STATIC) $(SHARED) $(CLI) $(EXAMPLES)
 
 $(B)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
@@ -204,6 +204,15 @@ $(MERGE_BENCH): bench/merge_bench.c $(STATIC)
 
 bench-merge: $(MERGE_BENCH)
 	sh bench/merge.sh $(MERGE_BENCH) $(B)/bench
+
+# The paper's table, measured (not part of check; about an hour at 32 layers, ~30 GB of disk in
+# $(B)/bench/7b): a seeded Mistral-7B-shaped BF16 checkpoint in 5GB shards (bench/make_7b.py, once),
+# `skipless info`, the merge (wall time, peak RssAnon, GFLOP/s against dgemm), its verification, and
+# decode of the original, the merged model and shape S F32 (bench/bench_7b.sh, bench/report_7b.py,
+# docs/performance.md).  BENCH_7B_LAYERS (32; e.g. 2 checks the harness in minutes), BENCH_7B_DIR,
+# BENCH_7B_ROUNDS (3), BENCH_7B_THREADS (2): see bench/bench_7b.sh.
+bench-7b: $(MERGE_BENCH) $(CLI)
+	sh bench/bench_7b.sh $(CLI) $(MERGE_BENCH)
 
 run: deps
 	$(MAKE) all

@@ -181,12 +181,16 @@ def md_table(header, rows):
                      ["| " + " | ".join(str(x) for x in r) + " |" for r in rows])
 
 
-def main():
+def parse_args(usage):
+    """OUT_DIR [PLOT.png [DOC.md]] from the command line: (out, plot or None, doc or None); usage on a wrong count."""
     if len(sys.argv) not in (2, 3, 4):
-        sys.exit(__doc__)
-    out = sys.argv[1]
-    plot = sys.argv[2] if len(sys.argv) >= 3 and sys.argv[2] else None
-    doc = sys.argv[3] if len(sys.argv) == 4 and sys.argv[3] else None
+        sys.exit(usage)
+    return (sys.argv[1], sys.argv[2] if len(sys.argv) >= 3 and sys.argv[2] else None,
+            sys.argv[3] if len(sys.argv) == 4 and sys.argv[3] else None)
+
+
+def main():
+    out, plot, doc = parse_args(__doc__)
     runs, pairs = load_runs(out)
     if not runs:
         sys.exit("report: no run-*.json or pair-*.json in %s" % out)

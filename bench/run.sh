@@ -45,15 +45,7 @@ MODELS=$OUT/models
 "$PY" -c 'import numpy' 2>/dev/null || { echo "bench: $PY has no numpy (make deps)" >&2; exit 2; }
 mkdir -p "$MODELS"
 
-# shape NAME -> random_model.py arguments
-shape_args() {
-    case $1 in
-    S) echo "--hidden 2048 --layers 8 --heads 32 --kv-heads 8 --ffn 5632 --vocab 32000" ;;
-    L) echo "--hidden 4096 --layers 2 --heads 32 --kv-heads 8 --ffn 14336 --vocab 32000" ;;
-    T) echo "--hidden 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 --vocab 1000" ;; # smoke test of the harness
-    *) echo "bench: unknown shape $1" >&2; exit 2 ;;
-    esac
-}
+. "$HERE/models.sh" # shape_args, make_model
 # Size in MB of a model file: shape, bytes per weight (weights: S 491.7M, L 698.4M; merged: -67.1M each).
 model_mb() {
     case $1 in S) w=492 ;; L) w=698 ;; *) w=2 ;; esac
@@ -90,13 +82,7 @@ echo "bench: $avail MB free on disk (models need $need MB more), $mem MB memory 
 for s in $SHAPES; do
     for dt in F32 F16; do
         dir=$MODELS/$s-$dt
-        if [ ! -f "$dir/model.safetensors" ]; then
-            echo "bench: generating $dir"
-            rm -rf "$dir.tmp"
-            # shellcheck disable=SC2046
-            nice "$PY" "$HERE/../examples/tools/random_model.py" "$dir.tmp" $(shape_args "$s") --dtype "$dt" --seed 1
-            mv "$dir.tmp" "$dir"
-        fi
+        make_model "$dir" "$s" "$dt"
         mdir=$MODELS/$s-$dt-merged
         if [ ! -f "$mdir/model.safetensors" ]; then
             echo "bench: merging $dir -> $mdir"
