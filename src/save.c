@@ -210,6 +210,7 @@ static size_t split(const entry *e, size_t n, uint64_t limit, size_t *first) {
 struct skl_writer {
     const skl_model *m;   /* the layout: shapes, dtypes, config, tokenizer */
     bool dir;             /* a directory (shards, index, config, tokenizer), else one file */
+    bool made_dir;        /* the directory was created by this writer: abort removes it if empty */
     char path[4100];
     entry *e;             /* [n] the layout's tensors in file order */
     entry *cur;           /* [max_entries] the tensors of the model being written */
@@ -283,7 +284,8 @@ int skl_writer_open(const skl_model *m, const char *path, const skl_save_params 
         snprintf(f->final, sizeof f->final, "%s", path);
         snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path);
     } else {
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(path, 0777) == 0) w->made_dir = true;
+        else if (errno != EEXIST) {
             rc = skl_fail(SKL_ERR_IO, "save: cannot create directory %s: %s", path, strerror(errno));
             skl_writer_abort(w);
             return rc;
@@ -385,6 +387,7 @@ void skl_writer_abort(skl_writer *w) {
     if (!w) return;
     if (w->fp) fclose(w->fp);
     if (w->s.f) remove_temporaries(&w->s);
+    if (w->made_dir) rmdir(w->path); /* fails, as it should, once the files are in place */
     free(w->s.f);
     free(w->e);
     free(w->cur);
