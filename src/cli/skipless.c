@@ -13,10 +13,12 @@
 #include "tools/npy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *usage =
     "usage: skipless COMMAND [options]\n"
@@ -119,10 +121,26 @@ static int cmd_plan(int argc, char **argv) {
     return print_json(j);
 }
 
+/* Progress of the streaming merge on stderr: block i of L, the rate by docs/merge.md's
+ * formula (per block (2/3) d^3 + 8 d^2 e + 6 f d^2, plus 2 V d^2 for the embedding in
+ * block 0; the qp count, an estimate for the other removals), and the time left at that rate. */
+typedef struct merge_meter {
+    double t0, d, e, f, V;
+    bool tty;
+} merge_meter;
+
+static double merge_flops(const merge_meter *mm, uint64_t blocks) {
+    double per_block = 2.0 / 3.0 * mm->d * mm->d * mm->d + 8.0 * mm->d * mm->d * mm->e + 6.0 * mm->f * mm->d * mm->d;
+    return (double)blocks * per_block + (blocks ? 2.0 * mm->V * mm->d * mm->d : 0.0);
+}
+
 static int merge_progress(uint64_t done, uint64_t total, void *ud) {
-    (void)ud;
-    if (total >= 8 || done == total) fprintf(stderr, "\rmerging block %llu/%llu", (unsigned long long)done, (unsigned long long)total);
-    if (done == total) fputc('\n', stderr);
+    merge_meter *mm = ud;
+    double dt = now_s() - mm->t0, flops = merge_flops(mm, done);
+    double left = dt / flops * (merge_flops(mm, total) - flops);
+    fprintf(stderr, "%sblock %llu of %llu, %.1f GFLOP/s, %.0f s left%s", mm->tty ? "\r" : "",
+            (unsigned long long)done, (unsigned long long)total, flops / fmax(dt, 1e-9) / 1e9, left,
+            mm->tty && done < total ? "" : "\n");
     return 0;
 }
 
@@ -163,11 +181,18 @@ static int cmd_merge(int argc, char **argv) {
         else return usage_error("merge: unexpected argument '%s'", a);
     }
     if (!in || !outp) return usage_error("merge: need MODEL and OUT");
-    skl_model *m = NULL, *merged = NULL;
+    skl_model *m = NULL;
     skl_merge_report *rep = NULL;
     int ret = 0, rc = skl_model_load(in, NULL, &m);
     if (rc) { ret = lib_error("load", rc); goto out; }
-    if ((rc = skl_model_merge(m, &mp, &merged, &rep))) { ret = lib_error("merge", rc); goto out; }
+    skl_hparams hp;
+    skl_model_hparams(m, &hp, sizeof hp);
+    merge_meter meter = {now_s(), hp.hidden_size, (double)hp.num_key_value_heads * hp.head_dim, hp.intermediate_size,
+                         hp.vocab_size, isatty(2)};
+    mp.progress_user_data = &meter;
+    sv.format = fmt;
+    /* the streaming merge: each merged tensor written when final, memory about one block */
+    if ((rc = skl_model_merge_to(m, outp, &mp, &sv, &rep))) { ret = lib_error("merge", rc); goto out; }
     printf("removed %s from %s\n", skl_removal_name(rep->removal), in);
     printf("  %5s %-8s %14s %14s %12s %12s\n", "layer", "removed", "before", "after", "kappa", "residual");
     for (int i = 0; i < rep->n_layers; i++) {
@@ -190,12 +215,9 @@ static int cmd_merge(int argc, char **argv) {
     if (rep->verify_error >= 0)
         printf("verification: max relative logit difference %.3g over %d probe tokens\n", rep->verify_error,
                rep->n_probe_tokens);
-    sv.format = fmt;
-    if ((rc = skl_model_save_v2(merged, outp, &sv))) { ret = lib_error("save", rc); goto out; }
     printf("saved %s\n", outp);
 out:
     skl_merge_report_free(rep);
-    skl_model_free(merged);
     skl_model_free(m);
     return ret;
 }
