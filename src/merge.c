@@ -214,6 +214,12 @@ static int set_layout(merger *g, skl_tensor *t, int32_t rows, int32_t cols) {
     return SKL_OK;
 }
 
+/* Tensor t becomes b's data, dtype dt, [rows, cols] (t's old storage released). */
+static void install(skl_tensor *t, skl_buf *b, int dt, int32_t rows, int32_t cols) {
+    skl_tensor_clear(t);
+    *t = (skl_tensor){.data = b->base, .dtype = dt, .rows = rows, .cols = cols, .owner = b};
+}
+
 /* Replace tensor t by src [rows, cols] stored in target_dtype (src may be NULL: remove t). */
 static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows, int32_t cols) {
     if (!src) {
@@ -225,12 +231,7 @@ static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows,
     skl_buf *b = skl_buf_new(n * skl_dtype_size(dt));
     if (!b) return mfail(g, SKL_ERR_NOMEM, "out of memory for a merged [%d, %d] matrix", rows, cols);
     elementwise(g, round_chunk, src, b->base, dt, n);
-    skl_tensor_clear(t);
-    t->data = b->base;
-    t->dtype = dt;
-    t->rows = rows;
-    t->cols = cols;
-    t->owner = b;
+    install(t, b, dt, rows, cols);
     return SKL_OK;
 }
 
@@ -385,7 +386,8 @@ done:
     return rc;
 }
 
-/* Embedding rows e -> A e + b_A (E* = E A^T + b_A). */
+/* Embedding rows e -> A e + b_A (E* = E A^T + b_A), in chunks of intermediate_size rows, so
+ * that the float64 scratch is no larger than a block's ([f, n] each). */
 static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor *bA) {
     skl_model *m = g->m;
     int32_t V = m->embed.rows;
@@ -393,19 +395,30 @@ static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor 
         m->hp.tie_word_embeddings = false;
         return set_layout(g, &m->embed, V, n);
     }
-    /* e, out: [V, n] */
-    double *e = scratch(g, 0, (size_t)V * n), *out = scratch(g, 1, (size_t)V * n);
-    if (!e || !out) return mfail(g, SKL_ERR_NOMEM, "out of memory for the [%d, %d] embedding", V, n);
-    widen(g, &m->embed, V, n, false, e);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, n, n, 1.0, e, n, A, n, 0.0, out, n);
-    if (bA->data)
-        for (int32_t t = 0; t < V; t++)
-            for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += skl_tensor_at(bA, (size_t)j);
+    int32_t chunk = m->hp.intermediate_size > 0 ? m->hp.intermediate_size : V;
+    int dt = target_dtype(g, &m->embed);
+    size_t in_es = skl_dtype_size(m->embed.dtype), out_es = skl_dtype_size(dt);
+    /* e, out: [chunk, n] */
+    double *e = scratch(g, 0, (size_t)chunk * n), *out = scratch(g, 1, (size_t)chunk * n);
+    skl_buf *b = skl_buf_new((size_t)V * n * out_es); /* the new embedding [V, n] in dt */
+    if (!e || !out || !b) {
+        skl_buf_release(b);
+        return mfail(g, SKL_ERR_NOMEM, "out of memory for the [%d, %d] embedding", V, n);
+    }
+    for (int32_t r0 = 0; r0 < V; r0 += chunk) {
+        int32_t rows = V - r0 < chunk ? V - r0 : chunk;
+        size_t cnt = (size_t)rows * n, off = (size_t)r0 * n;
+        elementwise(g, widen_chunk, (const char *)m->embed.data + off * in_es, e, m->embed.dtype, cnt);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, n, 1.0, e, n, A, n, 0.0, out, n);
+        if (bA->data)
+            for (int32_t t = 0; t < rows; t++)
+                for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += skl_tensor_at(bA, (size_t)j);
+        elementwise(g, round_chunk, out, (char *)b->base + off * out_es, dt, cnt);
+    }
     /* a tied head keeps the original matrix: it still holds its own reference */
-    int rc = set_tensor(g, &m->embed, out, V, n);
-    if (!rc) m->hp.tie_word_embeddings = false;
-    scratch_free(g); /* [V, n] is larger than any block's operands: give the memory back */
-    return rc;
+    install(&m->embed, b, dt, V, n);
+    m->hp.tie_word_embeddings = false;
+    return SKL_OK;
 }
 
 /* ------------------------------------------------------- applicability */

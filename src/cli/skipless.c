@@ -41,7 +41,9 @@ static const char *usage =
     "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
     "                  [--dtype f32|f16|bf16|same]  storage of the changed weights (default f32)\n"
     "                  [--max-shard-size SIZE]     dir: shards of at most SIZE (5GB, 500MB, 1GiB; default 5GB)\n"
-    "                                     remove weights exactly and save the merged model\n"
+    "                  [--in-memory]      build the whole merged model, then save (default: streamed)\n"
+    "                                     remove weights exactly and save the merged model, each\n"
+    "                                     tensor written when final (memory: about one block)\n"
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
@@ -153,9 +155,11 @@ static int cmd_merge(int argc, char **argv) {
     skl_save_params sv;
     skl_save_params_init(&sv, sizeof sv);
     skl_save_format fmt = SKL_SAVE_AUTO;
+    bool in_memory = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verify")) mp.verify = true;
+        else if (!strcmp(a, "--in-memory")) in_memory = true;
         else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype") ||
                  !strcmp(a, "--max-shard-size")) {
             if (!val) return usage_error("merge: option %s needs a value", a);
@@ -181,7 +185,7 @@ static int cmd_merge(int argc, char **argv) {
         else return usage_error("merge: unexpected argument '%s'", a);
     }
     if (!in || !outp) return usage_error("merge: need MODEL and OUT");
-    skl_model *m = NULL;
+    skl_model *m = NULL, *merged = NULL;
     skl_merge_report *rep = NULL;
     int ret = 0, rc = skl_model_load(in, NULL, &m);
     if (rc) { ret = lib_error("load", rc); goto out; }
@@ -191,8 +195,12 @@ static int cmd_merge(int argc, char **argv) {
                          hp.vocab_size, isatty(2)};
     mp.progress_user_data = &meter;
     sv.format = fmt;
-    /* the streaming merge: each merged tensor written when final, memory about one block */
-    if ((rc = skl_model_merge_to(m, outp, &mp, &sv, &rep))) { ret = lib_error("merge", rc); goto out; }
+    /* the streaming merge: each merged tensor written when final, memory about one block;
+     * --in-memory: the whole merged model first, then saved (for comparison, bench/merge_memory.sh) */
+    if (in_memory) rc = skl_model_merge(m, &mp, &merged, &rep);
+    else rc = skl_model_merge_to(m, outp, &mp, &sv, &rep);
+    if (rc) { ret = lib_error("merge", rc); goto out; }
+    if (in_memory && (rc = skl_model_save_v2(merged, outp, &sv))) { ret = lib_error("save", rc); goto out; }
     printf("removed %s from %s\n", skl_removal_name(rep->removal), in);
     printf("  %5s %-8s %14s %14s %12s %12s\n", "layer", "removed", "before", "after", "kappa", "residual");
     for (int i = 0; i < rep->n_layers; i++) {
@@ -218,6 +226,7 @@ static int cmd_merge(int argc, char **argv) {
     printf("saved %s\n", outp);
 out:
     skl_merge_report_free(rep);
+    skl_model_free(merged);
     skl_model_free(m);
     return ret;
 }
