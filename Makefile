@@ -214,6 +214,12 @@ bench-merge: $(MERGE_BENCH)
 bench-7b: $(MERGE_BENCH) $(CLI)
 	sh bench/bench_7b.sh $(CLI) $(MERGE_BENCH)
 
+# Peak RssAnon of `skipless merge`, streamed and --in-memory, on a generated 16-layer
+# hidden-1024 F32 model (0.94 GB in $(B)/bench/models; docs/merge.md, "Memory").
+.PHONY: bench-merge-memory
+bench-merge-memory: $(CLI)
+	sh bench/merge_memory.sh $(CLI) $(B)/bench
+
 run: deps
 	$(MAKE) all
 	$(BINDIR)/demo $(DEFAULT_MODEL) "$(or $(PROMPT),And God said)" 200 1

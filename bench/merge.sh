@@ -11,7 +11,6 @@
 # dgemm 4096^3 before and after the in-memory merge (skl_model_merge, --remove qp), all with
 # MERGE_THREADS (2) OpenBLAS threads, and prints the figures (docs/merge.md).
 set -eu
-PY=/usr/bin/python3
 [ $# -eq 2 ] || { echo "usage: sh bench/merge.sh PATH/TO/merge_bench OUT_DIR" >&2; exit 2; }
 BIN=$1
 OUT=$2
@@ -19,14 +18,9 @@ LAYERS=${MERGE_LAYERS:-2}
 THREADS=${MERGE_THREADS:-2}
 MODEL=$OUT/models/merge7b-L$LAYERS
 [ -x "$BIN" ] || { echo "bench-merge: $BIN is not executable" >&2; exit 2; }
-mkdir -p "$OUT/models"
-if [ ! -f "$MODEL/model.safetensors" ]; then
-    need=$((1400 * LAYERS + 1100)) # MB: 349M weights per layer, 262M in the embeddings, 4 bytes each
-    avail=$(df -Pm "$OUT/models" | awk 'NR == 2 { print $4 }')
-    [ "$avail" -gt $((need + 1024)) ] || { echo "bench-merge: need $need MB in $OUT/models, $avail MB free" >&2; exit 2; }
-    "$PY" examples/tools/random_model.py "$MODEL" --hidden 4096 --layers "$LAYERS" --heads 32 --kv-heads 8 \
-        --ffn 14336 --vocab 32000 --seed 1
-fi
+# MB: 349M weights per layer, 262M in the embeddings, 4 bytes each
+sh bench/random_model.sh "$MODEL" $((1400 * LAYERS + 1100)) --hidden 4096 --layers "$LAYERS" --heads 32 \
+    --kv-heads 8 --ffn 14336 --vocab 32000 --seed 1
 echo "cpu $(lscpu | sed -n 's/^Model name: *//p')"
 echo "date $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -644,6 +644,26 @@ SKL_API int skl_save_params_init(skl_save_params *params, size_t size);
  * model-*-of-*.safetensors) are removed. */
 SKL_API int skl_model_save_v2(const skl_model *model, const char *path, const skl_save_params *params);
 
+/* Since 1.1: the streaming merge, for models larger than memory.  Merge
+ * `model` (loaded in place: its tensors are read through the file mapping)
+ * and save the result at `path` as skl_model_save_v2(merged, path, save)
+ * would, with the same tensors bit for bit as skl_model_merge's, but without
+ * building the merged model: each merged tensor is written as soon as it is
+ * final and released, unchanged ones are copied from the mapping, so the
+ * extra memory is about one block's changed tensors plus its float64 scratch
+ * (the embedding's in block 0), not the model (docs/merge.md).  The headers
+ * are fixed first by a pass over the blocks without arithmetic.  params and
+ * save may be NULL for the defaults; params->progress is called after each
+ * block is written.  With params->verify the written model is loaded and run
+ * on the probe tokens against `model` (the report's verify_error).  Failure
+ * (cancel through the progress callback and a full disk included) removes
+ * every temporary and leaves an existing model at path untouched; only a
+ * failure of the verify step itself (it runs after the renames) returns an
+ * error with the output written.  report may be NULL; otherwise free it with
+ * skl_merge_report_free(). */
+SKL_API int skl_model_merge_to(const skl_model *model, const char *path, const skl_merge_params *params,
+                               const skl_save_params *save, skl_merge_report **report);
+
 /* -------------------------------------------------------------------- BLAS */
 
 /* OpenBLAS picks its kernels ("core") from the CPU model number, and releases

@@ -21,6 +21,7 @@
  *              context.c     contexts: KV cache, scratch, skl_eval batching    context.h
  *              forward.c     one forward pass: prefill and decode              context.h
  *   top        sampling.c, plan.c, save.c, merge.c, generate.c                 skipless.h
+ *              (save.c's writer, used by merge.c's streaming merge)          save.h
  * The format wing knows nothing of computing; it makes no call into the model
  * (tokenizer.c's public calls take a skl_model only to read its m->tok).
  * The CLI (src/cli) and the bindings use include/skipless.h only. */
@@ -40,6 +41,7 @@
 #include "model.h"
 #include "kernels.h"
 #include "pool.h"
+#include "save.h"
 
 /* ---- context (context.c), for the top layer ---- */
 const skl_model *skl_context_model(const skl_context *ctx);

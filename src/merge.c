@@ -87,6 +87,8 @@ typedef struct merger {
     size_t cap[2];          /* their capacity in elements */
     char msg[512];          /* first error message */
     int status;
+    bool dry;               /* the layout only (skl_model_merge_to's first pass): shapes, no arithmetic */
+    skl_writer *w;          /* skl_model_merge_to: tensors go out as soon as they are final */
 } merger;
 
 static int mfail(merger *g, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -202,6 +204,22 @@ static double stored_value(int dtype, double v) {
     return f;
 }
 
+/* Dry run: t becomes a placeholder with the shape and dtype the merge gives it
+ * (data points to one byte that is never read). */
+static int set_layout(merger *g, skl_tensor *t, int32_t rows, int32_t cols) {
+    static const unsigned char placeholder;
+    int dt = target_dtype(g, t);
+    skl_tensor_clear(t);
+    *t = (skl_tensor){.data = &placeholder, .dtype = dt, .rows = rows, .cols = cols};
+    return SKL_OK;
+}
+
+/* Tensor t becomes b's data, dtype dt, [rows, cols] (t's old storage released). */
+static void install(skl_tensor *t, skl_buf *b, int dt, int32_t rows, int32_t cols) {
+    skl_tensor_clear(t);
+    *t = (skl_tensor){.data = b->base, .dtype = dt, .rows = rows, .cols = cols, .owner = b};
+}
+
 /* Replace tensor t by src [rows, cols] stored in target_dtype (src may be NULL: remove t). */
 static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows, int32_t cols) {
     if (!src) {
@@ -213,12 +231,7 @@ static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows,
     skl_buf *b = skl_buf_new(n * skl_dtype_size(dt));
     if (!b) return mfail(g, SKL_ERR_NOMEM, "out of memory for a merged [%d, %d] matrix", rows, cols);
     elementwise(g, round_chunk, src, b->base, dt, n);
-    skl_tensor_clear(t);
-    t->data = b->base;
-    t->dtype = dt;
-    t->rows = rows;
-    t->cols = cols;
-    t->owner = b;
+    install(t, b, dt, rows, cols);
     return SKL_OK;
 }
 
@@ -249,9 +262,12 @@ static int lu_factor(merger *g, int layer, const char *name, const skl_tensor *w
     memset(f, 0, sizeof *f);
     f->layout = layout;
     f->n = n;
-    f->a = to_f64(g, w, n, n, false);
-    f->orig = malloc((size_t)n * n * sizeof *f->orig);
-    f->ipiv = malloc((size_t)n * sizeof *f->ipiv);
+    if (!g->dry) {
+        f->a = to_f64(g, w, n, n, false);
+        f->orig = malloc((size_t)n * n * sizeof *f->orig);
+        f->ipiv = malloc((size_t)n * sizeof *f->ipiv);
+    }
+    if (g->dry) return SKL_OK; /* nothing allocated: lu_free is a no-op */
     if (!f->a || !f->orig || !f->ipiv) return mfail(g, SKL_ERR_NOMEM, "out of memory factoring a %d x %d matrix", n, n);
     memcpy(f->orig, f->a, (size_t)n * n * sizeof *f->orig);
     double anorm = LAPACKE_dlange(layout, '1', n, n, f->a, n);
@@ -280,6 +296,10 @@ static int lu_factor(merger *g, int layer, const char *name, const skl_tensor *w
 static int right_solve(merger *g, const lu *f, skl_linear *X, const skl_tensor *bA, double *resid) {
     int32_t n = f->n, rows = X->w.data ? X->w.rows : n;
     size_t cnt = (size_t)rows * (size_t)n;
+    if (g->dry) {
+        if (bA->data) set_layout(g, &X->b, 1, rows);
+        return set_layout(g, &X->w, rows, n);
+    }
     /* x: X, then X*, then stored(X*); x0: X, then the residual stored(X*) A - X; both [rows, n] */
     double *x = scratch(g, 0, cnt), *x0 = scratch(g, 1, cnt), *bx = NULL;
     int rc = SKL_OK;
@@ -312,6 +332,10 @@ done:
  * b_W <- A b_W (+ b_add when given). */
 static int left_multiply(merger *g, const double *A, int32_t n, skl_linear *W, int32_t wrows, int32_t cols,
                          const skl_tensor *b_add) {
+    if (g->dry) {
+        if (W->b.data || (b_add && b_add->data)) set_layout(g, &W->b, 1, n);
+        return set_layout(g, &W->w, n, cols);
+    }
     /* w [wrows, cols], out [n, cols] */
     double *w = scratch(g, 0, (size_t)wrows * cols), *out = scratch(g, 1, (size_t)n * cols), *b = NULL, *bo = NULL;
     int rc = SKL_OK;
@@ -338,6 +362,10 @@ done:
  * or X <- X A, b_X <- X b_A + b_X when a projection A with bias is folded into X. */
 static int right_multiply(merger *g, skl_linear *X, int32_t n, const double *A, const skl_tensor *bA) {
     int32_t rows = X->w.data ? X->w.rows : n;
+    if (g->dry) {
+        if (bA && bA->data) set_layout(g, &X->b, 1, rows);
+        return set_layout(g, &X->w, rows, n);
+    }
     /* x, out: [rows, n] */
     double *x = scratch(g, 0, (size_t)rows * n), *out = scratch(g, 1, (size_t)rows * n), *bx = NULL, *ba = NULL;
     int rc = SKL_OK;
@@ -358,23 +386,39 @@ done:
     return rc;
 }
 
-/* Embedding rows e -> A e + b_A (E* = E A^T + b_A). */
+/* Embedding rows e -> A e + b_A (E* = E A^T + b_A), in chunks of intermediate_size rows, so
+ * that the float64 scratch is no larger than a block's ([f, n] each). */
 static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor *bA) {
     skl_model *m = g->m;
     int32_t V = m->embed.rows;
-    /* e, out: [V, n] */
-    double *e = scratch(g, 0, (size_t)V * n), *out = scratch(g, 1, (size_t)V * n);
-    if (!e || !out) return mfail(g, SKL_ERR_NOMEM, "out of memory for the [%d, %d] embedding", V, n);
-    widen(g, &m->embed, V, n, false, e);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, V, n, n, 1.0, e, n, A, n, 0.0, out, n);
-    if (bA->data)
-        for (int32_t t = 0; t < V; t++)
-            for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += skl_tensor_at(bA, (size_t)j);
+    if (g->dry) {
+        m->hp.tie_word_embeddings = false;
+        return set_layout(g, &m->embed, V, n);
+    }
+    int32_t chunk = m->hp.intermediate_size > 0 ? m->hp.intermediate_size : V;
+    int dt = target_dtype(g, &m->embed);
+    size_t in_es = skl_dtype_size(m->embed.dtype), out_es = skl_dtype_size(dt);
+    /* e, out: [chunk, n] */
+    double *e = scratch(g, 0, (size_t)chunk * n), *out = scratch(g, 1, (size_t)chunk * n);
+    skl_buf *b = skl_buf_new((size_t)V * n * out_es); /* the new embedding [V, n] in dt */
+    if (!e || !out || !b) {
+        skl_buf_release(b);
+        return mfail(g, SKL_ERR_NOMEM, "out of memory for the [%d, %d] embedding", V, n);
+    }
+    for (int32_t r0 = 0; r0 < V; r0 += chunk) {
+        int32_t rows = V - r0 < chunk ? V - r0 : chunk;
+        size_t cnt = (size_t)rows * n, off = (size_t)r0 * n;
+        elementwise(g, widen_chunk, (const char *)m->embed.data + off * in_es, e, m->embed.dtype, cnt);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, n, 1.0, e, n, A, n, 0.0, out, n);
+        if (bA->data)
+            for (int32_t t = 0; t < rows; t++)
+                for (int32_t j = 0; j < n; j++) out[(size_t)t * n + j] += skl_tensor_at(bA, (size_t)j);
+        elementwise(g, round_chunk, out, (char *)b->base + off * out_es, dt, cnt);
+    }
     /* a tied head keeps the original matrix: it still holds its own reference */
-    int rc = set_tensor(g, &m->embed, out, V, n);
-    if (!rc) m->hp.tie_word_embeddings = false;
-    scratch_free(g); /* [V, n] is larger than any block's operands: give the memory back */
-    return rc;
+    install(&m->embed, b, dt, V, n);
+    m->hp.tie_word_embeddings = false;
+    return SKL_OK;
 }
 
 /* ------------------------------------------------------- applicability */
@@ -489,8 +533,7 @@ static int merge_serial_block(merger *g, int32_t i, char rm, double *cond, doubl
     for (const char *c = "qkv"; *c; c++)
         if (*c != rm && (rc = right_solve(g, &f, proj(Li, *c), &R->b, resid))) goto done;
     /* o_proj (P) folds into the FFN's first layers: G* = G P, b*_G = G b_P + b_G */
-    P = to_f64(g, &Li->o.w, d, d, false);
-    if (!P) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    if (!g->dry && !(P = to_f64(g, &Li->o.w, d, d, false))) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
     if (Li->gate.w.data && (rc = right_multiply(g, &Li->gate, d, P, &Li->o.b))) goto done;
     if ((rc = right_multiply(g, &Li->up, d, P, &Li->o.b))) goto done;
     /* the writer of the stream absorbs R: down*_{i-1} = R down_{i-1}, b* = R b + b_R */
@@ -555,28 +598,38 @@ static int left_solve(merger *g, const lu *f, double *D, int32_t cols, int dt, d
     return SKL_OK;
 }
 
+/* The block now writes P^-1 x': down* = P^-1 down, b*_down = P^-1 (b_P + b_down). */
+static int down_solve(merger *g, const lu *f, skl_layer *Li, int32_t d, int32_t fdim, double *resid) {
+    double *down = scratch(g, 0, (size_t)d * fdim), *b = NULL; /* down: [d, fdim] */
+    int rc = SKL_OK;
+    if (!down) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+    widen(g, &Li->down.w, d, fdim, false, down);
+    if ((rc = left_solve(g, f, down, fdim, target_dtype(g, &Li->down.w), resid))) goto done;
+    if (Li->o.b.data || Li->down.b.data) {
+        b = to_f64(g, &Li->down.b, 1, d, true);
+        if (!b) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
+        for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += skl_tensor_at(&Li->o.b, (size_t)j);
+        if ((rc = left_solve(g, f, b, 1, target_dtype(g, &Li->down.b), resid))) goto done;
+        if ((rc = set_tensor(g, &Li->down.b, b, 1, d))) goto done;
+    }
+    if ((rc = set_tensor(g, &Li->down.w, down, d, fdim))) goto done;
+done:
+    free(b);
+    return rc;
+}
+
 static int merge_parallel_p(merger *g, int32_t i, double *cond, double *resid) {
     skl_model *m = g->m;
     int32_t d = m->hp.hidden_size, fdim = m->hp.intermediate_size, L = m->hp.num_hidden_layers;
     skl_layer *Li = &m->layers[i];
     lu f;
-    double *down = NULL, *b = NULL;
     int rc = lu_factor(g, i, "o_proj", &Li->o.w, d, LAPACK_ROW_MAJOR, &f);
     if (rc) goto done;
     *cond = f.cond;
-    /* the block now writes P^-1 x': down* = P^-1 down, b*_down = P^-1 (b_P + b_down) */
-    down = scratch(g, 0, (size_t)d * fdim); /* [d, fdim] */
-    if (!down) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
-    widen(g, &Li->down.w, d, fdim, false, down);
-    if ((rc = left_solve(g, &f, down, fdim, target_dtype(g, &Li->down.w), resid))) goto done;
-    if (Li->o.b.data || Li->down.b.data) {
-        b = to_f64(g, &Li->down.b, 1, d, true);
-        if (!b) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
-        for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += skl_tensor_at(&Li->o.b, (size_t)j);
-        if ((rc = left_solve(g, &f, b, 1, target_dtype(g, &Li->down.b), resid))) goto done;
-        if ((rc = set_tensor(g, &Li->down.b, b, 1, d))) goto done;
-    }
-    if ((rc = set_tensor(g, &Li->down.w, down, d, fdim))) goto done;
+    if (g->dry) {
+        if (Li->o.b.data || Li->down.b.data) set_layout(g, &Li->down.b, 1, d);
+        set_layout(g, &Li->down.w, d, fdim);
+    } else if ((rc = down_solve(g, &f, Li, d, fdim, resid))) goto done;
     /* every reader of the next stream absorbs P: X* = X P */
     if (i + 1 < L) {
         skl_layer *Ln = &m->layers[i + 1];
@@ -592,7 +645,6 @@ static int merge_parallel_p(merger *g, int32_t i, double *cond, double *resid) {
     skl_tensor_clear(&Li->o.b);
 done:
     lu_free(&f);
-    free(b);
     return rc;
 }
 
@@ -657,125 +709,226 @@ static uint64_t block_weights(const skl_model *m, int32_t layer) {
     return n;
 }
 
-int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_model **out, skl_merge_report **report) {
-    if (out) *out = NULL;
-    if (report) *report = NULL;
-    if (!src || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: NULL model or out");
+/* One call of skl_model_merge or skl_model_merge_to. */
+typedef struct merge_run {
     skl_merge_params p;
-    skl_merge_params_init(&p, sizeof p);
-    int prc = skl_params_read(&p, sizeof p, params, MERGE_PARAMS_V1, "skl_model_merge");
-    if (prc) return prc;
-    if (!skl_removal_name(p.remove)) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: unknown removal %d", (int)p.remove);
-    if (p.verify && p.n_probe_tokens < 1)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: n_probe_tokens %d must be >= 1", p.n_probe_tokens);
-    if (p.dtype < SKL_DTYPE_F32 || p.dtype > SKL_DTYPE_SAME)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: unknown dtype %d (expected F32, F16, BF16 or SAME)",
-                        (int)p.dtype);
-    if (p.max_condition < 0 || isnan(p.max_condition))
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: max_condition %g must be >= 0", p.max_condition);
-    double t0 = skl_now_s();
-    merger g = {.m = NULL, .dtype = (int)p.dtype, .new_dtype = src->embed.dtype,
-                .max_cond = p.max_condition > 0 ? p.max_condition : 0.01 / FP32_UNIT_ROUNDOFF};
-    skl_removal r = p.remove;
-    int rc = r == SKL_REMOVE_AUTO ? choose_auto(&g, src, &r) : check_removal(&g, src, r);
-    if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g.msg);
+    merger g;
+    skl_removal r;    /* AUTO resolved */
+    report_impl *rep;
+    int threads;      /* OpenBLAS's and the pool's */
+    double t0;
+} merge_run;
 
+/* The parameters read and checked, the removal chosen, the report and the pool
+ * allocated (g.m not yet: each caller clones). */
+static int merge_begin(const skl_model *src, const skl_merge_params *params, const char *fn, merge_run *run) {
+    skl_merge_params *p = &run->p;
+    merger *g = &run->g;
+    skl_removal *r = &run->r;
+    report_impl **rep = &run->rep;
+    int *threads = &run->threads;
+    run->t0 = skl_now_s();
+    skl_merge_params_init(p, sizeof *p);
+    int rc = skl_params_read(p, sizeof *p, params, MERGE_PARAMS_V1, fn);
+    if (rc) return rc;
+    if (!skl_removal_name(p->remove)) return skl_fail(SKL_ERR_INVALID_ARG, "%s: unknown removal %d", fn, (int)p->remove);
+    if (p->verify && p->n_probe_tokens < 1)
+        return skl_fail(SKL_ERR_INVALID_ARG, "%s: n_probe_tokens %d must be >= 1", fn, p->n_probe_tokens);
+    if (p->dtype < SKL_DTYPE_F32 || p->dtype > SKL_DTYPE_SAME)
+        return skl_fail(SKL_ERR_INVALID_ARG, "%s: unknown dtype %d (expected F32, F16, BF16 or SAME)", fn, (int)p->dtype);
+    if (p->max_condition < 0 || isnan(p->max_condition))
+        return skl_fail(SKL_ERR_INVALID_ARG, "%s: max_condition %g must be >= 0", fn, p->max_condition);
+    *g = (merger){.m = NULL, .dtype = (int)p->dtype, .new_dtype = src->embed.dtype,
+                  .max_cond = p->max_condition > 0 ? p->max_condition : 0.01 / FP32_UNIT_ROUNDOFF};
+    *r = p->remove;
+    rc = *r == SKL_REMOVE_AUTO ? choose_auto(g, src, r) : check_removal(g, src, *r);
+    if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g->msg);
     int32_t L = src->hp.num_hidden_layers;
-    report_impl *rep = calloc(1, sizeof *rep);
-    if (rep) rep->layers = calloc((size_t)L, sizeof *rep->layers);
-    if (!rep || !rep->layers) {
-        if (rep) skl_merge_report_free(&rep->pub);
-        return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
+    *rep = calloc(1, sizeof **rep);
+    if (*rep) (*rep)->layers = calloc((size_t)L, sizeof *(*rep)->layers);
+    if (!*rep || !(*rep)->layers) {
+        if (*rep) skl_merge_report_free(&(*rep)->pub);
+        return skl_fail(SKL_ERR_NOMEM, "%s: out of memory", fn);
     }
     /* The merge runs on as many threads as OpenBLAS has now (the process's setting: all cores
      * by default, OPENBLAS_NUM_THREADS, or the host's openblas_set_num_threads); the pool does
      * the elementwise passes with the same count and sleeps while OpenBLAS runs. */
-    int threads = openblas_get_num_threads();
-    if (threads < 1) threads = 1;
-    if (threads > 1024) threads = 1024;
-    if ((rc = skl_pool_create(threads, &g.pool))) {
-        skl_merge_report_free(&rep->pub);
+    *threads = openblas_get_num_threads();
+    if (*threads < 1) *threads = 1;
+    if (*threads > 1024) *threads = 1024;
+    if ((rc = skl_pool_create(*threads, &g->pool))) {
+        skl_merge_report_free(&(*rep)->pub);
         return rc;
     }
-    skl_pool_set_spin(g.pool, 0);
-    if ((rc = skl_model_clone(src, &g.m))) {
-        skl_pool_free(g.pool);
-        skl_merge_report_free(&rep->pub);
-        return rc;
+    skl_pool_set_spin(g->pool, 0);
+    return SKL_OK;
+}
+
+/* Streaming: write every tensor that belongs before block `until` (they are final) and
+ * release them; the unchanged ones stay in the source's mapping. */
+static int stream_out(merger *g, int32_t until) {
+    int rc = skl_writer_put(g->w, g->m, until);
+    if (rc) return mfail(g, rc, "%s", skl_last_error());
+    int32_t L = g->m->hp.num_hidden_layers;
+    if (until >= 0) skl_tensor_clear(&g->m->embed);
+    for (skl_lin_iter it = skl_linears(g->m, 0, until < L ? until : L, false); skl_lin_next(&it);) {
+        skl_tensor_clear(&it.l->w);
+        skl_tensor_clear(&it.l->b);
     }
-    skl_log(SKL_LOG_INFO, "merge: removing %s from %d blocks", skl_removal_name(r), L);
+    return SKL_OK;
+}
+
+/* Every block of g->m in order, into rep's layers.  Streaming, after block i the
+ * blocks before i are final (block i changes only itself and its neighbours) and
+ * go out; at most two blocks' changed tensors are held. */
+static int merge_blocks(merger *g, const skl_model *src, skl_removal r, report_impl *rep, const skl_merge_params *p) {
+    int32_t L = src->hp.num_hidden_layers;
+    int rc = SKL_OK;
     for (int32_t i = 0; i < L && !rc; i++) {
         skl_merge_layer *lr = &rep->layers[i];
         lr->layer = i;
         lr->weights_before = block_weights(src, i);
         if (r == SKL_REMOVE_QP || r == SKL_REMOVE_KP || r == SKL_REMOVE_VP) {
             char rm = r == SKL_REMOVE_QP ? 'q' : r == SKL_REMOVE_KP ? 'k' : 'v';
-            rc = merge_serial_block(&g, i, rm, &lr->condition, &lr->residual);
+            rc = merge_serial_block(g, i, rm, &lr->condition, &lr->residual);
             lr->removed_q = rm == 'q';
             lr->removed_k = rm == 'k';
             lr->removed_v = rm == 'v';
             lr->removed_o = true;
         } else if (r == SKL_REMOVE_Q) {
-            rc = merge_parallel_q(&g, i, &lr->condition, &lr->residual);
+            rc = merge_parallel_q(g, i, &lr->condition, &lr->residual);
             lr->removed_q = true;
         } else if (!(i == L - 1 && src->hp.final_norm)) {
-            rc = merge_parallel_p(&g, i, &lr->condition, &lr->residual);
+            rc = merge_parallel_p(g, i, &lr->condition, &lr->residual);
             lr->removed_o = true;
         }
-        if (!rc && p.progress && p.progress((uint64_t)i + 1, (uint64_t)L, p.progress_user_data))
-            rc = mfail(&g, SKL_ERR_CANCELLED, "cancelled by the progress callback after block %d of %d", i + 1, L);
+        if (!rc && g->w) rc = stream_out(g, i);
+        if (!rc && !g->dry && p->progress && p->progress((uint64_t)i + 1, (uint64_t)L, p->progress_user_data))
+            rc = mfail(g, SKL_ERR_CANCELLED, "cancelled by the progress callback after block %d of %d", i + 1, L);
     }
-    scratch_free(&g);
-    skl_pool_free(g.pool);
-    if (rc) {
-        skl_model_free(g.m);
-        skl_merge_report_free(&rep->pub);
-        return skl_fail(rc, "%s: merge '%s': %s", src->path ? src->path : "model", skl_removal_name(r), g.msg);
-    }
-    skl_model *m = g.m;
-    /* record the merge in the config */
+    return rc;
+}
+
+/* The merge recorded in m's config. */
+static int merge_record(skl_model *m, skl_removal r) {
     json_t *hist = json_object_get(m->config, "skipless_merge");
     if (!json_is_array(hist)) {
         hist = json_array();
         if (hist && json_object_set_new(m->config, "skipless_merge", hist) != 0) hist = NULL;
     }
     if (!hist || json_array_append_new(hist, json_string(skl_removal_name(r))) != 0 ||
-        json_object_set_new(m->config, "tie_word_embeddings", json_boolean(m->hp.tie_word_embeddings)) != 0) {
-        skl_model_free(m);
-        skl_merge_report_free(&rep->pub);
-        return skl_fail(SKL_ERR_NOMEM, "skl_model_merge: out of memory");
-    }
+        json_object_set_new(m->config, "tie_word_embeddings", json_boolean(m->hp.tie_word_embeddings)) != 0)
+        return skl_fail(SKL_ERR_NOMEM, "merge: out of memory");
+    return SKL_OK;
+}
+
+/* The report's totals; m: the merged model (or its layout). */
+static void report_fill(report_impl *rep, const skl_model *src, const skl_model *m, skl_removal r) {
     skl_weight_counts before, after;
     skl_model_weight_counts(src, &before, sizeof before);
     skl_model_weight_counts(m, &after, sizeof after);
     rep->pub.removal = r;
-    rep->pub.n_layers = L;
+    rep->pub.n_layers = src->hp.num_hidden_layers;
     rep->pub.weights_before = before.linear_total;
     rep->pub.weights_after = after.linear_total;
     rep->pub.verify_error = -1.0;
-    for (int32_t i = 0; i < L; i++) {
+    for (int32_t i = 0; i < rep->pub.n_layers; i++) {
         rep->layers[i].weights_after = block_weights(m, i);
         rep->pub.max_condition = fmax(rep->pub.max_condition, rep->layers[i].condition);
         rep->pub.max_residual = fmax(rep->pub.max_residual, rep->layers[i].residual);
     }
-    if (p.verify) {
-        int32_t n = p.n_probe_tokens < src->hp.max_position_embeddings ? p.n_probe_tokens : src->hp.max_position_embeddings;
-        rep->pub.n_probe_tokens = n;
-        /* the probe contexts set OpenBLAS's thread count (context.c): the merge's, then restored */
-        rc = verify(src, m, n, p.probe_seed, threads, &rep->pub.verify_error);
-        openblas_set_num_threads(threads);
-        if (rc) {
-            skl_model_free(m);
-            skl_merge_report_free(&rep->pub);
-            return rc;
-        }
-    }
-    rep->pub.seconds = skl_now_s() - t0;
+}
+
+/* verify() as the merge's verify step: n probe tokens, the merge's threads restored after. */
+static int merge_verify(const skl_model *src, const skl_model *m, const skl_merge_params *p, int threads,
+                        report_impl *rep) {
+    int32_t n = p->n_probe_tokens < src->hp.max_position_embeddings ? p->n_probe_tokens : src->hp.max_position_embeddings;
+    rep->pub.n_probe_tokens = n;
+    /* the probe contexts set OpenBLAS's thread count (context.c): the merge's, then restored */
+    int rc = verify(src, m, n, p->probe_seed, threads, &rep->pub.verify_error);
+    openblas_set_num_threads(threads);
+    return rc;
+}
+
+/* A successful merge: the time, the log line, the report handed out (or freed). */
+static int merge_end(merge_run *run, skl_merge_report **report) {
+    report_impl *rep = run->rep;
+    rep->pub.seconds = skl_now_s() - run->t0;
     skl_log(SKL_LOG_INFO, "merge '%s': %llu -> %llu weights, max condition %.3g, verify error %.3g",
-            skl_removal_name(r), (unsigned long long)rep->pub.weights_before, (unsigned long long)rep->pub.weights_after,
-            rep->pub.max_condition, rep->pub.verify_error);
-    *out = m;
+            skl_removal_name(rep->pub.removal), (unsigned long long)rep->pub.weights_before,
+            (unsigned long long)rep->pub.weights_after, rep->pub.max_condition, rep->pub.verify_error);
     if (report) *report = &rep->pub;
     else skl_merge_report_free(&rep->pub);
     return SKL_OK;
+}
+
+int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_model **out, skl_merge_report **report) {
+    if (out) *out = NULL;
+    if (report) *report = NULL;
+    if (!src || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge: NULL model or out");
+    merge_run run;
+    int rc = merge_begin(src, params, "skl_model_merge", &run);
+    if (rc) return rc;
+    merger *g = &run.g;
+    if (!(rc = skl_model_clone(src, &g->m))) {
+        skl_log(SKL_LOG_INFO, "merge: removing %s from %d blocks", skl_removal_name(run.r), src->hp.num_hidden_layers);
+        rc = merge_blocks(g, src, run.r, run.rep, &run.p);
+        if (rc) skl_fail(rc, "%s: merge '%s': %s", src->path ? src->path : "model", skl_removal_name(run.r), g->msg);
+    }
+    scratch_free(g);
+    skl_pool_free(g->pool);
+    if (!rc && !(rc = merge_record(g->m, run.r))) report_fill(run.rep, src, g->m, run.r);
+    if (!rc && run.p.verify) rc = merge_verify(src, g->m, &run.p, run.threads, run.rep);
+    if (rc) {
+        skl_model_free(g->m);
+        skl_merge_report_free(&run.rep->pub);
+        return rc;
+    }
+    *out = g->m;
+    return merge_end(&run, report);
+}
+
+/* Two passes over the blocks: the layout (the same merge without arithmetic: which
+ * tensors change, disappear or appear, their shapes and dtypes) fixes every header;
+ * then the merge itself, each tensor written as soon as it is final. */
+int skl_model_merge_to(const skl_model *src, const char *path, const skl_merge_params *params,
+                       const skl_save_params *sp, skl_merge_report **report) {
+    if (report) *report = NULL;
+    if (!src || !path || !*path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_merge_to: NULL model or empty path");
+    merge_run run;
+    int rc = merge_begin(src, params, "skl_model_merge_to", &run);
+    if (rc) return rc;
+    merger *g = &run.g;
+    skl_model *layout = NULL, *back = NULL;
+    g->dry = true;
+    if (!(rc = skl_model_clone(src, &layout))) {
+        g->m = layout;
+        rc = merge_blocks(g, src, run.r, run.rep, &run.p);
+        g->m = NULL;
+    }
+    g->dry = false;
+    if (!rc && !(rc = merge_record(layout, run.r))) rc = skl_writer_open(layout, path, sp, &g->w);
+    if (!rc && !(rc = skl_model_clone(src, &g->m))) {
+        skl_log(SKL_LOG_INFO, "merge: removing %s from %d blocks into %s", skl_removal_name(run.r),
+                src->hp.num_hidden_layers, path);
+        rc = merge_blocks(g, src, run.r, run.rep, &run.p);
+        if (!rc) rc = stream_out(g, INT32_MAX);
+    }
+    bool from_merge = rc && g->status; /* the message is in g->msg, else in skl_last_error() */
+    scratch_free(g);
+    skl_pool_free(g->pool);
+    skl_model_free(g->m);
+    if (rc) skl_writer_abort(g->w);
+    else rc = skl_writer_finish(g->w); /* the renames: the output appears whole or not at all */
+    if (from_merge) skl_fail(rc, "%s: merge '%s': %s", src->path ? src->path : "model", skl_removal_name(run.r), g->msg);
+    if (!rc) report_fill(run.rep, src, layout, run.r);
+    if (!rc && run.p.verify && !(rc = skl_model_load(path, NULL, &back)))
+        rc = merge_verify(src, back, &run.p, run.threads, run.rep);
+    skl_model_free(back);
+    skl_model_free(layout);
+    if (rc) {
+        skl_merge_report_free(&run.rep->pub);
+        return rc;
+    }
+    return merge_end(&run, report);
 }

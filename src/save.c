@@ -24,30 +24,36 @@
 typedef struct entry {
     char name[96];
     const skl_tensor *t;
+    int32_t layer;  /* -1: embedding; num_hidden_layers: final norm, head */
     bool vector;    /* 1-D (bias, norm) */
     uint64_t bytes; /* of its data */
 } entry;
 
+/* The tensors of m in file order; e has room for max_entries(m). */
+static size_t max_entries(const skl_model *m) { return 4 + (size_t)m->hp.num_hidden_layers * 14 + 4; }
+
 static size_t collect(const skl_model *m, entry *e) {
     size_t n = 0;
-#define ADD(t_, vec_, ...)                                                                               \
+    int32_t L = m->hp.num_hidden_layers;
+#define ADD(t_, layer_, vec_, ...)                                                                       \
     do {                                                                                                 \
         if ((t_)->data) {                                                                                \
             snprintf(e[n].name, sizeof e[n].name, __VA_ARGS__);                                          \
             e[n].t = (t_);                                                                               \
+            e[n].layer = (layer_);                                                                       \
             e[n].vector = (vec_);                                                                        \
             e[n].bytes = (uint64_t)(t_)->rows * (uint64_t)(t_)->cols * skl_dtype_size((t_)->dtype);      \
             n++;                                                                                         \
         }                                                                                                \
     } while (0)
-    ADD(&m->embed, false, "model.embed_tokens.weight");
-    for (skl_lin_iter it = skl_linears(m, 0, m->hp.num_hidden_layers, false); skl_lin_next(&it);) {
-        ADD(&it.l->w, false, "model.layers.%d.%s.weight", it.layer, it.name);
-        ADD(&it.l->b, true, "model.layers.%d.%s.bias", it.layer, it.name);
+    ADD(&m->embed, -1, false, "model.embed_tokens.weight");
+    for (skl_lin_iter it = skl_linears(m, 0, L, false); skl_lin_next(&it);) {
+        ADD(&it.l->w, it.layer, false, "model.layers.%d.%s.weight", it.layer, it.name);
+        ADD(&it.l->b, it.layer, true, "model.layers.%d.%s.bias", it.layer, it.name);
     }
-    ADD(&m->norm, true, "model.norm.weight");
-    if (!m->hp.tie_word_embeddings) ADD(&m->head.w, false, "lm_head.weight");
-    ADD(&m->head.b, true, "lm_head.bias");
+    ADD(&m->norm, L, true, "model.norm.weight");
+    if (!m->hp.tie_word_embeddings) ADD(&m->head.w, L, false, "lm_head.weight");
+    ADD(&m->head.b, L, true, "lm_head.bias");
 #undef ADD
     return n;
 }
@@ -56,11 +62,13 @@ static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n,
 
 static int nomem(void) { return skl_fail(SKL_ERR_NOMEM, "save: out of memory"); }
 
-/* e[0..n) as one .safetensors file at `tmp`, with __metadata__ meta. */
-static int write_st(const char *tmp, const entry *e, size_t n, json_t *meta) {
+/* The header of one .safetensors file holding e[0..n), with __metadata__ meta:
+ * the 8-byte length, the JSON, the padding to 8 bytes. */
+static int st_header(const entry *e, size_t n, json_t *meta, char **text, size_t *len) {
     json_t *hdr = json_object();
-    char *text = NULL;
+    char *js = NULL;
     int rc = SKL_OK;
+    *text = NULL;
     if (!hdr || json_object_set(hdr, "__metadata__", meta) != 0) { rc = nomem(); goto done; }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
@@ -71,21 +79,15 @@ static int write_st(const char *tmp, const entry *e, size_t n, json_t *meta) {
         if (!ent || json_object_set_new(hdr, e[i].name, ent) != 0) { rc = nomem(); goto done; }
         off += e[i].bytes;
     }
-    if (!(text = json_dumps(hdr, JSON_COMPACT))) { rc = nomem(); goto done; }
-    size_t hl = strlen(text), padded = (hl + 7) / 8 * 8;
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) { rc = skl_fail(SKL_ERR_IO, "save: %s: %s", tmp, strerror(errno)); goto done; }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int bad = write_all(fp, len8, 8) || write_all(fp, text, hl);
-    for (size_t i = hl; !bad && i < padded; i++) bad = fputc(' ', fp) == EOF;
-    for (size_t i = 0; !bad && i < n; i++) /* little-endian, as in memory on x86/ARM */
-        bad = write_all(fp, e[i].t->data, (size_t)e[i].bytes);
-    int err = errno;
-    if (fclose(fp) != 0 && !bad) bad = 1, err = errno;
-    if (bad) rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", tmp, strerror(err));
+    if (!(js = json_dumps(hdr, JSON_COMPACT))) { rc = nomem(); goto done; }
+    size_t hl = strlen(js), padded = (hl + 7) / 8 * 8;
+    if (!(*text = malloc(8 + padded))) { rc = nomem(); goto done; }
+    for (int i = 0; i < 8; i++) (*text)[i] = (char)(unsigned char)((uint64_t)padded >> (8 * i));
+    memcpy(*text + 8, js, hl);
+    memset(*text + 8 + hl, ' ', padded - hl);
+    *len = 8 + padded;
 done:
-    free(text);
+    free(js);
     json_decref(hdr);
     return rc;
 }
@@ -201,83 +203,200 @@ static size_t split(const entry *e, size_t n, uint64_t limit, size_t *first) {
     return k;
 }
 
-static int write_dir(const skl_model *m, const char *dir, const entry *e, size_t n, uint64_t limit) {
-    size_t *first = malloc((n + 1) * sizeof *first);
-    out_set s = {calloc(n + 3, sizeof *s.f), 0};
-    json_t *meta = make_meta(m, false), *index = NULL;
-    char *text = NULL;
-    int rc = SKL_OK;
-    if (!first || !s.f || !meta) { rc = nomem(); goto done; }
-    size_t n_shards = split(e, n, limit, first);
-    json_t *wm = json_object();
-    uint64_t total = 0;
-    for (size_t k = 0; k < n_shards && !rc; k++) {
-        char name[64];
-        if (n_shards == 1) snprintf(name, sizeof name, "model.safetensors");
-        else snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, n_shards);
-        out_file *f = add_file(&s, dir, name);
-        f->written = true; /* from here on a failure removes it */
-        rc = write_st(f->tmp, e + first[k], first[k + 1] - first[k], meta);
-        for (size_t i = first[k]; i < first[k + 1] && wm; i++) {
-            total += e[i].bytes;
-            if (json_object_set_new(wm, e[i].name, json_string(name)) != 0) rc = nomem();
+/* ----------------------------------------------------------------- writer */
+
+#define SAVE_PARAMS_V1 SKL_SIZE_THROUGH(skl_save_params, max_shard_size)
+
+struct skl_writer {
+    const skl_model *m;   /* the layout: shapes, dtypes, config, tokenizer */
+    bool dir;             /* a directory (shards, index, config, tokenizer), else one file */
+    bool made_dir;        /* the directory was created by this writer: abort removes it if empty */
+    char path[4100];
+    entry *e;             /* [n] the layout's tensors in file order */
+    entry *cur;           /* [max_entries] the tensors of the model being written */
+    size_t n, next;       /* next: the first entry not yet written */
+    size_t *first;        /* [n_shards + 1]: shard k holds e[first[k] .. first[k + 1]) */
+    size_t n_shards, shard; /* shard: the one being (or next to be) written */
+    FILE *fp;             /* the open shard, or NULL */
+    json_t *meta;         /* __metadata__ of every shard */
+    out_set s;            /* the shards first (in order), then index, config, tokenizer */
+};
+
+static void shard_name(const skl_writer *w, size_t k, char *name, size_t size) {
+    if (w->n_shards == 1) snprintf(name, size, "model.safetensors");
+    else snprintf(name, size, "model-%05zu-of-%05zu.safetensors", k + 1, w->n_shards);
+}
+
+static int shard_open(skl_writer *w) {
+    out_file *f = &w->s.f[w->shard];
+    f->written = true; /* from here on a failure removes it */
+    char *text;
+    size_t len = 0;
+    int rc = st_header(w->e + w->first[w->shard], w->first[w->shard + 1] - w->first[w->shard], w->meta, &text, &len);
+    if (rc) return rc;
+    if (!(w->fp = fopen(f->tmp, "wb"))) rc = skl_fail(SKL_ERR_IO, "save: %s: %s", f->tmp, strerror(errno));
+    else if (write_all(w->fp, text, len)) rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
+    free(text);
+    return rc;
+}
+
+static int shard_close(skl_writer *w) {
+    int bad = fclose(w->fp) != 0;
+    w->fp = NULL;
+    if (bad) return skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", w->s.f[w->shard].tmp, strerror(errno));
+    w->shard++;
+    return SKL_OK;
+}
+
+int skl_writer_open(const skl_model *m, const char *path, const skl_save_params *params, skl_writer **out) {
+    *out = NULL;
+    if (!m || !path || !*path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: NULL model or empty path");
+    skl_save_params p;
+    skl_save_params_init(&p, sizeof p);
+    int rc = skl_params_read(&p, sizeof p, params, SAVE_PARAMS_V1, "skl_model_save_v2");
+    if (rc) return rc;
+    skl_save_format format = p.format;
+    if (format < SKL_SAVE_AUTO || format > SKL_SAVE_FILE)
+        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: unknown format %d", (int)format);
+    if (strlen(path) > 4000) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: path too long");
+    uint64_t limit = p.max_shard_size ? p.max_shard_size : SKL_SAVE_DEFAULT_MAX_SHARD_SIZE;
+    if (format == SKL_SAVE_AUTO) format = ends_with(path, ".safetensors") ? SKL_SAVE_FILE : SKL_SAVE_DIR;
+    skl_writer *w = calloc(1, sizeof *w);
+    if (!w) return nomem();
+    w->m = m;
+    w->dir = format == SKL_SAVE_DIR;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    w->e = calloc(max_entries(m), sizeof *w->e);
+    w->cur = calloc(max_entries(m), sizeof *w->cur);
+    w->meta = make_meta(m, !w->dir);
+    if (!w->e || !w->cur || !w->meta) goto nomem;
+    w->n = collect(m, w->e);
+    if (!(w->first = malloc((w->n + 2) * sizeof *w->first))) goto nomem;
+    if (w->dir) w->n_shards = split(w->e, w->n, limit, w->first);
+    if (w->n_shards == 0) { /* one file whatever its size (also: no tensors) */
+        w->n_shards = 1;
+        w->first[0] = 0;
+        w->first[1] = w->n;
+    }
+    if (!(w->s.f = calloc(w->n_shards + 3, sizeof *w->s.f))) goto nomem;
+    if (!w->dir) {
+        out_file *f = &w->s.f[w->s.n++];
+        snprintf(f->final, sizeof f->final, "%s", path);
+        snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path);
+    } else {
+        if (mkdir(path, 0777) == 0) w->made_dir = true;
+        else if (errno != EEXIST) {
+            rc = skl_fail(SKL_ERR_IO, "save: cannot create directory %s: %s", path, strerror(errno));
+            skl_writer_abort(w);
+            return rc;
+        }
+        for (size_t k = 0; k < w->n_shards; k++) {
+            char name[64];
+            shard_name(w, k, name, sizeof name);
+            add_file(&w->s, path, name);
         }
     }
-    if (!wm && !rc) rc = nomem();
-    if (!rc && n_shards > 1) {
-        /* as transformers writes it: sorted keys, 2-space indent, a final newline */
+    *out = w;
+    return SKL_OK;
+nomem:
+    skl_writer_abort(w);
+    return nomem();
+}
+
+int skl_writer_put(skl_writer *w, const skl_model *m, int32_t until) {
+    size_t nc = collect(m, w->cur), j = 0;
+    int rc = SKL_OK;
+    for (; !rc && w->next < w->n && w->e[w->next].layer < until; w->next++) {
+        const entry *pe = &w->e[w->next];
+        while (j < nc && strcmp(w->cur[j].name, pe->name)) j++;
+        if (j == nc) return skl_fail(SKL_ERR_INVALID_ARG, "save: tensor %s of the layout is missing", pe->name);
+        const skl_tensor *t = w->cur[j].t;
+        if (t->dtype != pe->t->dtype || t->rows != pe->t->rows || t->cols != pe->t->cols)
+            return skl_fail(SKL_ERR_INVALID_ARG, "save: %s is %s [%d, %d], the layout says %s [%d, %d]", pe->name,
+                            skl_dtype_name(t->dtype), t->rows, t->cols, skl_dtype_name(pe->t->dtype), pe->t->rows,
+                            pe->t->cols);
+        if (!w->fp && (rc = shard_open(w))) break;
+        if (write_all(w->fp, t->data, (size_t)pe->bytes)) /* little-endian, as in memory on x86/ARM */
+            rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", w->s.f[w->shard].tmp, strerror(errno));
+        else if (w->next + 1 == w->first[w->shard + 1]) rc = shard_close(w);
+    }
+    return rc;
+}
+
+/* model.safetensors.index.json as transformers writes it: sorted keys, 2-space indent, a final newline. */
+static int write_index(skl_writer *w) {
+    json_t *wm = json_object(), *index = NULL;
+    char *text = NULL;
+    uint64_t total = 0;
+    int rc = wm ? SKL_OK : nomem();
+    for (size_t k = 0; k < w->n_shards && !rc; k++) {
+        char name[64];
+        shard_name(w, k, name, sizeof name);
+        for (size_t i = w->first[k]; i < w->first[k + 1] && !rc; i++) {
+            total += w->e[i].bytes;
+            if (json_object_set_new(wm, w->e[i].name, json_string(name)) != 0) rc = nomem();
+        }
+    }
+    if (!rc) {
         index = json_pack("{s:{s:I}, s:O}", "metadata", "total_size", (json_int_t)total, "weight_map", wm);
         char *body = index ? json_dumps(index, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         size_t len = body ? strlen(body) : 0;
         if (body && (text = malloc(len + 2))) snprintf(text, len + 2, "%s\n", body);
         free(body);
-        out_file *f = add_file(&s, dir, INDEX_NAME);
+        out_file *f = add_file(&w->s, w->path, INDEX_NAME);
         f->written = true;
         rc = text ? write_text(f->tmp, text, len + 1) : nomem();
     }
     json_decref(wm);
-    if (!rc) {
-        out_file *f = add_file(&s, dir, "config.json");
-        f->written = true;
-        if (json_dump_file(m->config, f->tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-            rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
-    }
-    if (!rc && m->tok) {
-        size_t len;
-        const char *tt = skl_tok_text(m->tok, &len);
-        out_file *f = add_file(&s, dir, "tokenizer.json");
-        f->written = true;
-        rc = write_text(f->tmp, tt, len);
-    }
-    if (rc) remove_temporaries(&s);
-    else if (!(rc = commit(&s))) rc = remove_stale(m, dir, (int)n_shards);
-done:
-    free(first);
-    free(s.f);
-    free(text);
     json_decref(index);
-    json_decref(meta);
+    free(text);
     return rc;
 }
 
-/* One .safetensors file with the config and tokenizer in __metadata__ (the
- * shard limit does not apply: one file was asked for). */
-static int write_file(const skl_model *m, const char *path, const entry *e, size_t n) {
-    json_t *meta = make_meta(m, true);
-    if (!meta) return nomem();
-    out_file f = {.written = true};
-    snprintf(f.final, sizeof f.final, "%s", path);
-    snprintf(f.tmp, sizeof f.tmp, "%s.tmp", path);
-    out_set s = {&f, 1};
-    int rc = write_st(f.tmp, e, n, meta);
-    json_decref(meta);
-    if (rc) remove_temporaries(&s);
-    return rc ? rc : commit(&s);
+int skl_writer_finish(skl_writer *w) {
+    int rc = SKL_OK;
+    if (w->next != w->n)
+        rc = skl_fail(SKL_ERR_INVALID_ARG, "save: %zu of %zu tensors were written", w->next, w->n);
+    while (!rc && w->shard < w->n_shards) /* a shard without tensors */
+        if (!(rc = shard_open(w))) rc = shard_close(w);
+    if (!rc && w->dir && w->n_shards > 1) rc = write_index(w);
+    if (!rc && w->dir) {
+        out_file *f = add_file(&w->s, w->path, "config.json");
+        f->written = true;
+        if (json_dump_file(w->m->config, f->tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+            rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
+    }
+    if (!rc && w->dir && w->m->tok) {
+        size_t len;
+        const char *tt = skl_tok_text(w->m->tok, &len);
+        out_file *f = add_file(&w->s, w->path, "tokenizer.json");
+        f->written = true;
+        rc = write_text(f->tmp, tt, len);
+    }
+    if (rc) {
+        skl_writer_abort(w);
+        return rc;
+    }
+    rc = commit(&w->s); /* removes the temporaries itself on failure */
+    if (!rc && w->dir) rc = remove_stale(w->m, w->path, (int)w->n_shards);
+    skl_writer_abort(w); /* nothing left to remove: frees */
+    return rc;
+}
+
+void skl_writer_abort(skl_writer *w) {
+    if (!w) return;
+    if (w->fp) fclose(w->fp);
+    if (w->s.f) remove_temporaries(&w->s);
+    if (w->made_dir) rmdir(w->path); /* fails, as it should, once the files are in place */
+    free(w->s.f);
+    free(w->e);
+    free(w->cur);
+    free(w->first);
+    json_decref(w->meta);
+    free(w);
 }
 
 /* ------------------------------------------------------------------ entry */
-
-#define SAVE_PARAMS_V1 SKL_SIZE_THROUGH(skl_save_params, max_shard_size)
 
 int skl_save_params_init(skl_save_params *p, size_t size) {
     skl_save_params d = {.format = SKL_SAVE_AUTO, .max_shard_size = 0};
@@ -292,25 +411,12 @@ int skl_model_save(const skl_model *m, const char *path, skl_save_format format)
 }
 
 int skl_model_save_v2(const skl_model *m, const char *path, const skl_save_params *params) {
-    if (!m || !path || !*path) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: NULL model or empty path");
-    skl_save_params p;
-    skl_save_params_init(&p, sizeof p);
-    int rc = skl_params_read(&p, sizeof p, params, SAVE_PARAMS_V1, "skl_model_save_v2");
+    skl_writer *w;
+    int rc = skl_writer_open(m, path, params, &w);
     if (rc) return rc;
-    skl_save_format format = p.format;
-    if (format < SKL_SAVE_AUTO || format > SKL_SAVE_FILE)
-        return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: unknown format %d", (int)format);
-    if (strlen(path) > 4000) return skl_fail(SKL_ERR_INVALID_ARG, "skl_model_save: path too long");
-    uint64_t limit = p.max_shard_size ? p.max_shard_size : SKL_SAVE_DEFAULT_MAX_SHARD_SIZE;
-    if (format == SKL_SAVE_AUTO) format = ends_with(path, ".safetensors") ? SKL_SAVE_FILE : SKL_SAVE_DIR;
-    size_t cap = 4 + (size_t)m->hp.num_hidden_layers * 14 + 4;
-    entry *e = calloc(cap, sizeof *e);
-    if (!e) return nomem();
-    size_t n = collect(m, e);
-    if (format == SKL_SAVE_FILE) rc = write_file(m, path, e, n);
-    else if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        rc = skl_fail(SKL_ERR_IO, "save: cannot create directory %s: %s", path, strerror(errno));
-    else rc = write_dir(m, path, e, n, limit);
-    free(e);
-    return rc;
+    if ((rc = skl_writer_put(w, m, INT32_MAX))) {
+        skl_writer_abort(w);
+        return rc;
+    }
+    return skl_writer_finish(w);
 }

@@ -205,6 +205,8 @@ error - '' "merge --max-shard-size missing"          merge "$ANY" "$TMP/m_out" -
 0     out '^saved'                                   "merge --max-shard-size 2MiB"           merge "$ANY_DIR" "$TMP/m_s6" --max-shard-size 2MiB
 0     out '^saved'                                   "merge --max-shard-size 30000 (bytes)"  merge "$ANY_DIR" "$TMP/m_s7" --max-shard-size 30000
 0     out '^saved'                                   "merge --max-shard-size 20kb"           merge "$ANY_DIR" "$TMP/m_s8" --max-shard-size 20kb
+0     out '^saved'                                   "merge --in-memory --max-shard-size 20KB" merge "$ANY_DIR" "$TMP/m_s9" --in-memory --max-shard-size 20KB
+0     err '^block 1 of [0-9]+, [0-9.]+ GFLOP/s, [0-9]+ s left' "merge: progress on stderr"     merge "$ANY_DIR" "$TMP/m_s10"
 0     out '^merge plan'                              "plan"                                  plan "$ANY_DIR/config.json"
 EOF
 
@@ -335,6 +337,11 @@ elif ! run logits "$TMP/m_s1" --tokens "$dir_toks" --out "$TMP/s1.npy" || [ "$rc
     fail "merge --max-shard-size" "logits exit $rc"
 elif ! cmp -s "$TMP/s1.npy" "$TMP/s2.npy"; then
     fail "merge --max-shard-size" "sharded and single-file logits differ"
+else pass; fi
+
+# the streaming merge (default) writes the files the in-memory merge + save write
+if ! diff -r "$TMP/m_s1" "$TMP/m_s9" >/dev/null; then
+    fail "merge --in-memory" "the streamed and the in-memory merge wrote different files"
 else pass; fi
 
 # ------------------------------------------------------ context size, -c

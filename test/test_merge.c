@@ -357,14 +357,21 @@ static int cancel_at_2(uint64_t done, uint64_t total, void *ud) {
     return done >= 2;
 }
 
+/* Merge params whose progress callback counts its calls in *calls and cancels after block 2. */
+static skl_merge_params cancelling(int *calls) {
+    skl_merge_params mp;
+    skl_merge_params_init(&mp, sizeof mp);
+    *calls = 0;
+    mp.progress = cancel_at_2;
+    mp.progress_user_data = calls;
+    return mp;
+}
+
 START_TEST(test_cancel) {
     json_t *man = test_manifest();
     skl_model *m = load_named(man, "serial_mha_gelu_glu_bias_file"); /* 3 layers */
-    skl_merge_params mp;
-    skl_merge_params_init(&mp, sizeof mp);
-    int calls = 0;
-    mp.progress = cancel_at_2;
-    mp.progress_user_data = &calls;
+    int calls;
+    skl_merge_params mp = cancelling(&calls);
     skl_model *out = (skl_model *)0x1;
     skl_merge_report *rep = (skl_merge_report *)0x1;
     ck_assert_int_eq(skl_model_merge(m, &mp, &out, &rep), SKL_ERR_CANCELLED);
@@ -613,9 +620,23 @@ START_TEST(test_save_params) {
 }
 END_TEST
 
-/* A failed save (a file-size limit as a full disk, in a child; a temporary name
- * taken by a directory, so the last file fails after every shard was written)
- * leaves the existing model byte-identical and no temporary behind. */
+/* The two writers of a saved model: the plain save of m, or the streaming merge
+ * of m (auto removal) into path. */
+static int write_sharded(const skl_model *m, const char *path, uint64_t limit, bool merge) {
+    if (!merge) return save_sharded(m, path, limit);
+    skl_save_params sp;
+    skl_save_params_init(&sp, sizeof sp);
+    sp.max_shard_size = limit;
+    skl_merge_params mp;
+    skl_merge_params_init(&mp, sizeof mp);
+    mp.verify = false;
+    return skl_model_merge_to(m, path, &mp, &sp, NULL);
+}
+
+/* A failed save or streaming merge (a file-size limit as a full disk, in a
+ * child; a temporary name taken by a directory, so the last file fails after
+ * every shard was written) leaves the existing model byte-identical and no
+ * temporary behind. */
 START_TEST(test_save_failure_leaves_output) {
     json_t *man = test_manifest();
     const json_t *e = test_entry(man, "sharded", 0);
@@ -623,8 +644,8 @@ START_TEST(test_save_failure_leaves_output) {
     char dir[] = "/tmp/skl_fail_XXXXXX", path[256], cmd[800];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/m", dir);
-    for (int k = 0; k < 4; k++) {
-        bool old_sharded = k % 2, full_disk = k < 2;
+    for (int k = 0; k < 8; k++) {
+        bool old_sharded = k % 2, full_disk = k % 4 < 2, merge = k >= 4;
         ck_assert_int_eq(save_sharded(m, path, old_sharded ? 5000 : 0), SKL_OK);
         snprintf(cmd, sizeof cmd, "rm -rf '%s/snap' && cp -a '%s' '%s/snap'", dir, path, dir);
         ck_assert_int_eq(system(cmd), 0);
@@ -637,7 +658,7 @@ START_TEST(test_save_failure_leaves_output) {
                 struct rlimit rl = {2048, 2048};
                 signal(SIGXFSZ, SIG_IGN);
                 setrlimit(RLIMIT_FSIZE, &rl);
-                _exit(save_sharded(m, path, limit) == SKL_ERR_IO ? 0 : 1);
+                _exit(write_sharded(m, path, limit, merge) == SKL_ERR_IO ? 0 : 1);
             }
             int status = 0;
             ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -647,7 +668,7 @@ START_TEST(test_save_failure_leaves_output) {
             char blocker[400];
             snprintf(blocker, sizeof blocker, "%s/config.json.tmp", path);
             ck_assert_int_eq(mkdir(blocker, 0700), 0);
-            rc = save_sharded(m, path, limit);
+            rc = write_sharded(m, path, limit, merge);
             ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "config.json.tmp"), "case %d: %d %s", k, rc,
                           skl_last_error());
             ck_assert_int_eq(rmdir(blocker), 0);
@@ -659,6 +680,107 @@ START_TEST(test_save_failure_leaves_output) {
         test_logits_vs_ref(back, e, TEST_PREFILL, TEST_TOL, "after a failed save");
         skl_model_free(back);
     }
+    rm_rf(dir);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* ------------------------------------------------------- streaming merge */
+
+/* skl_model_merge_to against skl_model_merge + skl_model_save_v2, for every
+ * removal: the same files byte for byte (so the same tensors bit for bit, the
+ * same headers and config), as one file, a directory and shards of at most
+ * 5000 bytes, in several dtypes; the same report; the same refusals, with
+ * nothing written. */
+START_TEST(test_merge_to_same_files) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", _i);
+    skl_model *m = test_load(e);
+    static const skl_dtype dts[] = {SKL_DTYPE_F32, SKL_DTYPE_SAME, SKL_DTYPE_BF16};
+    char dir[] = "/tmp/skl_mto_XXXXXX", a[256], b[256], cmd[800];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    for (int k = 0; k < N_REMOVALS; k++)
+        for (int layout = 0; layout < 3; layout++) { /* one file, a directory, shards */
+            skl_merge_params mp;
+            skl_merge_params_init(&mp, sizeof mp);
+            mp.remove = removals[k];
+            mp.verify = layout == 0;
+            mp.dtype = dts[(k + layout) % 3];
+            skl_save_params sp;
+            skl_save_params_init(&sp, sizeof sp);
+            sp.format = layout == 0 ? SKL_SAVE_FILE : SKL_SAVE_DIR;
+            sp.max_shard_size = layout == 2 ? 5000 : 0;
+            snprintf(a, sizeof a, "%s/a%s", dir, layout == 0 ? ".safetensors" : "");
+            snprintf(b, sizeof b, "%s/b%s", dir, layout == 0 ? ".safetensors" : "");
+            skl_model *mm = NULL;
+            skl_merge_report *ra = NULL, *rb = (skl_merge_report *)0x1;
+            int rc = skl_model_merge(m, &mp, &mm, &ra);
+            int rc2 = skl_model_merge_to(m, b, &mp, &sp, &rb);
+            const char *what = skl_removal_name(removals[k]);
+            ck_assert_msg(rc2 == rc, "%s/%s: merge_to %d, merge %d (%s)", test_str(e, "name"), what, rc2, rc,
+                          skl_last_error());
+            if (rc) {
+                ck_assert_ptr_null(rb);
+                ck_assert(!exists(dir, layout == 0 ? "b.safetensors" : "b"));
+                continue;
+            }
+            ck_assert_int_eq(skl_model_save_v2(mm, a, &sp), SKL_OK);
+            snprintf(cmd, sizeof cmd, "diff -r '%s' '%s' >/dev/null", a, b);
+            ck_assert_msg(system(cmd) == 0, "%s/%s layout %d: the streaming merge wrote other files", test_str(e, "name"),
+                          what, layout);
+            ck_assert_int_eq(rb->removal, ra->removal);
+            ck_assert_uint_eq(rb->weights_before, ra->weights_before);
+            ck_assert_uint_eq(rb->weights_after, ra->weights_after);
+            ck_assert(rb->max_condition == ra->max_condition && rb->max_residual == ra->max_residual);
+            for (int32_t l = 0; l < ra->n_layers; l++) {
+                const skl_merge_layer *la = skl_merge_report_layer(ra, l), *lb = skl_merge_report_layer(rb, l);
+                ck_assert(la->weights_after == lb->weights_after && la->condition == lb->condition &&
+                          la->removed_q == lb->removed_q && la->removed_o == lb->removed_o);
+            }
+            /* verified on the written model: the same tensors, so the same logits as verified in memory */
+            if (mp.verify) ck_assert_msg(rb->verify_error == ra->verify_error, "verify %g, in memory %g", rb->verify_error,
+                                         ra->verify_error);
+            else ck_assert(rb->verify_error == -1.0);
+            skl_merge_report_free(ra);
+            skl_merge_report_free(rb);
+            skl_model_free(mm);
+            snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", a, b);
+            ck_assert_int_eq(system(cmd), 0);
+        }
+    rm_rf(dir);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* A cancelled streaming merge: no output at a new path, an existing one untouched. */
+START_TEST(test_merge_to_cancel) {
+    json_t *man = test_manifest();
+    skl_model *m = load_named(man, "serial_mha_gelu_glu_bias_file"); /* 3 layers */
+    char dir[] = "/tmp/skl_mtc_XXXXXX", path[256], cmd[800];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m", dir);
+    for (int existing = 0; existing < 2; existing++) {
+        if (existing) {
+            ck_assert_int_eq(skl_model_save(m, path, SKL_SAVE_DIR), SKL_OK);
+            snprintf(cmd, sizeof cmd, "cp -a '%s' '%s/snap'", path, dir);
+            ck_assert_int_eq(system(cmd), 0);
+        }
+        int calls;
+        skl_merge_params mp = cancelling(&calls);
+        skl_merge_report *rep = (skl_merge_report *)0x1;
+        ck_assert_int_eq(skl_model_merge_to(m, path, &mp, NULL, &rep), SKL_ERR_CANCELLED);
+        ck_assert_ptr_null(rep);
+        ck_assert_int_eq(calls, 2);
+        ck_assert_ptr_nonnull(strstr(skl_last_error(), "cancelled"));
+        if (existing) {
+            snprintf(cmd, sizeof cmd, "diff -r '%s' '%s/snap' >/dev/null", path, dir);
+            ck_assert_msg(system(cmd) == 0, "the existing model changed after a cancelled merge");
+        } else ck_assert(!exists(dir, "m"));
+    }
+    ck_assert_int_eq(skl_model_merge_to(NULL, path, NULL, NULL, NULL), SKL_ERR_INVALID_ARG);
+    ck_assert_int_eq(skl_model_merge_to(m, "", NULL, NULL, NULL), SKL_ERR_INVALID_ARG);
     rm_rf(dir);
     skl_model_free(m);
     json_decref(man);
@@ -679,6 +801,8 @@ Suite *merge_suite(void) {
         {"save", test_save_sharded_round_trip, TEST_EACH_SHARDED, 0},
         {"save", test_save_params, 0, 0},
         {"save", test_save_failure_leaves_output, 0, 0},
+        {"merge_to", test_merge_to_same_files, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
+        {"merge_to", test_merge_to_cancel, 0, 0},
     };
     return test_suite("merge", tests, TEST_COUNT(tests));
 }

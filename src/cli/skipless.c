@@ -13,10 +13,12 @@
 #include "tools/npy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *usage =
     "usage: skipless COMMAND [options]\n"
@@ -39,7 +41,9 @@ static const char *usage =
     "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
     "                  [--dtype f32|f16|bf16|same]  storage of the changed weights (default f32)\n"
     "                  [--max-shard-size SIZE]     dir: shards of at most SIZE (5GB, 500MB, 1GiB; default 5GB)\n"
-    "                                     remove weights exactly and save the merged model\n"
+    "                  [--in-memory]      build the whole merged model, then save (default: streamed)\n"
+    "                                     remove weights exactly and save the merged model, each\n"
+    "                                     tensor written when final (memory: about one block)\n"
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
@@ -119,10 +123,26 @@ static int cmd_plan(int argc, char **argv) {
     return print_json(j);
 }
 
+/* Progress of the streaming merge on stderr: block i of L, the rate by docs/merge.md's
+ * formula (per block (2/3) d^3 + 8 d^2 e + 6 f d^2, plus 2 V d^2 for the embedding in
+ * block 0; the qp count, an estimate for the other removals), and the time left at that rate. */
+typedef struct merge_meter {
+    double t0, d, e, f, V;
+    bool tty;
+} merge_meter;
+
+static double merge_flops(const merge_meter *mm, uint64_t blocks) {
+    double per_block = 2.0 / 3.0 * mm->d * mm->d * mm->d + 8.0 * mm->d * mm->d * mm->e + 6.0 * mm->f * mm->d * mm->d;
+    return (double)blocks * per_block + (blocks ? 2.0 * mm->V * mm->d * mm->d : 0.0);
+}
+
 static int merge_progress(uint64_t done, uint64_t total, void *ud) {
-    (void)ud;
-    if (total >= 8 || done == total) fprintf(stderr, "\rmerging block %llu/%llu", (unsigned long long)done, (unsigned long long)total);
-    if (done == total) fputc('\n', stderr);
+    merge_meter *mm = ud;
+    double dt = now_s() - mm->t0, flops = merge_flops(mm, done);
+    double left = dt / flops * (merge_flops(mm, total) - flops);
+    fprintf(stderr, "%sblock %llu of %llu, %.1f GFLOP/s, %.0f s left%s", mm->tty ? "\r" : "",
+            (unsigned long long)done, (unsigned long long)total, flops / fmax(dt, 1e-9) / 1e9, left,
+            mm->tty && done < total ? "" : "\n");
     return 0;
 }
 
@@ -135,9 +155,11 @@ static int cmd_merge(int argc, char **argv) {
     skl_save_params sv;
     skl_save_params_init(&sv, sizeof sv);
     skl_save_format fmt = SKL_SAVE_AUTO;
+    bool in_memory = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--verify")) mp.verify = true;
+        else if (!strcmp(a, "--in-memory")) in_memory = true;
         else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype") ||
                  !strcmp(a, "--max-shard-size")) {
             if (!val) return usage_error("merge: option %s needs a value", a);
@@ -167,7 +189,18 @@ static int cmd_merge(int argc, char **argv) {
     skl_merge_report *rep = NULL;
     int ret = 0, rc = skl_model_load(in, NULL, &m);
     if (rc) { ret = lib_error("load", rc); goto out; }
-    if ((rc = skl_model_merge(m, &mp, &merged, &rep))) { ret = lib_error("merge", rc); goto out; }
+    skl_hparams hp;
+    skl_model_hparams(m, &hp, sizeof hp);
+    merge_meter meter = {now_s(), hp.hidden_size, (double)hp.num_key_value_heads * hp.head_dim, hp.intermediate_size,
+                         hp.vocab_size, isatty(2)};
+    mp.progress_user_data = &meter;
+    sv.format = fmt;
+    /* the streaming merge: each merged tensor written when final, memory about one block;
+     * --in-memory: the whole merged model first, then saved (for comparison, bench/merge_memory.sh) */
+    if (in_memory) rc = skl_model_merge(m, &mp, &merged, &rep);
+    else rc = skl_model_merge_to(m, outp, &mp, &sv, &rep);
+    if (rc) { ret = lib_error("merge", rc); goto out; }
+    if (in_memory && (rc = skl_model_save_v2(merged, outp, &sv))) { ret = lib_error("save", rc); goto out; }
     printf("removed %s from %s\n", skl_removal_name(rep->removal), in);
     printf("  %5s %-8s %14s %14s %12s %12s\n", "layer", "removed", "before", "after", "kappa", "residual");
     for (int i = 0; i < rep->n_layers; i++) {
@@ -190,8 +223,6 @@ static int cmd_merge(int argc, char **argv) {
     if (rep->verify_error >= 0)
         printf("verification: max relative logit difference %.3g over %d probe tokens\n", rep->verify_error,
                rep->n_probe_tokens);
-    sv.format = fmt;
-    if ((rc = skl_model_save_v2(merged, outp, &sv))) { ret = lib_error("save", rc); goto out; }
     printf("saved %s\n", outp);
 out:
     skl_merge_report_free(rep);

@@ -290,6 +290,45 @@ class _Owned:
     def __exit__(self, *exc):
         self.close()
 
+def _merge_params(remove, verify, n_probe_tokens, max_condition, dtype):
+    if dtype not in DTYPES:
+        raise error("SKL_ERR_INVALID_ARG",
+                    f"merge dtype {dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
+    mp = _ffi.init(_ffi.MergeParams)
+    mp.remove = _removal_parse(remove)
+    mp.dtype = DTYPES.index(dtype)
+    mp.verify = bool(verify)
+    if n_probe_tokens is not None:
+        mp.n_probe_tokens = n_probe_tokens
+    if max_condition is not None:
+        mp.max_condition = max_condition
+    return mp
+
+
+def _merge_report(rep, model):
+    """A MergeReport from a skl_merge_report (freed here)."""
+    lib = _ffi.lib()
+    try:
+        r = rep.contents
+        layers = [MergeLayer(**_struct_dict(lib.skl_merge_report_layer(rep, i).contents, MergeLayer))
+                  for i in range(r.n_layers)]
+        return MergeReport(**dict(
+            _struct_dict(r, MergeReport), removal=_removal_name(r.removal), layers=layers,
+            verify_error=None if r.verify_error < 0 else r.verify_error, model=model))
+    finally:
+        lib.skl_merge_report_free(rep)
+
+
+def _save_params(format, max_shard_size):
+    sp = _ffi.init(_ffi.SaveParams)
+    sp.format = SAVE_FORMATS[format]
+    if max_shard_size is not None:
+        if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, int) or max_shard_size <= 0:
+            raise ValueError(f"max_shard_size must be a positive number of bytes, got {max_shard_size!r}")
+        sp.max_shard_size = max_shard_size
+    return sp
+
+
 class Model(_Owned):
     """An immutable skl_model; safe to share between threads.  Free it with
     close() or a ``with`` block; closing it first closes its contexts."""
@@ -382,32 +421,23 @@ class Model(_Owned):
         ``model`` is the new merged Model; this model is left unchanged.  ``dtype``
         is the storage of the changed tensors: "f32", "f16", "bf16" or "same" (each
         like the tensor it replaces); the merge itself runs in float64."""
-        if dtype not in DTYPES:
-            raise error("SKL_ERR_INVALID_ARG",
-                        f"merge dtype {dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
-        lib = _ffi.lib()
-        mp = _ffi.init(_ffi.MergeParams)
-        mp.remove = _removal_parse(remove)
-        mp.dtype = DTYPES.index(dtype)
-        mp.verify = bool(verify)
-        if n_probe_tokens is not None:
-            mp.n_probe_tokens = n_probe_tokens
-        if max_condition is not None:
-            mp.max_condition = max_condition
+        mp = _merge_params(remove, verify, n_probe_tokens, max_condition, dtype)
         out, rep = c_void_p(), ctypes.POINTER(_ffi.MergeReport)()
-        _check(lib.skl_model_merge(self._h(), byref(mp), byref(out), byref(rep)))
-        try:
-            r = rep.contents
-            layers = [MergeLayer(**_struct_dict(lib.skl_merge_report_layer(rep, i).contents,
-                                                MergeLayer))
-                      for i in range(r.n_layers)]
-            report = MergeReport(**dict(
-                _struct_dict(r, MergeReport), removal=_removal_name(r.removal), layers=layers,
-                verify_error=None if r.verify_error < 0 else r.verify_error,
-                model=Model(out, f"{self.path} merged")))
-        finally:
-            lib.skl_merge_report_free(rep)
-        return report
+        _check(_ffi.lib().skl_model_merge(self._h(), byref(mp), byref(out), byref(rep)))
+        return _merge_report(rep, Model(out, f"{self.path} merged"))
+
+    def merge_to(self, path, remove="auto", verify=True, n_probe_tokens=None, max_condition=None,
+                 dtype="f32", format="auto", max_shard_size=None):
+        """The streaming merge (skl_model_merge_to, since 1.1): merge and save at
+        ``path`` in bounded memory, each merged tensor written as soon as it is final;
+        the files are those ``merge(...).model.save(path, format, max_shard_size)``
+        writes.  Returns the MergeReport (``model`` None; ``verify`` runs the written
+        model against this one).  A failure leaves an existing model at path untouched."""
+        mp = _merge_params(remove, verify, n_probe_tokens, max_condition, dtype)
+        sp = _save_params(format, max_shard_size)
+        rep = ctypes.POINTER(_ffi.MergeReport)()
+        _check(_ffi.lib().skl_model_merge_to(self._h(), _path(path), byref(mp), byref(sp), byref(rep)))
+        return _merge_report(rep, None)
 
     @property
     def has_tokenizer(self):
@@ -455,12 +485,7 @@ class Model(_Owned):
         A directory's weights are split into shards of at most max_shard_size bytes
         (None: 5 GB, Hugging Face's default) with model.safetensors.index.json, or
         are one model.safetensors when they fit."""
-        sp = _ffi.init(_ffi.SaveParams)
-        sp.format = SAVE_FORMATS[format]
-        if max_shard_size is not None:
-            if isinstance(max_shard_size, bool) or not isinstance(max_shard_size, int) or max_shard_size <= 0:
-                raise ValueError(f"max_shard_size must be a positive number of bytes, got {max_shard_size!r}")
-            sp.max_shard_size = max_shard_size
+        sp = _save_params(format, max_shard_size)
         _check(_ffi.lib().skl_model_save_v2(self._h(), _path(path), ctypes.byref(sp)))
 
 

@@ -193,6 +193,7 @@ FUNCTIONS = (
     ("skl_model_save", c_int, [handle, c_char_p, enum]),
     ("skl_save_params_init", c_int, [P(SaveParams), c_size_t]),
     ("skl_model_save_v2", c_int, [handle, c_char_p, P(SaveParams)]),
+    ("skl_model_merge_to", c_int, [handle, c_char_p, P(MergeParams), P(SaveParams), P(P(MergeReport))]),
     ("skl_blas_get_info", c_int, [P(BlasInfo), c_size_t]),
     ("skl_blas_set_auto_core", c_int, [c_bool]),
 )

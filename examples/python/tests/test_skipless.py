@@ -600,6 +600,30 @@ class TokenizerTest(unittest.TestCase):
             with self.assertRaises(ValueError):
                 model.save(out, max_shard_size=0)
 
+    def test_merge_to(self):
+        # the streaming merge writes the files merge() + save() write, byte for byte
+        with skipless.Model.load(model_entry(SERIAL)["path"]) as model, \
+                tempfile.TemporaryDirectory() as tmp:
+            a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+            rep = model.merge(verify=False)
+            with rep.model:
+                rep.model.save(a, max_shard_size=5000)
+            streamed = model.merge_to(b, max_shard_size=5000)
+            self.assertIsNone(streamed.model)
+            self.assertEqual(streamed.removal, rep.removal)
+            self.assertEqual(streamed.weights_after, rep.weights_after)
+            self.assertLess(streamed.verify_error, 1e-4)
+            names = sorted(os.listdir(a))
+            self.assertEqual(sorted(os.listdir(b)), names)
+            self.assertIn("model.safetensors.index.json", names)
+            for n in names:
+                with open(os.path.join(a, n), "rb") as fa, open(os.path.join(b, n), "rb") as fb:
+                    self.assertEqual(fa.read(), fb.read(), n)
+            with self.assertRaises(skipless.AlreadyMergedError):
+                with skipless.Model.load(b) as back:
+                    back.merge_to(os.path.join(tmp, "c"), remove=rep.removal)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "c")))
+
     def test_no_tokenizer(self):
         with skipless.Model.load(model_entry(SERIAL)["path"]) as model:
             self.assertFalse(model.has_tokenizer)

@@ -419,6 +419,13 @@ extern "C" {
     pub fn skl_model_save(model: *const skl_model, path: *const c_char, format: skl_save_format) -> c_int;
     pub fn skl_save_params_init(params: *mut skl_save_params, size: usize) -> c_int;
     pub fn skl_model_save_v2(model: *const skl_model, path: *const c_char, params: *const skl_save_params) -> c_int;
+    pub fn skl_model_merge_to(
+        model: *const skl_model,
+        path: *const c_char,
+        params: *const skl_merge_params,
+        save: *const skl_save_params,
+        report: *mut *mut skl_merge_report,
+    ) -> c_int;
 
     pub fn skl_blas_get_info(out: *mut skl_blas_info, size: usize) -> c_int;
     pub fn skl_blas_set_auto_core(enable: bool) -> c_int;

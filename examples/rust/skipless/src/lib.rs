@@ -662,34 +662,23 @@ impl Model {
 
     /// Remove weights exactly: a new merged model and the report; `self` is unchanged.
     pub fn merge(&self, params: &MergeParams) -> Result<(Model, MergeReport)> {
-        let mut p = params_init(sys::skl_merge_params_init);
-        p.remove = params.remove.to_c();
-        p.verify = params.verify;
-        p.n_probe_tokens = params.n_probe_tokens;
-        p.probe_seed = params.probe_seed;
-        p.max_condition = params.max_condition;
-        p.dtype = params.dtype.to_c();
+        let p = merge_params(params);
         let (mut out, mut rep) = (ptr::null_mut(), ptr::null_mut());
         check(unsafe { sys::skl_model_merge(self.as_ptr(), &p, &mut out, &mut rep) })?;
         let model = Model { ptr: out_ptr(out, "skl_model_merge")? };
-        let report = unsafe {
-            let r = &*rep;
-            let layers = (0..r.n_layers).filter_map(|i| sys::skl_merge_report_layer(r, i).as_ref().copied()).collect();
-            let report = MergeReport {
-                removal: Removal::from_c(r.removal),
-                layers,
-                weights_before: r.weights_before,
-                weights_after: r.weights_after,
-                max_condition: r.max_condition,
-                max_residual: r.max_residual,
-                verify_error: if r.verify_error < 0.0 { None } else { Some(r.verify_error) },
-                n_probe_tokens: r.n_probe_tokens,
-                seconds: r.seconds,
-            };
-            sys::skl_merge_report_free(rep);
-            report
-        };
-        Ok((model, report))
+        Ok((model, unsafe { merge_report(rep) }))
+    }
+
+    /// The streaming merge (`skl_model_merge_to`, since 1.1): merge and save at `path` in
+    /// bounded memory, each merged tensor written as soon as it is final; the files are
+    /// those of [`Model::merge`] then [`Model::save_with`].  With `verify`, the written
+    /// model is run against `self`.  A failure leaves an existing model at `path` untouched.
+    pub fn merge_to<P: AsRef<Path>>(&self, path: P, params: &MergeParams, save: &SaveParams) -> Result<MergeReport> {
+        let path = c_path(path.as_ref())?;
+        let (p, sp) = (merge_params(params), save_params(save)?);
+        let mut rep = ptr::null_mut();
+        check(unsafe { sys::skl_model_merge_to(self.as_ptr(), path.as_ptr(), &p, &sp, &mut rep) })?;
+        Ok(unsafe { merge_report(rep) })
     }
 
     /// Whether the model carries a usable (present and supported) tokenizer.
@@ -757,20 +746,55 @@ impl Model {
     /// [`Model::save`] with options: the format and the shard limit of a directory.
     pub fn save_with<P: AsRef<Path>>(&self, path: P, params: &SaveParams) -> Result<()> {
         let path = c_path(path.as_ref())?;
-        let mut p = params_init(sys::skl_save_params_init);
-        p.format = match params.format {
-            SaveFormat::Auto => sys::SKL_SAVE_AUTO,
-            SaveFormat::Dir => sys::SKL_SAVE_DIR,
-            SaveFormat::File => sys::SKL_SAVE_FILE,
-        };
-        if let Some(n) = params.max_shard_size {
-            if n == 0 {
-                return Err(Error::new(sys::SKL_ERR_INVALID_ARG, "max_shard_size must be > 0".into()));
-            }
-            p.max_shard_size = n;
-        }
+        let p = save_params(params)?;
         check(unsafe { sys::skl_model_save_v2(self.as_ptr(), path.as_ptr(), &p) }).map(|_| ())
     }
+}
+
+fn merge_params(params: &MergeParams) -> sys::skl_merge_params {
+    let mut p = params_init(sys::skl_merge_params_init);
+    p.remove = params.remove.to_c();
+    p.verify = params.verify;
+    p.n_probe_tokens = params.n_probe_tokens;
+    p.probe_seed = params.probe_seed;
+    p.max_condition = params.max_condition;
+    p.dtype = params.dtype.to_c();
+    p
+}
+
+/// The report of a merge; frees `rep`.  Safety: `rep` from a successful merge call.
+unsafe fn merge_report(rep: *mut sys::skl_merge_report) -> MergeReport {
+    let r = &*rep;
+    let layers = (0..r.n_layers).filter_map(|i| sys::skl_merge_report_layer(r, i).as_ref().copied()).collect();
+    let report = MergeReport {
+        removal: Removal::from_c(r.removal),
+        layers,
+        weights_before: r.weights_before,
+        weights_after: r.weights_after,
+        max_condition: r.max_condition,
+        max_residual: r.max_residual,
+        verify_error: if r.verify_error < 0.0 { None } else { Some(r.verify_error) },
+        n_probe_tokens: r.n_probe_tokens,
+        seconds: r.seconds,
+    };
+    sys::skl_merge_report_free(rep);
+    report
+}
+
+fn save_params(params: &SaveParams) -> Result<sys::skl_save_params> {
+    let mut p = params_init(sys::skl_save_params_init);
+    p.format = match params.format {
+        SaveFormat::Auto => sys::SKL_SAVE_AUTO,
+        SaveFormat::Dir => sys::SKL_SAVE_DIR,
+        SaveFormat::File => sys::SKL_SAVE_FILE,
+    };
+    if let Some(n) = params.max_shard_size {
+        if n == 0 {
+            return Err(Error::new(sys::SKL_ERR_INVALID_ARG, "max_shard_size must be > 0".into()));
+        }
+        p.max_shard_size = n;
+    }
+    Ok(p)
 }
 
 // --------------------------------------------------------------- tokenizer

@@ -77,6 +77,33 @@ fn merge_report_save_and_reload() {
     assert_eq!(rep.verify_error, None);
 }
 
+/// The streaming merge writes the files of merge + save_with, byte for byte; a refused
+/// merge writes nothing.
+#[test]
+fn merge_to() {
+    let model = Model::load(test_model(SERIAL).0).unwrap();
+    let dir = temp_dir("merge_to");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let sp = SaveParams { max_shard_size: Some(5000), ..Default::default() };
+    let mp = MergeParams { verify: false, ..Default::default() };
+    let (merged, rep) = model.merge(&mp).unwrap();
+    merged.save_with(&a, &sp).unwrap();
+    let streamed = model.merge_to(&b, &MergeParams::default(), &sp).unwrap();
+    assert_eq!(streamed.removal, rep.removal);
+    assert_eq!(streamed.weights_after, rep.weights_after);
+    assert!(streamed.verify_error.unwrap() < 1e-4);
+    let mut names: Vec<_> = std::fs::read_dir(&a).unwrap().map(|f| f.unwrap().file_name()).collect();
+    names.sort();
+    assert!(names.len() > 3, "sharded: {:?}", names);
+    for n in &names {
+        assert_eq!(std::fs::read(a.join(n)).unwrap(), std::fs::read(b.join(n)).unwrap(), "{:?}", n);
+    }
+    let back = Model::load(&b).unwrap();
+    let err = back.merge_to(dir.join("c"), &MergeParams { remove: rep.removal, ..mp }, &sp).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyMerged);
+    assert!(!dir.join("c").exists());
+}
+
 /// A sharded model (manifest "sharded") loads; saved with its shard limit it gives the
 /// same shards and logits, and with the default limit one model.safetensors.
 #[test]
