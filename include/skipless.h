@@ -674,7 +674,7 @@ SKL_API int skl_model_merge_to(const skl_model *model, const char *path, const s
  * than the CPU supports, re-initialises OpenBLAS with the matching core
  * (setting OPENBLAS_CORETYPE around the re-initialisation and unsetting it
  * again); the log callback says what was done.  Setting OPENBLAS_CORETYPE
- * yourself keeps your choice.  Details: docs/api.md, "BLAS". */
+ * yourself keeps your choice.  Details: docs/api.md, "BLAS core check". */
 typedef struct skl_blas_info {
     bool openblas;           /* the BLAS is a dynamically linked OpenBLAS */
     bool user_coretype;      /* OPENBLAS_CORETYPE was set: the user's core */
