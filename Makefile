@@ -198,9 +198,9 @@ bench: deps
 # $(B)/bench/models): the in-memory merge of a 7B-shaped 2-layer model against a dgemm measured
 # in the same run (bench/merge.sh, docs/merge.md).  MERGE_THREADS (2), MERGE_LAYERS (2).
 MERGE_BENCH := $(B)/bench/merge_bench
-$(MERGE_BENCH): bench/merge_bench.c $(STATIC)
+$(MERGE_BENCH): bench/merge_bench.c src/cli/util.c src/cli/util.h $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
+	$(CC) $(CFLAGS_ALL) bench/merge_bench.c src/cli/util.c $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
 
 bench-merge: $(MERGE_BENCH)
 	sh bench/merge.sh $(MERGE_BENCH) $(B)/bench

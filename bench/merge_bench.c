@@ -18,22 +18,13 @@
  * Prints one line per figure, `key value`, for bench/merge.sh and docs/merge.md. */
 #include <skipless.h>
 
+#include "cli/util.h" /* now_s, merge_flops: the CLI's, so both count alike */
+
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* docs/merge.md: flops of a serial-block merge removing one d x d projection per block. */
-static double merge_flops(double d, double e, double f, double L, double V) {
-    return L * (2.0 / 3.0 * d * d * d + 8.0 * d * d * e + 6.0 * f * d * d) + 2.0 * V * d * d;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -140,8 +131,8 @@ int main(int argc, char **argv) {
     qsort(secs, (size_t)repeat, sizeof *secs, cmp_double);
     double dgemm = 0.5 * (rates[2] + rates[3]), t = secs[repeat / 2];
     double e = (double)hp.num_key_value_heads * hp.head_dim;
-    double flops = merge_flops(hp.hidden_size, e, hp.intermediate_size, hp.num_hidden_layers, hp.vocab_size);
-    double flops7b = merge_flops(4096, 1024, 14336, layers_7b, 32000);
+    double flops = merge_flops(hp.hidden_size, e, hp.intermediate_size, hp.vocab_size, hp.num_hidden_layers);
+    double flops7b = merge_flops(4096, 1024, 14336, 32000, layers_7b);
     double rate = flops / t / 1e9;
     printf("model %s\n", path);
     printf("shape d %d e %.0f f %d L %d V %d\n", hp.hidden_size, e, hp.intermediate_size, hp.num_hidden_layers,

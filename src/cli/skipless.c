@@ -124,22 +124,16 @@ static int cmd_plan(int argc, char **argv) {
 }
 
 /* Progress of the streaming merge on stderr: block i of L, the rate by docs/merge.md's
- * formula (per block (2/3) d^3 + 8 d^2 e + 6 f d^2, plus 2 V d^2 for the embedding in
- * block 0; the qp count, an estimate for the other removals), and the time left at that rate. */
+ * formula (merge_flops, util.h), and the time left at that rate. */
 typedef struct merge_meter {
     double t0, d, e, f, V;
     bool tty;
 } merge_meter;
 
-static double merge_flops(const merge_meter *mm, uint64_t blocks) {
-    double per_block = 2.0 / 3.0 * mm->d * mm->d * mm->d + 8.0 * mm->d * mm->d * mm->e + 6.0 * mm->f * mm->d * mm->d;
-    return (double)blocks * per_block + (blocks ? 2.0 * mm->V * mm->d * mm->d : 0.0);
-}
-
 static int merge_progress(uint64_t done, uint64_t total, void *ud) {
     merge_meter *mm = ud;
-    double dt = now_s() - mm->t0, flops = merge_flops(mm, done);
-    double left = dt / flops * (merge_flops(mm, total) - flops);
+    double dt = now_s() - mm->t0, flops = merge_flops(mm->d, mm->e, mm->f, mm->V, (double)done);
+    double left = dt / flops * (merge_flops(mm->d, mm->e, mm->f, mm->V, (double)total) - flops);
     fprintf(stderr, "%sblock %llu of %llu, %.1f GFLOP/s, %.0f s left%s", mm->tty ? "\r" : "",
             (unsigned long long)done, (unsigned long long)total, flops / fmax(dt, 1e-9) / 1e9, left,
             mm->tty && done < total ? "" : "\n");

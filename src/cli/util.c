@@ -146,6 +146,11 @@ double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double merge_flops(double d, double e, double f, double V, double blocks) {
+    double per_block = 2.0 / 3.0 * d * d * d + 8.0 * d * d * e + 6.0 * f * d * d;
+    return blocks * per_block + (blocks > 0 ? 2.0 * V * d * d : 0.0);
+}
+
 void put_real(json_t *o, const char *key, double v) { json_object_set_new(o, key, json_real(v)); }
 void put_int(json_t *o, const char *key, long long v) { json_object_set_new(o, key, json_integer(v)); }
 void put_str(json_t *o, const char *key, const char *v) { json_object_set_new(o, key, json_string(v)); }

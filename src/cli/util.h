@@ -45,6 +45,12 @@ const char *bytes_str(uint64_t b, char buf[BYTES_STR]);
 /* Monotonic clock, seconds. */
 double now_s(void);
 
+/* docs/merge.md's flops of merging `blocks` serial blocks, removing one d x d
+ * projection each: per block (2/3) d^3 + 8 d^2 e + 6 f d^2, plus 2 V d^2 for the
+ * embedding once blocks > 0 (e = KV * head_dim; the qp count, an estimate for
+ * the other removals).  bench/report_7b.py writes the same formula in Python. */
+double merge_flops(double d, double e, double f, double V, double blocks);
+
 /* Set key of object o to a new value. */
 void put_real(json_t *o, const char *key, double v);
 void put_int(json_t *o, const char *key, long long v);
