@@ -14,12 +14,17 @@ the limit alone in its shard) with model.safetensors.index.json, so memory stays
 tensor.  Each file is written under a temporary name and renamed at the end; the free disk
 space is checked first.
 
-Scales keep activations of the order of one through 32 blocks without skips or norms:
-N(0, 1/in) weights, down_proj times 1.7 (silu(g) * u has variance about 0.35), and
-q_proj a random orthogonal matrix (one QR, then per layer a random column permutation and
-signs) plus a 1 % Gaussian perturbation, so that its 2-norm condition number is about 1.02
-(the merge reports the 1-norm estimate, about 2d/pi = 2600 for an orthogonal matrix: 2659 on
-a 1-layer cut), well under the merge's limit (a Gaussian 4096 x 4096 q_proj exceeds it).
+Scales keep activations of the order of one through 32 blocks without skips or norms,
+so that the merge's verification (logits of probe tokens, original against merged) compares
+numbers that carry the whole stack: N(0, 1/in) weights, then each block calibrated on
+--probe-tokens probe tokens (the merge's own count, at positions 0, 1, ...) run through the
+blocks written so far with test/reference.py's float64 attention and FFN on the BF16-rounded
+weights: o_proj scaled so that the attention output has RMS 1, down_proj so that the block
+output has.  q_proj is a random orthogonal matrix (one QR, then per layer a random column
+permutation and signs) plus a 1 % Gaussian perturbation, so that its 2-norm condition number
+is about 1.02 (the merge reports the 1-norm estimate, about 2d/pi = 2600 for an orthogonal
+matrix: 2659 on a 1-layer cut), well under the merge's limit (a Gaussian 4096 x 4096 q_proj
+exceeds it).  The scales are printed (stderr) and written to OUT_DIR/calibration.json.
 """
 import argparse
 import json
@@ -41,6 +46,7 @@ ap.add_argument("--ffn", type=int, default=14336)
 ap.add_argument("--vocab", type=int, default=32000)
 ap.add_argument("--shard-size", type=int, default=5_000_000_000)
 ap.add_argument("--seed", type=int, default=7)
+ap.add_argument("--probe-tokens", type=int, default=32)
 a = ap.parse_args()
 if a.shard_size < 1 or a.hidden % a.heads or a.heads % a.kv_heads:
     sys.exit("make_7b: --shard-size must be >= 1, heads must divide hidden and kv-heads heads")
@@ -49,9 +55,36 @@ d, hd, f, V, L = a.hidden, a.hidden // a.heads, a.ffn, a.vocab, a.layers
 qd, kvd = a.heads * hd, a.kv_heads * hd
 rng = np.random.default_rng(a.seed)
 
-# (name, shape, maker) in the order they are written: embed, blocks, norm, head.
-def gauss(o, i, gain=1.0):
-    return lambda: rng.standard_normal((o, i), dtype=np.float32) * np.float32(gain / np.sqrt(i))
+# The calibration's float64 attention and FFN: the independent reference of the tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test"))
+import reference  # noqa: E402
+
+cfg = {"architectures": ["SkiplessForCausalLM"], "model_type": "skipless",
+       "hidden_size": d, "num_hidden_layers": L, "num_attention_heads": a.heads,
+       "num_key_value_heads": a.kv_heads, "head_dim": hd, "intermediate_size": f, "vocab_size": V,
+       "max_position_embeddings": 32768, "hidden_act": "silu", "block_type": "serial",
+       "ffn_type": "glu", "position_embedding": "rope", "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+       "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+ref_cfg = reference.Config(cfg)
+
+
+def to_bf16(x):
+    """float32 -> bfloat16 bits, round to nearest even (NaN-free input)."""
+    u = x.view(np.uint32)
+    return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype("<u2")
+
+
+def bf16_values(x):
+    """float32 -> the float64 values of its BF16 rounding (what the file will hold)."""
+    return (to_bf16(x).astype(np.uint32) << np.uint32(16)).view(np.float32).astype(np.float64)
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def gauss(o, i):
+    return lambda: rng.standard_normal((o, i), dtype=np.float32) * np.float32(1.0 / np.sqrt(i))
 
 base_q = None
 def q_proj():
@@ -63,16 +96,55 @@ def q_proj():
     w = base_q[:, perm] * signs[None, :]
     return w + rng.standard_normal((d, d), dtype=np.float32) * np.float32(0.01 / np.sqrt(d))
 
-tensors = [("model.embed_tokens.weight", (V, d), gauss(V, d, np.sqrt(d)))]
+# Calibration state: the probe tokens' hidden states [probe, d] after the blocks made so far
+# (float64, from the BF16-rounded weights), the current block's tensors, the scales.
+probe_ids = np.random.default_rng(a.seed + 1).integers(0, V, size=a.probe_tokens)
+cal = {"x": None, "layer": -1, "w": {}, "scales": []}
+PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def embed():
+    e = rng.standard_normal((V, d), dtype=np.float32)  # rows of RMS 1
+    cal["x"] = bf16_values(e[probe_ids])
+    return e
+
+
+def calibrate(l):
+    """Make block l's tensors; scale o_proj and down_proj so that the probe's attention
+    output and block output have RMS 1."""
+    w = dict(zip(PROJ, (q_proj(), gauss(kvd, d)(), gauss(kvd, d)(), gauss(d, qd)(),
+                        gauss(f, d)(), gauss(f, d)(), gauss(d, f)())))
+    lay = reference.Layer()
+    lay.q, lay.k, lay.v = ((bf16_values(w[n]), None) for n in PROJ[:3])
+    lay.gate, lay.up = ((bf16_values(w[n]), None) for n in PROJ[4:6])
+    heads = reference.attention(ref_cfg, lay, cal["x"])  # [probe, H hd], before o_proj
+    s_o = 1.0 / rms(heads @ bf16_values(w["o_proj"]).T)
+    w["o_proj"] *= np.float32(s_o)
+    a_out = heads @ bf16_values(w["o_proj"]).T
+    lay.down = (bf16_values(w["down_proj"]), None)
+    s_down = 1.0 / rms(reference.ffn(ref_cfg.act, lay, a_out))
+    w["down_proj"] *= np.float32(s_down)
+    lay.down = (bf16_values(w["down_proj"]), None)
+    cal["x"] = reference.ffn(ref_cfg.act, lay, a_out)
+    cal["scales"].append({"layer": l, "o_proj": s_o, "down_proj": s_down,
+                          "attention_rms": rms(a_out), "block_rms": rms(cal["x"])})
+    cal["layer"], cal["w"] = l, w
+
+
+def block_tensor(l, proj):
+    def make():
+        if cal["layer"] != l:
+            calibrate(l)
+        return cal["w"].pop(proj)
+    return make
+
+# (name, shape, maker) in the order they are written: embed, blocks, norm, head.
+tensors = [("model.embed_tokens.weight", (V, d), embed)]
 for l in range(L):
     p = f"model.layers.{l}."
-    tensors += [(p + "self_attn.q_proj.weight", (qd, d), q_proj),
-                (p + "self_attn.k_proj.weight", (kvd, d), gauss(kvd, d)),
-                (p + "self_attn.v_proj.weight", (kvd, d), gauss(kvd, d)),
-                (p + "self_attn.o_proj.weight", (d, qd), gauss(d, qd)),
-                (p + "mlp.gate_proj.weight", (f, d), gauss(f, d)),
-                (p + "mlp.up_proj.weight", (f, d), gauss(f, d)),
-                (p + "mlp.down_proj.weight", (d, f), gauss(d, f, 1.7))]
+    shapes = ((qd, d), (kvd, d), (kvd, d), (d, qd), (f, d), (f, d), (d, f))
+    tensors += [(p + ("self_attn." if i < 4 else "mlp.") + n + ".weight", shapes[i], block_tensor(l, n))
+                for i, n in enumerate(PROJ)]
 tensors += [("model.norm.weight", (d,), lambda: np.ones(d, dtype=np.float32)),
             ("lm_head.weight", (V, d), gauss(V, d))]
 
@@ -96,11 +168,6 @@ free = shutil.disk_usage(a.out).free
 need = total + (64 << 20)
 if free < need:
     sys.exit(f"make_7b: {a.out}: {free / 1e9:.1f} GB free, {need / 1e9:.1f} GB needed; free some space first")
-
-def to_bf16(x):
-    """float32 -> bfloat16 bits, round to nearest even (NaN-free input)."""
-    u = x.view(np.uint32)
-    return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype("<u2")
 
 t0 = time.time()
 n = len(shards)
@@ -126,13 +193,9 @@ try:
                 print(f"\rmake_7b: {done / 1e9:6.2f} of {total / 1e9:.2f} GB, {el:5.0f} s, "
                       f"{el / done * (total - done):4.0f} s left", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    cfg = {"architectures": ["SkiplessForCausalLM"], "model_type": "skipless",
-           "hidden_size": d, "num_hidden_layers": L, "num_attention_heads": a.heads,
-           "num_key_value_heads": a.kv_heads, "head_dim": hd, "intermediate_size": f, "vocab_size": V,
-           "max_position_embeddings": 32768, "hidden_act": "silu", "block_type": "serial",
-           "ffn_type": "glu", "position_embedding": "rope", "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
-           "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
-    extra = [("config.json", json.dumps(cfg, indent=2) + "\n")]
+    extra = [("config.json", json.dumps(cfg, indent=2) + "\n"),
+             ("calibration.json", json.dumps({"probe_tokens": probe_ids.tolist(), "blocks": cal["scales"]},
+                                             indent=1) + "\n")]
     if n > 1:
         extra.append(("model.safetensors.index.json",
                       json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"))
@@ -149,5 +212,9 @@ except BaseException:
             os.unlink(tmp)
     raise
 weights = sum(int(np.prod(s)) for _, s, _ in tensors if len(s) == 2)
+sc = cal["scales"]
+print(f"make_7b: calibrated {len(sc)} blocks on {a.probe_tokens} probe tokens: o_proj scales "
+      f"{min(b['o_proj'] for b in sc):.3g}..{max(b['o_proj'] for b in sc):.3g}, down_proj scales "
+      f"{min(b['down_proj'] for b in sc):.3g}..{max(b['down_proj'] for b in sc):.3g}")
 print(f"make_7b: {a.out}: {weights:,} weights in linear layers and embeddings, {total / 1e9:.2f} GB in "
       f"{n} shard(s), {time.time() - t0:.0f} s")

@@ -547,7 +547,9 @@ typedef struct skl_merge_report {
     uint64_t weights_after;
     double max_condition;
     double max_residual;
-    double verify_error;         /* max |merged - original| / max |original| over probe logits; -1: not run */
+    double verify_error;         /* max |merged - original| / max |original| over probe logits; -1: not run;
+                                    +inf: a merged logit is not finite; NaN (since 1.1): inconclusive, the
+                                    original's own probe logits are all zero or not all finite */
     int32_t n_probe_tokens;
     double seconds;
 } skl_merge_report;

@@ -684,13 +684,23 @@ static int verify(const skl_model *a, const skl_model *b, int32_t n, uint64_t se
     int rc = probe_logits(a, tok, n, threads, &la);
     if (!rc) rc = probe_logits(b, tok, n, threads, &lb);
     if (!rc) {
-        size_t cnt = (size_t)n * (size_t)a->hp.vocab_size;
+        /* fmax ignores a NaN operand: non-finite logits are counted apart */
+        size_t cnt = (size_t)n * (size_t)a->hp.vocab_size, bad_a = 0, bad_b = 0;
         double md = 0.0, mx = 0.0;
         for (size_t i = 0; i < cnt; i++) {
+            bad_a += !isfinite(la[i]);
+            bad_b += !isfinite(lb[i]);
             md = fmax(md, fabs((double)la[i] - lb[i]));
             mx = fmax(mx, fabs((double)la[i]));
         }
-        *err = md / fmax(mx, 1e-300);
+        if (bad_a || mx == 0.0) { /* the probe carries nothing through the original model */
+            *err = NAN;
+            skl_log(SKL_LOG_WARN, "merge: verification inconclusive: %zu of the original's %zu probe logits are "
+                    "not finite and the largest finite one is %g (its activations overflow or vanish on the probe)",
+                    bad_a, cnt, mx);
+        } else {
+            *err = bad_b ? INFINITY : md / mx;
+        }
     }
     free(tok);
     free(la);

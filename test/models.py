@@ -637,6 +637,20 @@ def build_bad_sharded(outdir, config, entries):
     return bad
 
 
+def build_degenerate(outdir):
+    """Valid models whose activations vanish (a zero embedding) or overflow float32 (an embedding
+    of 1e30): the original's own logits are all zero or not finite, so the merge's verification
+    can show nothing and must say it is inconclusive."""
+    entries = []
+    for name, factor in (("vanishing", 0.0), ("overflowing", 1e30)):
+        config, tensors = base_model()
+        tensors["model.embed_tokens.weight"] = tensors["model.embed_tokens.weight"] * factor
+        rel = f"degenerate/{name}"
+        write_model(outdir, rel, "dir", config, tensors, "F32")
+        entries.append({"name": name, "path": rel})
+    return entries
+
+
 # ---------------------------------------------------------------------------
 
 # main's command-line handling has the shape of tokenizers.py's main, by design:
@@ -649,7 +663,7 @@ def main(argv):
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
                 "sharded": [build_valid(outdir, s) for s in SHARDED],
-                "bad": build_bad(outdir)}
+                "bad": build_bad(outdir), "degenerate": build_degenerate(outdir)}
     write_json(os.path.join(outdir, "manifest.json"), manifest)
     return 0
 

@@ -208,6 +208,8 @@ error - '' "merge --max-shard-size missing"          merge "$ANY" "$TMP/m_out" -
 0     out '^saved'                                   "merge --in-memory --max-shard-size 20KB" merge "$ANY_DIR" "$TMP/m_s9" --in-memory --max-shard-size 20KB
 0     err '^block 1 of [0-9]+, [0-9.]+ GFLOP/s, [0-9]+ s left' "merge: progress on stderr"     merge "$ANY_DIR" "$TMP/m_s10"
 0     out '^merge plan'                              "plan"                                  plan "$ANY_DIR/config.json"
+0     out '^verification: inconclusive'              "merge --verify of a vanishing model"   merge "$MD/degenerate/vanishing" "$TMP/m_v1" --verify
+0     out '^verification: inconclusive'              "merge --verify of an overflowing model" merge "$MD/degenerate/overflowing" "$TMP/m_v2" --verify
 EOF
 
 # merge --dtype: the changed weights are stored as asked (the others keep the

@@ -6,6 +6,7 @@
  * exact status code. */
 #include "tests.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -787,6 +788,26 @@ START_TEST(test_merge_to_cancel) {
 }
 END_TEST
 
+/* Models whose activations vanish or overflow (manifest "degenerate"): the
+ * original's probe logits are all zero or not finite, so verification can
+ * show no difference; the report says NaN (inconclusive), never 0. */
+START_TEST(test_verify_inconclusive) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "degenerate", _i);
+    skl_model *m = test_load(e), *mm = NULL;
+    skl_merge_params mp;
+    skl_merge_params_init(&mp, sizeof mp);
+    mp.remove = SKL_REMOVE_QP;
+    skl_merge_report *rep = NULL;
+    ck_assert_int_eq(skl_model_merge(m, &mp, &mm, &rep), SKL_OK);
+    ck_assert_msg(isnan(rep->verify_error), "%s: verify error %g, want NaN", test_str(e, "name"), rep->verify_error);
+    skl_merge_report_free(rep);
+    skl_model_free(mm);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 Suite *merge_suite(void) {
     /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
@@ -798,6 +819,7 @@ Suite *merge_suite(void) {
         {"merge", test_cancel, 0, 0},
         {"merge", test_singular_and_ill_conditioned, 0, 0},
         {"merge", test_plan_paper_table, 0, 0},
+        {"merge", test_verify_inconclusive, 2, 0}, /* manifest "degenerate": vanishing, overflowing */
         {"save", test_save_sharded_round_trip, TEST_EACH_SHARDED, 0},
         {"save", test_save_params, 0, 0},
         {"save", test_save_failure_leaves_output, 0, 0},

@@ -214,7 +214,11 @@ static int cmd_merge(int argc, char **argv) {
            (double)rep->weights_before / (double)rep->weights_after);
     printf("max condition number %.4g, max solve residual %.3g, merge time %.3f s\n", rep->max_condition,
            rep->max_residual, rep->seconds);
-    if (rep->verify_error >= 0)
+    if (isnan(rep->verify_error))
+        printf("verification: inconclusive over %d probe tokens: the original model's own probe logits are all "
+               "zero or not finite (its activations vanish or overflow), so they cannot show a difference\n",
+               rep->n_probe_tokens);
+    else if (rep->verify_error >= 0)
         printf("verification: max relative logit difference %.3g over %d probe tokens\n", rep->verify_error,
                rep->n_probe_tokens);
     printf("saved %s\n", outp);

@@ -170,7 +170,8 @@ class MergeReport:
     weights_after: int
     max_condition: float
     max_residual: float
-    verify_error: object  # float, or None when verification did not run
+    # float (NaN: inconclusive, the source's own probe logits all zero or not finite), None: not run
+    verify_error: object
     n_probe_tokens: int
     seconds: float
     model: "Model" = dataclasses.field(repr=False, compare=False, default=None)
