@@ -206,6 +206,8 @@ if [ "$PLAYERS" -gt 0 ]; then
     make_7b "$PCUT" "$PLAYERS"
     OPENBLAS_NUM_THREADS=$THREADS "$BIN" merge "$PCUT" "$DIR/merged-L$PLAYERS" --remove qp --dtype bf16 \
         --max-shard-size "$SHARD" 2>/dev/null >"$RUNS/merge-pair.txt"
+    evict "$PCUT" # both written just now, into 4 KiB folios: the load reads them again into 2 MiB ones
+    evict "$DIR/merged-L$PLAYERS"
     echo "bench-7b: $PLAYERS-block original and merged, decoded in alternation"
     r=1
     "$BIN" bench "$PCUT" --compare "$DIR/merged-L$PLAYERS" --threads "$THREADS" --repeat "$PREPEAT" \

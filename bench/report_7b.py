@@ -14,10 +14,11 @@ are bench/report.py's (summarise: medians over every repeat of every round), and
   bound                     bytes per token original / merged (skl_model_decode_bytes)
   speedup, one per process  the median over rounds of merged / original tokens/s (the two runs of a
                             round one after the other: the machine's bandwidth moves between them)
-  speedup through S-F32     per round, the merged model's tokens/s over S-F32's in the same repeats
-                            (median over the repeats), over the same for the original; the median
-                            over rounds.  S-F32 steps in alternation with the 7B model, so what the
-                            machine's bandwidth does to one it does to the other
+  speedup through S-F32     the median over every repeat of every round of the merged model's
+                            tokens/s over S-F32's in the same repeat, over the same for the original
+                            (S-F32 steps in alternation with the 7B model, so what the machine's
+                            bandwidth does to one it does to the other), with a 90 % bootstrap
+                            interval (repeats resampled, seeded); per round beside it
   speedup, cut together     the p-block original and merged models decoded in alternation in one
                             process: the median of the per-repeat ratios (bench.c's speedup)
   BF16 / S-F32 GB/s         per repeat, the 7B model's decode GB/s over S-F32's in the same
@@ -31,7 +32,7 @@ second of S-F32 decode.  Prints the table and the targets, writes RUNS_DIR/summa
 RUNS_DIR/table.md, draws PLOT (bench/plot.gp) when given and, with DOC, rewrites its section
 between <!-- bench:7b:begin --> and <!-- bench:7b:end -->.
 """
-import glob, json, math, os, re, statistics, subprocess, sys
+import glob, json, math, os, random, re, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report import fmt_table, md_table, parse_args, read_text, replace_section, summarise  # noqa: E402
@@ -122,9 +123,18 @@ def main():
     direct = [merged["by_round"][k]["decode_tokens_per_s"] / orig["by_round"][k]["decode_tokens_per_s"]
               for k in rounds]
     through = [statistics.median(side[names[1]][k][0]) / statistics.median(side[names[0]][k][0]) for k in rounds]
+    # pooled: every repeat of every round (the rounds of the two models are minutes apart anyway), with a
+    # 90 % bootstrap interval (the repeats of each model resampled; seeded)
+    pool = [[x for k in rounds for x in side[n][k][0]] for n in names]
+    pooled = statistics.median(pool[1]) / statistics.median(pool[0])
+    rng = random.Random(13)
+    boot = sorted(statistics.median(rng.choices(pool[1], k=len(pool[1]))) /
+                  statistics.median(rng.choices(pool[0], k=len(pool[0]))) for _ in range(2000))
+    ci = (boot[int(0.05 * len(boot))], boot[int(0.95 * len(boot)) - 1])
     gbs = {n: statistics.median([x for k in side[n] for x in side[n][k][1]]) for n in names}
     sp = {"bound": bound, "direct": statistics.median(direct), "direct_rounds": direct,
-          "through_s": statistics.median(through), "through_s_rounds": through}
+          "through_s": pooled, "through_s_interval_90": ci, "through_s_rounds": through,
+          "through_s_repeats": {n: pool[i] for i, n in enumerate(names)}}
     pair = None
     pf = sorted(glob.glob(os.path.join(out, "pair-*.json")))
     if pf:
@@ -133,7 +143,8 @@ def main():
         pair = {"layers": pj["models"][0]["num_hidden_layers"], "speedup": pj["speedup"],
                 "bound": pj["speedup_bound"], "runs": pj["speedup_runs"],
                 "at_equal_ceiling": pj["speedup_at_equal_ceiling"],
-                "tokens_per_s": [pj["models"][0]["decode_tokens_per_s"], pj["models"][1]["decode_tokens_per_s"]]}
+                "tokens_per_s": [pj["models"][0]["decode_tokens_per_s"], pj["models"][1]["decode_tokens_per_s"]],
+                "models": pj["models"]}
     cut = {}
     for dt in ("bf16", "f32"):
         pth = os.path.join(out, "verify-cut-%s.txt" % dt)
@@ -157,7 +168,9 @@ def main():
           "%.3f" % merged["decode_tokens_per_s"], "", PAPER["speedup"]],
          ["speedup, one 7B model per process, median of %d rounds" % len(rounds), "", "",
           of_bound(sp["direct"], bound), ""],
-         ["speedup through S-F32 (steps alternating with each 7B model)", "", "", of_bound(sp["through_s"], bound), ""]]
+         ["speedup through S-F32 (steps alternating with each 7B model; all %d + %d repeats)" % (
+             len(pool[0]), len(pool[1])), "", "",
+          of_bound(pooled, bound) + ", 90 %% interval %.3f-%.3f" % (ci[0] / bound, ci[1] / bound), ""]]
     if pair:
         t.append(["speedup, %d-block cuts in memory together, steps alternating (%d repeats)" % (
             pair["layers"], len(pair["runs"])), "%.3f" % pair["tokens_per_s"][0], "%.3f" % pair["tokens_per_s"][1],
@@ -185,7 +198,8 @@ def main():
         tm.append(["cut of the first blocks, --dtype %s --verify" % dt, "", "", "", "", "", "", "", "", "",
                    fnum(c["verify_error"], "%.3g")])
     checks = [("merged speedup through S-F32 >= %.2f of its bound" % TARGET_SPEEDUP,
-               sp["through_s"] / bound >= TARGET_SPEEDUP, of_bound(sp["through_s"], bound))]
+               sp["through_s"] / bound >= TARGET_SPEEDUP,
+               of_bound(sp["through_s"], bound) + "; 90 %% interval %.3f-%.3f of it" % (ci[0] / bound, ci[1] / bound))]
     if pair:
         checks.append(("merged speedup, %d-block cuts together, >= %.2f of its bound" % (pair["layers"], TARGET_SPEEDUP),
                        pair["speedup"] / pair["bound"] >= TARGET_SPEEDUP, of_bound(pair["speedup"], pair["bound"])))
@@ -201,8 +215,10 @@ def main():
     tables = ((h, t), (hm, tm), (["target", "measured", ""], tc))
     for hh, tt in tables:
         print(fmt_table(hh, tt) + "\n")
-    rounds_line = ("Per round, speedup one model per process: %s; through S-F32: %s." % (
-        ", ".join("%.3f" % x for x in direct), ", ".join("%.3f" % x for x in through)) +
+    rounds_line = ("Per round, speedup one model per process: %s; through S-F32: %s. Per repeat, tokens/s over "
+                   "S-F32's, original: %s; merged: %s." % (
+        ", ".join("%.3f" % x for x in direct), ", ".join("%.3f" % x for x in through),
+        ", ".join("%.4f" % x for x in pool[0]), ", ".join("%.4f" % x for x in pool[1])) +
         (" Cuts together, per repeat: %s." % ", ".join("%.3f" % x for x in pair["runs"]) if pair else ""))
     print(rounds_line + "\n")
     md = "\n\n".join(md_table(hh, tt) for hh, tt in tables) + "\n\n" + rounds_line
@@ -213,17 +229,30 @@ def main():
                    "merge_speedup": sp, "pair": pair, "gb_per_s_over_s_f32": gbs, "merge": mg, "verify_cut": cut,
                    "targets": [{"target": c[0], "met": c[1], "measured": c[2]} for c in checks]}, f, indent=2)
     if plot:
+        # the models that shared their seconds: the cuts decoded in alternation when there are any (the two
+        # 7B models' runs are minutes apart, on a bandwidth that moves by a third), else the 7B models
         dat = os.path.join(out, "plot.dat")
+        if pair:
+            pm = pair["models"]
+            bars = [("%d-block original" % pair["layers"], pm[0]), ("%d-block merged (no q, o)" % pair["layers"], pm[1])]
+            bars = [(lbl, m["decode_tokens_per_s"], m["ceiling_gb_per_s"] * 1e9 / m["bytes_per_token"],
+                     m["decode_ceiling_ratio"]) for lbl, m in bars]
+            title = ("%d-block cuts of the 7B shape, BF16, decoded in alternation, %d threads, %s: speedup %.3fx, "
+                     "bound %.3fx" % (pair["layers"], orig["threads"], read_text(os.path.join(out, "cpu")),
+                                      pair["speedup"], pair["bound"]))
+        else:
+            bars = [("%s %s" % (r["name"].split("-")[0].replace("_", " "), label), r["decode_tokens_per_s"],
+                     r["decode_bound_tokens_per_s"], r["decode_ceiling_ratio"])
+                    for r, label in ((orig, "original"), (merged, "merged (no q, o)"))]
+            title = ("7B-shaped BF16 decode%s, %d threads, %s: speedup %.3fx through S-F32, bound %.3fx" % (
+                scaled, orig["threads"], read_text(os.path.join(out, "cpu")), sp["through_s"], bound))
+        title = title.replace("_", " ")
         with open(dat, "w") as f:  # bench/plot.gp's columns
-            for r, label in ((orig, "original"), (merged, "merged (no q, o)")):
-                f.write('"%s %s" %.4f %.4f %.4f\n' % (r["name"].split("-")[0].replace("_", " "), label,
-                                                     r["decode_tokens_per_s"], r["decode_bound_tokens_per_s"],
-                                                     r["decode_ceiling_ratio"]))
-        title = ("7B-shaped BF16 decode%s, %d threads, %s: speedup %.3fx through S-F32, bound %.3fx" % (
-            scaled, orig["threads"], read_text(os.path.join(out, "cpu")), sp["through_s"], bound)).replace("_", " ")
+            for lbl, tps, btps, ratio in bars:
+                f.write('"%s" %.4f %.4f %.4f\n' % (lbl, tps, btps, ratio))
         gp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plot.gp")
         subprocess.run(["gnuplot", "-e", "datafile='%s'; outfile='%s'; plottitle='%s'; n=2; ymax=%g" % (
-            dat, plot, title, 1.3 * max(orig["decode_bound_tokens_per_s"], merged["decode_bound_tokens_per_s"])), gp],
+            dat, plot, title, 1.3 * max(b[2] for b in bars)), gp],
                        check=True)
         print("plot: %s" % plot)
     print("summary: %s, %s" % (os.path.join(out, "summary.json"), os.path.join(out, "table.md")))
