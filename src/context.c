@@ -99,6 +99,15 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     if (p.n_batch < 1 || p.n_batch > 65536)
         return skl_fail(SKL_ERR_INVALID_ARG, "skl_context_create: n_batch %d out of range [1, 65536]", p.n_batch);
     if (p.n_batch > p.n_ctx) p.n_batch = p.n_ctx;
+    for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);)
+        if (it.l->w.data && skl_dtype_quantized(it.l->w.dtype)) {
+            char name[96];
+            skl_linear_module(it.layer, it.lin, name, sizeof name);
+            return skl_fail(SKL_ERR_UNSUPPORTED,
+                            "skl_context_create: %s: %s is %s, and this build has no kernels for quantized weights yet "
+                            "(they load, save, merge and quantize, but do not evaluate)",
+                            m->path ? m->path : "model", name, skl_dtype_str(it.l->w.dtype));
+        }
 
     skl_context *c = calloc(1, sizeof *c);
     if (!c) return skl_fail(SKL_ERR_NOMEM, "skl_context_create: out of memory");

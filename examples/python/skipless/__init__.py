@@ -36,7 +36,7 @@ ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
 BLOCK_TYPES = ("serial", "parallel")
 STOP_REASONS = ("max_tokens", "stop_token", "callback", "context_full", "error")
 SAVE_FORMATS = {"auto": 0, "dir": 1, "file": 2}
-DTYPES = ("f32", "f16", "bf16", "same")  # skl_dtype; "same" only for merge()
+DTYPES = ("f32", "f16", "bf16", "same", "q8_0", "q4_0")  # skl_dtype; "same" only for merge()
 
 
 def _check(rc):
@@ -412,7 +412,8 @@ class Model(_Owned):
     @property
     def weight_dtype(self):
         """Storage dtype of the linear layers and lm_head (skl_model_weight_dtype):
-        "F32", "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype)."""
+        "F32", "F16", "BF16", "Q8_0", "Q4_0", or "mixed" (a merge stored its new tensors
+        in another dtype, or some layers were left unquantized)."""
         return _ffi.lib().skl_model_weight_dtype(self._h()).decode()
 
     def merge(self, remove="auto", verify=True, n_probe_tokens=None, max_condition=None,

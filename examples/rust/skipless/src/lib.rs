@@ -364,20 +364,27 @@ impl Removal {
 
 /// Storage of the tensors a merge changes (`skl_dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
 pub enum Dtype {
     F32,
     F16,
     Bf16,
     /// Each like the tensor it replaces (a new bias like the embedding).
     Same,
+    /// Since 1.2: every linear weight quantized to 8 bits in groups of 32 (llama.cpp's Q8_0).
+    Q8_0,
+    /// Since 1.2: every linear weight quantized to 4 bits in groups of 32 (llama.cpp's Q4_0).
+    Q4_0,
 }
 
 impl Dtype {
-    const ALL: [(Dtype, sys::skl_dtype, &'static str); 4] = [
+    const ALL: [(Dtype, sys::skl_dtype, &'static str); 6] = [
         (Dtype::F32, sys::SKL_DTYPE_F32, "f32"),
         (Dtype::F16, sys::SKL_DTYPE_F16, "f16"),
         (Dtype::Bf16, sys::SKL_DTYPE_BF16, "bf16"),
         (Dtype::Same, sys::SKL_DTYPE_SAME, "same"),
+        (Dtype::Q8_0, sys::SKL_DTYPE_Q8_0, "q8_0"),
+        (Dtype::Q4_0, sys::SKL_DTYPE_Q4_0, "q4_0"),
     ];
     fn to_c(self) -> sys::skl_dtype {
         Dtype::ALL.iter().find(|e| e.0 == self).map(|e| e.1).unwrap_or(sys::SKL_DTYPE_F32)
@@ -386,13 +393,13 @@ impl Dtype {
     pub fn from_c(d: sys::skl_dtype) -> Option<Dtype> {
         Dtype::ALL.iter().find(|e| e.1 == d).map(|e| e.0)
     }
-    /// "f32", "f16", "bf16" or "same" (the CLI's `--dtype` names).
+    /// "f32", "f16", "bf16", "same", "q8_0" or "q4_0" (the CLI's `--dtype` names).
     pub fn name(self) -> &'static str {
         Dtype::ALL.iter().find(|e| e.0 == self).map(|e| e.2).unwrap_or("f32")
     }
     pub fn parse(name: &str) -> Result<Dtype> {
         Dtype::ALL.iter().find(|e| e.2 == name).map(|e| e.0).ok_or_else(|| {
-            invalid(format!("merge dtype \"{}\" is not one of f32, f16, bf16, same", name))
+            invalid(format!("merge dtype \"{}\" is not one of f32, f16, bf16, same, q8_0, q4_0", name))
         })
     }
 }
@@ -638,7 +645,8 @@ impl Model {
     }
 
     /// Storage dtype of the linear layers and lm_head (`skl_model_weight_dtype`): "F32",
-    /// "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype).
+    /// "F16", "BF16", "Q8_0", "Q4_0", or "mixed" (a merge stored its new tensors in another
+    /// dtype, or some layers were left unquantized).
     pub fn weight_dtype(&self) -> String {
         unsafe { text(sys::skl_model_weight_dtype(self.as_ptr())) }
     }
