@@ -168,6 +168,9 @@ static int parse_weights(const json_t *w, const char *what, const char *gname, c
         return skl_fail(SKL_ERR_QUANT_GROUP,
                         "%s: quantization_config.%sstrategy is \"%s\"; only \"group\" with group_size %d is supported", what,
                         p, strategy, SKL_DT_QGROUP);
+    if (!gs || json_is_null(gs))
+        return skl_fail(SKL_ERR_QUANT_GROUP, "%s: quantization_config.%sgroup_size is missing, expected %d", what, p,
+                        SKL_DT_QGROUP);
     if (g != SKL_DT_QGROUP)
         return skl_fail(SKL_ERR_QUANT_GROUP, "%s: quantization_config.%sgroup_size is %lld, expected %d", what, p,
                         (long long)g, SKL_DT_QGROUP);

@@ -536,6 +536,10 @@ fn bad_models_give_the_exact_error() {
             ("SKL_ERR_SHARD_MISMATCH", skipless::sys::SKL_ERR_SHARD_MISMATCH),
             ("SKL_ERR_SHARD_DUPLICATE", skipless::sys::SKL_ERR_SHARD_DUPLICATE),
             ("SKL_ERR_SHARD_UNINDEXED", skipless::sys::SKL_ERR_SHARD_UNINDEXED),
+            ("SKL_ERR_QUANT_CONFIG", skipless::sys::SKL_ERR_QUANT_CONFIG),
+            ("SKL_ERR_QUANT_GROUP", skipless::sys::SKL_ERR_QUANT_GROUP),
+            ("SKL_ERR_QUANT_WEIGHT", skipless::sys::SKL_ERR_QUANT_WEIGHT),
+            ("SKL_ERR_QUANT_SCALE", skipless::sys::SKL_ERR_QUANT_SCALE),
         ];
         kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
     };
