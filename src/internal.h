@@ -17,6 +17,7 @@
  *   model      model.c       load, free, clone, the linear-layer iterator      model.h
  *              model_info.c  hparams, weight counts, decode bytes, dtype
  *   compute    kernels.c     GEMV / softmax / widening kernels (uses dtype.c)  kernels.h
+ *              qkernels.c    quantized (Q8_0, Q4_0) GEMV and widening          qkernels.h
  *              pool.c        thread pool                                       pool.h
  *              context.c     contexts: KV cache, scratch, skl_eval batching    context.h
  *              forward.c     one forward pass: prefill and decode              context.h
@@ -40,6 +41,7 @@
 #include "checkpoint.h"
 #include "model.h"
 #include "kernels.h"
+#include "qkernels.h"
 #include "pool.h"
 #include "save.h"
 
