@@ -55,8 +55,10 @@ const char *skl_qkernels_name(int i);    /* NULL if i is out of range */
 int skl_qkernels_supported(int i);       /* 1 if this CPU runs implementation i */
 /* Bits of the activations implementation i multiplies the weights with: 32
  * (x as fp32, the exact semantics above up to fp32 rounding) or 8 (x rounded
- * to int8 per group of 32 with an fp32 scale, amax / 127, as llama.cpp's
- * Q8_0 activations). */
+ * to int8 per group of 32 with an fp32 scale, as llama.cpp's Q8_0
+ * activations: d = amax / 127 and xq = x * (127 / amax) rounded to the
+ * nearest integer, ties to even, all in fp32; d = 0, xq = 0 for a group of
+ * zeros; each group's integer dot product is exact). */
 int skl_qkernels_xbits(int i);
 /* Use implementation i from now on (tests, benchmarks); i < 0: back to the
  * default of the active variant.  Returns -1 (nothing changed) if i is
