@@ -144,6 +144,19 @@ static void dequant_generic(int qt, const void *q, const uint16_t *scale, int32_
 #define ALWAYS inline __attribute__((always_inline))
 
 enum { QR_MAX = 8 }; /* most rows per pass */
+/* Rows per pass (weight streams read in lockstep). */
+#ifndef Q4_ROWS512
+#define Q4_ROWS512 4
+#endif
+#ifndef Q8_ROWS512
+#define Q8_ROWS512 4
+#endif
+#ifndef Q4_ROWS256
+#define Q4_ROWS256 4
+#endif
+#ifndef Q8_ROWS256
+#define Q8_ROWS256 4
+#endif
 
 /* Software prefetch distances (bytes ahead in each row's stream), as kernels.c's:
  * AVX-512 512 B into L1 and 2 KiB into L2, AVX2 1 KiB into L1. */
@@ -168,30 +181,66 @@ static void prefetch_rows(const char *w, size_t rowb, int n, size_t pf, size_t p
         for (int i = 0; i < n; i++) _mm_prefetch(w + (size_t)i * rowb + off, _MM_HINT_T1);
 }
 
-/* Rows [r0, r1) in passes of R rows (one weight stream each, sharing the
- * loads of x), then one at a time; PASS(q, scale, cols, qx, y, r, n) computes
- * rows r .. r + n - 1, each in the same order whatever n. */
-#define QGEMV_FN(NAME, TARGET, PASS, R, QT, PF, PF2)                                                             \
-    TARGET static void NAME(const void *q, const uint16_t *scale, int32_t cols, const void *qx, float *y,        \
-                            int32_t r0, int32_t r1) {                                                            \
-        size_t rowb = qrow_bytes(QT, cols);                                                                      \
-        int32_t r = r0;                                                                                          \
-        prefetch_rows((const char *)q + (size_t)r0 * rowb, rowb, r1 - r0 < R ? r1 - r0 : R, PF, PF2);          \
-        for (; r + R <= r1; r += R) PASS(q, scale, cols, qx, y, r, R);                                           \
-        for (; r < r1; r++) PASS(q, scale, cols, qx, y, r, 1);                                                   \
+/* A pass over rows r .. r + n - 1: w (row r's q bytes; rowb a row; next =
+ * n rowb, the same row of the next pass), sc (row r's scales, G a row), and
+ * the prepared x. */
+typedef struct qpass {
+    int32_t G;
+    size_t rowb, next;
+    const char *w;
+    const uint16_t *sc;
+    const int8_t *xq;
+    const int32_t *corr;
+    const float *d, *xf;
+} qpass;
+
+static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int32_t cols, const void *qx, int32_t r,
+                               int n) {
+    qpass p;
+    p.G = cols / QG;
+    p.rowb = qrow_bytes(qt, cols);
+    p.next = (size_t)n * p.rowb;
+    p.w = (const char *)q + (size_t)r * p.rowb;
+    p.sc = scale + (size_t)r * (size_t)p.G;
+    p.xq = qx;
+    p.corr = (const int32_t *)((const char *)qx + QX_CORR(cols));
+    p.d = (const float *)((const char *)qx + QX_D(cols));
+    p.xf = qx;
+    return p;
+}
+
+/* A kernel from its superblock function NAME_sb(p, acc, g0, ng, n), which adds
+ * groups g0 .. g0 + ng - 1 of the pass's n rows to acc[n] (called with ng =
+ * SBG, a constant, for every whole superblock, then once for the rest):
+ * NAME_pass computes rows r .. r + n - 1, gemv_NAME the rows [r0, r1) in passes of
+ * R rows (one weight stream each, sharing the loads of x) and then one at a
+ * time.  A row's order of summation is the same whatever n. */
+#define QGEMV_FN(NAME, TARGET, QT, VEC, ZERO, HSUM, SBG, R, PF, PF2)                                              \
+    TARGET static ALWAYS void NAME##_pass(const void *q, const uint16_t *scale, int32_t cols, const void *qx,     \
+                                          float *y, int32_t r, const int n) {                                     \
+        qpass p = pass_start(QT, q, scale, cols, qx, r, n);                                                       \
+        VEC acc[QR_MAX];                                                                                          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = ZERO;                                        \
+        int32_t g0 = 0;                                                                                           \
+        for (; g0 + SBG <= p.G; g0 += SBG) NAME##_sb(&p, acc, g0, SBG, n);                                        \
+        if (g0 < p.G) NAME##_sb(&p, acc, g0, p.G - g0, n);                                                        \
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = HSUM(acc[i]);                              \
+    }                                                                                                             \
+    TARGET static void gemv_##NAME(const void *q, const uint16_t *scale, int32_t cols, const void *qx, float *y,  \
+                                   int32_t r0, int32_t r1) {                                                      \
+        size_t rowb = qrow_bytes(QT, cols);                                                                       \
+        int32_t r = r0;                                                                                           \
+        prefetch_rows((const char *)q + (size_t)r0 * rowb, rowb, r1 - r0 < R ? r1 - r0 : R, PF, PF2);           \
+        for (; r + R <= r1; r += R) NAME##_pass(q, scale, cols, qx, y, r, R);                                     \
+        for (; r < r1; r++) NAME##_pass(q, scale, cols, qx, y, r, 1);                                             \
     }
 
-/* Pointers of a pass over rows r .. r + n - 1: w (the first row's q bytes,
- * rowb each), sc (its scales, G each). */
-#define PASS_START(QT)                                                                                           \
-    int32_t G = cols / QG;                                                                                       \
-    size_t rowb = qrow_bytes(QT, cols), next = (size_t)n * rowb;                                                 \
-    const char *w = (const char *)q + (size_t)r * rowb;                                                          \
-    const uint16_t *sc = scale + (size_t)r * G;                                                                  \
-    const int8_t *xq = (const int8_t *)qx;                                                                       \
-    const int32_t *corr = (const int32_t *)((const char *)qx + QX_CORR(cols));                                   \
-    const float *d = (const float *)((const char *)qx + QX_D(cols));                                             \
-    (void)xq, (void)corr, (void)d
+/* Prefetches of a step at byte off of every row of the pass: L1 (and L2 when PF2). */
+#define PF_ROWS(p, off, n, PF, PF2)                                                                              \
+    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                        \
+        PF_AHEAD((p)->w + (size_t)i * (p)->rowb, off, PF, (p)->rowb, (p)->next, _MM_HINT_T0);                    \
+        if (PF2) PF_AHEAD((p)->w + (size_t)i * (p)->rowb, off, PF2, (p)->rowb, (p)->next, _MM_HINT_T1);         \
+    }
 
 /* --- AVX-512: superblocks of 16 groups, whose 16 scales are one vcvtph2ps.
  * Integer lanes: a dot-product instruction sums 4 byte products per int32
@@ -209,76 +258,60 @@ static void prefetch_rows(const char *w, size_t rowb, int n, size_t pf, size_t p
  * (vpmaddubsw would saturate on w + 128; |w| <= 128 keeps a pair <= 32512). */
 #define Q8DOT_VNNI(cv, v, xv) _mm512_dpbusd_epi32(cv, _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)), xv)
 #define Q8DOT_BW(cv, v, xv)                                                                                      \
-    ((void)(cv), _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(v),                                                   \
-                                           _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv)), \
-                      _mm512_set1_epi16(1)))
+    ((void)(cv), _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(v), _mm512_mask_sub_epi8(                \
+                                                            xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv)), \
+                                   _mm512_set1_epi16(1)))
 
-/* The 16 scales of superblock g0 of each of the pass's rows (times d when D),
- * zero past G; and the next pass's, prefetched. */
-#define SCALES512(s, D)                                                                                          \
-    int32_t ng = G - g0 < 16 ? G - g0 : 16;                                                                      \
-    __mmask16 ms = (__mmask16)(ng == 16 ? 0xffff : (1u << ng) - 1);                                              \
+/* s[n]: the scales of groups g0 .. g0 + ng - 1 (ng <= 16) of the pass's rows,
+ * times d when D, zero past ng; the next pass's are prefetched. */
+#define SCALES512(p, s, g0, ng, n, D)                                                                            \
     __m512 s[QR_MAX];                                                                                            \
     _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                        \
-        s[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(ms, sc + (size_t)i * G + g0));                          \
-        if (D) s[i] = _mm512_mul_ps(s[i], _mm512_loadu_ps(d + g0));                                               \
-        _mm_prefetch((const char *)(sc + (size_t)(n + i) * G + g0), _MM_HINT_T0);                                \
+        const uint16_t *si = (p)->sc + (size_t)i * (p)->G + (g0);                                                \
+        __mmask16 ms = (__mmask16)((ng) == 16 ? 0xffff : (1u << (ng)) - 1);                                      \
+        s[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(ms, si));                                                \
+        if (D) s[i] = _mm512_mul_ps(s[i], _mm512_loadu_ps((p)->d + (g0)));                                        \
+        _mm_prefetch((const char *)(si + (p)->next / (p)->rowb * (size_t)(p)->G), _MM_HINT_T0);                  \
     }
 
 #define INT8_512(SFX, TARGET, Q4DOT, Q8DOT)                                                                       \
-    TARGET static ALWAYS void q4_pass_##SFX(const void *q, const uint16_t *scale, int32_t cols, const void *qx,  \
-                                            float *y, int32_t r, const int n) {                                  \
-        PASS_START(SKL_QT_Q4_0);                                                                                 \
+    TARGET static ALWAYS void q4_##SFX##_sb(const qpass *p, __m512 *acc, int32_t g0, int32_t ng, const int n) {   \
         const __m512i m4 = _mm512_set1_epi8(0x0f);                                                               \
         const __m512i lane_g = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);                 \
-        __m512 acc[QR_MAX];                                                                                      \
-        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm512_setzero_ps();                        \
-        for (int32_t g0 = 0; g0 < G; g0 += 16) {                                                                 \
-            SCALES512(s, 1)                                                                                      \
-            for (int32_t b = 0; 4 * b < ng; b++) { /* 4 groups, 64 bytes a row */                               \
-                size_t off = (size_t)(g0 + 4 * b) * 16, blk = (size_t)g0 / 4 + (size_t)b;                        \
-                __mmask64 mw = ng - 4 * b >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << (16 * (ng - 4 * b))) - 1;      \
-                __m512i xe = _mm512_load_si512(xq + blk * 128), xo = _mm512_load_si512(xq + blk * 128 + 64);     \
-                __m512i cv = _mm512_load_si512(corr + blk * 16), idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(4 * b)); \
-                _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                            \
-                    const char *wi = w + (size_t)i * rowb;                                                       \
-                    PF_AHEAD(wi, off, QPF512_L1, rowb, next, _MM_HINT_T0);                                       \
-                    PF_AHEAD(wi, off, QPF512_L2, rowb, next, _MM_HINT_T1);                                       \
-                    __m512i v = _mm512_maskz_loadu_epi8(mw, wi + off);                                           \
-                    __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);    \
-                    __m512i t = Q4DOT(cv, lo, hi, xe, xo);                                                       \
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(idx, s[i]), acc[i]);   \
-                }                                                                                                \
+        SCALES512(p, s, g0, ng, n, 1)                                                                            \
+        for (int32_t b = 0; 4 * b < ng; b++) { /* 4 groups, 64 bytes a row */                                   \
+            size_t off = (size_t)(g0 + 4 * b) * 16, blk = (size_t)g0 / 4 + (size_t)b;                            \
+            __mmask64 mw = ng - 4 * b >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << (16 * (ng - 4 * b))) - 1;          \
+            __m512i xe = _mm512_load_si512(p->xq + blk * 128), xo = _mm512_load_si512(p->xq + blk * 128 + 64);   \
+            __m512i cv = _mm512_load_si512(p->corr + blk * 16), idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(4 * b)); \
+            PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)                                                             \
+            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                \
+                __m512i v = _mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off);                       \
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);        \
+                __m512i t = Q4DOT(cv, lo, hi, xe, xo);                                                           \
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(idx, s[i]), acc[i]);       \
             }                                                                                                    \
         }                                                                                                        \
-        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = _mm512_reduce_add_ps(acc[i]);            \
     }                                                                                                            \
-    TARGET static ALWAYS void q8_pass_##SFX(const void *q, const uint16_t *scale, int32_t cols, const void *qx,  \
-                                            float *y, int32_t r, const int n) {                                  \
-        PASS_START(SKL_QT_Q8_0);                                                                                 \
+    TARGET static ALWAYS void q8_##SFX##_sb(const qpass *p, __m512 *acc, int32_t g0, int32_t ng, const int n) {   \
         const __m512i lane_g = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);                 \
-        __m512 acc[QR_MAX];                                                                                      \
-        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm512_setzero_ps();                        \
-        for (int32_t g0 = 0; g0 < G; g0 += 16) {                                                                 \
-            SCALES512(s, 1)                                                                                      \
-            for (int32_t k = 0; 2 * k < ng; k++) { /* 2 groups, 64 bytes a row */                               \
-                size_t off = (size_t)(g0 + 2 * k) * 32;                                                          \
-                __mmask64 mw = ng - 2 * k >= 2 ? ~(__mmask64)0 : ((__mmask64)1 << 32) - 1;                       \
-                __m512i xv = _mm512_load_si512(xq + off), cv = _mm512_load_si512(corr + off / 4);                \
-                __m512i idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(2 * k));                                \
-                _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                            \
-                    const char *wi = w + (size_t)i * rowb;                                                       \
-                    PF_AHEAD(wi, off, QPF512_L1, rowb, next, _MM_HINT_T0);                                       \
-                    PF_AHEAD(wi, off, QPF512_L2, rowb, next, _MM_HINT_T1);                                       \
-                    __m512i t = Q8DOT(cv, _mm512_maskz_loadu_epi8(mw, wi + off), xv);                            \
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(idx, s[i]), acc[i]);   \
-                }                                                                                                \
+        SCALES512(p, s, g0, ng, n, 1)                                                                            \
+        for (int32_t k = 0; 2 * k < ng; k++) { /* 2 groups, 64 bytes a row */                                   \
+            size_t off = (size_t)(g0 + 2 * k) * 32;                                                              \
+            __mmask64 mw = ng - 2 * k >= 2 ? ~(__mmask64)0 : ((__mmask64)1 << 32) - 1;                           \
+            __m512i xv = _mm512_load_si512(p->xq + off), cv = _mm512_load_si512(p->corr + off / 4);              \
+            __m512i idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(2 * k));                                    \
+            PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)                                                             \
+            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                \
+                __m512i t = Q8DOT(cv, _mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off), xv);        \
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(idx, s[i]), acc[i]);       \
             }                                                                                                    \
         }                                                                                                        \
-        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = _mm512_reduce_add_ps(acc[i]);            \
     }                                                                                                            \
-    QGEMV_FN(gemv_q4_##SFX, TARGET, q4_pass_##SFX, 4, SKL_QT_Q4_0, QPF512_L1, QPF512_L2)                        \
-    QGEMV_FN(gemv_q8_##SFX, TARGET, q8_pass_##SFX, 4, SKL_QT_Q8_0, QPF512_L1, QPF512_L2)
+    QGEMV_FN(q4_##SFX, TARGET, SKL_QT_Q4_0, __m512, _mm512_setzero_ps(), _mm512_reduce_add_ps, 16, Q4_ROWS512, \
+             QPF512_L1, QPF512_L2)                                                                               \
+    QGEMV_FN(q8_##SFX, TARGET, SKL_QT_Q8_0, __m512, _mm512_setzero_ps(), _mm512_reduce_add_ps, 16, Q8_ROWS512, \
+             QPF512_L1, QPF512_L2)
 
 INT8_512(int8_vnni, T_VNNI, Q4DOT_VNNI, Q8DOT_VNNI)
 INT8_512(int8_512, T_AVX512, Q4DOT_BW, Q8DOT_BW)
@@ -286,67 +319,46 @@ INT8_512(int8_512, T_AVX512, Q4DOT_BW, Q8DOT_BW)
 /* fp32 x against weights widened in registers: per group, 16 lanes of even
  * and 16 of odd elements (Q4_0, x de-interleaved to match) or 2 x 16 (Q8_0),
  * the group's partial sum times its scale. */
-T_AVX512 static ALWAYS void q4_pass_f32_512(const void *q, const uint16_t *scale, int32_t cols, const void *qx,
-                                            float *y, int32_t r, const int n) {
-    PASS_START(SKL_QT_Q4_0);
-    const float *xf = qx;
+T_AVX512 static ALWAYS void q4_f32_512_sb(const qpass *p, __m512 *acc, int32_t g0, int32_t ng, const int n) {
     const __m128i m4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-    __m512 acc[QR_MAX];
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm512_setzero_ps();
-    for (int32_t g0 = 0; g0 < G; g0 += 16) {
-        SCALES512(s, 0)
-        for (int32_t k = 0; k < ng; k++) {
-            size_t off = (size_t)(g0 + k) * 16;
-            __m512 xe = _mm512_loadu_ps(xf + (size_t)(g0 + k) * 32), xo = _mm512_loadu_ps(xf + (size_t)(g0 + k) * 32 + 16);
-            __m512i idx = _mm512_set1_epi32(k);
-            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
-                const char *wi = w + (size_t)i * rowb;
-                if ((off & 63) == 0) {
-                    PF_AHEAD(wi, off, QPF512_L1, rowb, next, _MM_HINT_T0);
-                    PF_AHEAD(wi, off, QPF512_L2, rowb, next, _MM_HINT_T1);
-                }
-                __m128i v = _mm_loadu_si128((const __m128i *)(wi + off));
-                __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), eight);
-                __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), eight);
-                __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), xe);
-                p = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), xo, p);
-                acc[i] = _mm512_fmadd_ps(p, _mm512_permutexvar_ps(idx, s[i]), acc[i]);
-            }
+    SCALES512(p, s, g0, ng, n, 0)
+    for (int32_t k = 0; k < ng; k++) {
+        size_t off = (size_t)(g0 + k) * 16;
+        const float *xg = p->xf + (size_t)(g0 + k) * 32;
+        __m512 xe = _mm512_loadu_ps(xg), xo = _mm512_loadu_ps(xg + 16);
+        __m512i idx = _mm512_set1_epi32(k);
+        if (k % 4 == 0) PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p->w + (size_t)i * p->rowb + off));
+            __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), eight);
+            __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), eight);
+            __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), xe);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), xo, t);
+            acc[i] = _mm512_fmadd_ps(t, _mm512_permutexvar_ps(idx, s[i]), acc[i]);
         }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-T_AVX512 static ALWAYS void q8_pass_f32_512(const void *q, const uint16_t *scale, int32_t cols, const void *qx,
-                                            float *y, int32_t r, const int n) {
-    PASS_START(SKL_QT_Q8_0);
-    const float *xf = qx;
-    __m512 acc[QR_MAX];
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm512_setzero_ps();
-    for (int32_t g0 = 0; g0 < G; g0 += 16) {
-        SCALES512(s, 0)
-        for (int32_t k = 0; k < ng; k++) {
-            size_t off = (size_t)(g0 + k) * 32;
-            __m512 x0 = _mm512_loadu_ps(xf + off), x1 = _mm512_loadu_ps(xf + off + 16);
-            __m512i idx = _mm512_set1_epi32(k);
-            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
-                const char *wi = w + (size_t)i * rowb;
-                if ((off & 63) == 0) {
-                    PF_AHEAD(wi, off, QPF512_L1, rowb, next, _MM_HINT_T0);
-                    PF_AHEAD(wi, off, QPF512_L2, rowb, next, _MM_HINT_T1);
-                }
-                __m512 p = _mm512_mul_ps(
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wi + off)))), x0);
-                p = _mm512_fmadd_ps(
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wi + off + 16)))), x1, p);
-                acc[i] = _mm512_fmadd_ps(p, _mm512_permutexvar_ps(idx, s[i]), acc[i]);
-            }
+T_AVX512 static ALWAYS void q8_f32_512_sb(const qpass *p, __m512 *acc, int32_t g0, int32_t ng, const int n) {
+    SCALES512(p, s, g0, ng, n, 0)
+    for (int32_t k = 0; k < ng; k++) {
+        size_t off = (size_t)(g0 + k) * 32;
+        __m512 x0 = _mm512_loadu_ps(p->xf + off), x1 = _mm512_loadu_ps(p->xf + off + 16);
+        __m512i idx = _mm512_set1_epi32(k);
+        if (k % 2 == 0) PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
+            const char *wi = p->w + (size_t)i * p->rowb + off;
+            __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)wi))), x0);
+            t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(wi + 16)))),
+                                x1, t);
+            acc[i] = _mm512_fmadd_ps(t, _mm512_permutexvar_ps(idx, s[i]), acc[i]);
         }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = _mm512_reduce_add_ps(acc[i]);
 }
-QGEMV_FN(gemv_q4_f32_512, T_AVX512, q4_pass_f32_512, 4, SKL_QT_Q4_0, QPF512_L1, QPF512_L2)
-QGEMV_FN(gemv_q8_f32_512, T_AVX512, q8_pass_f32_512, 4, SKL_QT_Q8_0, QPF512_L1, QPF512_L2)
+QGEMV_FN(q4_f32_512, T_AVX512, SKL_QT_Q4_0, __m512, _mm512_setzero_ps(), _mm512_reduce_add_ps, 16, Q4_ROWS512,
+         QPF512_L1, QPF512_L2)
+QGEMV_FN(q8_f32_512, T_AVX512, SKL_QT_Q8_0, __m512, _mm512_setzero_ps(), _mm512_reduce_add_ps, 16, Q8_ROWS512,
+         QPF512_L1, QPF512_L2)
 
 /* --- AVX2: superblocks of 8 groups (one vcvtph2ps); vpmaddubsw + vpmaddwd
  * sum 4 byte products per int32 lane; a 32-byte step holds 2 (Q4_0) or 1
@@ -358,138 +370,103 @@ T_AVX2 static ALWAYS float hsum256(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* The 8 scales of superblock g0 of the pass's rows (times d when D), zero past G. */
-#define SCALES256(s, D)                                                                                          \
-    int32_t ng = G - g0 < 8 ? G - g0 : 8;                                                                        \
+/* s[n]: as SCALES512, for ng <= 8. */
+#define SCALES256(p, s, g0, ng, n, D)                                                                            \
     __m256 s[QR_MAX];                                                                                            \
     _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                        \
-        const uint16_t *si = sc + (size_t)i * G + g0;                                                            \
+        const uint16_t *si = (p)->sc + (size_t)i * (p)->G + (g0);                                                \
         __m128i h;                                                                                               \
-        if (ng == 8) {                                                                                           \
+        if ((ng) == 8) {                                                                                         \
             h = _mm_loadu_si128((const __m128i *)si);                                                            \
         } else {                                                                                                 \
             uint16_t t[8] = {0};                                                                                 \
-            memcpy(t, si, (size_t)ng * sizeof *t);                                                               \
+            memcpy(t, si, (size_t)(ng) * sizeof *t);                                                             \
             h = _mm_loadu_si128((const __m128i *)t);                                                             \
         }                                                                                                        \
         s[i] = _mm256_cvtph_ps(h);                                                                               \
-        if (D) s[i] = _mm256_mul_ps(s[i], _mm256_loadu_ps(d + g0));                                               \
-        _mm_prefetch((const char *)(sc + (size_t)(n + i) * G + g0), _MM_HINT_T0);                                \
+        if (D) s[i] = _mm256_mul_ps(s[i], _mm256_loadu_ps((p)->d + (g0)));                                        \
+        _mm_prefetch((const char *)(si + (p)->next / (p)->rowb * (size_t)(p)->G), _MM_HINT_T0);                  \
     }
 
-T_AVX2 static ALWAYS void q4_pass_int8_256(const void *q, const uint16_t *scale, int32_t cols, const void *qx,
-                                           float *y, int32_t r, const int n) {
-    PASS_START(SKL_QT_Q4_0);
+T_AVX2 static ALWAYS void q4_int8_256_sb(const qpass *p, __m256 *acc, int32_t g0, int32_t ng, const int n) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
     const __m256i lane_g = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
-    __m256 acc[QR_MAX];
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
-    for (int32_t g0 = 0; g0 < G; g0 += 8) {
-        SCALES256(s, 1)
-        for (int32_t k = 0; 2 * k < ng; k++) { /* 2 groups, 32 bytes a row */
-            size_t gp = (size_t)g0 + 2 * (size_t)k, off = gp * 16;
-            const int8_t *xb = xq + gp / 4 * 128 + 32 * (gp % 4 / 2);
-            __m256i xe = _mm256_load_si256((const __m256i *)xb), xo = _mm256_load_si256((const __m256i *)(xb + 64));
-            __m256i cv = _mm256_load_si256((const __m256i *)(corr + gp / 4 * 16 + 8 * (gp % 4 / 2)));
-            __m256i idx = _mm256_add_epi32(lane_g, _mm256_set1_epi32(2 * k));
-            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
-                const char *wi = w + (size_t)i * rowb;
-                if ((off & 63) == 0) PF_AHEAD(wi, off, QPF256, rowb, next, _MM_HINT_T0);
-                __m256i v = ng - 2 * k >= 2 ? _mm256_loadu_si256((const __m256i *)(wi + off))
-                                            : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wi + off)));
-                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
-                __m256i t = _mm256_add_epi32(cv, _mm256_madd_epi16(p, ones));
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
-            }
+    SCALES256(p, s, g0, ng, n, 1)
+    for (int32_t k = 0; 2 * k < ng; k++) { /* 2 groups, 32 bytes a row */
+        size_t gp = (size_t)g0 + 2 * (size_t)k, off = gp * 16;
+        const int8_t *xb = p->xq + gp / 4 * 128 + 32 * (gp % 4 / 2);
+        __m256i xe = _mm256_load_si256((const __m256i *)xb), xo = _mm256_load_si256((const __m256i *)(xb + 64));
+        __m256i cv = _mm256_load_si256((const __m256i *)(p->corr + gp / 4 * 16 + 8 * (gp % 4 / 2)));
+        __m256i idx = _mm256_add_epi32(lane_g, _mm256_set1_epi32(2 * k));
+        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
+            const char *wi = p->w + (size_t)i * p->rowb + off;
+            __m256i v = ng - 2 * k >= 2 ? _mm256_loadu_si256((const __m256i *)wi)
+                                        : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)wi));
+            __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe), _mm256_maddubs_epi16(hi, xo));
+            t = _mm256_add_epi32(cv, _mm256_madd_epi16(t, ones));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
         }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = hsum256(acc[i]);
 }
 
-T_AVX2 static ALWAYS void q8_pass_int8_256(const void *q, const uint16_t *scale, int32_t cols, const void *qx,
-                                           float *y, int32_t r, const int n) {
-    PASS_START(SKL_QT_Q8_0);
+T_AVX2 static ALWAYS void q8_int8_256_sb(const qpass *p, __m256 *acc, int32_t g0, int32_t ng, const int n) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[QR_MAX];
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
-    for (int32_t g0 = 0; g0 < G; g0 += 8) {
-        SCALES256(s, 1)
-        for (int32_t k = 0; k < ng; k++) { /* 1 group, 32 bytes a row */
-            size_t off = (size_t)(g0 + k) * 32;
-            __m256i xv = _mm256_load_si256((const __m256i *)(xq + off)), idx = _mm256_set1_epi32(k);
-            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
-                const char *wi = w + (size_t)i * rowb;
-                if ((off & 63) == 0) PF_AHEAD(wi, off, QPF256, rowb, next, _MM_HINT_T0);
-                __m256i v = _mm256_loadu_si256((const __m256i *)(wi + off));
-                __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v)), ones);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
-            }
+    SCALES256(p, s, g0, ng, n, 1)
+    for (int32_t k = 0; k < ng; k++) { /* 1 group, 32 bytes a row */
+        size_t off = (size_t)(g0 + k) * 32;
+        __m256i xv = _mm256_load_si256((const __m256i *)(p->xq + off)), idx = _mm256_set1_epi32(k);
+        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(p->w + (size_t)i * p->rowb + off));
+            __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v)), ones);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
         }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = hsum256(acc[i]);
 }
 
-T_AVX2 static ALWAYS void q4_pass_f32_256(const void *q, const uint16_t *scale, int32_t cols, const void *qx,
-                                          float *y, int32_t r, const int n) {
-    PASS_START(SKL_QT_Q4_0);
-    const float *xf = qx;
+T_AVX2 static ALWAYS void q4_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0, int32_t ng, const int n) {
     const __m128i m4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
-    __m256 acc[QR_MAX];
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
-    for (int32_t g0 = 0; g0 < G; g0 += 8) {
-        SCALES256(s, 0)
-        for (int32_t k = 0; k < ng; k++) {
-            size_t off = (size_t)(g0 + k) * 16;
-            const float *xg = xf + (size_t)(g0 + k) * 32;
-            __m256i idx = _mm256_set1_epi32(k);
-            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
-                const char *wi = w + (size_t)i * rowb;
-                if ((off & 63) == 0) PF_AHEAD(wi, off, QPF256, rowb, next, _MM_HINT_T0);
-                __m128i v = _mm_loadu_si128((const __m128i *)(wi + off));
-                __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), eight);
-                __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), eight);
-                __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(xg));
-                p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))),
-                                    _mm256_loadu_ps(xg + 8), p);
-                p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(xg + 16), p);
-                p = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))),
-                                    _mm256_loadu_ps(xg + 24), p);
-                acc[i] = _mm256_fmadd_ps(p, _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
-            }
+    SCALES256(p, s, g0, ng, n, 0)
+    for (int32_t k = 0; k < ng; k++) {
+        size_t off = (size_t)(g0 + k) * 16;
+        const float *xg = p->xf + (size_t)(g0 + k) * 32;
+        __m256i idx = _mm256_set1_epi32(k);
+        if (k % 4 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(p->w + (size_t)i * p->rowb + off));
+            __m128i e[2] = {_mm_sub_epi8(_mm_and_si128(v, m4), eight),
+                            _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), eight)}; /* evens, odds */
+            __m256 t = _mm256_setzero_ps();
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) t = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(j % 2 ? _mm_srli_si128(e[j / 2], 8) : e[j / 2])),
+                _mm256_loadu_ps(xg + 8 * j), t);
+            acc[i] = _mm256_fmadd_ps(t, _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
         }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = hsum256(acc[i]);
 }
 
-T_AVX2 static ALWAYS void q8_pass_f32_256(const void *q, const uint16_t *scale, int32_t cols, const void *qx,
-                                          float *y, int32_t r, const int n) {
-    PASS_START(SKL_QT_Q8_0);
-    const float *xf = qx;
-    __m256 acc[QR_MAX];
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
-    for (int32_t g0 = 0; g0 < G; g0 += 8) {
-        SCALES256(s, 0)
-        for (int32_t k = 0; k < ng; k++) {
-            size_t off = (size_t)(g0 + k) * 32;
-            __m256i idx = _mm256_set1_epi32(k);
-            _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
-                const char *wi = w + (size_t)i * rowb;
-                if ((off & 63) == 0) PF_AHEAD(wi, off, QPF256, rowb, next, _MM_HINT_T0);
-                __m256 p = _mm256_setzero_ps();
-                _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) p = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(wi + off + 8 * j)))),
-                    _mm256_loadu_ps(xf + off + 8 * j), p);
-                acc[i] = _mm256_fmadd_ps(p, _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
-            }
+T_AVX2 static ALWAYS void q8_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0, int32_t ng, const int n) {
+    SCALES256(p, s, g0, ng, n, 0)
+    for (int32_t k = 0; k < ng; k++) {
+        size_t off = (size_t)(g0 + k) * 32;
+        __m256i idx = _mm256_set1_epi32(k);
+        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
+            const char *wi = p->w + (size_t)i * p->rowb + off;
+            __m256 t = _mm256_setzero_ps();
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) t = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(wi + 8 * j)))),
+                _mm256_loadu_ps(p->xf + off + 8 * j), t);
+            acc[i] = _mm256_fmadd_ps(t, _mm256_permutevar8x32_ps(s[i], idx), acc[i]);
         }
     }
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) y[r + i] = hsum256(acc[i]);
 }
-QGEMV_FN(gemv_q4_int8_256, T_AVX2, q4_pass_int8_256, 4, SKL_QT_Q4_0, QPF256, 0)
-QGEMV_FN(gemv_q8_int8_256, T_AVX2, q8_pass_int8_256, 4, SKL_QT_Q8_0, QPF256, 0)
-QGEMV_FN(gemv_q4_f32_256, T_AVX2, q4_pass_f32_256, 4, SKL_QT_Q4_0, QPF256, 0)
-QGEMV_FN(gemv_q8_f32_256, T_AVX2, q8_pass_f32_256, 4, SKL_QT_Q8_0, QPF256, 0)
+QGEMV_FN(q4_int8_256, T_AVX2, SKL_QT_Q4_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q4_ROWS256, QPF256, 0)
+QGEMV_FN(q8_int8_256, T_AVX2, SKL_QT_Q8_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q8_ROWS256, QPF256, 0)
+QGEMV_FN(q4_f32_256, T_AVX2, SKL_QT_Q4_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q4_ROWS256, QPF256, 0)
+QGEMV_FN(q8_f32_256, T_AVX2, SKL_QT_Q8_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q8_ROWS256, QPF256, 0)
 
 /* --- x prepared for the vector variants */
 
