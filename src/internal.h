@@ -19,6 +19,7 @@
  *              model_info.c  hparams, weight counts, decode bytes, dtype
  *              quant.c       quantizing float64 rows to Q8_0 / Q4_0            quant.h
  *   compute    kernels.c     GEMV / softmax / widening kernels (uses dtype.c)  kernels.h
+ *              qkernels.c    quantized (Q8_0, Q4_0) GEMV and widening          qkernels.h
  *              pool.c        thread pool                                       pool.h
  *              context.c     contexts: KV cache, scratch, skl_eval batching    context.h
  *              forward.c     one forward pass: prefill and decode              context.h
@@ -44,6 +45,7 @@
 #include "model.h"
 #include "quant.h"
 #include "kernels.h"
+#include "qkernels.h"
 #include "pool.h"
 #include "save.h"
 

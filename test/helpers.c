@@ -460,3 +460,17 @@ int32_t argmax_d(const double *x, int32_t n) {
         if (x[i] > x[best]) best = i;
     return best;
 }
+
+static uint64_t rng_state = 0x1234567u;
+double test_urand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ull) >> 11) * 0x1.0p-52 - 1.0;
+}
+
+double test_half_value(uint16_t h) {
+    int sign = h >> 15, e = (h >> 10) & 0x1f, man = h & 0x3ff;
+    double v = e == 0 ? ldexp(man, -24) : e == 31 ? (man ? NAN : INFINITY) : ldexp(1024 + man, e - 25);
+    return sign ? -v : v;
+}

@@ -29,6 +29,7 @@ Suite *kernels_suite(void);
 Suite *blas_suite(void);
 Suite *regions_suite(void);
 Suite *quant_suite(void);
+Suite *qkernels_suite(void);
 
 /* A suite as a table: one row a test.  Consecutive rows with the same tcase
  * share one TCase (its timeout: the largest of its rows).  A new test is one
@@ -186,5 +187,10 @@ double rel_error_f(const float *c, const float *r, size_t n);
 /* Index of the largest value, lowest index on ties. */
 int32_t argmax_f(const float *x, int32_t n);
 int32_t argmax_d(const double *x, int32_t n);
+/* Seeded uniform values in [-1, 1) (xorshift64*; one stream per test process,
+ * so a case's values depend on the cases before it in its process only). */
+double test_urand(void);
+/* The value of an IEEE half, decoded here (not by the library). */
+double test_half_value(uint16_t h);
 
 #endif
