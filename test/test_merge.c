@@ -706,8 +706,7 @@ START_TEST(test_merge_to_same_files) {
             skl_merge_params_init(&mp, sizeof mp);
             mp.remove = removals[k];
             mp.dtype = dts[(k + layout) % 5];
-            /* quantized weights load and save but do not evaluate yet (no kernels) */
-            mp.verify = layout == 0 && mp.dtype != SKL_DTYPE_Q8_0 && mp.dtype != SKL_DTYPE_Q4_0;
+            mp.verify = layout == 0;
             skl_save_params sp;
             skl_save_params_init(&sp, sizeof sp);
             sp.format = layout == 0 ? SKL_SAVE_FILE : SKL_SAVE_DIR;

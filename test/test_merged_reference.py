@@ -14,6 +14,8 @@ result whose inputs are a multiple of 32 is quantized (the reference reads the
 compressed-tensors layers and dequantizes them), and each dequantized weight lies within
 the rounding of its grid (half a step for Q8_0, about a step for Q4_0's clamp) of the float32
 merge's weight, which is the float64 merge rounded: the merge quantized its float64 result.
+Their logits (`skipless logits`, prefill and --decode) match the reference's of the same
+dequantized weights.
 """
 import json, os, subprocess, sys, tempfile
 import numpy as np
@@ -70,6 +72,16 @@ with tempfile.TemporaryDirectory() as tmp:
                 err = np.abs(wq - wf.reshape(wq.shape)) - (0.5 if kind == "q8" else Q4_BOUND) * step
                 if not np.all(err <= 1e-6 * np.abs(wf.reshape(wq.shape)) + 1e-12):
                     failures.append(f"{e['name']}/{rm} --dtype {qdt}: {module} off its grid by {err.max():.3g}")
+            # its logits against the reference's of the same (dequantized) weights: prefill widens
+            # them exactly (TEST_TOL); decode may round activations to int8 (test_quant.c's int8_tol)
+            qref = reference.logits(qout, e["tokens"])
+            for mode, tol in (([], 1e-4), (["--decode"], (4 * cfg_q["num_hidden_layers"] + 1) * 32 ** 0.5 / 254)):
+                npy = os.path.join(tmp, "q.npy")
+                r = subprocess.run([cli, "logits", qout, "--tokens", ",".join(map(str, e["tokens"])), "--out", npy]
+                                   + mode, capture_output=True, text=True)
+                err = np.abs(np.load(npy) - qref).max() / np.abs(qref).max() if r.returncode == 0 else float("inf")
+                if not err < tol:
+                    failures.append(f"{e['name']}/{rm} --dtype {qdt} logits {mode}: {err:.3g} (tolerance {tol:.3g})")
             quant_count[qdt] = quant_count.get(qdt, 0) + 1
 for rm in ("qp", "kp", "vp", "q", "p"):
     if merged_count.get(rm, 0) < 2:

@@ -1,5 +1,5 @@
-/* test_quant.c - quantized weights: loading compressed-tensors files, saving
- * them, skl_model_quantize_to, the dtype names.
+/* test_quant.c - quantized weights: loading compressed-tensors files, their
+ * logits, saving them, skl_model_quantize_to, the dtype names.
  *
  * Oracles: test/models.py quantizes the manifest's "quantized" models itself
  * (numpy, llama.cpp's Q8_0 / Q4_0 rules as docs/quantization.md states them)
@@ -11,7 +11,9 @@
 #include "tests.h"
 
 #include "dtype.h"
+#include "qkernels.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +106,6 @@ START_TEST(test_quant_load) {
         ck_assert_uint_lt(skl_model_decode_bytes(m), skl_model_weight_bytes(m));
         free(bases);
         free(sizes);
-        /* no kernels for quantized weights yet: a context is refused, naming the layer */
-        skl_context *c = (skl_context *)1;
-        ck_assert_int_eq(skl_context_create(m, NULL, &c), SKL_ERR_UNSUPPORTED);
-        ck_assert_ptr_null(c);
-        ck_assert_msg(strstr(skl_last_error(), "Q8_0") || strstr(skl_last_error(), "Q4_0"), "%s", skl_last_error());
         skl_model_free(m);
     }
     json_decref(hdr);
@@ -374,6 +371,56 @@ START_TEST(test_quant_partial) {
 }
 END_TEST
 
+/* The int8 activations' tolerance.  An implementation of 8 activation bits rounds each
+ * GEMV input x to int8 per group of 32 with the step amax_g / 127 (qkernels.c), so each
+ * element moves by at most amax_g / 254 and, as amax_g^2 <= the group's sum of squares,
+ * |dx| <= sqrt(32) / 254 |x| for the whole vector (2.2 %).  A token goes through 4 such
+ * inputs per block (q/k/v, o, gate/up, down; a parallel block's two branches add theirs)
+ * and one for lm_head.  To first order the relative errors add, and the seeded models
+ * hold every block's output at RMS 1 (models.py), so their gain is about 1:
+ * tol = (4 L + 1) sqrt(32) / 254 (0.20 for 2 layers; measured at most 0.07). */
+static double int8_tol(const skl_model *m) {
+    skl_hparams hp;
+    skl_model_hparams(m, &hp, sizeof hp);
+    return (4.0 * hp.num_hidden_layers + 1.0) * sqrt(32.0) / 254.0;
+}
+
+/* The logits of every quantized model against test/reference.py's float64 logits of
+ * the same (dequantized) weights, with every quantized-kernel implementation this CPU
+ * runs: prefill (tiles widened exactly, sgemm) and fp32-activation decode within
+ * TEST_TOL, int8-activation decode within int8_tol; decode the same for 1 and 3 threads. */
+START_TEST(test_quant_logits) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "quantized", _i);
+    skl_model *m = test_load_path(test_path(test_str(e, "path")), true);
+    int32_t n;
+    int32_t *tok = test_tokens(e, &n);
+    int checked = 0;
+    for (int i = 0; i < skl_qkernels_count(); i++) {
+        if (!skl_qkernels_supported(i)) continue;
+        ck_assert_int_eq(skl_qkernels_force(i), 0);
+        char what[96];
+        snprintf(what, sizeof what, "%s, %s", test_str(e, "name"), skl_qkernels_name(i));
+        test_logits_vs_ref(m, e, TEST_PREFILL, TEST_TOL, what);
+        test_logits_vs_ref(m, e, TEST_DECODE, skl_qkernels_xbits(i) == 32 ? TEST_TOL : int8_tol(m), what);
+        float *one = test_logits(m, tok, n, TEST_DECODE),
+              *three = test_logits(m, tok, n, (test_eval){.decode = true, .n_threads = 3});
+        skl_hparams hp;
+        skl_model_hparams(m, &hp, sizeof hp);
+        ck_assert_msg(!memcmp(one, three, (size_t)n * (size_t)hp.vocab_size * sizeof *one),
+                      "%s: decode logits differ between 1 and 3 threads", what);
+        free(one);
+        free(three);
+        checked++;
+    }
+    skl_qkernels_force(-1);
+    ck_assert_int_ge(checked, 2); /* at least generic-f32 and generic-int8 */
+    free(tok);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 START_TEST(test_dtype_names) {
     static const struct {
         skl_dtype d;
@@ -402,6 +449,7 @@ Suite *quant_suite(void) {
     /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
         {"load", test_quant_load, TEST_EACH_QUANTIZED, 0},
+        {"logits", test_quant_logits, TEST_EACH_QUANTIZED, 0},
         {"save", test_quant_save_round_trip, TEST_EACH_QUANTIZED, 0},
         {"quantize", test_quant_same_as_python, TEST_EACH_QUANTIZED, 0},
         {"quantize", test_quant_refusals, 0, 0},
