@@ -440,6 +440,26 @@ class Model(_Owned):
         _check(_ffi.lib().skl_model_merge_to(self._h(), _path(path), byref(mp), byref(sp), byref(rep)))
         return _merge_report(rep, None)
 
+    def quantize_to(self, path, dtype="q8_0", keep=(), format="auto", max_shard_size=None):
+        """Quantize the linear layers to ``dtype`` ("q8_0" or "q4_0") and save at ``path``
+        (skl_model_quantize_to, since 1.2), streaming; ``keep``: layer names left as they
+        are ("lm_head", "down_proj", "model.layers.3.mlp.down_proj").  A failure leaves an
+        existing model at path untouched."""
+        if dtype not in ("q8_0", "q4_0"):
+            raise error("SKL_ERR_INVALID_ARG", f"quantize dtype {dtype!r} is not 'q8_0' or 'q4_0'")
+        qp = _ffi.init(_ffi.QuantizeParams)
+        qp.dtype = DTYPES.index(dtype)
+        names = [k.encode() for k in keep]
+        arr = (ctypes.c_char_p * max(len(names), 1))(*names)
+        qp.keep = arr if names else None
+        qp.n_keep = len(names)
+        sp = _save_params(format, max_shard_size)
+        _check(_ffi.lib().skl_model_quantize_to(self._h(), _path(path), byref(qp), byref(sp)))
+
+    def dtype_weights(self, dtype):
+        """The linear layers' weights stored in ``dtype`` (a DTYPES name), skl_model_dtype_weights."""
+        return _ffi.lib().skl_model_dtype_weights(self._h(), DTYPES.index(dtype))
+
     @property
     def has_tokenizer(self):
         """Whether the model carries a usable (present and supported) tokenizer."""

@@ -689,6 +689,30 @@ impl Model {
         Ok(unsafe { merge_report(rep) })
     }
 
+    /// Quantize the linear layers to `dtype` ([`Dtype::Q8_0`] or [`Dtype::Q4_0`]) and save at
+    /// `path` (`skl_model_quantize_to`, since 1.2), streaming; `keep` names layers left as
+    /// they are ("lm_head", "down_proj", "model.layers.3.mlp.down_proj").  A failure leaves
+    /// an existing model at `path` untouched.
+    pub fn quantize_to<P: AsRef<Path>>(&self, path: P, dtype: Dtype, keep: &[&str], save: &SaveParams) -> Result<()> {
+        let path = c_path(path.as_ref())?;
+        let names = keep
+            .iter()
+            .map(|k| CString::new(*k).map_err(|_| invalid("keep name contains NUL".into())))
+            .collect::<Result<Vec<_>>>()?;
+        let ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let mut p = params_init(sys::skl_quantize_params_init);
+        p.dtype = dtype.to_c();
+        p.keep = if ptrs.is_empty() { ptr::null() } else { ptrs.as_ptr() };
+        p.n_keep = ptrs.len() as i32;
+        let sp = save_params(save)?;
+        check(unsafe { sys::skl_model_quantize_to(self.as_ptr(), path.as_ptr(), &p, &sp) }).map(|_| ())
+    }
+
+    /// The linear layers' weights stored in `dtype` (`skl_model_dtype_weights`, since 1.2).
+    pub fn dtype_weights(&self, dtype: Dtype) -> u64 {
+        unsafe { sys::skl_model_dtype_weights(self.as_ptr(), dtype.to_c()) }
+    }
+
     /// Whether the model carries a usable (present and supported) tokenizer.
     pub fn has_tokenizer(&self) -> bool {
         unsafe { sys::skl_model_has_tokenizer(self.as_ptr()) }
