@@ -421,6 +421,47 @@ START_TEST(test_quant_logits) {
 }
 END_TEST
 
+/* Merging a quantized model: its weights widen exactly, so with F32 storage the merged
+ * model's probe logits (prefill: exact widening) stay within float32 rounding of the
+ * source's; with SAME the changed weights are quantized again, once, from float64 (a
+ * second rounding whose effect on the logits is the quantization's, not bounded here),
+ * and the result holds no more float weights than the source. */
+START_TEST(test_quant_merge_source) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "quantized", _i);
+    skl_model *m = test_load_path(test_path(test_str(e, "path")), true);
+    static const skl_dtype dts[] = {SKL_DTYPE_F32, SKL_DTYPE_SAME};
+    uint64_t floats = 0;
+    for (int d = SKL_DTYPE_F32; d <= SKL_DTYPE_BF16; d++) floats += skl_model_dtype_weights(m, (skl_dtype)d);
+    for (int k = 0; k < 2; k++) {
+        skl_merge_params mp;
+        skl_merge_params_init(&mp, sizeof mp);
+        mp.dtype = dts[k];
+        mp.verify = k == 0;
+        skl_model *mm = NULL;
+        skl_merge_report *rep = NULL;
+        int rc = skl_model_merge(m, &mp, &mm, &rep);
+        if (rc == SKL_ERR_MERGE_NOT_APPLICABLE || rc == SKL_ERR_ALREADY_MERGED) continue; /* as for the source */
+        ck_assert_msg(rc == SKL_OK, "%s: %s", test_str(e, "name"), skl_last_error());
+        uint64_t mfloats = 0;
+        for (int d = SKL_DTYPE_F32; d <= SKL_DTYPE_BF16; d++) mfloats += skl_model_dtype_weights(mm, (skl_dtype)d);
+        if (k == 0) {
+            ck_assert_msg(rep->verify_error >= 0 && rep->verify_error < 1e-4, "%s: verify error %g", test_str(e, "name"),
+                          rep->verify_error);
+            ck_assert_uint_gt(mfloats, 0);
+        } else {
+            ck_assert_msg(mfloats <= floats, "%s: %llu float weights after a SAME merge, %llu before", test_str(e, "name"),
+                          (unsigned long long)mfloats, (unsigned long long)floats);
+            test_logits_vs_ref(mm, e, TEST_PREFILL, 10.0, "merged SAME: evaluates"); /* finite logits of the right shape */
+        }
+        skl_merge_report_free(rep);
+        skl_model_free(mm);
+    }
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 START_TEST(test_dtype_names) {
     static const struct {
         skl_dtype d;
@@ -450,6 +491,7 @@ Suite *quant_suite(void) {
     const test_def tests[] = {
         {"load", test_quant_load, TEST_EACH_QUANTIZED, 0},
         {"logits", test_quant_logits, TEST_EACH_QUANTIZED, 0},
+        {"merge", test_quant_merge_source, TEST_EACH_QUANTIZED, 0},
         {"save", test_quant_save_round_trip, TEST_EACH_QUANTIZED, 0},
         {"quantize", test_quant_same_as_python, TEST_EACH_QUANTIZED, 0},
         {"quantize", test_quant_refusals, 0, 0},
