@@ -214,6 +214,20 @@ bench-merge: $(MERGE_BENCH)
 bench-7b: $(MERGE_BENCH) $(CLI)
 	sh bench/bench_7b.sh $(CLI) $(MERGE_BENCH)
 
+# Quantized GEMV kernels (not part of check; about 5 min, 1-2 GB of memory): every Q8_0 / Q4_0
+# implementation this CPU runs (src/qkernels.c; both activation strategies, the AVX2 ones forced
+# on an AVX-512 machine) on four decode shapes, 1 and 2 threads, against F32 skl_gemv and a
+# fresh-buffer streaming read measured in the same run (bench/qgemv_bench.c).  QGEMV_ARGS passes
+# options, e.g. QGEMV_ARGS="--rounds 9 --threads 2".
+QGEMV_BENCH := $(B)/bench/qgemv_bench
+$(QGEMV_BENCH): bench/qgemv_bench.c src/cli/membw.c src/cli/membw.h src/cli/util.c src/cli/util.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) bench/qgemv_bench.c src/cli/membw.c src/cli/util.c $(STATIC) $(LDFLAGS_ALL) $(LIBS) -o $@
+
+.PHONY: bench-qgemv
+bench-qgemv: $(QGEMV_BENCH)
+	$(QGEMV_BENCH) $(QGEMV_ARGS)
+
 # Peak RssAnon of `skipless merge`, streamed and --in-memory, on a generated 16-layer
 # hidden-1024 F32 model (0.94 GB in $(B)/bench/models; docs/merge.md, "Memory").
 .PHONY: bench-merge-memory

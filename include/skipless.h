@@ -90,9 +90,9 @@ extern "C" {
 /* The one place the version is written: the Makefile, the bindings' package
  * files and their tests read it from these lines. */
 #define SKL_VERSION_MAJOR 1
-#define SKL_VERSION_MINOR 1
+#define SKL_VERSION_MINOR 2
 #define SKL_VERSION_PATCH 0
-#define SKL_VERSION_STRING "1.1.0"
+#define SKL_VERSION_STRING "1.2.0"
 #define SKL_VERSION_NUMBER (SKL_VERSION_MAJOR * 10000 + SKL_VERSION_MINOR * 100 + SKL_VERSION_PATCH)
 
 /* ------------------------------------------------------------------ status */
@@ -136,7 +136,12 @@ extern "C" {
     X(SKL_ERR_SHARD_MISSING, -31, "shard file missing or not a regular file")                       \
     X(SKL_ERR_SHARD_MISMATCH, -32, "tensor not in the shard the index names")                       \
     X(SKL_ERR_SHARD_DUPLICATE, -33, "tensor in two shards")                                         \
-    X(SKL_ERR_SHARD_UNINDEXED, -34, "shard tensor not in the index") /* a shard holds a tensor weight_map does not list */
+    X(SKL_ERR_SHARD_UNINDEXED, -34, "shard tensor not in the index") /* a shard holds a tensor weight_map does not list */ \
+    /* since 1.2: quantized weights (config.json "quantization_config", compressed-tensors) */     \
+    X(SKL_ERR_QUANT_CONFIG, -35, "malformed or unsupported quantization_config") /* names the key */ \
+    X(SKL_ERR_QUANT_GROUP, -36, "unsupported quantization group") /* not groups of 32 inputs of a row */ \
+    X(SKL_ERR_QUANT_WEIGHT, -37, "malformed quantized weight") /* packed weight or weight_shape: dtype, shape */ \
+    X(SKL_ERR_QUANT_SCALE, -38, "malformed quantization scale") /* weight_scale missing, misplaced, of the wrong shape, dtype or value */
 
 typedef enum skl_status {
 #define SKL_STATUS_ENUMERATOR_(name, value, text) name = value,
@@ -185,8 +190,20 @@ typedef enum skl_dtype {
     SKL_DTYPE_F32 = 0,
     SKL_DTYPE_F16 = 1,   /* IEEE half */
     SKL_DTYPE_BF16 = 2,  /* bfloat16 */
-    SKL_DTYPE_SAME = 3   /* merge only: like the tensor it replaces */
+    SKL_DTYPE_SAME = 3,  /* merge only: like the tensor it replaces */
+    /* Since 1.2: linear-layer weights quantized in groups of 32 consecutive
+     * inputs of a row, one F16 scale a group, symmetric (docs/quantization.md;
+     * stored as compressed-tensors writes them, docs/model-format.md). */
+    SKL_DTYPE_Q8_0 = 4,  /* int8 weights, w = q * scale (llama.cpp's Q8_0) */
+    SKL_DTYPE_Q4_0 = 5   /* 4-bit weights, two a byte, w = q * scale, q in [-8, 7] (Q4_0) */
 } skl_dtype;
+
+/* Since 1.2: the name of a dtype ("F32", "F16", "BF16", "SAME", "Q8_0",
+ * "Q4_0"); NULL if unknown. */
+SKL_API const char *skl_dtype_name(skl_dtype dtype);
+/* Since 1.2: the dtype named `name` (skl_dtype_name's names, in any case:
+ * "q4_0", "bf16"); SKL_ERR_INVALID_ARG if unknown. */
+SKL_API int skl_dtype_parse(const char *name, skl_dtype *out);
 
 typedef enum skl_activation {
     SKL_ACT_SILU = 0,
@@ -269,11 +286,13 @@ SKL_API void skl_model_free(skl_model *model);
 SKL_API int skl_model_hparams(const skl_model *model, skl_hparams *out, size_t size);
 /* Bytes of weights one decoded token reads: every linear layer and the LM
  * head (biases and the final norm included) in their stored dtypes, plus one
- * embedding row.  0 for a NULL model. */
+ * embedding row.  A quantized weight counts its packed weights and its F16
+ * scales (since 1.2).  0 for a NULL model. */
 SKL_API uint64_t skl_model_decode_bytes(const skl_model *model);
 /* Where those bytes are: one region per tensor a decode step reads in full
- * (every present linear weight and bias of every block in evaluation order,
- * then the final norm and lm_head), and last the first row of the embedding,
+ * (every present linear weight, its scales when quantized, and its bias, of
+ * every block in evaluation order, then the final norm and lm_head), and last
+ * the first row of the embedding,
  * standing for the row of the token (each token reads one).  The sizes sum to
  * skl_model_decode_bytes().  Fills bases[i] and sizes[i] for i < n_max and
  * sets *n_regions to the number of regions; SKL_ERR_BUFFER_TOO_SMALL if
@@ -283,12 +302,19 @@ SKL_API int skl_model_decode_regions(const skl_model *model, const void **bases,
                                      size_t *n_regions);
 /* Bytes of all the weights the model holds, in their stored dtypes: every
  * tensor once (the whole embedding; a tied lm_head is the embedding and not
- * counted again; biases and norms included).  For a model loaded from a file
- * these are the bytes of its tensors.  0 for a NULL model.  Since 1.1. */
+ * counted again; biases, norms and quantization scales included).  For a
+ * model loaded from a file these are the bytes of its tensors (a 4-bit
+ * weight's 16-byte weight_shape excepted).  0 for a NULL model.  Since 1.1. */
 SKL_API uint64_t skl_model_weight_bytes(const skl_model *model);
-/* Storage dtype of the linear layers and lm_head: "F32", "F16", "BF16", or
- * "mixed" (a merge stored its new tensors in another dtype); NULL for a NULL model. */
+/* Storage dtype of the linear layers and lm_head: "F32", "F16", "BF16",
+ * "Q8_0", "Q4_0" (skl_dtype_name), or "mixed" (a merge stored its new tensors
+ * in another dtype, or some layers were kept unquantized); NULL for a NULL
+ * model. */
 SKL_API const char *skl_model_weight_dtype(const skl_model *model);
+/* Since 1.2: how many weights of the linear layers and lm_head (a tied head
+ * counted, as in skl_weight_counts.head; biases not) are stored in `dtype`;
+ * 0 for a NULL model or a dtype no weight has. */
+SKL_API uint64_t skl_model_dtype_weights(const skl_model *model, skl_dtype dtype);
 /* Count the model's weights into *out (size: sizeof *out). */
 SKL_API int skl_model_weight_counts(const skl_model *model, skl_weight_counts *out, size_t size);
 
@@ -526,7 +552,16 @@ typedef struct skl_merge_params {
     skl_dtype dtype;             /* storage of the changed tensors: SKL_DTYPE_F32 (default),
                                     F16, BF16, or SAME (each like the tensor it replaces; a
                                     bias that did not exist like the embedding).  The merge
-                                    itself runs in float64 whatever the source dtype. */
+                                    itself runs in float64 whatever the source dtype.
+                                    Since 1.2: Q8_0 or Q4_0 quantizes every linear weight of
+                                    the result (lm_head included) once, the changed ones
+                                    from float64 (as skl_model_quantize_to chooses, `keep`
+                                    below); the embedding and biases are stored as SAME
+                                    stores them. */
+    /* Since 1.2, with dtype Q8_0 / Q4_0: linear layers left unquantized, as
+     * skl_quantize_params.keep (NULL: none). */
+    const char *const *keep;
+    int32_t n_keep;
 } skl_merge_params;
 
 /* One block of a merge report (skl_merge_report_layer). */
@@ -560,6 +595,9 @@ SKL_API int skl_merge_params_init(skl_merge_params *params, size_t size);
  * copy shares every unchanged tensor with it (reference counted) and owns new
  * storage (in skl_merge_params.dtype) only for the changed ones, so the extra memory is the size of
  * the changed matrices plus float64 scratch for one block (docs/merge.md).
+ * With dtype Q8_0 / Q4_0 (since 1.2) the copy holds every linear weight
+ * quantized, as skl_model_merge_to writes it (so skl_model_save of it writes
+ * the same files), the unchanged ones quantized from their stored dtype.
  * params may be NULL for defaults.  On failure *out is NULL.  report may be
  * NULL; otherwise free it with skl_merge_report_free(). */
 SKL_API int skl_model_merge(const skl_model *model, const skl_merge_params *params, skl_model **out,
@@ -609,7 +647,9 @@ typedef enum skl_save_format {
 } skl_save_format;
 
 /* Write the model (each tensor in its in-memory dtype: the file's dtype for
- * loaded tensors, skl_merge_params.dtype for merged ones) so that
+ * loaded tensors, skl_merge_params.dtype for merged ones; quantized ones as
+ * compressed-tensors lays them out, with the config's "quantization_config"
+ * written to describe them) so that
  * skl_model_load reads it back bit for bit; the config records merges applied
  * ("skipless_merge"); the tokenizer.json the model was loaded with is written
  * verbatim (directory: tokenizer.json; single file: __metadata__
@@ -665,6 +705,43 @@ SKL_API int skl_model_save_v2(const skl_model *model, const char *path, const sk
  * skl_merge_report_free(). */
 SKL_API int skl_model_merge_to(const skl_model *model, const char *path, const skl_merge_params *params,
                                const skl_save_params *save, skl_merge_report **report);
+
+/* ---------------------------------------------------------------- quantize */
+
+/* Since 1.2: quantizing a model's linear layers (docs/quantization.md). */
+typedef struct skl_quantize_params {
+    uint32_t struct_size;      /* set by skl_quantize_params_init */
+    skl_dtype dtype;           /* SKL_DTYPE_Q8_0 (default) or SKL_DTYPE_Q4_0 */
+    /* Linear layers to leave in their stored dtype: a layer's module name
+     * ("lm_head", "model.layers.3.mlp.down_proj") or a projection of every
+     * block ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+     * "down_proj"); n_keep entries (keep may be NULL when n_keep is 0).  A
+     * name that is no linear layer of the model is SKL_ERR_INVALID_ARG. */
+    const char *const *keep;
+    int32_t n_keep;
+    skl_progress_fn progress;  /* per block written (the head counts as one); nonzero cancels */
+    void *progress_user_data;
+} skl_quantize_params;
+
+/* Fill *params with the defaults and params->struct_size = size (pass
+ * sizeof *params).  SKL_ERR_INVALID_ARG if params is NULL or size too small. */
+SKL_API int skl_quantize_params_init(skl_quantize_params *params, size_t size);
+/* Quantize `model` and save it at `path` as skl_model_save_v2 would (save:
+ * format and shards; NULL: defaults), streaming: each tensor is read from
+ * the model (in place: through the file mapping), quantized and written
+ * before the next, so the extra memory is about one tensor.  Every linear
+ * weight (q, k, v, o, gate, up, down of each block, and lm_head: a tied one
+ * becomes its own quantized matrix) is quantized from its stored dtype,
+ * except those in params->keep and those whose input size is not a multiple
+ * of 32 (kept, with an SKL_LOG_WARN line naming them); the embedding, biases
+ * and the norm are copied unchanged.  Round to nearest, one scale per 32
+ * consecutive inputs of a row as llama.cpp's Q8_0 and Q4_0 choose them
+ * (docs/quantization.md).  config.json gets the compressed-tensors
+ * "quantization_config" describing the result.  Failure (cancel and a full
+ * disk included) removes every temporary and leaves an existing model at
+ * path untouched.  params may be NULL for the defaults. */
+SKL_API int skl_model_quantize_to(const skl_model *model, const char *path, const skl_quantize_params *params,
+                                  const skl_save_params *save);
 
 /* -------------------------------------------------------------------- BLAS */
 

@@ -23,6 +23,7 @@ void skl_context_free(skl_context *c) {
     free(c->kcache); free(c->vcache); free(c->rope_cos); free(c->rope_sin); free(c->k); free(c->v);
     free(c->x); free(c->q); free(c->att); free(c->h); free(c->g); free(c->u);
     free(c->ffo); free(c->scores); free(c->logits); free(c->bvec); free(c->wtile);
+    for (int t = 0; t < SKL_QT_COUNT; t++) free(c->qx[t]);
     skl_pool_free(c->pool);
     free(c);
 }
@@ -60,6 +61,12 @@ uint64_t skl_model_kv_bytes(const skl_model *m, int32_t n_ctx) {
     if (n_ctx == 0) n_ctx = m->hp.max_position_embeddings;
     if (n_ctx < 1 || n_ctx > m->hp.max_position_embeddings) return 0;
     return kv_bytes(&m->hp, n_ctx);
+}
+
+/* The widest input of a linear layer: max(d, qd, f). */
+static uint64_t vmax_in(const skl_dims *D) {
+    uint64_t w = (uint64_t)(D->d > D->qd ? D->d : D->qd);
+    return (uint64_t)D->f > w ? (uint64_t)D->f : w;
 }
 
 /* The model's dimensions in the names the forward pass uses (config.c bounds
@@ -145,6 +152,15 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
             if (w->dtype != SKL_DT_F32) narrow = true;
             if ((uint64_t)w->rows * (uint64_t)w->cols > biggest) biggest = (uint64_t)w->rows * (uint64_t)w->cols;
         }
+    /* a prepared decode input per quantized type present (qkernels.h) */
+    bool qx_ok = true;
+    for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);) {
+        int dt = it.l->w.data ? it.l->w.dtype : SKL_DT_F32, t = dt - SKL_DT_Q8_0;
+        if (!skl_dtype_quantized(dt) || c->qx[t]) continue;
+        size_t bytes = skl_qx_size((int32_t)vmax_in(D));
+        scratch = add_sat(scratch, bytes);
+        qx_ok = qx_ok && !posix_memalign(&c->qx[t], 64, (bytes + 63) / 64 * 64);
+    }
     bool tile_ok = true;
     if (narrow && p.n_batch > 1) {
         /* at least one row of the widest matrix */
@@ -156,7 +172,7 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
         tile_ok = c->wtile != NULL;
     }
     if (!c->kcache || !c->vcache || !c->rope_cos || !c->rope_sin || !c->x || !c->q || !c->k || !c->v || !c->att ||
-        !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok) {
+        !c->h || !c->g || !c->u || !c->ffo || !c->scores || !c->bvec || !tile_ok || !qx_ok) {
         skl_context_free(c);
         uint64_t total = add_sat(kv, scratch);
         return skl_fail(SKL_ERR_NOMEM,

@@ -41,7 +41,9 @@ struct skl_context {
                       prefill: [H, qblock, n_ctx] scores of a block of queries */
     int32_t qblock; /* queries per attention block in prefill */
     float *bvec;   /* [max(d, qd, f, V)] a bias widened to fp32 (prefill) */
-    float *wtile;  /* [tile_elems] an F16/BF16 weight tile widened to fp32 (prefill); NULL: all F32 */
+    float *wtile;  /* [tile_elems] an F16/BF16 or quantized weight tile widened to fp32 (prefill); NULL: all F32 */
+    void *qx[SKL_QT_COUNT]; /* [skl_qx_size(max(d, qd, f))] one GEMV input prepared for each quantized
+                               type (qkernels.h), 64-byte aligned; NULL: no weight of that type */
     size_t tile_elems;
     skl_pool *pool;
     float *logits; /* [n_logit_rows, V] */

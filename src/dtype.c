@@ -1,21 +1,56 @@
-/* dtype.c - the weight dtypes (F32, F16, BF16): sizes, names, scalar conversions.
- * The vector kernels that read them are in kernels.c. */
+/* dtype.c - the weight dtypes (F32, F16, BF16; the quantized Q8_0 and Q4_0;
+ * the integer dtypes of their files): sizes, names, scalar conversions.
+ * The vector kernels that read them are in kernels.c and qkernels.c. */
 #include "dtype.h"
 
-size_t skl_dtype_size(int dtype) { return dtype == SKL_DT_F32 ? 4 : 2; }
+#include <strings.h>
 
-const char *skl_dtype_name(int dtype) {
+size_t skl_dtype_size(int dtype) {
     switch (dtype) {
-    case SKL_DT_F32: return "F32";
-    case SKL_DT_F16: return "F16";
-    default: return "BF16";
+    case SKL_DT_F32: case SKL_DT_I32: return 4;
+    case SKL_DT_F16: case SKL_DT_BF16: return 2;
+    case SKL_DT_I64: return 8;
+    default: return 1; /* I8, Q8_0; Q4_0 has half a byte: skl_dtype_bytes */
     }
 }
 
-int skl_dtype_parse(const char *s) {
-    if (!strcmp(s, "F32")) return SKL_DT_F32;
-    if (!strcmp(s, "F16")) return SKL_DT_F16;
-    if (!strcmp(s, "BF16")) return SKL_DT_BF16;
+uint64_t skl_dtype_bytes(int dtype, uint64_t n) { return dtype == SKL_DT_Q4_0 ? n / 2 : n * skl_dtype_size(dtype); }
+
+size_t skl_dtype_align(int dtype) { return dtype == SKL_DT_Q4_0 ? 4 : skl_dtype_size(dtype); }
+
+const char *skl_dtype_str(int dtype) {
+    switch (dtype) {
+    case SKL_DT_F32: return "F32";
+    case SKL_DT_F16: return "F16";
+    case SKL_DT_BF16: return "BF16";
+    case SKL_DTYPE_SAME: return "SAME";
+    case SKL_DT_Q8_0: return "Q8_0";
+    case SKL_DT_Q4_0: return "Q4_0";
+    case SKL_DT_I8: return "I8";
+    case SKL_DT_I32: return "I32";
+    case SKL_DT_I64: return "I64";
+    default: return NULL;
+    }
+}
+
+const char *skl_dtype_name(skl_dtype dtype) {
+    return (int)dtype >= SKL_DTYPE_F32 && (int)dtype <= SKL_DTYPE_Q4_0 ? skl_dtype_str((int)dtype) : NULL;
+}
+
+int skl_dtype_parse(const char *name, skl_dtype *out) {
+    if (!name || !out) return skl_fail(SKL_ERR_INVALID_ARG, "skl_dtype_parse: NULL argument");
+    for (int d = SKL_DTYPE_F32; d <= SKL_DTYPE_Q4_0; d++)
+        if (!strcasecmp(name, skl_dtype_str(d))) {
+            *out = (skl_dtype)d;
+            return SKL_OK;
+        }
+    return skl_fail(SKL_ERR_INVALID_ARG, "unknown dtype '%s' (expected f32, f16, bf16, same, q8_0 or q4_0)", name);
+}
+
+int skl_dtype_from_st(const char *s) {
+    static const int st[] = {SKL_DT_F32, SKL_DT_F16, SKL_DT_BF16, SKL_DT_I8, SKL_DT_I32, SKL_DT_I64};
+    for (size_t i = 0; i < sizeof st / sizeof st[0]; i++)
+        if (!strcmp(s, skl_dtype_str(st[i]))) return st[i];
     return -1;
 }
 
@@ -51,4 +86,8 @@ float skl_elem(int dtype, const void *base, size_t i) {
     uint16_t h;
     memcpy(&h, (const uint8_t *)base + 2 * i, 2);
     return dtype == SKL_DT_F16 ? skl_f16_to_f32(h) : skl_bf16_to_f32(h);
+}
+
+float skl_qelem(int dtype, const void *q, const uint16_t *scale, size_t i) {
+    return (float)skl_q_at(dtype, q, i) * skl_f16_to_f32(scale[i / SKL_DT_QGROUP]);
 }

@@ -16,9 +16,13 @@
  * heads across the pool, a whole KV group per chunk when there are at least
  * two groups per thread.  Each row / head is computed by one thread in a
  * fixed order, so decode logits do not depend on the thread count.
+ * Quantized weights (Q8_0, Q4_0) go to qkernels.c: the input is prepared
+ * once per GEMV (skl_qx_prepare, by the calling thread) before the rows are
+ * split, then skl_gemv_q computes each chunk of rows.
  * Prefill (a batch of n > 1 tokens): F32 linear layers are one cblas_sgemm
- * over the batch; F16/BF16 weights are widened tile by tile (pool) into fp32
- * and multiplied by cblas_sgemm; attention is Q K^T, softmax, P V with
+ * over the batch; F16/BF16 and quantized weights are widened tile by tile
+ * (pool; skl_dequant_rows for quantized ones, exact) into fp32 and multiplied
+ * by cblas_sgemm; attention is Q K^T, softmax, P V with
  * cblas_sgemm per head over blocks of queries.  OpenBLAS runs with n_threads
  * threads while the pool sleeps.  Activations are fp32.
  *
@@ -249,6 +253,7 @@ static int64_t n_chunks(int64_t n, int64_t size) { return (n + size - 1) / size;
  * of the work.  Which thread computes a row does not change its value. */
 typedef struct mv_task {
     lin_job jobs[3];   /* n == 1 each: x [in], y [out] */
+    const void *qx[SKL_QT_COUNT]; /* the jobs' x prepared for each quantized type they use (they share x) */
     int n;
     int post;          /* POST_GLU: jobs[1].y *= act(jobs[0].y) (same rows); POST_ACT: jobs[0].y = act(..) */
     skl_activation a;
@@ -258,15 +263,21 @@ typedef struct mv_task {
 
 #define CHUNK_BYTES ((int64_t)256 << 10)
 
+/* A quantized dtype's qkernels.h type is its distance from SKL_DT_Q8_0. */
+_Static_assert(SKL_QT_Q8_0 == 0 && SKL_DT_Q4_0 - SKL_DT_Q8_0 == SKL_QT_Q4_0, "qkernels.h types follow the dtypes");
+
 static void add_bias(const lin_job *j, int64_t r0, int64_t r1) {
     const skl_tensor *b = &j->L->b;
     if (b->data)
         for (int64_t r = r0; r < r1; r++) j->y[r] += skl_tensor_at(b, (size_t)r);
 }
 
-static void mv_rows(const lin_job *j, int64_t r0, int64_t r1) {
+static void mv_rows(const mv_task *t, const lin_job *j, int64_t r0, int64_t r1) {
     const skl_tensor *w = &j->L->w;
     if (!w->data) memcpy(j->y + r0, j->x + r0, (size_t)(r1 - r0) * sizeof(float));
+    else if (skl_dtype_quantized(w->dtype))
+        skl_gemv_q(w->dtype - SKL_DT_Q8_0, w->data, w->scale, j->in, t->qx[w->dtype - SKL_DT_Q8_0], j->y, (int32_t)r0,
+                   (int32_t)r1);
     else skl_gemv(w->dtype, w->data, (size_t)w->cols, j->in, j->x, j->y, (int32_t)r0, (int32_t)r1);
     add_bias(j, r0, r1);
 }
@@ -280,19 +291,20 @@ static void mv_chunk(void *arg, int64_t k) {
     if (t->post == POST_GLU) { /* the gate's rows and up's same rows (one paired GEMV), then the product */
         const lin_job *g = &t->jobs[0], *u = &t->jobs[1];
         const skl_tensor *gw = &g->L->w, *uw = &u->L->w;
-        if (gw->data && uw->data && gw->dtype == uw->dtype && gw->cols == uw->cols && g->in == u->in) {
+        if (gw->data && uw->data && gw->dtype == uw->dtype && !skl_dtype_quantized(gw->dtype) && gw->cols == uw->cols &&
+            g->in == u->in) {
             skl_gemv2(gw->dtype, gw->data, uw->data, (size_t)gw->cols, g->in, g->x, g->y, u->y, (int32_t)r0,
                       (int32_t)r1);
             add_bias(g, r0, r1);
             add_bias(u, r0, r1);
         } else {
-            mv_rows(g, r0, r1);
-            mv_rows(u, r0, r1);
+            mv_rows(t, g, r0, r1);
+            mv_rows(t, u, r0, r1);
         }
         for (int64_t r = r0; r < r1; r++) t->jobs[1].y[r] *= act(t->a, t->jobs[0].y[r]);
         return;
     }
-    mv_rows(&t->jobs[i], r0, r1);
+    mv_rows(t, &t->jobs[i], r0, r1);
     if (t->post == POST_ACT)
         for (int64_t r = r0; r < r1; r++) t->jobs[0].y[r] = act(t->a, t->jobs[0].y[r]);
 }
@@ -302,10 +314,20 @@ static void gemv_pool(skl_context *c, const lin_job *jobs, int count, int post) 
     mv_task t = {.n = post == POST_GLU ? 1 : count, /* GLU: chunks of the gate carry the up rows */
                  .post = post, .a = c->m->hp.hidden_act};
     memcpy(t.jobs, jobs, (size_t)count * sizeof *jobs);
+    for (int i = 0; i < count; i++) { /* quantized weights: x prepared once, before the rows are split */
+        const skl_tensor *w = &jobs[i].L->w;
+        int qt = w->data && skl_dtype_quantized(w->dtype) ? w->dtype - SKL_DT_Q8_0 : -1;
+        if (qt < 0 || t.qx[qt]) continue;
+        skl_qx_prepare(qt, jobs[i].x, jobs[i].in, c->qx[qt]);
+        t.qx[qt] = c->qx[qt];
+    }
     t.first[0] = 0;
     for (int i = 0; i < t.n; i++) {
         const skl_tensor *w = &t.jobs[i].L->w;
-        int64_t row_bytes = (int64_t)t.jobs[i].in * (int64_t)(w->data ? skl_dtype_size(w->dtype) : 4);
+        int64_t in = t.jobs[i].in;
+        int64_t row_bytes = !w->data ? in * 4
+                                     : (int64_t)(skl_dtype_bytes(w->dtype, (uint64_t)in) +
+                                                 (skl_dtype_quantized(w->dtype) ? 2 * (uint64_t)in / SKL_DT_QGROUP : 0));
         if (post == POST_GLU) row_bytes *= 2;
         int64_t rows = (CHUNK_BYTES / row_bytes + 7) & ~(int64_t)7; /* whole 8-row kernel passes */
         t.chunk[i] = rows < 8 ? 8 : rows;
@@ -369,12 +391,18 @@ static void tile_chunk(void *arg, int64_t k) {
     int64_t a, b;
     chunk_range(k, TILE_CHUNK, t->rows, &a, &b);
     size_t cols = (size_t)t->w->cols, esz = skl_dtype_size(t->w->dtype);
+    if (b <= a) return;
+    if (skl_dtype_quantized(t->w->dtype)) {
+        skl_dequant_rows(t->w->dtype - SKL_DT_Q8_0, t->w->data, t->w->scale, (int32_t)cols, t->r0 + (int32_t)a,
+                         t->r0 + (int32_t)b, t->dst + (size_t)a * cols);
+        return;
+    }
     const uint8_t *src = (const uint8_t *)t->w->data + ((size_t)t->r0 + (size_t)a) * cols * esz;
-    if (b > a) skl_to_f32(t->w->dtype, src, t->dst + (size_t)a * cols, (size_t)(b - a) * cols);
+    skl_to_f32(t->w->dtype, src, t->dst + (size_t)a * cols, (size_t)(b - a) * cols);
 }
 
-/* y [n, out] = x [n, in] W^T + b for n > 1 tokens; F16/BF16 W widened into
- * wtile [tr, in] a tile of tr rows at a time. */
+/* y [n, out] = x [n, in] W^T + b for n > 1 tokens; F16/BF16 or quantized W
+ * widened into wtile [tr, in] a tile of tr rows at a time. */
 static void linear_batch(skl_context *c, const lin_job *j, int32_t n) {
     const skl_linear *L = j->L;
     const skl_tensor *w = &L->w;

@@ -14,13 +14,16 @@
  *   wing       config.c      config.json -> skl_hparams, eos_token_id          config.h
  *              tokenizer.c   tokenizer.json, byte-level BPE                    tokenizer.h
  *              checkpoint.c  which files make a model (dir, shards, single file) checkpoint.h
+ *              quant_config.c "quantization_config" (compressed-tensors)     quant_config.h
  *   model      model.c       load, free, clone, the linear-layer iterator      model.h
  *              model_info.c  hparams, weight counts, decode bytes, dtype
+ *              quant.c       quantizing float64 rows to Q8_0 / Q4_0            quant.h
  *   compute    kernels.c     GEMV / softmax / widening kernels (uses dtype.c)  kernels.h
+ *              qkernels.c    quantized (Q8_0, Q4_0) GEMV and widening          qkernels.h
  *              pool.c        thread pool                                       pool.h
  *              context.c     contexts: KV cache, scratch, skl_eval batching    context.h
  *              forward.c     one forward pass: prefill and decode              context.h
- *   top        sampling.c, plan.c, save.c, merge.c, generate.c                 skipless.h
+ *   top        sampling.c, plan.c, save.c, merge.c, quantize.c, generate.c     skipless.h
  *              (save.c's writer, used by merge.c's streaming merge)          save.h
  * The format wing knows nothing of computing; it makes no call into the model
  * (tokenizer.c's public calls take a skl_model only to read its m->tok).
@@ -38,8 +41,11 @@
 #include "config.h"
 #include "tokenizer.h"
 #include "checkpoint.h"
+#include "quant_config.h"
 #include "model.h"
+#include "quant.h"
 #include "kernels.h"
+#include "qkernels.h"
 #include "pool.h"
 #include "save.h"
 

@@ -496,6 +496,8 @@ int skl_kernels_force(int id) {
 
 const char *skl_cpu_kernels(void) { return K()->name; }
 
+int skl_kernels_active(void) { return (int)(K() - table); }
+
 void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1) {
     if (r0 < r1) K()->gemv[dtype](W, ld, cols, x, y, r0, r1);
 }

@@ -12,6 +12,9 @@ const char *skl_kernels_name(int id);    /* "generic", "avx2", "avx512"; NULL if
  * Returns -1 (nothing changed) if the variant is unknown or unsupported.
  * Not to be called while another thread evaluates a context. */
 int skl_kernels_force(int id);
+/* The variant in use (SKL_KERN_*): the forced one, else the best supported;
+ * qkernels.c follows it. */
+int skl_kernels_active(void);
 /* y[r] = sum_c W[r * ld + c] x[c] for r in [r0, r1), W of dtype (fp32 accumulation). */
 void skl_gemv(int dtype, const void *W, size_t ld, int32_t cols, const float *x, float *y, int32_t r0, int32_t r1);
 /* y[r] = W[r] . x and y1[r] = W1[r] . x for r in [r0, r1): two matrices of the same dtype,

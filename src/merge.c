@@ -17,6 +17,7 @@
  * The source model is never modified: the result is a clone that shares the
  * unchanged tensors and owns the new ones. */
 #include "internal.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -79,7 +80,9 @@ void skl_merge_report_free(skl_merge_report *r) {
 
 typedef struct merger {
     skl_model *m;           /* the clone being merged */
-    int dtype;              /* storage of changed tensors (skl_dtype, SAME allowed) */
+    int dtype;              /* storage of changed tensors (skl_dtype, SAME allowed; Q8_0 / Q4_0: of every linear weight) */
+    const char *const *keep; /* quantized dtype: the linear layers left as SAME would store them */
+    int32_t n_keep;
     int new_dtype;          /* SAME: dtype of a tensor that did not exist (the embedding's) */
     double max_cond;
     skl_pool *pool;         /* elementwise passes (widening, rounding), as many threads as OpenBLAS */
@@ -129,13 +132,16 @@ typedef struct elem_job {
     void *dst;        /* widen: double; round: data of dtype dt */
     int dt;
     size_t n;
+    const uint16_t *scale; /* widen of a quantized tensor: its scales (the flat element i's is scale[i / 32]) */
 } elem_job;
 
 static void widen_chunk(void *arg, int64_t k) {
     const elem_job *j = arg;
     size_t lo = (size_t)k * ELEM_CHUNK, hi = lo + ELEM_CHUNK < j->n ? lo + ELEM_CHUNK : j->n;
     double *d = j->dst;
-    if (j->dt == SKL_DT_F32) {
+    if (skl_dtype_quantized(j->dt)) {
+        for (size_t i = lo; i < hi; i++) d[i] = skl_qelem(j->dt, j->src, j->scale, i);
+    } else if (j->dt == SKL_DT_F32) {
         const float *f = j->src;
         for (size_t i = lo; i < hi; i++) d[i] = f[i];
     } else {
@@ -165,7 +171,7 @@ static void round_chunk(void *arg, int64_t k) {
 }
 
 static void elementwise(merger *g, skl_chunk_fn fn, const void *src, void *dst, int dt, size_t n) {
-    elem_job j = {src, dst, dt, n};
+    elem_job j = {src, dst, dt, n, NULL};
     skl_pool_for(g->pool, (int64_t)((n + ELEM_CHUNK - 1) / ELEM_CHUNK), fn, &j);
 }
 
@@ -174,7 +180,8 @@ static void elementwise(merger *g, skl_chunk_fn fn, const void *src, void *dst, 
 static void widen(merger *g, const skl_tensor *t, int32_t rows, int32_t cols, bool zero_if_absent, double *a) {
     size_t n = (size_t)rows * (size_t)cols;
     if (t->data) {
-        elementwise(g, widen_chunk, t->data, a, t->dtype, n);
+        elem_job j = {t->data, a, t->dtype, n, t->scale};
+        skl_pool_for(g->pool, (int64_t)((n + ELEM_CHUNK - 1) / ELEM_CHUNK), widen_chunk, &j);
         return;
     }
     memset(a, 0, n * sizeof *a);
@@ -190,27 +197,53 @@ static double *to_f64(merger *g, const skl_tensor *t, int32_t rows, int32_t cols
     return a;
 }
 
-/* The dtype a changed tensor t is stored in. */
-static int target_dtype(const merger *g, const skl_tensor *t) {
-    if (g->dtype != SKL_DTYPE_SAME) return g->dtype;
+/* Whether t is the weight of a linear layer of g->m: *layer, *lin (SKL_LIN_HEAD: lm_head). */
+static bool linear_of(const merger *g, const skl_tensor *t, int32_t *layer, int *lin) {
+    for (skl_lin_iter it = skl_linears_all(g->m); skl_lin_next(&it);)
+        if (&it.l->w == t) {
+            *layer = it.layer;
+            *lin = it.lin;
+            return true;
+        }
+    return false;
+}
+
+/* The dtype a changed tensor t, [.., cols], is stored in.  A quantized dtype
+ * is for linear weights whose inputs are a multiple of 32 and which keep does
+ * not name; everything else is stored as SAME stores it. */
+static int target_dtype(const merger *g, const skl_tensor *t, int32_t cols) {
+    int32_t layer;
+    int lin;
+    if (g->dtype != SKL_DTYPE_SAME && !skl_dtype_quantized(g->dtype)) return g->dtype;
+    if (skl_dtype_quantized(g->dtype) && cols % SKL_DT_QGROUP == 0 && linear_of(g, t, &layer, &lin) &&
+        !skl_quant_kept(g->keep, g->n_keep, layer, lin))
+        return g->dtype;
     return t->data ? t->dtype : g->new_dtype;
 }
 
-/* v rounded to dtype (float64 -> float32 first, as stored). */
-static double stored_value(int dtype, double v) {
-    float f = (float)v;
-    if (dtype == SKL_DT_F16) return skl_f16_to_f32(skl_f32_to_f16(f));
-    if (dtype == SKL_DT_BF16) return skl_bf16_to_f32(skl_f32_to_bf16(f));
-    return f;
+/* x [rows, cols] <- its values rounded to dtype, as they will be stored (float64 -> float32 first;
+ * quantized: group by group, as set_tensor quantizes them). */
+static int store_round(merger *g, int dtype, double *x, int32_t rows, int32_t cols) {
+    size_t n = (size_t)rows * (size_t)cols;
+    if (skl_dtype_quantized(dtype)) {
+        int rc = skl_quant_round(dtype, x, rows, cols, "merge");
+        return rc ? mfail(g, rc, "%s", skl_last_error()) : SKL_OK;
+    }
+    for (size_t k = 0; k < n; k++) {
+        float f = (float)x[k];
+        x[k] = dtype == SKL_DT_F16 ? skl_f16_to_f32(skl_f32_to_f16(f)) : dtype == SKL_DT_BF16 ? skl_bf16_to_f32(skl_f32_to_bf16(f)) : f;
+    }
+    return SKL_OK;
 }
 
 /* Dry run: t becomes a placeholder with the shape and dtype the merge gives it
  * (data points to one byte that is never read). */
 static int set_layout(merger *g, skl_tensor *t, int32_t rows, int32_t cols) {
-    static const unsigned char placeholder;
-    int dt = target_dtype(g, t);
+    static const uint16_t placeholder;
+    int dt = target_dtype(g, t, cols);
     skl_tensor_clear(t);
-    *t = (skl_tensor){.data = &placeholder, .dtype = dt, .rows = rows, .cols = cols};
+    *t = (skl_tensor){.data = &placeholder, .dtype = dt, .rows = rows, .cols = cols,
+                      .scale = skl_dtype_quantized(dt) ? &placeholder : NULL};
     return SKL_OK;
 }
 
@@ -226,8 +259,25 @@ static int set_tensor(merger *g, skl_tensor *t, const double *src, int32_t rows,
         skl_tensor_clear(t);
         return SKL_OK;
     }
-    int dt = target_dtype(g, t);
+    int dt = target_dtype(g, t, cols);
     size_t n = (size_t)rows * (size_t)cols;
+    if (skl_dtype_quantized(dt)) {
+        int32_t layer = 0;
+        int lin = 0;
+        char name[96];
+        linear_of(g, t, &layer, &lin);
+        skl_linear_module(layer, lin, name, sizeof name);
+        skl_tensor q = {0};
+        int rc = skl_tensor_alloc_quant(&q, dt, rows, cols);
+        if (!rc) rc = skl_quant_rows(dt, src, rows, cols, q.owner->base, q.scale_owner->base, name, 0);
+        if (rc) {
+            skl_tensor_clear(&q);
+            return mfail(g, rc, "%s", skl_last_error());
+        }
+        skl_tensor_clear(t);
+        *t = q;
+        return SKL_OK;
+    }
     skl_buf *b = skl_buf_new(n * skl_dtype_size(dt));
     if (!b) return mfail(g, SKL_ERR_NOMEM, "out of memory for a merged [%d, %d] matrix", rows, cols);
     elementwise(g, round_chunk, src, b->base, dt, n);
@@ -396,7 +446,7 @@ static int embed_absorb(merger *g, const double *A, int32_t n, const skl_tensor 
         return set_layout(g, &m->embed, V, n);
     }
     int32_t chunk = m->hp.intermediate_size > 0 ? m->hp.intermediate_size : V;
-    int dt = target_dtype(g, &m->embed);
+    int dt = target_dtype(g, &m->embed, n);
     size_t in_es = skl_dtype_size(m->embed.dtype), out_es = skl_dtype_size(dt);
     /* e, out: [chunk, n] */
     double *e = scratch(g, 0, (size_t)chunk * n), *out = scratch(g, 1, (size_t)chunk * n);
@@ -590,7 +640,8 @@ static int left_solve(merger *g, const lu *f, double *D, int32_t cols, int dt, d
     if (info != 0) return mfail(g, SKL_ERR_INVALID_ARG, "dgetrs failed (%d)", (int)info);
     /* D <- stored(Y) in place (rounding is idempotent: storing it again gives the same values);
      * residual |P stored(Y) - D| / |D| */
-    for (size_t k = 0; k < cnt; k++) D[k] = stored_value(dt, D[k]);
+    int rc = store_round(g, dt, D, n, cols);
+    if (rc) return rc;
     double nd = frob(d0, cnt);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, cols, n, 1.0, f->orig, n, D, cols, -1.0, d0, cols);
     double e = frob(d0, cnt) / fmax(nd, 1e-300);
@@ -604,12 +655,12 @@ static int down_solve(merger *g, const lu *f, skl_layer *Li, int32_t d, int32_t 
     int rc = SKL_OK;
     if (!down) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
     widen(g, &Li->down.w, d, fdim, false, down);
-    if ((rc = left_solve(g, f, down, fdim, target_dtype(g, &Li->down.w), resid))) goto done;
+    if ((rc = left_solve(g, f, down, fdim, target_dtype(g, &Li->down.w, fdim), resid))) goto done;
     if (Li->o.b.data || Li->down.b.data) {
         b = to_f64(g, &Li->down.b, 1, d, true);
         if (!b) { rc = mfail(g, SKL_ERR_NOMEM, "out of memory"); goto done; }
         for (int32_t j = 0; Li->o.b.data && j < d; j++) b[j] += skl_tensor_at(&Li->o.b, (size_t)j);
-        if ((rc = left_solve(g, f, b, 1, target_dtype(g, &Li->down.b), resid))) goto done;
+        if ((rc = left_solve(g, f, b, 1, target_dtype(g, &Li->down.b, 1), resid))) goto done;
         if ((rc = set_tensor(g, &Li->down.b, b, 1, d))) goto done;
     }
     if ((rc = set_tensor(g, &Li->down.w, down, d, fdim))) goto done;
@@ -744,11 +795,14 @@ static int merge_begin(const skl_model *src, const skl_merge_params *params, con
     if (!skl_removal_name(p->remove)) return skl_fail(SKL_ERR_INVALID_ARG, "%s: unknown removal %d", fn, (int)p->remove);
     if (p->verify && p->n_probe_tokens < 1)
         return skl_fail(SKL_ERR_INVALID_ARG, "%s: n_probe_tokens %d must be >= 1", fn, p->n_probe_tokens);
-    if (p->dtype < SKL_DTYPE_F32 || p->dtype > SKL_DTYPE_SAME)
-        return skl_fail(SKL_ERR_INVALID_ARG, "%s: unknown dtype %d (expected F32, F16, BF16 or SAME)", fn, (int)p->dtype);
+    if (p->dtype < SKL_DTYPE_F32 || p->dtype > SKL_DTYPE_Q4_0)
+        return skl_fail(SKL_ERR_INVALID_ARG, "%s: unknown dtype %d (expected F32, F16, BF16, SAME, Q8_0 or Q4_0)", fn,
+                        (int)p->dtype);
+    if (skl_dtype_quantized(p->dtype) && (rc = skl_quant_check_keep(p->keep, p->n_keep, src->hp.num_hidden_layers, fn)))
+        return rc;
     if (p->max_condition < 0 || isnan(p->max_condition))
         return skl_fail(SKL_ERR_INVALID_ARG, "%s: max_condition %g must be >= 0", fn, p->max_condition);
-    *g = (merger){.m = NULL, .dtype = (int)p->dtype, .new_dtype = src->embed.dtype,
+    *g = (merger){.m = NULL, .dtype = (int)p->dtype, .new_dtype = src->embed.dtype, .keep = p->keep, .n_keep = p->n_keep,
                   .max_cond = p->max_condition > 0 ? p->max_condition : 0.01 / FP32_UNIT_ROUNDOFF};
     *r = p->remove;
     rc = *r == SKL_REMOVE_AUTO ? choose_auto(g, src, r) : check_removal(g, src, *r);
@@ -774,10 +828,38 @@ static int merge_begin(const skl_model *src, const skl_merge_params *params, con
     return SKL_OK;
 }
 
+/* A quantized merge: the linear weights of blocks [first, end) (and the head) that the
+ * merge left unchanged, quantized too (from their stored dtype; dry: their layout). */
+static int quantize_rest(merger *g, int32_t first, int32_t end, bool head) {
+    if (!skl_dtype_quantized(g->dtype)) return SKL_OK;
+    for (skl_lin_iter it = skl_linears(g->m, first, end, head); skl_lin_next(&it);) {
+        skl_tensor *w = &it.l->w;
+        int dt = w->data ? target_dtype(g, w, w->cols) : w->dtype;
+        if (dt == w->dtype) continue; /* absent, kept, or already quantized so */
+        if (it.lin == SKL_LIN_HEAD) g->m->hp.tie_word_embeddings = false; /* a tied head becomes its own matrix */
+        if (g->dry) {
+            set_layout(g, w, w->rows, w->cols);
+            continue;
+        }
+        char name[96];
+        skl_linear_module(it.layer, it.lin, name, sizeof name);
+        skl_tensor q = {0};
+        int rc = skl_tensor_quantize(w, dt, &q, name);
+        if (rc) return mfail(g, rc, "%s", skl_last_error());
+        skl_tensor_clear(w);
+        *w = q;
+    }
+    return SKL_OK;
+}
+
 /* Streaming: write every tensor that belongs before block `until` (they are final) and
- * release them; the unchanged ones stay in the source's mapping. */
+ * release them; the unchanged ones stay in the source's mapping (or, quantized, are
+ * quantized now). */
 static int stream_out(merger *g, int32_t until) {
-    int rc = skl_writer_put(g->w, g->m, until);
+    int32_t L0 = g->m->hp.num_hidden_layers;
+    int rc = quantize_rest(g, 0, until < L0 ? until : L0, until > L0);
+    if (rc) return rc;
+    rc = skl_writer_put(g->w, g->m, until);
     if (rc) return mfail(g, rc, "%s", skl_last_error());
     int32_t L = g->m->hp.num_hidden_layers;
     if (until >= 0) skl_tensor_clear(&g->m->embed);
@@ -883,6 +965,7 @@ int skl_model_merge(const skl_model *src, const skl_merge_params *params, skl_mo
     if (!(rc = skl_model_clone(src, &g->m))) {
         skl_log(SKL_LOG_INFO, "merge: removing %s from %d blocks", skl_removal_name(run.r), src->hp.num_hidden_layers);
         rc = merge_blocks(g, src, run.r, run.rep, &run.p);
+        if (!rc) rc = quantize_rest(g, 0, src->hp.num_hidden_layers, true);
         if (rc) skl_fail(rc, "%s: merge '%s': %s", src->path ? src->path : "model", skl_removal_name(run.r), g->msg);
     }
     scratch_free(g);
@@ -914,6 +997,7 @@ int skl_model_merge_to(const skl_model *src, const char *path, const skl_merge_p
     if (!(rc = skl_model_clone(src, &layout))) {
         g->m = layout;
         rc = merge_blocks(g, src, run.r, run.rep, &run.p);
+        if (!rc) rc = quantize_rest(g, 0, src->hp.num_hidden_layers, true);
         g->m = NULL;
     }
     g->dry = false;

@@ -11,16 +11,31 @@
 
 /* A [rows, cols] row-major matrix (or a vector with rows = 1) of dtype
  * SKL_DT_F32, F16 or BF16 (the file's dtype; F16/BF16 stay 16-bit in memory,
- * little-endian, as in the file).  data == NULL: absent. */
+ * little-endian, as in the file), or a linear weight quantized as SKL_DT_Q8_0
+ * or SKL_DT_Q4_0 (qkernels.h's layouts: data the int8 q [rows, cols] or the
+ * uint32 words [rows, cols / 8], scale F16 [rows, cols / 32]; cols a multiple
+ * of 32).  data == NULL: absent. */
 typedef struct skl_tensor {
     const void *data;
     int dtype;
     int32_t rows, cols;
-    skl_buf *owner; /* holds data alive */
+    skl_buf *owner;        /* holds data alive */
+    const uint16_t *scale; /* quantized: F16 [rows, cols / 32]; else NULL */
+    skl_buf *scale_owner;  /* holds scale alive */
 } skl_tensor;
 
-/* Element i (row-major) of a tensor as float. */
-static inline float skl_tensor_at(const skl_tensor *t, size_t i) { return skl_elem(t->dtype, t->data, i); }
+/* Element i (row-major) of a tensor as float (quantized: q times its scale, exact). */
+static inline float skl_tensor_at(const skl_tensor *t, size_t i) {
+    return skl_dtype_quantized(t->dtype) ? skl_qelem(t->dtype, t->data, t->scale, i) : skl_elem(t->dtype, t->data, i);
+}
+/* Bytes of t's data (without scales); 0 when absent. */
+static inline uint64_t skl_tensor_bytes(const skl_tensor *t) {
+    return t->data ? skl_dtype_bytes(t->dtype, (uint64_t)t->rows * (uint64_t)t->cols) : 0;
+}
+/* Bytes of t's scales: 2 per 32 weights of a quantized tensor, else 0. */
+static inline uint64_t skl_tensor_scale_bytes(const skl_tensor *t) {
+    return t->data && t->scale ? 2 * ((uint64_t)t->rows * (uint64_t)t->cols / SKL_DT_QGROUP) : 0;
+}
 
 /* y = W x + b, W [out, in].  w.data == NULL: the identity (out == in). */
 typedef struct skl_linear {
@@ -46,6 +61,8 @@ struct skl_model {
 };
 
 void skl_tensor_clear(skl_tensor *t);
+/* *dst = *src, with a reference to each of its buffers. */
+void skl_tensor_share(skl_tensor *dst, const skl_tensor *src);
 
 /* The 7 linear layers of a block in a fixed order, with their HF name stems. */
 enum { SKL_LIN_Q, SKL_LIN_K, SKL_LIN_V, SKL_LIN_O, SKL_LIN_GATE, SKL_LIN_UP, SKL_LIN_DOWN, SKL_LIN_COUNT };
@@ -77,6 +94,8 @@ bool skl_lin_next(skl_lin_iter *it);
 static inline skl_lin_iter skl_linears_all(const skl_model *m) {
     return skl_linears(m, 0, m->hp.num_hidden_layers, true);
 }
+/* The module name of linear (layer, lin): "model.layers.3.mlp.down_proj", or "lm_head" for SKL_LIN_HEAD. */
+void skl_linear_module(int32_t layer, int lin, char *buf, size_t n);
 /* The linear layer (layer, lin) of m as the iterator names it (SKL_LIN_HEAD: lm_head). */
 skl_linear *skl_model_linear(const skl_model *m, int32_t layer, int lin);
 

@@ -1,5 +1,6 @@
 /* model_info.c - what a loaded model is: its hparams, weight counts, the bytes one
- * decode step reads and the bytes of all its weights, the dtype of its weights
+ * decode step reads and the bytes of all its weights (quantization scales
+ * included), the dtype of its weights and the weights of each dtype
  * (skipless bench reports it next to skl_model_decode_bytes), which projections
  * a block still has. */
 #include "model.h"
@@ -53,9 +54,8 @@ int skl_model_has_proj(const skl_model *m, int32_t layer, char which) {
     }
 }
 
-static uint64_t nbytes(const skl_tensor *t) {
-    return t->data ? (uint64_t)t->rows * (uint64_t)t->cols * skl_dtype_size(t->dtype) : 0;
-}
+/* Bytes of t with its scales. */
+static uint64_t nbytes(const skl_tensor *t) { return skl_tensor_bytes(t) + skl_tensor_scale_bytes(t); }
 
 static void decode_tensors(const skl_model *m, void (*region)(void *, const void *, uint64_t), void *ud);
 
@@ -80,17 +80,24 @@ uint64_t skl_model_weight_bytes(const skl_model *m) {
     return n;
 }
 
+/* A weight matrix: its data, then its scales when quantized. */
+static void weight_regions(const skl_tensor *w, void (*region)(void *, const void *, uint64_t), void *ud) {
+    if (!w->data) return;
+    region(ud, w->data, skl_tensor_bytes(w));
+    if (w->scale) region(ud, w->scale, skl_tensor_scale_bytes(w));
+}
+
 /* The tensors skl_model_decode_bytes counts, in the order decode reads them:
  * region(ud, data, bytes) for each present one. */
 static void decode_tensors(const skl_model *m, void (*region)(void *, const void *, uint64_t), void *ud) {
     for (skl_lin_iter it = skl_linears(m, 0, m->hp.num_hidden_layers, false); skl_lin_next(&it);) {
-        if (it.l->w.data) region(ud, it.l->w.data, nbytes(&it.l->w));
+        weight_regions(&it.l->w, region, ud);
         if (it.l->b.data) region(ud, it.l->b.data, nbytes(&it.l->b));
     }
     if (m->norm.data) region(ud, m->norm.data, nbytes(&m->norm));
-    if (m->head.w.data) region(ud, m->head.w.data, nbytes(&m->head.w));
+    weight_regions(&m->head.w, region, ud);
     if (m->head.b.data) region(ud, m->head.b.data, nbytes(&m->head.b));
-    if (m->embed.data) region(ud, m->embed.data, (uint64_t)m->embed.cols * skl_dtype_size(m->embed.dtype));
+    if (m->embed.data) region(ud, m->embed.data, skl_dtype_bytes(m->embed.dtype, (uint64_t)m->embed.cols));
 }
 
 typedef struct regions {
@@ -124,7 +131,7 @@ int skl_model_decode_regions(const skl_model *m, const void **bases, uint64_t *s
 /* Fold one weight into the running dtype name ("" before the first). */
 static void note_dtype(const char **dtype, const skl_tensor *t) {
     if (!t->data) return;
-    const char *d = skl_dtype_name(t->dtype);
+    const char *d = skl_dtype_str(t->dtype);
     if (!**dtype) *dtype = d;
     else if (strcmp(*dtype, d) != 0) *dtype = "mixed";
 }
@@ -134,4 +141,12 @@ const char *skl_model_weight_dtype(const skl_model *m) {
     const char *dtype = "";
     for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);) note_dtype(&dtype, &it.l->w);
     return dtype;
+}
+
+uint64_t skl_model_dtype_weights(const skl_model *m, skl_dtype dtype) {
+    uint64_t n = 0;
+    if (m)
+        for (skl_lin_iter it = skl_linears_all(m); skl_lin_next(&it);)
+            if (it.l->w.data && it.l->w.dtype == (int)dtype) n += numel(&it.l->w);
+    return n;
 }

@@ -44,4 +44,26 @@ void skl_gemv_q(int qt, const void *q, const uint16_t *scale, int32_t cols, cons
  * rows with it and multiplies them with sgemm. */
 void skl_dequant_rows(int qt, const void *q, const uint16_t *scale, int32_t cols, int32_t r0, int32_t r1, float *dst);
 
+/* The implementations behind these calls, for tests and benchmarks.  Each
+ * belongs to one kernels.c variant and is named "<variant>-<how>" (e.g.
+ * "avx2-int8", "avx512-vnni-int8", "generic-f32"); by default the calls use
+ * the preferred one of the variant kernels.c has active (skl_kernels_active,
+ * so skl_kernels_force switches these too).  A qx is valid only for the
+ * implementation that prepared it. */
+int skl_qkernels_count(void);            /* number of implementations */
+const char *skl_qkernels_name(int i);    /* NULL if i is out of range */
+int skl_qkernels_supported(int i);       /* 1 if this CPU runs implementation i */
+/* Bits of the activations implementation i multiplies the weights with: 32
+ * (x as fp32, the exact semantics above up to fp32 rounding) or 8 (x rounded
+ * to int8 per group of 32 with an fp32 scale, as llama.cpp's Q8_0
+ * activations: d = amax / 127 and xq = x * (127 / amax) rounded to the
+ * nearest integer, ties to even, all in fp32; d = 0, xq = 0 for a group of
+ * zeros; each group's integer dot product is exact). */
+int skl_qkernels_xbits(int i);
+/* Use implementation i from now on (tests, benchmarks); i < 0: back to the
+ * default of the active variant.  Returns -1 (nothing changed) if i is
+ * unknown or unsupported.  Not while another thread computes. */
+int skl_qkernels_force(int i);
+int skl_qkernels_active(void);           /* the implementation in use */
+
 #endif

@@ -4,7 +4,9 @@
  * The header maps tensor names to {dtype, shape, data_offsets: [begin, end]}
  * (offsets relative to the data area) plus an optional "__metadata__" object.
  * Everything read from the file is checked before it is used: the header
- * length, the JSON (duplicate keys rejected), dtypes, overflow-checked sizes,
+ * length, the JSON (duplicate keys rejected), dtypes (F32, F16, BF16, and the
+ * integer I8, I32, I64 that quantized weights are stored in: model.c decides
+ * which tensors may have them), overflow-checked sizes,
  * and that the tensors tile the data area exactly (no overlap, gap, or
  * trailing bytes). */
 #include "safetensors.h"
@@ -56,10 +58,11 @@ static int parse_entry(const char *path, const char *name, const json_t *e, skl_
                         "%s: tensor '%s': \"data_offsets\" missing or not a list of 2 integers",
                         path, name);
     t->name = name;
-    t->dtype = skl_dtype_parse(json_string_value(dt));
+    t->dtype = skl_dtype_from_st(json_string_value(dt));
     if (t->dtype < 0)
         return skl_fail(SKL_ERR_DTYPE,
-                        "%s: tensor '%s': dtype \"%s\" is not supported (expected F32, F16 or BF16)",
+                        "%s: tensor '%s': dtype \"%s\" is not supported (expected F32, F16 or BF16; I8, I32 or I64 "
+                        "in the parts of a quantized weight)",
                         path, name, json_string_value(dt));
     size_t nd = json_array_size(sh);
     if (nd > SKL_ST_MAX_DIMS)
@@ -85,7 +88,7 @@ static int parse_entry(const char *path, const char *name, const json_t *e, skl_
                         "%s: tensor '%s': data_offsets [%llu, %llu] span %lld bytes, but shape x "
                         "%s needs %llu",
                         path, name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                        (long long)(t->end - t->begin), skl_dtype_name(t->dtype),
+                        (long long)(t->end - t->begin), skl_dtype_str(t->dtype),
                         (unsigned long long)nbytes);
     return SKL_OK;
 }

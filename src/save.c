@@ -1,5 +1,9 @@
 /* save.c - write a model as safetensors + config, readable by skl_model_load;
- * each tensor in its in-memory dtype (F32, F16 or BF16, little-endian).
+ * each tensor in its in-memory dtype (F32, F16 or BF16, little-endian; a
+ * quantized weight as compressed-tensors stores it: Q8_0 as X.weight int8 and
+ * X.weight_scale, Q4_0 as X.weight_packed int32, X.weight_shape and
+ * X.weight_scale), and the config's "quantization_config" made to describe
+ * the quantized weights (quant_config.c).
  *
  * A directory gets config.json, tokenizer.json (when the model has one) and
  * its weights as Hugging Face lays them out: one model.safetensors when they
@@ -21,41 +25,106 @@
 
 #define INDEX_NAME "model.safetensors.index.json"
 
+/* One tensor of a file: a model tensor, or a part of a quantized weight. */
+enum { E_DATA, E_SCALE, E_SHAPE };
 typedef struct entry {
-    char name[96];
+    char name[112];
     const skl_tensor *t;
-    int32_t layer;  /* -1: embedding; num_hidden_layers: final norm, head */
-    bool vector;    /* 1-D (bias, norm) */
-    uint64_t bytes; /* of its data */
+    int part;          /* E_DATA: t's data; E_SCALE: its scales; E_SHAPE: its [rows, cols] (wshape) */
+    int32_t layer;     /* -1: embedding; num_hidden_layers: final norm, head */
+    int dtype;         /* in the file: F32, F16, BF16, I8, I32, I64 */
+    int ndim;
+    int64_t shape[2];
+    uint64_t bytes;    /* of its data */
+    int64_t wshape[2]; /* E_SHAPE: the data */
 } entry;
 
 /* The tensors of m in file order; e has room for max_entries(m). */
-static size_t max_entries(const skl_model *m) { return 4 + (size_t)m->hp.num_hidden_layers * 14 + 4; }
+static size_t max_entries(const skl_model *m) { return 4 + ((size_t)m->hp.num_hidden_layers * 7 + 1) * 4 + 4; }
+
+static entry *add(entry *e, const skl_tensor *t, int part, int32_t layer, int dtype, int ndim, int64_t s0, int64_t s1) {
+    e->t = t;
+    e->part = part;
+    e->layer = layer;
+    e->dtype = dtype;
+    e->ndim = ndim;
+    e->shape[0] = s0;
+    e->shape[1] = s1;
+    e->bytes = skl_dtype_size(dtype) * (uint64_t)s0 * (uint64_t)(ndim == 2 ? s1 : 1);
+    e->wshape[0] = t->rows;
+    e->wshape[1] = t->cols;
+    return e;
+}
+
+/* Tensor t named `stem` + ".weight" (or its parts, quantized as compressed-tensors stores them) or, vector,
+ * + suffix; returns the number of entries. */
+static size_t add_tensor(entry *e, const skl_tensor *t, int32_t layer, bool vector, const char *stem,
+                         const char *suffix) {
+    if (!t->data) return 0;
+    if (vector) {
+        snprintf(add(e, t, E_DATA, layer, t->dtype, 1, t->cols, 0)->name, sizeof e->name, "%s%s", stem, suffix);
+        return 1;
+    }
+    if (!skl_dtype_quantized(t->dtype)) {
+        snprintf(add(e, t, E_DATA, layer, t->dtype, 2, t->rows, t->cols)->name, sizeof e->name, "%s.weight", stem);
+        return 1;
+    }
+    bool packed = t->dtype == SKL_DT_Q4_0; /* pack-quantized: eight nibbles an int32 */
+    snprintf(add(e, t, E_DATA, layer, packed ? SKL_DT_I32 : SKL_DT_I8, 2, t->rows, packed ? t->cols / 8 : t->cols)->name,
+             sizeof e->name, "%s.%s", stem, packed ? "weight_packed" : "weight");
+    snprintf(add(e + 1, t, E_SCALE, layer, SKL_DT_F16, 2, t->rows, t->cols / SKL_DT_QGROUP)->name, sizeof e->name,
+             "%s.weight_scale", stem);
+    if (!packed) return 2;
+    snprintf(add(e + 2, t, E_SHAPE, layer, SKL_DT_I64, 1, 2, 0)->name, sizeof e->name, "%s.weight_shape", stem);
+    return 3;
+}
 
 static size_t collect(const skl_model *m, entry *e) {
     size_t n = 0;
     int32_t L = m->hp.num_hidden_layers;
-#define ADD(t_, layer_, vec_, ...)                                                                       \
-    do {                                                                                                 \
-        if ((t_)->data) {                                                                                \
-            snprintf(e[n].name, sizeof e[n].name, __VA_ARGS__);                                          \
-            e[n].t = (t_);                                                                               \
-            e[n].layer = (layer_);                                                                       \
-            e[n].vector = (vec_);                                                                        \
-            e[n].bytes = (uint64_t)(t_)->rows * (uint64_t)(t_)->cols * skl_dtype_size((t_)->dtype);      \
-            n++;                                                                                         \
-        }                                                                                                \
-    } while (0)
-    ADD(&m->embed, -1, false, "model.embed_tokens.weight");
+    n += add_tensor(e + n, &m->embed, -1, false, "model.embed_tokens", "");
     for (skl_lin_iter it = skl_linears(m, 0, L, false); skl_lin_next(&it);) {
-        ADD(&it.l->w, it.layer, false, "model.layers.%d.%s.weight", it.layer, it.name);
-        ADD(&it.l->b, it.layer, true, "model.layers.%d.%s.bias", it.layer, it.name);
+        char stem[96];
+        skl_linear_module(it.layer, it.lin, stem, sizeof stem);
+        n += add_tensor(e + n, &it.l->w, it.layer, false, stem, "");
+        n += add_tensor(e + n, &it.l->b, it.layer, true, stem, ".bias");
     }
-    ADD(&m->norm, L, true, "model.norm.weight");
-    if (!m->hp.tie_word_embeddings) ADD(&m->head.w, L, false, "lm_head.weight");
-    ADD(&m->head.b, L, true, "lm_head.bias");
-#undef ADD
+    n += add_tensor(e + n, &m->norm, L, true, "model.norm", ".weight");
+    if (!m->hp.tie_word_embeddings) n += add_tensor(e + n, &m->head.w, L, false, "lm_head", "");
+    n += add_tensor(e + n, &m->head.b, L, true, "lm_head", ".bias");
     return n;
+}
+
+/* The bytes entry e of the model it was collected from writes. */
+static const void *entry_data(const entry *e) {
+    return e->part == E_DATA ? e->t->data : e->part == E_SCALE ? (const void *)e->t->scale : (const void *)e->wshape;
+}
+
+/* m's config as saved: its "quantization_config" made from its tensors (removed when none is quantized). */
+static json_t *saved_config(const skl_model *m) {
+    json_t *cfg = json_deep_copy(m->config);
+    size_t n = (size_t)m->hp.num_hidden_layers * 7 + 1, k = 0;
+    char (*names)[96] = calloc(n, sizeof *names);
+    const char **np = calloc(n, sizeof *np);
+    int *types = calloc(n, sizeof *types);
+    bool nomem = !cfg || !names || !np || !types;
+    for (skl_lin_iter it = skl_linears_all(m); !nomem && skl_lin_next(&it);) {
+        if (!it.l->w.data) continue;
+        skl_linear_module(it.layer, it.lin, names[k], sizeof names[k]);
+        np[k] = names[k];
+        types[k++] = skl_dtype_quantized(it.l->w.dtype) ? it.l->w.dtype : -1; /* a tied head is the embedding */
+    }
+    json_t *qc = nomem ? NULL : skl_qcfg_build(np, types, k, &nomem);
+    if (!nomem && qc) nomem = json_object_set_new(cfg, "quantization_config", qc) != 0;
+    else if (!nomem) json_object_del(cfg, "quantization_config"); /* -1 when there was none: fine */
+    free(names);
+    free(np);
+    free(types);
+    if (nomem) {
+        json_decref(cfg);
+        return NULL;
+    }
+    return cfg;
 }
 
 static int write_all(FILE *fp, const void *p, size_t n) { return fwrite(p, 1, n, fp) == n ? 0 : -1; }
@@ -72,9 +141,9 @@ static int st_header(const entry *e, size_t n, json_t *meta, char **text, size_t
     if (!hdr || json_object_set(hdr, "__metadata__", meta) != 0) { rc = nomem(); goto done; }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        json_t *shape = e[i].vector ? json_pack("[I]", (json_int_t)e[i].t->cols)
-                                    : json_pack("[I,I]", (json_int_t)e[i].t->rows, (json_int_t)e[i].t->cols);
-        json_t *ent = json_pack("{s:s, s:o, s:[I,I]}", "dtype", skl_dtype_name(e[i].t->dtype), "shape", shape,
+        json_t *shape = e[i].ndim == 1 ? json_pack("[I]", (json_int_t)e[i].shape[0])
+                                       : json_pack("[I,I]", (json_int_t)e[i].shape[0], (json_int_t)e[i].shape[1]);
+        json_t *ent = json_pack("{s:s, s:o, s:[I,I]}", "dtype", skl_dtype_str(e[i].dtype), "shape", shape,
                                 "data_offsets", (json_int_t)off, (json_int_t)(off + e[i].bytes));
         if (!ent || json_object_set_new(hdr, e[i].name, ent) != 0) { rc = nomem(); goto done; }
         off += e[i].bytes;
@@ -106,10 +175,10 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 /* __metadata__: "format": "pt", and for a single file the config and the tokenizer. */
-static json_t *make_meta(const skl_model *m, bool single_file) {
+static json_t *make_meta(const skl_model *m, const json_t *config, bool single_file) {
     json_t *meta = json_pack("{s:s}", "format", "pt");
     if (!meta || !single_file) return meta;
-    char *cfg = json_dumps(m->config, JSON_COMPACT | JSON_SORT_KEYS);
+    char *cfg = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS);
     int bad = !cfg || json_object_set_new(meta, "config", json_string(cfg)) != 0;
     free(cfg);
     if (!bad && m->tok) {
@@ -209,6 +278,7 @@ static size_t split(const entry *e, size_t n, uint64_t limit, size_t *first) {
 
 struct skl_writer {
     const skl_model *m;   /* the layout: shapes, dtypes, config, tokenizer */
+    json_t *config;       /* m's config as saved (saved_config) */
     bool dir;             /* a directory (shards, index, config, tokenizer), else one file */
     bool made_dir;        /* the directory was created by this writer: abort removes it if empty */
     char path[4100];
@@ -268,7 +338,8 @@ int skl_writer_open(const skl_model *m, const char *path, const skl_save_params 
     snprintf(w->path, sizeof w->path, "%s", path);
     w->e = calloc(max_entries(m), sizeof *w->e);
     w->cur = calloc(max_entries(m), sizeof *w->cur);
-    w->meta = make_meta(m, !w->dir);
+    w->config = saved_config(m);
+    w->meta = w->config ? make_meta(m, w->config, !w->dir) : NULL;
     if (!w->e || !w->cur || !w->meta) goto nomem;
     w->n = collect(m, w->e);
     if (!(w->first = malloc((w->n + 2) * sizeof *w->first))) goto nomem;
@@ -310,13 +381,15 @@ int skl_writer_put(skl_writer *w, const skl_model *m, int32_t until) {
         const entry *pe = &w->e[w->next];
         while (j < nc && strcmp(w->cur[j].name, pe->name)) j++;
         if (j == nc) return skl_fail(SKL_ERR_INVALID_ARG, "save: tensor %s of the layout is missing", pe->name);
-        const skl_tensor *t = w->cur[j].t;
-        if (t->dtype != pe->t->dtype || t->rows != pe->t->rows || t->cols != pe->t->cols)
-            return skl_fail(SKL_ERR_INVALID_ARG, "save: %s is %s [%d, %d], the layout says %s [%d, %d]", pe->name,
-                            skl_dtype_name(t->dtype), t->rows, t->cols, skl_dtype_name(pe->t->dtype), pe->t->rows,
-                            pe->t->cols);
+        const entry *ce = &w->cur[j];
+        if (ce->t->dtype != pe->t->dtype || ce->dtype != pe->dtype || ce->ndim != pe->ndim ||
+            ce->shape[0] != pe->shape[0] || ce->shape[1] != pe->shape[1])
+            return skl_fail(SKL_ERR_INVALID_ARG, "save: %s is %s [%lld, %lld] of a %s tensor, the layout says %s [%lld, %lld] of %s",
+                            pe->name, skl_dtype_str(ce->dtype), (long long)ce->shape[0], (long long)ce->shape[1],
+                            skl_dtype_str(ce->t->dtype), skl_dtype_str(pe->dtype), (long long)pe->shape[0],
+                            (long long)pe->shape[1], skl_dtype_str(pe->t->dtype));
         if (!w->fp && (rc = shard_open(w))) break;
-        if (write_all(w->fp, t->data, (size_t)pe->bytes)) /* little-endian, as in memory on x86/ARM */
+        if (write_all(w->fp, entry_data(ce), (size_t)pe->bytes)) /* little-endian, as in memory on x86/ARM */
             rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", w->s.f[w->shard].tmp, strerror(errno));
         else if (w->next + 1 == w->first[w->shard + 1]) rc = shard_close(w);
     }
@@ -363,7 +436,7 @@ int skl_writer_finish(skl_writer *w) {
     if (!rc && w->dir) {
         out_file *f = add_file(&w->s, w->path, "config.json");
         f->written = true;
-        if (json_dump_file(w->m->config, f->tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+        if (json_dump_file(w->config, f->tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
             rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
     }
     if (!rc && w->dir && w->m->tok) {
@@ -393,6 +466,7 @@ void skl_writer_abort(skl_writer *w) {
     free(w->cur);
     free(w->first);
     json_decref(w->meta);
+    json_decref(w->config);
     free(w);
 }
 

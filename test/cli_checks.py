@@ -121,6 +121,36 @@ def manifest(md, tmp):
             f.write(e["name"] + "\t" + os.path.join(md, e["path"]) + "\n")
 
 
+def model_tensors(path):
+    """{name: (dtype, shape, bytes)} of a model: a file, DIR/model.safetensors, or a sharded DIR's shards."""
+    files = [path]
+    if os.path.isdir(path):
+        single = os.path.join(path, "model.safetensors")
+        files = [single] if os.path.exists(single) else sorted(glob.glob(os.path.join(path, "model-*-of-*.safetensors")))
+    out = {}
+    for p in files:
+        with open(p, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            hdr = json.loads(f.read(n))
+            data = f.read()
+        for k, v in hdr.items():
+            if k != "__metadata__":
+                b, e = v["data_offsets"]
+                out[k] = (v["dtype"], v["shape"], data[b:e])
+    return out
+
+
+@check("same-tensors")
+def same_tensors(a, b):
+    """same-tensors MODEL_A MODEL_B: the same tensor names, dtypes, shapes and bytes (any order, any shards)."""
+    ta, tb = model_tensors(a), model_tensors(b)
+    if set(ta) != set(tb):
+        raise Fail("tensors only in one: %s" % sorted(set(ta) ^ set(tb))[:4])
+    differ = [k for k in ta if ta[k] != tb[k]]
+    if differ:
+        raise Fail("%d tensors differ, e.g. %s" % (len(differ), differ[0]))
+
+
 @check("other-vocab")
 def other_vocab(models_dir, model_dir):
     """other-vocab MODELS_DIR MODEL_DIR: print a directory model whose vocab_size differs from MODEL_DIR's."""

@@ -22,10 +22,11 @@ Suite *test_suite(const char *name, const test_def *defs, size_t n) {
         }
         int t = d->timeout ? d->timeout : TEST_TIMEOUT;
         if (t > timeout) tcase_set_timeout(tc, timeout = t);
-        int loops = d->loop == TEST_EACH_MODEL     ? test_n_models()
-                    : d->loop == TEST_EACH_BAD     ? test_n_bad()
-                    : d->loop == TEST_EACH_SHARDED ? test_n_sharded()
-                                                   : d->loop;
+        int loops = d->loop == TEST_EACH_MODEL       ? test_n_models()
+                    : d->loop == TEST_EACH_BAD       ? test_n_bad()
+                    : d->loop == TEST_EACH_SHARDED   ? test_n_sharded()
+                    : d->loop == TEST_EACH_QUANTIZED ? test_n_quantized()
+                                                     : d->loop;
         if (d->loop == 0) tcase_add_test(tc, d->fn);
         else tcase_add_loop_test(tc, d->fn, 0, loops);
     }
@@ -67,6 +68,7 @@ static int section_size(const char *section) {
 int test_n_models(void) { return section_size("models"); }
 int test_n_bad(void) { return section_size("bad"); }
 int test_n_sharded(void) { return section_size("sharded"); }
+int test_n_quantized(void) { return section_size("quantized"); }
 
 const json_t *test_entry(const json_t *manifest, const char *section, int i) {
     const json_t *e = json_array_get(json_object_get(manifest, section), (size_t)i);
@@ -192,23 +194,91 @@ json_t *test_st_header_path(const char *path) {
     return h;
 }
 
-json_t *test_model_config(const json_t *entry) {
+json_t *test_model_config(const json_t *entry) { return test_config_at(test_path(test_str(entry, "path"))); }
+
+json_t *test_config_at(const char *path) {
     json_error_t err;
     json_t *cfg;
-    if (strcmp(test_str(entry, "format"), "file") != 0) { /* dir or sharded */
-        char path[4000];
-        snprintf(path, sizeof path, "%s/config.json", test_path(test_str(entry, "path")));
-        cfg = json_load_file(path, 0, &err);
-        ck_assert_msg(cfg != NULL, "%s: %s", path, err.text);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* dir or sharded */
+        char p[4200];
+        snprintf(p, sizeof p, "%s/config.json", path);
+        cfg = json_load_file(p, 0, &err);
+        ck_assert_msg(cfg != NULL, "%s: %s", p, err.text);
     } else {
-        json_t *h = test_st_header(entry);
+        json_t *h = test_st_header_path(path);
         const char *s = json_string_value(json_object_get(json_object_get(h, "__metadata__"), "config"));
-        ck_assert_msg(s != NULL, "%s: no __metadata__.config string", test_str(entry, "name"));
+        ck_assert_msg(s != NULL, "%s: no __metadata__.config string", path);
         cfg = json_loads(s, 0, &err);
         json_decref(h);
-        ck_assert_msg(cfg != NULL, "%s: embedded config: %s", test_str(entry, "name"), err.text);
+        ck_assert_msg(cfg != NULL, "%s: embedded config: %s", path, err.text);
     }
     return cfg;
+}
+
+/* The safetensors file of the model at path that holds tensor `name`, into file[size]. */
+static void tensor_file(const char *path, const char *name, char *file, size_t size) {
+    struct stat st;
+    snprintf(file, size, "%s", path);
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return;
+    snprintf(file, size, "%s/model.safetensors", path);
+    if (stat(file, &st) == 0) return;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", path);
+    json_t *index = json_load_file(p, 0, NULL);
+    const char *shard = json_string_value(json_object_get(json_object_get(index, "weight_map"), name));
+    ck_assert_msg(shard != NULL, "%s: tensor %s is not in the index", path, name);
+    snprintf(file, size, "%s/%s", path, shard);
+    json_decref(index);
+}
+
+void *test_tensor_data(const char *path, const char *name, size_t *len) {
+    char file[4300];
+    tensor_file(path, name, file, sizeof file);
+    json_t *h = test_st_header_path(file);
+    const json_t *off = json_object_get(json_object_get(h, name), "data_offsets");
+    ck_assert_msg(json_array_size(off) == 2, "%s: no tensor %s", file, name);
+    uint64_t b = (uint64_t)json_integer_value(json_array_get(off, 0)), e = (uint64_t)json_integer_value(json_array_get(off, 1));
+    json_decref(h);
+    FILE *fp = fopen(file, "rb");
+    ck_assert_msg(fp != NULL, "cannot open %s", file);
+    unsigned char len8[8];
+    ck_assert_int_eq(fread(len8, 1, 8, fp), 8);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | len8[i];
+    *len = (size_t)(e - b);
+    void *data = malloc(*len ? *len : 1);
+    ck_assert_ptr_nonnull(data);
+    ck_assert_msg(fseek(fp, (long)(8 + n + b), SEEK_SET) == 0 && fread(data, 1, *len, fp) == *len, "%s: short read of %s",
+                  file, name);
+    fclose(fp);
+    return data;
+}
+
+void test_same_tensors(const char *a, const char *b, const char *what) {
+    json_t *ha = test_model_header(a), *hb = test_model_header(b);
+    json_object_del(ha, "__metadata__");
+    json_object_del(hb, "__metadata__");
+    ck_assert_msg(json_object_size(ha) == json_object_size(hb), "%s: %zu tensors in %s, %zu in %s", what,
+                  json_object_size(ha), a, json_object_size(hb), b);
+    const char *key;
+    json_t *val;
+    json_object_foreach(ha, key, val) {
+        const json_t *other = json_object_get(hb, key);
+        ck_assert_msg(other != NULL, "%s: tensor %s of %s is not in %s", what, key, a, b);
+        ck_assert_msg(json_equal(json_object_get(val, "dtype"), json_object_get(other, "dtype")) &&
+                          json_equal(json_object_get(val, "shape"), json_object_get(other, "shape")),
+                      "%s: tensor %s: %s %s in %s, %s %s in %s", what, key,
+                      json_string_value(json_object_get(val, "dtype")), json_dumps(json_object_get(val, "shape"), 0), a,
+                      json_string_value(json_object_get(other, "dtype")), json_dumps(json_object_get(other, "shape"), 0), b);
+        size_t la, lb;
+        void *da = test_tensor_data(a, key, &la), *db = test_tensor_data(b, key, &lb);
+        ck_assert_msg(la == lb && memcmp(da, db, la) == 0, "%s: tensor %s differs between %s and %s", what, key, a, b);
+        free(da);
+        free(db);
+    }
+    json_decref(ha);
+    json_decref(hb);
 }
 
 void test_open(test_model *t, int i) {
@@ -389,4 +459,18 @@ int32_t argmax_d(const double *x, int32_t n) {
     for (int32_t i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+static uint64_t rng_state = 0x1234567u;
+double test_urand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ull) >> 11) * 0x1.0p-52 - 1.0;
+}
+
+double test_half_value(uint16_t h) {
+    int sign = h >> 15, e = (h >> 10) & 0x1f, man = h & 0x3ff;
+    double v = e == 0 ? ldexp(man, -24) : e == 31 ? (man ? NAN : INFINITY) : ldexp(1024 + man, e - 25);
+    return sign ? -v : v;
 }

@@ -157,11 +157,16 @@ def write_sharded(path, config, entries, limit):
 
 def write_model(outdir, relpath, fmt, config, tensors, dtype, shard=None):
     """Write a valid model in 'dir', 'file' or 'sharded' (shard: the limit) format."""
+    write_entries(outdir, relpath, fmt, config, tensor_entries(tensors, dtype), shard)
+
+
+def write_entries(outdir, relpath, fmt, config, entries, shard=None):
+    """write_model for entries [(name, dtype, shape, raw bytes)]."""
     path = os.path.join(outdir, relpath)
     if fmt == "sharded":
-        write_sharded(path, config, tensor_entries(tensors, dtype), shard)
+        write_sharded(path, config, entries, shard)
         return
-    pairs, data = layout(tensor_entries(tensors, dtype))
+    pairs, data = layout(entries)
     if fmt == "dir":
         write_bytes(os.path.join(path, "config.json"), config_text(config).encode())
         write_bytes(os.path.join(path, "model.safetensors"),
@@ -294,6 +299,168 @@ def _scale(t, names, factor):
         for suffix in (".weight", ".bias"):
             if name + suffix in t:
                 t[name + suffix] = t[name + suffix] * factor
+
+
+# ---------------------------------------------------------------------------
+# quantized weights, quantized here (independently of the library) and stored
+# as compressed-tensors does (docs/model-format.md, docs/quantization.md)
+# ---------------------------------------------------------------------------
+
+def f16(x):
+    """float64 -> F16 through float32, nearest even each time (how a scale is stored)."""
+    return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float16)
+
+
+def round_half_away(v):
+    """Round to nearest, ties away from zero (C's round()), exactly."""
+    a = np.abs(v)
+    r = np.floor(a)
+    return np.copysign(r + (a - r >= 0.5), v)
+
+
+def quantize(w, kind):
+    """llama.cpp's Q8_0 ("q8": d = max|x| / 127) or Q4_0 ("q4": d = m / -8, m the
+    first x of largest magnitude) per group of 32 inputs of a row, the scale
+    rounded to F16 and q = round(x / scale) clamped: (q int64 [out, in], scale
+    float16 [out, in / 32])."""
+    out, inp = w.shape
+    g = np.asarray(w, dtype=np.float64).reshape(out, inp // 32, 32)
+    if kind == "q8":
+        d = np.max(np.abs(g), axis=2) / 127.0
+    else:
+        m = np.take_along_axis(g, np.argmax(np.abs(g), axis=2)[..., None], axis=2)[..., 0]
+        d = m / -8.0
+    scale = f16(d)
+    s = scale.astype(np.float64)[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(s != 0, g / np.where(s != 0, s, 1.0), 0.0)
+    lo, hi = (-127, 127) if kind == "q8" else (-8, 7)
+    return np.clip(round_half_away(v), lo, hi).astype(np.int64).reshape(out, inp), scale
+
+
+def pack_int32(q):
+    """compressed-tensors' pack_to_int32 of 4-bit q [out, in]: element c of a row in
+    bits 4 (c % 8) .. of word c / 8, as the unsigned q + 8."""
+    out, inp = q.shape
+    n = (q + 8).astype(np.uint32).reshape(out, inp // 8, 8)
+    words = np.zeros((out, inp // 8), dtype=np.uint32)
+    for k in range(8):
+        words |= n[:, :, k] << np.uint32(4 * k)
+    return words.view(np.int32)
+
+
+LIN_ORDER = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def linear_modules(config, tensors):
+    """The present linear layers in the library's order: block by block, then lm_head."""
+    names = [f"model.layers.{i}.{n}" for i in range(config["num_hidden_layers"]) for n in LIN_ORDER]
+    return [m for m in names + ["lm_head"] if m + ".weight" in tensors]
+
+
+def quant_config(kinds, modules):
+    """The quantization_config of modules stored as kinds[m] ("q8", "q4", None):
+    one kind: the class "Linear" with the others ignored; both: format
+    mixed-precision, each group naming its modules."""
+    used = [k for k in ("q8", "q4") if any(kinds.get(m) == k for m in modules)]
+    mixed = len(used) == 2
+    fmt = {"q8": "int-quantized", "q4": "pack-quantized"}
+    groups = {}
+    for i, k in enumerate(used):
+        g = {"targets": [m for m in modules if kinds.get(m) == k] if mixed else ["Linear"],
+             "weights": {"num_bits": 8 if k == "q8" else 4, "type": "int", "symmetric": True,
+                         "strategy": "group", "group_size": 32, "dynamic": False, "actorder": None},
+             "input_activations": None, "output_activations": None}
+        if mixed:
+            g["format"] = fmt[k]
+        groups[f"group_{i}"] = g
+    return {"quant_method": "compressed-tensors", "format": "mixed-precision" if mixed else fmt[used[0]],
+            "quantization_status": "compressed", "config_groups": groups,
+            "ignore": [m for m in modules if kinds.get(m) is None], "kv_cache_scheme": None}
+
+
+def quant_entries(tensors, dtype, kinds, scale_dtype="F16"):
+    """Entries of tensors (float64, already rounded to dtype) with layer X stored
+    as kinds.get(X): "q8" (X.weight I8), "q4" (X.weight_packed I32, X.weight_shape
+    I64) with X.weight_scale; None: dtype."""
+    ents = []
+    for name, a in tensors.items():
+        module = name[:-len(".weight")] if name.endswith(".weight") else None
+        kind = kinds.get(module)
+        if kind is None:
+            ents.append((name, dtype, list(a.shape), encode(a, dtype)))
+            continue
+        q, scale = quantize(a, kind)
+        out, inp = a.shape
+        if kind == "q8":
+            ents.append((module + ".weight", "I8", [out, inp], q.astype("<i1").tobytes()))
+        else:
+            ents.append((module + ".weight_packed", "I32", [out, inp // 8], pack_int32(q).astype("<i4").tobytes()))
+        ents.append((module + ".weight_scale", scale_dtype, list(scale.shape),
+                     encode(scale.astype(np.float64), scale_dtype)))
+        if kind == "q4":
+            ents.append((module + ".weight_shape", "I64", [2], np.array([out, inp], dtype="<i8").tobytes()))
+    return ents
+
+
+def qspec(name, source, kind, fmt="dir", keep=(), scales="F16", shard=None):
+    return dict(name=name, source=source, kind=kind, fmt=fmt, keep=tuple(keep), scales=scales, shard=shard)
+
+
+# Quantized models (manifest "quantized"), each from a valid model's stored
+# weights: kind q8 / q4 for every linear layer but `keep` (a module or a
+# projection's short name), or "mixed" (attention and head 8-bit, MLP 4-bit).
+QUANTIZED = [
+    qspec("q8_serial_mha_silu_glu", "serial_mha_silu_glu", "q8"),
+    qspec("q4_serial_mha_silu_glu_keep_head", "serial_mha_silu_glu", "q4", keep=("lm_head",)),
+    qspec("q4_serial_gqa_gelu_mlp_f16_file", "serial_gqa_gelu_mlp_rope25_f16_defaults", "q4", fmt="file"),
+    qspec("q8_parallel_tied_f16_keep_down", "parallel_gqa_tanh_mlp_rope25_tied_f16", "q8",
+          keep=("down_proj",)),
+    qspec("q4_sharded_serial_gqa_bias_f16", "sharded_serial_gqa_silu_glu_bias_f16", "q4", fmt="sharded",
+          shard=3000),
+    qspec("mixed_q8_attn_q4_mlp_bias_bf16", "serial_mha_tanh_glu_bias_bf16", "mixed", fmt="file"),
+    qspec("q8_f32_scales_noq_noo", "serial_noq_noo", "q8", scales="F32"),
+    qspec("q4_bf16_scales_nok_nov", "serial_gqa_nok_nov_wideheads_file", "q4", scales="BF16", fmt="file"),
+]
+
+
+def quant_kinds(q, modules):
+    def kind(m):
+        if q["kind"] == "mixed":
+            return "q4" if ".mlp." in m else "q8"
+        short = m.rsplit(".", 1)[-1]
+        return None if m in q["keep"] or short in q["keep"] else q["kind"]
+    return {m: kind(m) for m in modules}
+
+
+def build_quantized(outdir, q, sources):
+    """Quantize a valid model's stored weights, write the model and its reference."""
+    src = sources[q["source"]]
+    config, tensors = reference.read_model_files(os.path.join(outdir, src["path"]))
+    tensors = dict(tensors)
+    if config.get("tie_word_embeddings") and "lm_head" not in q["keep"]:
+        tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]   # a head of its own, quantized
+        config = dict(config, tie_word_embeddings=False)
+    modules = linear_modules(config, tensors)
+    kinds = quant_kinds(q, modules)
+    config = dict(config, quantization_config=quant_config(kinds, modules))
+    rel = f"models/{q['name']}" + (".safetensors" if q["fmt"] == "file" else "")
+    write_entries(outdir, rel, q["fmt"], config, quant_entries(tensors, src["dtype"], kinds, q["scales"]),
+                  q["shard"])
+    ref = reference.logits(os.path.join(outdir, rel), src["tokens"])
+    np.save(os.path.join(outdir, q["name"] + ".ref.npy"), np.ascontiguousarray(ref, dtype=np.float64))
+    counts = {}
+    for m in modules:
+        key = {"q8": "Q8_0", "q4": "Q4_0", None: src["dtype"]}[kinds[m]]
+        counts[key] = counts.get(key, 0) + int(tensors[m + ".weight"].size)
+    entry = {"name": q["name"], "path": rel, "format": q["fmt"], "source": q["source"], "tokens": src["tokens"],
+             "ref": q["name"] + ".ref.npy", "scales": q["scales"], "dtype_weights": counts,
+             "weight_dtype": next(iter(counts)) if len(counts) == 1 else "mixed"}
+    # what skl_model_quantize_to makes the same tensors from (F16 scales, one type)
+    if q["kind"] != "mixed" and q["scales"] == "F16":
+        entry["made_by"] = {"type": q["kind"] + "_0", "keep": list(q["keep"]), "max_shard_size": q["shard"] or 0}
+    return entry
 
 
 # ---------------------------------------------------------------------------
@@ -544,6 +711,7 @@ def build_bad(outdir):
     layer99 = ("model.layers.99.mlp.up_proj.weight", "F32", list(up.shape), encode(up, "F32"))
     put_file("unexpected_layer_99", without((), [layer99]), "UNEXPECTED_TENSOR")
     bad += build_bad_sharded(outdir, config, entries)
+    bad += build_bad_quantized(outdir)
     return bad
 
 
@@ -651,6 +819,178 @@ def build_degenerate(outdir):
     return entries
 
 
+# A quantizable base (every input a multiple of 32) for the malformed quantized models.
+BASE_Q = spec("base_q", 32, 2, 2, 2, 16, 64, 32, "silu", True)
+
+
+def build_bad_quantized(outdir):
+    """Single files, each a quantized model wrong in one way (its config or a tensor)."""
+    bad = []
+    config, tensors = base_model(BASE_Q)
+    tensors = {k: reference.decode_tensor(encode(v, "F32"), "F32", list(v.shape)) for k, v in tensors.items()}
+    modules = linear_modules(config, tensors)
+
+    def made(kind, keep=()):
+        kinds = {m: None if m in keep else kind for m in modules}
+        return (dict(config, quantization_config=quant_config(kinds, modules)),
+                quant_entries(tensors, "F32", kinds))
+
+    def put(name, expect, cfg, ents):
+        rel = f"bad/{name}.safetensors"
+        write_bytes(os.path.join(outdir, rel), file_blob(cfg, *layout(ents)))
+        bad.append({"name": name, "path": rel, "expect": "SKL_ERR_" + expect})
+
+    def with_qc(name, expect, kind, edit):
+        """The base quantized as kind, its quantization_config changed by edit(qc) in place."""
+        cfg, ents = made(kind)
+        cfg = json.loads(json.dumps(cfg))
+        edit(cfg["quantization_config"])
+        put(name, expect, cfg, ents)
+
+    def set_in(*path_value):
+        def edit(qc):
+            *path, value = path_value
+            o = qc
+            for k in path[:-1]:
+                o = o[k]
+            if value is DELETE:
+                del o[path[-1]]
+            else:
+                o[path[-1]] = value
+        return edit
+
+    w = ("config_groups", "group_0", "weights")
+    # -- the quantization_config, one key at a time ------------------------------
+    put("quant_config_not_object", "QUANT_CONFIG", dict(made("q8")[0], quantization_config=[8]), made("q8")[1])
+    with_qc("quant_method_gptq", "QUANT_CONFIG", "q8", set_in("quant_method", "gptq"))
+    with_qc("quant_format_float", "QUANT_CONFIG", "q8", set_in("format", "float-quantized"))
+    with_qc("quant_format_missing", "QUANT_CONFIG", "q8", set_in("format", DELETE))
+    with_qc("quant_status_frozen", "QUANT_CONFIG", "q8", set_in("quantization_status", "frozen"))
+    with_qc("quant_groups_empty", "QUANT_CONFIG", "q8", set_in("config_groups", {}))
+    with_qc("quant_group_preset_list", "QUANT_CONFIG", "q8", set_in("config_groups", "group_0", ["Linear"]))
+    with_qc("quant_weights_missing", "QUANT_CONFIG", "q8", set_in(*w, DELETE))
+    with_qc("quant_num_bits_3", "QUANT_CONFIG", "q8", set_in(*w, "num_bits", 3))
+    with_qc("quant_type_float", "QUANT_CONFIG", "q8", set_in(*w, "type", "float"))
+    with_qc("quant_asymmetric", "QUANT_CONFIG", "q8", set_in(*w, "symmetric", False))
+    with_qc("quant_dynamic", "QUANT_CONFIG", "q8", set_in(*w, "dynamic", True))
+    with_qc("quant_actorder_group", "QUANT_CONFIG", "q4", set_in(*w, "actorder", "group"))
+    with_qc("quant_block_structure", "QUANT_CONFIG", "q8", set_in(*w, "block_structure", [128, 128]))
+    with_qc("quant_input_activations", "QUANT_CONFIG", "q8",
+            set_in("config_groups", "group_0", "input_activations", {"num_bits": 8, "type": "int"}))
+    with_qc("quant_targets_missing", "QUANT_CONFIG", "q8", set_in("config_groups", "group_0", "targets", DELETE))
+    with_qc("quant_target_embedding_class", "QUANT_CONFIG", "q8",
+            set_in("config_groups", "group_0", "targets", ["Linear", "Embedding"]))
+    with_qc("quant_target_bad_regex", "QUANT_CONFIG", "q8", set_in("config_groups", "group_0", "targets", ["re:(q"]))
+    with_qc("quant_target_embedding", "QUANT_CONFIG", "q8",
+            set_in("config_groups", "group_0", "targets", ["Linear", "re:.*embed_tokens"]))
+    with_qc("quant_ignore_not_list", "QUANT_CONFIG", "q8", set_in("ignore", "lm_head"))
+    with_qc("quant_kv_cache_scheme", "QUANT_CONFIG", "q8", set_in("kv_cache_scheme", {"num_bits": 8}))
+    with_qc("quant_sparsity", "QUANT_CONFIG", "q8", set_in("sparsity_config", {"format": "sparse-bitmask"}))
+    with_qc("quant_mixed_group_format_missing", "QUANT_CONFIG", "q8", set_in("format", "mixed-precision"))
+    with_qc("quant_group_format_other", "QUANT_CONFIG", "q8",
+            set_in("config_groups", "group_0", "format", "pack-quantized"))
+    with_qc("quant_group_size_128", "QUANT_GROUP", "q8", set_in(*w, "group_size", 128))
+    with_qc("quant_strategy_channel", "QUANT_GROUP", "q8", set_in(*w, "strategy", "channel"))
+    with_qc("quant_group_size_missing", "QUANT_GROUP", "q4", set_in(*w, "group_size", DELETE))
+    with_qc("quant_pack_8bit", "UNSUPPORTED", "q8", set_in("format", "pack-quantized"))
+
+    # -- the tensors ---------------------------------------------------------------
+    q = "model.layers.0.self_attn.q_proj"
+
+    def edited(kind, edit, keep=()):
+        """The base quantized as kind, its entries changed by edit(list) in place."""
+        cfg, ents = made(kind, keep)
+        edit(ents)
+        return cfg, ents
+
+    def replace(name, dtype=None, shape=None, raw=None):
+        def edit(ents):
+            i = next(i for i, e in enumerate(ents) if e[0] == name)
+            n, d, sh, r = ents[i]
+            ents[i] = (n, dtype or d, shape or sh, r if raw is None else raw)
+        return edit
+
+    def drop(name):
+        return lambda ents: ents.remove(next(e for e in ents if e[0] == name))
+
+    def add(entry):
+        return lambda ents: ents.append(entry)
+
+    def scale_bytes(kind, fix):
+        """q_proj's weight_scale F16 bytes with fix(values) applied."""
+        _, scale = quantize(tensors[q + ".weight"], kind)
+        return encode(fix(scale.astype(np.float64)), "F16")
+
+    f32_scale = quantize(tensors[q + ".weight"], "q8")[1].astype(np.float64)
+    qw = quantize(tensors[q + ".weight"], "q8")[0]
+    zero_first = f32_scale.copy()
+    zero_first[0, 0] = 0.0
+    cases = [
+        ("quant_q8_weight_f32", "QUANT_WEIGHT", "q8",
+         replace(q + ".weight", "F32", None, encode(tensors[q + ".weight"], "F32")), ()),
+        ("quant_q8_weight_shape", "QUANT_WEIGHT", "q8", replace(q + ".weight", None, [64, 16]), ()),
+        ("quant_q4_packed_i8", "QUANT_WEIGHT", "q4", replace(q + ".weight_packed", "I8", [32, 16]), ()),
+        ("quant_q4_packed_shape", "QUANT_WEIGHT", "q4", replace(q + ".weight_packed", None, [4, 32]), ()),
+        ("quant_q4_weight_not_packed", "QUANT_WEIGHT", "q4",
+         lambda ents: (drop(q + ".weight_packed")(ents),
+                       ents.append((q + ".weight", "I8", [32, 32], qw.astype("<i1").tobytes()))), ()),
+        ("quant_q4_weight_shape_missing", "QUANT_WEIGHT", "q4", drop(q + ".weight_shape"), ()),
+        ("quant_q4_weight_shape_values", "QUANT_WEIGHT", "q4",
+         replace(q + ".weight_shape", None, None, np.array([32, 64], dtype="<i8").tobytes()), ()),
+        ("quant_q4_weight_shape_i32", "QUANT_WEIGHT", "q4",
+         replace(q + ".weight_shape", "I32", [4], np.array([32, 32, 0, 0], dtype="<i4").tobytes()), ()),
+        ("quant_q8_weight_shape_present", "QUANT_WEIGHT", "q8",
+         add((q + ".weight_shape", "I64", [2], np.array([32, 32], dtype="<i8").tobytes())), ()),
+        ("quant_scale_missing", "QUANT_SCALE", "q8", drop(q + ".weight_scale"), ()),
+        ("quant_scale_shape", "QUANT_SCALE", "q8", replace(q + ".weight_scale", None, [16, 2]), ()),
+        ("quant_scale_dtype_i32", "QUANT_SCALE", "q8",
+         replace(q + ".weight_scale", "I32", [32, 1], np.zeros(32, dtype="<i4").tobytes()), ()),
+        ("quant_scale_inf", "QUANT_SCALE", "q8",
+         replace(q + ".weight_scale", None, None, scale_bytes("q8", lambda v: np.where(v == v.max(), np.inf, v))), ()),
+        ("quant_scale_nan", "QUANT_SCALE", "q4",
+         replace(q + ".weight_scale", None, None, scale_bytes("q4", lambda v: np.where(v == v.max(), np.nan, v))), ()),
+        ("quant_scale_f32_underflow", "QUANT_SCALE", "q8",
+         replace(q + ".weight_scale", "F32", None, encode(np.where(f32_scale == f32_scale.max(), 1e-9, f32_scale), "F32")), ()),
+        ("quant_scale_f32_overflow", "QUANT_SCALE", "q8",
+         replace(q + ".weight_scale", "F32", None, encode(np.where(f32_scale == f32_scale.max(), 1e6, f32_scale), "F32")), ()),
+        ("quant_scale_zero_nonzero_group", "QUANT_SCALE", "q8",
+         replace(q + ".weight_scale", None, None, encode(zero_first, "F16")), ()),
+        ("quant_scale_unquantized_layer", "QUANT_SCALE", "q8",
+         add(("lm_head.weight_scale", "F16", [32, 1], encode(np.ones((32, 1)), "F16"))), ("lm_head",)),
+        ("quant_packed_unquantized_layer", "QUANT_WEIGHT", "q8",
+         add(("lm_head.weight_packed", "I32", [32, 4], np.zeros(128, dtype="<i4").tobytes())), ("lm_head",)),
+        ("quant_scale_without_weight", "QUANT_SCALE", "q8", drop(q + ".weight"), ()),
+        ("quant_scale_embedding", "QUANT_SCALE", "q8",
+         add(("model.embed_tokens.weight_scale", "F16", [32, 1], encode(np.ones((32, 1)), "F16"))), ()),
+        ("quant_i8_norm", "DTYPE", "q8",
+         replace("model.norm.weight", "I8", None, np.ones(32, dtype="<i1").tobytes()), ()),
+        ("quant_i8_unquantized_weight", "DTYPE", "q8", replace("lm_head.weight", "I8", None,
+                                                              np.ones(32 * 32, dtype="<i1").tobytes()), ("lm_head",)),
+        ("quant_i64_bias", "DTYPE", "q8", add((q + ".bias", "I64", [32], np.zeros(32, dtype="<i8").tobytes())), ()),
+        ("quant_zero_point", "UNEXPECTED_TENSOR", "q8",
+         add((q + ".weight_zero_point", "I8", [32, 1], np.zeros(32, dtype="<i1").tobytes())), ()),
+    ]
+    for name, expect, kind, edit, keep in cases:
+        put(name, expect, *edited(kind, edit, keep))
+
+    # An integer weight in a model without a quantization_config.
+    plain = [e if e[0] != q + ".weight" else (e[0], "I8", e[2], np.ones(32 * 32, dtype="<i1").tobytes())
+             for e in tensor_entries(tensors, "F32")]
+    put("quant_i8_without_config", "DTYPE", config, plain)
+    # A quantized layer whose inputs are not a multiple of 32 (the base of 16).
+    cfg16, t16 = base_model()
+    kinds16 = {m: "q8" for m in linear_modules(cfg16, t16)}
+    ents16 = [e if e[0] != "model.layers.0.self_attn.q_proj.weight" else
+              (e[0], "I8", [16, 16], np.ones(256, dtype="<i1").tobytes()) for e in tensor_entries(t16, "F32")]
+    ents16.append(("model.layers.0.self_attn.q_proj.weight_scale", "F16", [16, 1], encode(np.ones((16, 1)), "F16")))
+    put("quant_inputs_not_multiple_of_32", "QUANT_GROUP",
+        dict(cfg16, quantization_config=quant_config(kinds16, linear_modules(cfg16, t16))), ents16)
+    return bad
+
+
+DELETE = object()  # set_in: remove the key
+
+
 # ---------------------------------------------------------------------------
 
 # main's command-line handling has the shape of tokenizers.py's main, by design:
@@ -662,8 +1002,11 @@ def main(argv):
     outdir = argv[1]
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
-                "sharded": [build_valid(outdir, s) for s in SHARDED],
-                "bad": build_bad(outdir), "degenerate": build_degenerate(outdir)}
+                "sharded": [build_valid(outdir, s) for s in SHARDED]}
+    sources = {e["name"]: e for e in manifest["models"] + manifest["sharded"]}
+    manifest["quantized"] = [build_quantized(outdir, q, sources) for q in QUANTIZED]
+    manifest["bad"] = build_bad(outdir)
+    manifest["degenerate"] = build_degenerate(outdir)
     write_json(os.path.join(outdir, "manifest.json"), manifest)
     return 0
 

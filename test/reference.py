@@ -5,6 +5,8 @@ This is the independent test oracle for libskipless.  It is written from the
 model-format specification only and is meant to be read top to bottom:
 
   1. safetensors parsing          (read_safetensors)
+     quantized weights             (dequantize: compressed-tensors' int-quantized
+                                   and pack-quantized layouts, as float64)
   2. model loading + validation   (load_model / Model)
   3. the building blocks          (activations, rms_norm, rope, attention, ffn)
   4. the full causal forward      (Model.forward / logits)
@@ -35,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -59,7 +62,8 @@ class ModelError(ValueError):
 # 1. safetensors
 # ---------------------------------------------------------------------------
 
-DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2, "I8": 1, "I32": 4, "I64": 8}
+INT_DTYPES = {"I8": "<i1", "I32": "<i4", "I64": "<i8"}   # parts of quantized weights only
 
 
 def _reject_duplicate_keys(pairs):
@@ -86,8 +90,11 @@ def decode_tensor(raw, dtype, shape):
     """Turn little-endian raw bytes into a float64 array of the given shape.
 
     F16 is read as numpy float16; BF16 is the upper half of a float32, so the
-    uint16 values are shifted left by 16 and reinterpreted as float32.
+    uint16 values are shifted left by 16 and reinterpreted as float32.  The
+    integer dtypes (the parts of quantized weights) stay integer arrays of their width.
     """
+    if dtype in INT_DTYPES:
+        return np.frombuffer(raw, dtype=INT_DTYPES[dtype]).astype(INT_DTYPES[dtype][1:]).reshape(shape)
     if dtype == "F32":
         values = np.frombuffer(raw, dtype="<f4")
     elif dtype == "F16":
@@ -177,6 +184,11 @@ def read_safetensors(path):
     tensors = {name: decode_tensor(data[o[0]:o[1]], dtype, shape)
                for name, (dtype, shape, o) in entries.items()}
     return tensors, metadata
+
+
+def file_dtype(a):
+    """"I8", "I32", "I64" for the integer arrays decode_tensor returns, else "float"."""
+    return {"int8": "I8", "int32": "I32", "int64": "I64"}.get(a.dtype.name, "float")
 
 
 # ---------------------------------------------------------------------------
@@ -326,7 +338,257 @@ def read_model_files(path):
         if not isinstance(metadata["config"], str):
             raise ModelError("CONFIG", f"{path}: __metadata__ 'config' must be a string")
         cfg = parse_json(metadata["config"], "embedded config")
+    dequantize(cfg, tensors)
     return cfg, tensors
+
+
+# ---------------------------------------------------------------------------
+# 1b. quantized weights: compressed-tensors, as vLLM and transformers read them
+# ---------------------------------------------------------------------------
+#
+# config.json "quantization_config": {"quant_method": "compressed-tensors",
+#   "format": "int-quantized" | "pack-quantized" | "mixed-precision",
+#   "config_groups": {NAME: {"targets": [...], "weights": {"num_bits": 8|4,
+#   "type": "int", "symmetric": true, "strategy": "group", "group_size": 32},
+#   "format": (mixed-precision only)}}, "ignore": [...]}
+# A layer X targeted by a group (its name, "re:" + a regular expression
+# matched from the start, or "Linear": every linear layer) and not ignored is
+#   int-quantized:  X.weight int8 [out, in]                    w = q * s
+#   pack-quantized: X.weight_packed int32 [out, in / 8], element c of a row
+#                   in bits 4 (c % 8) .. of word c / 8, stored as q + 8;
+#                   X.weight_shape int64 [out, in]             w = q * s
+# with X.weight_scale [out, in / 32] (F16, BF16 or F32, held as F16: s is the
+# scale rounded to F16) for the 32 inputs c of a row with c // 32 = g.
+
+LINEAR_NAMES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+QUANT_PARTS = ("weight_scale", "weight_packed", "weight_shape")
+
+
+def _qfail(status, message):
+    raise ModelError(status, "quantization_config: " + message)
+
+
+def _scheme_type(gname, g, top_format):
+    """The storage of a config group's layers: "q8" (int8) or "q4" (packed nibbles)."""
+    if not isinstance(g, dict):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname} is not an object")
+    fmt = g.get("format")
+    if fmt is None:
+        if top_format == "mixed-precision":
+            _qfail("QUANT_CONFIG", f"config_groups.{gname}.format is missing")
+        fmt = top_format
+    elif fmt not in ("int-quantized", "pack-quantized") or \
+            (top_format != "mixed-precision" and fmt != top_format):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.format {fmt!r}")
+    for key in ("input_activations", "output_activations"):
+        if g.get(key) is not None:
+            _qfail("QUANT_CONFIG", f"config_groups.{gname}.{key}: activation quantization")
+    w = g.get("weights")
+    if not isinstance(w, dict):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights is not an object")
+    bits = w.get("num_bits")
+    if isinstance(bits, bool) or bits not in (4, 8):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights.num_bits {bits!r}")
+    if w.get("type") not in (None, "int"):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights.type {w.get('type')!r}")
+    if w.get("symmetric") not in (None, True):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights: asymmetric")
+    if w.get("dynamic") not in (None, False):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights: dynamic")
+    if w.get("actorder") not in (None, False, "weight", "static"):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights.actorder {w.get('actorder')!r}")
+    if w.get("block_structure") is not None:
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights: block quantization")
+    gs, strategy = w.get("group_size"), w.get("strategy")
+    if gs is not None and (isinstance(gs, bool) or not isinstance(gs, int)):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights.group_size {gs!r}")
+    if strategy is not None and not isinstance(strategy, str):
+        _qfail("QUANT_CONFIG", f"config_groups.{gname}.weights.strategy {strategy!r}")
+    if strategy is None:   # compressed-tensors infers it from group_size
+        strategy = "group" if gs and gs > 0 else "channel" if gs == -1 else "tensor"
+    if strategy != "group" or gs != 32:
+        _qfail("QUANT_GROUP", f"config_groups.{gname}: strategy {strategy!r}, group_size {gs!r}")
+    if fmt == "int-quantized":
+        return "q8"
+    if bits == 8:
+        _qfail("UNSUPPORTED", f"config_groups.{gname}: 8-bit pack-quantized")
+    return "q4"
+
+
+def _target(t, classes):
+    """A target or ignore entry as (kind, value): name, re, or the class Linear."""
+    if not isinstance(t, str) or not t:
+        _qfail("QUANT_CONFIG", f"target {t!r} is not a non-empty string")
+    if t.startswith("re:"):
+        try:
+            return ("re", re.compile(t[3:]))
+        except re.error as e:
+            _qfail("QUANT_CONFIG", f"{t!r}: {e}")
+    if classes and t == "Linear":
+        return ("class", None)
+    if classes and "." not in t and t[0].isupper():
+        _qfail("QUANT_CONFIG", f"target class {t!r}")
+    return ("name", t)
+
+
+def _targets(lst, classes, empty_ok):
+    if lst is None and empty_ok:
+        return []
+    if not isinstance(lst, list) or (not lst and not empty_ok):
+        _qfail("QUANT_CONFIG", f"targets/ignore {lst!r} is not a list of strings")
+    return [_target(t, classes) for t in lst]
+
+
+def quant_scheme(cfg):
+    """A function name, linear -> "q8", "q4" or None, from config.json's quantization_config."""
+    qc = cfg.get("quantization_config")
+    if qc is None:
+        return lambda name, linear: None
+    if not isinstance(qc, dict):
+        _qfail("QUANT_CONFIG", "not an object")
+    if qc.get("quant_method") != "compressed-tensors":
+        _qfail("QUANT_CONFIG", f"quant_method {qc.get('quant_method')!r}")
+    fmt = qc.get("format")
+    if fmt not in ("int-quantized", "pack-quantized", "mixed-precision"):
+        _qfail("QUANT_CONFIG", f"format {fmt!r}")
+    if qc.get("quantization_status") not in (None, "compressed"):
+        _qfail("QUANT_CONFIG", f"quantization_status {qc.get('quantization_status')!r}")
+    if qc.get("kv_cache_scheme") is not None:
+        _qfail("QUANT_CONFIG", "kv_cache_scheme")
+    for key in ("sparsity_config", "transform_config"):
+        if qc.get(key) not in (None, {}):
+            _qfail("QUANT_CONFIG", key)
+    groups = qc.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        _qfail("QUANT_CONFIG", "config_groups missing or empty")
+    schemes = []
+    for gname, g in groups.items():
+        kind = _scheme_type(gname, g, fmt)
+        schemes.append((kind, _targets(g.get("targets"), True, False)))
+    ignore = _targets(qc.get("ignore"), False, True)
+
+    def matches(t, name, linear):      # 3 exact name, 2 expression, 1 class, 0 none
+        kind, v = t
+        if kind == "name":
+            return 3 if v == name else 0
+        if kind == "class":
+            return 1 if linear else 0
+        return 2 if v.match(name) else 0
+
+    def storage(name, linear):
+        if any(matches(t, name, linear) for t in ignore):
+            return None
+        best, kind = 0, None
+        for k, targets in schemes:
+            for t in targets:
+                if matches(t, name, linear) > best:
+                    best, kind = matches(t, name, linear), k
+        return kind
+    return storage
+
+
+def _expected_linear_shapes(c):
+    """{module name: (out, in)} of every linear layer the config allows."""
+    qd, kvd = c.H * c.hd, c.KV * c.hd
+    shapes = {"lm_head": (c.V, c.d)}
+    dims = {"q_proj": (qd, c.d), "k_proj": (kvd, c.d), "v_proj": (kvd, c.d), "o_proj": (c.d, qd),
+            "gate_proj": (c.f, c.d), "up_proj": (c.f, c.d), "down_proj": (c.d, c.f)}
+    for i in range(c.L):
+        for n in LINEAR_NAMES:
+            shapes[f"model.layers.{i}.{n}"] = dims[n.split(".")[1]]
+    return shapes
+
+
+def _f16(values):
+    """float64 values as held in F16 (nearest even, through float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):    # out of range: inf, refused by the caller
+        return values.astype(np.float32).astype(np.float16).astype(np.float64)
+
+
+def dequantize(cfg, tensors):
+    """Check every quantized layer and replace its parts by its float64 X.weight
+    (in place); everything else is left for Model to check."""
+    c = Config(cfg)
+    storage = quant_scheme(cfg)
+    if storage("model.embed_tokens", False):
+        _qfail("QUANT_CONFIG", "the embedding is never quantized")
+    shapes = _expected_linear_shapes(c)
+    for name in list(tensors):
+        dtype = file_dtype(tensors[name])
+        module, _, part = name.rpartition(".")
+        if module in ("model.embed_tokens", "model.norm") and part in QUANT_PARTS:
+            raise ModelError("QUANT_SCALE" if part == "weight_scale" else "QUANT_WEIGHT",
+                             f"{name}: {module} is never quantized")
+        if module not in shapes or (module == "lm_head" and c.tie and part != "bias"):
+            if dtype in INT_DTYPES and part == "weight":
+                raise ModelError("DTYPE", f"{name}: integer dtype {dtype}")
+            continue          # Model decides (unexpected, bias, ...)
+        kind = storage(module, True)
+        if kind is None:
+            if part == "weight_scale":
+                raise ModelError("QUANT_SCALE", f"{name}: a scale for an unquantized layer")
+            if part in QUANT_PARTS:
+                raise ModelError("QUANT_WEIGHT", f"{name}: a part of an unquantized layer")
+            if dtype in INT_DTYPES and part in ("weight", "bias"):
+                raise ModelError("DTYPE", f"{name}: integer dtype {dtype}")
+            continue
+        if part == "bias":
+            if dtype in INT_DTYPES:
+                raise ModelError("DTYPE", f"{name}: integer dtype {dtype}")
+            continue
+        if part not in QUANT_PARTS and part != "weight":
+            continue
+        out, inp = shapes[module]
+        if inp % 32:
+            raise ModelError("QUANT_GROUP", f"{name}: {inp} inputs, not a multiple of 32")
+        a = tensors[name]
+        want = {"weight_scale": (None, [out, inp // 32]), "weight_shape": ("I64", [2]),
+                "weight": ("I8", [out, inp]), "weight_packed": ("I32", [out, inp // 8])}[part]
+        status = "QUANT_SCALE" if part == "weight_scale" else "QUANT_WEIGHT"
+        if (part == "weight" and kind == "q4") or (part in ("weight_packed", "weight_shape") and kind == "q8"):
+            raise ModelError("QUANT_WEIGHT", f"{name}: not a part of a {kind} layer")
+        if (want[0] is None and dtype in INT_DTYPES) or (want[0] is not None and dtype != want[0]) \
+                or list(a.shape) != want[1]:
+            raise ModelError(status, f"{name}: {dtype} {list(a.shape)}, expected {want[0] or 'float'} {want[1]}")
+    for module, (out, inp) in shapes.items():
+        kind = storage(module, True)
+        if kind is None or (module == "lm_head" and c.tie):
+            continue
+        w = tensors.get(module + (".weight_packed" if kind == "q4" else ".weight"))
+        scale = tensors.get(module + ".weight_scale")
+        wshape = tensors.get(module + ".weight_shape")
+        if w is not None and scale is None:
+            raise ModelError("QUANT_SCALE", f"missing {module}.weight_scale")
+        if w is not None and kind == "q4" and wshape is None:
+            raise ModelError("QUANT_WEIGHT", f"missing {module}.weight_shape")
+        if w is None and scale is not None:
+            raise ModelError("QUANT_SCALE", f"{module}.weight_scale without its weight")
+        if w is None and wshape is not None:
+            raise ModelError("QUANT_WEIGHT", f"{module}.weight_shape without its weight")
+    for module, (out, inp) in shapes.items():
+        kind = storage(module, True)
+        scale = tensors.get(module + ".weight_scale")
+        if kind is None or scale is None:
+            continue
+        if kind == "q4":
+            packed = tensors.pop(module + ".weight_packed").astype(np.uint32)   # two's complement words
+            q = np.empty((out, inp), dtype=np.int64)
+            for k in range(8):
+                q[:, k::8] = ((packed >> np.uint32(4 * k)) & np.uint32(15)).astype(np.int64) - 8
+        else:
+            q = tensors.pop(module + ".weight").astype(np.int64)
+        s = _f16(scale)
+        if not np.all(np.isfinite(scale)) or not np.all(np.isfinite(s)) or np.any((scale != 0) & (s == 0)):
+            raise ModelError("QUANT_SCALE", f"{module}.weight_scale: a value not finite or not an F16")
+        if np.any((s == 0) & np.any(q.reshape(out, inp // 32, 32) != 0, axis=2)):
+            raise ModelError("QUANT_SCALE", f"{module}.weight_scale: 0 for a group of nonzero weights")
+        if kind == "q4":
+            wshape = tensors.pop(module + ".weight_shape")
+            if list(wshape) != [out, inp]:
+                raise ModelError("QUANT_WEIGHT", f"{module}.weight_shape {list(wshape)}, expected {[out, inp]}")
+        del tensors[module + ".weight_scale"]
+        tensors[module + ".weight"] = q.astype(np.float64) * np.repeat(s, 32, axis=1)
 
 
 class Layer:

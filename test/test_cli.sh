@@ -105,8 +105,9 @@ match_all() {
 # cases < TABLE: one check a row.  A row is shell words (evaluated, so $ANY,
 # $TMP, "quotes" and $(...) work):
 #     EXPECT  STREAM  PATTERN  NAME  ARGS...
-# EXPECT: 0 (exit 0), !0 (non-zero exit) or error (non-zero exit and exactly
-# one line on stderr); STREAM: out, err or - (no pattern); PATTERN: an
+# EXPECT: 0 (exit 0), !0 (non-zero exit), error (non-zero exit and exactly
+# one line on stderr), or 1 / 2 (that exit status, a usage or a run-time
+# error, and exactly one line on stderr); STREAM: out, err or - (no pattern); PATTERN: an
 # extended regular expression a line of STREAM must match, or several joined
 # by ' && ' (each must match); 'N:ERE' means exactly N lines match.  Blank
 # lines and lines starting with # are skipped.
@@ -120,8 +121,11 @@ cases() {
         case $_expect in
             0) if [ "$rc" -ne 0 ]; then fail "$_name" "exit $rc, expected 0"; continue; fi ;;
             '!0') if [ "$rc" -eq 0 ]; then fail "$_name" "exit 0, expected non-zero"; continue; fi ;;
-            error)
+            error | 1 | 2)
                 if [ "$rc" -eq 0 ]; then fail "$_name" "exit 0, expected non-zero"; continue; fi
+                if [ "$_expect" != error ] && [ "$rc" -ne "$_expect" ]; then
+                    fail "$_name" "exit $rc, expected $_expect"; continue
+                fi
                 if [ "$(stderr_lines)" -ne 1 ]; then
                     fail "$_name" "expected exactly one line on stderr, got $(stderr_lines)"; continue
                 fi ;;
@@ -228,6 +232,52 @@ for dt in f16 bf16 same; do
     check "merge --dtype $dt" merge-dtype "$TMP/m_dt_$dt/model.safetensors" "$TMP/m_dt.npy" "$m_ref" $dt
     rm -rf "$TMP/m_dt_$dt" "$TMP/m_dt.npy"
 done
+
+# ------------------------------------------------------------ quantize
+# Usage errors exit 1 before a model is loaded (--keep's layer beyond the
+# model's once it is), run-time errors 2; the quantized models load, show their
+# dtypes and generate.
+SRC=$MD/models/serial_mha_silu_glu
+cases <<'EOF'
+1     err '^skipless: quantize: need MODEL, OUT and --type' "quantize without --type"  quantize "$SRC" "$TMP/q_out"
+1     - ''                                          "quantize without OUT"              quantize "$SRC" --type q8_0
+1     - ''                                          "quantize without arguments"        quantize
+1     err "got 'q5_0'"                              "quantize --type q5_0"              quantize "$SRC" "$TMP/q_out" --type q5_0
+1     err "got 'f16'"                               "quantize --type f16"               quantize "$SRC" "$TMP/q_out" --type f16
+1     - ''                                          "quantize --type without a value"   quantize "$SRC" "$TMP/q_out" --type
+1     err "got 'embed_tokens'"                      "quantize --keep embed_tokens"      quantize "$SRC" "$TMP/q_out" --type q8_0 --keep embed_tokens
+1     - ''                                          "quantize --keep 'lm_head,'"        quantize "$SRC" "$TMP/q_out" --type q8_0 --keep 'lm_head,'
+1     - ''                                          "quantize --keep a leading zero"    quantize "$SRC" "$TMP/q_out" --type q8_0 --keep model.layers.01.mlp.down_proj
+1     - ''                                          "quantize --keep model.layers.0.down_proj" quantize "$SRC" "$TMP/q_out" --type q8_0 --keep model.layers.0.down_proj
+1     err 'names layer 7, but .* has 2 layers'      "quantize --keep beyond the layers" quantize "$SRC" "$TMP/q_out" --type q8_0 --keep model.layers.7.mlp.down_proj
+1     - ''                                          "quantize --format bogus"           quantize "$SRC" "$TMP/q_out" --type q8_0 --format bogus
+1     - ''                                          "quantize --max-shard-size 0"       quantize "$SRC" "$TMP/q_out" --type q8_0 --max-shard-size 0
+1     - ''                                          "quantize unknown option"           quantize "$SRC" "$TMP/q_out" --type q8_0 --bogus
+1     - ''                                          "quantize extra argument"           quantize "$SRC" "$TMP/q_out" extra --type q8_0
+2     err 'no_such_model'                           "quantize a nonexistent model"      quantize "$TMP/no_such_model" "$TMP/q_out" --type q8_0
+0     out '^quantized .* to Q8_0$ && ^  linear weights by dtype: Q8_0 [0-9]+$ && ^saved' "quantize q8_0" quantize "$SRC" "$TMP/q8" --type q8_0
+0     err '^quantized block 1 of 3, [0-9]+ s left'  "quantize: progress on stderr"      quantize "$SRC" "$TMP/q8b" --type Q8_0
+0     out 'linear weights by dtype: F32 [0-9]+, Q4_0 [0-9]+$' "quantize q4_0 --keep"   quantize "$SRC" "$TMP/q4k" --type q4_0 --keep lm_head,down_proj
+0     out '^saved'                                  "quantize --format file"            quantize "$SRC" "$TMP/q4.safetensors" --type q4_0 --format file
+0     out '^saved'                                  "quantize --max-shard-size 20KB"    quantize "$SRC" "$TMP/q4s" --type q4_0 --max-shard-size 20KB
+0     out '^quantized'                              "quantize as models.py did"         quantize "$SRC" "$TMP/q4h" --type q4_0 --keep lm_head
+0     out '^weight dtype: +Q8_0 \(linear layers and lm_head: Q8_0 [0-9]+\)$' "info of a Q8_0 model" info "$TMP/q8"
+0     out '^weight dtype: +mixed \(linear layers and lm_head: F32 [0-9]+, Q4_0 [0-9]+\)$' "info of a mixed model" info "$TMP/q4k"
+0     out '^decode bytes: +[0-9]+ bytes'            "info: decode bytes"                info "$TMP/q4s"
+0     out '^[0-9]+(,[0-9]+)*$'                      "generate on a quantized model"     generate "$TMP/q8" --tokens 1,2 -n 3
+0     out '^saved'                                  "merge --dtype q8_0"                merge "$SRC" "$TMP/mq8" --dtype q8_0
+0     out '^saved'                                  "merge --dtype Q4_0 --keep lm_head" merge "$SRC" "$TMP/mq4" --dtype Q4_0 --keep lm_head
+0     out '^weight dtype: +Q8_0 '                   "info of a q8_0 merge"              info "$TMP/mq8"
+0     out '^weight dtype: +mixed \(linear layers and lm_head: F32 8192, Q4_0 [0-9]+\)$' "info of a q4_0 merge keeping lm_head" info "$TMP/mq4"
+1     err 'goes with --dtype q8_0 or q4_0'          "merge --keep without a quantized dtype" merge "$SRC" "$TMP/m_out" --keep lm_head
+1     - ''                                          "merge --keep bogus"                merge "$SRC" "$TMP/m_out" --dtype q8_0 --keep bogus
+1     err 'names layer 9'                           "merge --keep beyond the layers"    merge "$SRC" "$TMP/m_out" --dtype q8_0 --keep model.layers.9.self_attn.k_proj
+EOF
+check "quantize --keep lm_head: the tensors models.py made" same-tensors "$TMP/q4h" "$MD/models/q4_serial_mha_silu_glu_keep_head"
+check "quantize --max-shard-size: the same tensors as one file" same-tensors "$TMP/q4s" "$TMP/q4.safetensors"
+if [ -f "$TMP/q4s/model-00004-of-00004.safetensors" ]; then pass; else fail "quantize --max-shard-size 20KB" "not 4 shards"; fi
+rm -rf "$TMP/q8" "$TMP/q8b" "$TMP/q4k" "$TMP/q4.safetensors" "$TMP/q4s" "$TMP/q4h" "$TMP/mq8" "$TMP/mq4"
+if [ ! -e "$TMP/q_out" ] && [ ! -e "$TMP/m_out" ]; then pass; else fail "quantize and merge errors" "wrote an output"; fi
 
 run plan "$ANY_DIR/config.json" --json
 if [ "$rc" -ne 0 ]; then fail "plan --json" "exit $rc"; else check "plan --json" plan-json "$OUT"; fi

@@ -18,20 +18,7 @@
 
 #include "internal.h"
 
-static uint64_t rng_state = 0x1234567u;
-static double urand(void) { /* xorshift64*, uniform in [-1, 1) */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) * 0x1.0p-52 - 1.0;
-}
-
 /* Independent decoders (not the library's). */
-static double half_value(uint16_t h) {
-    int sign = h >> 15, e = (h >> 10) & 0x1f, man = h & 0x3ff;
-    double v = e == 0 ? ldexp(man, -24) : e == 31 ? (man ? NAN : INFINITY) : ldexp(1024 + man, e - 25);
-    return sign ? -v : v;
-}
 static double bf16_value(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;
@@ -41,14 +28,14 @@ static double bf16_value(uint16_t h) {
 static double value_of(int dtype, const void *w, size_t i) {
     if (dtype == SKL_DT_F32) return ((const float *)w)[i];
     uint16_t h = ((const uint16_t *)w)[i];
-    return dtype == SKL_DT_F16 ? half_value(h) : bf16_value(h);
+    return dtype == SKL_DT_F16 ? test_half_value(h) : bf16_value(h);
 }
 
 static void *random_matrix(int dtype, size_t n) {
     void *w = malloc(n * (dtype == SKL_DT_F32 ? 4 : 2));
     ck_assert_ptr_nonnull(w);
     for (size_t i = 0; i < n; i++) {
-        float f = (float)urand();
+        float f = (float)test_urand();
         if (dtype == SKL_DT_F32) ((float *)w)[i] = f;
         else ((uint16_t *)w)[i] = dtype == SKL_DT_F16 ? skl_f32_to_f16(f) : skl_f32_to_bf16(f);
     }
@@ -80,7 +67,7 @@ START_TEST(test_gemv_vs_f64) {
                 float *x = malloc((size_t)cols * sizeof *x), *y = malloc((size_t)(rows + 2) * sizeof *y),
                       *y1 = malloc((size_t)rows * sizeof *y1);
                 ck_assert(x && y && y1);
-                for (int32_t c = 0; c < cols; c++) x[c] = (float)urand();
+                for (int32_t c = 0; c < cols; c++) x[c] = (float)test_urand();
                 for (int32_t r = 0; r < rows + 2; r++) y[r] = -7.0f; /* sentinels */
                 skl_gemv(dt, W, ld, cols, x, y + 1, 0, rows);
                 ck_assert(y[0] == -7.0f && y[rows + 1] == -7.0f);
@@ -141,7 +128,7 @@ START_TEST(test_axpy_rows_vs_f64) {
             float *V = random_matrix(SKL_DT_F32, (size_t)rows * ld), *p = malloc((size_t)rows * sizeof *p),
                   *out = malloc((size_t)(cols + 1) * sizeof *out);
             ck_assert(p && out);
-            for (int32_t j = 0; j < rows; j++) p[j] = (float)urand();
+            for (int32_t j = 0; j < rows; j++) p[j] = (float)test_urand();
             out[cols] = -7.0f;
             skl_axpy_rows(V, ld, rows, cols, p, out);
             ck_assert(out[cols] == -7.0f);
@@ -175,7 +162,7 @@ START_TEST(test_softmax_vs_f64) {
             float scale = scales[si], s[301];
             double ref[301], mx = -INFINITY, sum = 0.0;
             float ref_in[301];
-            for (int32_t j = 0; j < len; j++) ref_in[j] = s[j] = (float)(4.0 * urand());
+            for (int32_t j = 0; j < len; j++) ref_in[j] = s[j] = (float)(4.0 * test_urand());
             for (int32_t j = 0; j < len; j++) mx = fmax(mx, (double)scale * s[j]);
             for (int32_t j = 0; j < len; j++) sum += (ref[j] = exp((double)scale * s[j] - mx));
             skl_softmax(s, len, scale);
@@ -212,7 +199,7 @@ START_TEST(test_widen_exhaustive) {
         int dt = dtypes[k];
         skl_to_f32(dt, h, f, 65536);
         for (uint32_t i = 0; i < 65536; i++) {
-            double want = dt == SKL_DT_F16 ? half_value(h[i]) : bf16_value(h[i]);
+            double want = dt == SKL_DT_F16 ? test_half_value(h[i]) : bf16_value(h[i]);
             if (isnan(want)) ck_assert_msg(isnan(f[i]), "%s 0x%04x: not NaN", skl_dtype_name(dt), i);
             else ck_assert_msg((double)f[i] == want && !signbit(f[i]) == !signbit(want), "%s 0x%04x: %.9g vs %.9g",
                                skl_dtype_name(dt), i, f[i], want);
@@ -231,8 +218,8 @@ START_TEST(test_narrow_rounding) {
         int dt = dtypes[k];
         for (uint32_t i = 0; i < 0x7c00 || (dt == SKL_DT_BF16 && i < 0x7f80); i++) { /* positive finite */
             uint16_t a = (uint16_t)i, b = (uint16_t)(i + 1);
-            double va = dt == SKL_DT_F16 ? half_value(a) : bf16_value(a);
-            double vb = dt == SKL_DT_F16 ? half_value(b) : bf16_value(b);
+            double va = dt == SKL_DT_F16 ? test_half_value(a) : bf16_value(a);
+            double vb = dt == SKL_DT_F16 ? test_half_value(b) : bf16_value(b);
             uint16_t (*narrow)(float) = dt == SKL_DT_F16 ? skl_f32_to_f16 : skl_f32_to_bf16;
             ck_assert_uint_eq(narrow((float)va), a);
             ck_assert_uint_eq(narrow((float)-va), (uint16_t)(a | 0x8000));
@@ -248,7 +235,7 @@ START_TEST(test_narrow_rounding) {
     ck_assert_uint_eq(skl_f32_to_f16(65520.0f), 0x7c00);
     ck_assert_uint_eq(skl_f32_to_f16(65519.99f), 0x7bff);
     ck_assert_uint_eq(skl_f32_to_f16(-1e10f), 0xfc00);
-    ck_assert(isnan(half_value(skl_f32_to_f16(NAN))));
+    ck_assert(isnan(test_half_value(skl_f32_to_f16(NAN))));
     ck_assert(isnan(bf16_value(skl_f32_to_bf16(NAN))));
     ck_assert_uint_eq(skl_f32_to_bf16(INFINITY), 0x7f80);
 }

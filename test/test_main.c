@@ -23,6 +23,8 @@ int main(void) {
     srunner_add_suite(sr, kernels_suite());
     srunner_add_suite(sr, blas_suite());
     srunner_add_suite(sr, regions_suite());
+    srunner_add_suite(sr, quant_suite());
+    srunner_add_suite(sr, qkernels_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

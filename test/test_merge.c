@@ -692,13 +692,13 @@ END_TEST
 /* skl_model_merge_to against skl_model_merge + skl_model_save_v2, for every
  * removal: the same files byte for byte (so the same tensors bit for bit, the
  * same headers and config), as one file, a directory and shards of at most
- * 5000 bytes, in several dtypes; the same report; the same refusals, with
- * nothing written. */
+ * 5000 bytes, in several dtypes (quantized ones too); the same report; the
+ * same refusals, with nothing written. */
 START_TEST(test_merge_to_same_files) {
     json_t *man = test_manifest();
     const json_t *e = test_entry(man, "models", _i);
     skl_model *m = test_load(e);
-    static const skl_dtype dts[] = {SKL_DTYPE_F32, SKL_DTYPE_SAME, SKL_DTYPE_BF16};
+    static const skl_dtype dts[] = {SKL_DTYPE_F32, SKL_DTYPE_SAME, SKL_DTYPE_BF16, SKL_DTYPE_Q8_0, SKL_DTYPE_Q4_0};
     char dir[] = "/tmp/skl_mto_XXXXXX", a[256], b[256], cmd[800];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     for (int k = 0; k < N_REMOVALS; k++)
@@ -706,8 +706,8 @@ START_TEST(test_merge_to_same_files) {
             skl_merge_params mp;
             skl_merge_params_init(&mp, sizeof mp);
             mp.remove = removals[k];
+            mp.dtype = dts[(k + layout) % 5];
             mp.verify = layout == 0;
-            mp.dtype = dts[(k + layout) % 3];
             skl_save_params sp;
             skl_save_params_init(&sp, sizeof sp);
             sp.format = layout == 0 ? SKL_SAVE_FILE : SKL_SAVE_DIR;

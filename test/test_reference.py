@@ -10,6 +10,7 @@ properties and against a deliberately naive loop implementation written here.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -244,6 +245,47 @@ def main():
         models.write_model(tmp, f"unsharded_{e['name']}", "dir", cfg, t, dtype)
         check(np.array_equal(reference.logits(os.path.join(tmp, f"unsharded_{e['name']}"), e["tokens"]),
                              ref), f"{e['name']}: sharded == one file")
+
+    # Quantized models: the stored reference (from the dequantized weights), the
+    # naive loops, and every dequantized weight within the rounding of its grid
+    # of the source's stored weight (half a step for Q8_0; Q4_0's clamp at +7
+    # of a group whose extreme is -8 steps may cost a whole step).
+    words = models.pack_int32(np.arange(-8, 8, dtype=np.int64).reshape(1, 16))
+    check(words.view(np.uint32).tolist() == [[0x76543210, 0xFEDCBA98]],
+          "pack_int32: nibble c % 8 of word c / 8, q + 8 (compressed-tensors' order)")
+    sources = {e["name"]: e for e in manifest["models"] + manifest["sharded"]}
+    for e in manifest["quantized"]:
+        path = os.path.join(out, e["path"])
+        ref = reference.logits(path, e["tokens"])
+        check(np.array_equal(ref, np.load(os.path.join(out, e["ref"]))), f"{e['name']}: stored ref")
+        check(close(ref, naive_forward(path, e["tokens"])), f"{e['name']}: matches naive loops")
+        cfg, t = reference.read_model_files(path)
+        _, src = reference.read_model_files(os.path.join(out, sources[e["source"]]["path"]))
+        src = dict(src)
+        src.setdefault("lm_head.weight", src["model.embed_tokens.weight"])   # a tied source's head
+        storage = reference.quant_scheme(cfg)
+        n_q, worst = 0, 0.0
+        for name, w in t.items():
+            module = name[:-len(".weight")]
+            linear = re.fullmatch(r"model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj|lm_head", module)
+            kind = storage(module, True) if name.endswith(".weight") and linear else None
+            if kind is None:
+                check(np.array_equal(w, src[name]), f"{e['name']}: {name} unchanged") if name in src else None
+                continue
+            n_q += 1
+            scale = np.abs(w.reshape(w.shape[0], -1, 32)).max(axis=2, keepdims=True)   # = |q| max times |s|
+            step = scale / (127.0 if kind == "q8" else 8.0)
+            err = np.abs(w - src[name]).reshape(step.shape[0], -1, 32) / np.where(step > 0, step, 1)
+            # Q4_0: the clamp at +7 on the F16-rounded scale, (1 + 8 2^-11) steps (test_merged_reference.py)
+            worst = max(worst, float(err.max()) / (0.5 if kind == "q8" else 1.0 + 8 * 2.0 ** -11))
+        # BF16 scales: q was rounded on the F16 grid, then the scale rounded by up to 2^-9 relative
+        slack = 1e-9 if e["scales"] != "BF16" else 32 * 2.0 ** -9
+        check(n_q > 0 and worst <= 1.0 + slack, f"{e['name']}: {n_q} quantized weights within the rounding "
+              f"(worst {worst:.3f} of the bound)")
+        if "Q4_0" not in e["dtype_weights"]:  # 8 bits: close to the original on these 2-3 layer models
+            srcref = np.load(os.path.join(out, sources[e["source"]]["ref"]))
+            rel = float(np.max(np.abs(ref - srcref)) / np.max(np.abs(srcref)))
+            check(rel < 0.1, f"{e['name']}: logits within {rel:.3g} of the unquantized model's")
 
     # Malformed models are rejected with the expected status.
     for b in manifest["bad"]:

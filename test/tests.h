@@ -28,6 +28,8 @@ Suite *tokenizer_suite(void);
 Suite *kernels_suite(void);
 Suite *blas_suite(void);
 Suite *regions_suite(void);
+Suite *quant_suite(void);
+Suite *qkernels_suite(void);
 
 /* A suite as a table: one row a test.  Consecutive rows with the same tcase
  * share one TCase (its timeout: the largest of its rows).  A new test is one
@@ -42,12 +44,14 @@ Suite *regions_suite(void);
 typedef struct test_def {
     const char *tcase;
     const TTest *fn;
-    int loop;    /* 0: run once; N > 0: _i = 0..N-1; TEST_EACH_MODEL / TEST_EACH_BAD / TEST_EACH_SHARDED: _i = manifest entry */
+    int loop;    /* 0: run once; N > 0: _i = 0..N-1; TEST_EACH_MODEL / TEST_EACH_BAD / TEST_EACH_SHARDED /
+                    TEST_EACH_QUANTIZED: _i = manifest entry */
     int timeout; /* seconds; 0: TEST_TIMEOUT */
 } test_def;
 #define TEST_EACH_MODEL (-1)
 #define TEST_EACH_BAD (-2)
 #define TEST_EACH_SHARDED (-3)
+#define TEST_EACH_QUANTIZED (-4)
 #define TEST_COUNT(table) (sizeof(table) / sizeof((table)[0]))
 Suite *test_suite(const char *name, const test_def *defs, size_t n);
 
@@ -64,6 +68,7 @@ json_t *test_manifest(void);
 int test_n_models(void);
 int test_n_bad(void);
 int test_n_sharded(void); /* manifest["sharded"]: sharded directories (index + shards) */
+int test_n_quantized(void); /* manifest["quantized"]: quantized models (compressed-tensors) */
 /* Entry i of manifest[section] (borrowed from manifest). */
 const json_t *test_entry(const json_t *manifest, const char *section, int i);
 /* The first entry of manifest["models"] named `name`; fails the test when absent. */
@@ -86,6 +91,14 @@ double *test_ref(const json_t *entry, int64_t *rows, int64_t *cols);
 /* The model's config JSON: config.json of a directory model, or the
  * __metadata__.config string of a single-file model (caller decrefs). */
 json_t *test_model_config(const json_t *entry);
+/* The config of the model at path: a directory's config.json or a file's __metadata__.config (caller decrefs). */
+json_t *test_config_at(const char *path);
+/* The bytes of tensor `name` of the model at path (a file, a directory or a sharded
+ * directory): malloc'd, *len of them; fails the test when it is not there. */
+void *test_tensor_data(const char *path, const char *name, size_t *len);
+/* The models at a and b hold the same tensors: names, dtypes, shapes and bytes (in any
+ * order and any shards); else fails naming `what` and the first tensor that differs. */
+void test_same_tensors(const char *a, const char *b, const char *what);
 /* The safetensors header object of the model's weights file (caller decrefs). */
 json_t *test_st_header(const json_t *entry);
 /* The same for a safetensors file at `path`. */
@@ -174,5 +187,10 @@ double rel_error_f(const float *c, const float *r, size_t n);
 /* Index of the largest value, lowest index on ties. */
 int32_t argmax_f(const float *x, int32_t n);
 int32_t argmax_d(const double *x, int32_t n);
+/* Seeded uniform values in [-1, 1) (xorshift64*; one stream per test process,
+ * so a case's values depend on the cases before it in its process only). */
+double test_urand(void);
+/* The value of an IEEE half, decoded here (not by the library). */
+double test_half_value(uint16_t h);
 
 #endif

@@ -5,6 +5,8 @@
  *   skipless logits MODEL --tokens 1,2,3 --out FILE.npy [--decode]
  *   skipless tokenize MODEL --text TEXT [--plain]
  *   skipless detokenize MODEL --tokens 1,2,3
+ *   skipless merge MODEL OUT [--remove R] [--dtype D] [--keep NAMES] ...
+ *   skipless quantize MODEL OUT --type q8_0|q4_0 [--keep NAMES] [--format dir|file] [--max-shard-size SIZE]
  *   skipless bench (MODEL | --blas) [--threads T] ... [--json]   (src/cli/bench.c)
  * Exit code 0 on success; on error one line on stderr and a non-zero code. */
 #include "skipless.h"
@@ -39,11 +41,21 @@ static const char *usage =
     "  plan CONFIG.json [--json]          weights removed by each merge, from a config alone\n"
     "                                     (ours, or Hugging Face Llama/Mistral/GPT-NeoX)\n"
     "  merge MODEL OUT [--remove auto|qp|kp|vp|q|p] [--verify] [--format dir|file]\n"
-    "                  [--dtype f32|f16|bf16|same]  storage of the changed weights (default f32)\n"
+    "                  [--dtype f32|f16|bf16|same|q8_0|q4_0]  storage of the changed weights (default\n"
+    "                                     f32); q8_0, q4_0: every linear weight quantized, the changed\n"
+    "                                     ones once from float64\n"
+    "                  [--keep NAME[,NAME]]  with q8_0/q4_0: layers left unquantized (as quantize)\n"
     "                  [--max-shard-size SIZE]     dir: shards of at most SIZE (5GB, 500MB, 1GiB; default 5GB)\n"
     "                  [--in-memory]      build the whole merged model, then save (default: streamed)\n"
     "                                     remove weights exactly and save the merged model, each\n"
     "                                     tensor written when final (memory: about one block)\n"
+    "  quantize MODEL OUT --type q8_0|q4_0 [--keep NAME[,NAME]] [--format dir|file]\n"
+    "                  [--max-shard-size SIZE]\n"
+    "                                     quantize every linear layer (lm_head too) in groups of 32\n"
+    "                                     inputs, streamed tensor by tensor; the embedding, biases and\n"
+    "                                     norm are copied.  --keep: layers left as they are, each\n"
+    "                                     lm_head, a projection (q_proj .. down_proj: every block's)\n"
+    "                                     or a module (model.layers.3.mlp.down_proj)\n"
     "  logits MODEL --tokens 1,2,3 --out FILE.npy [--decode] [--threads T]\n"
     "                                     write float32 logits [n_tokens, vocab] as .npy;\n"
     "                                     --decode feeds tokens one at a time\n"
@@ -140,6 +152,42 @@ static int merge_progress(uint64_t done, uint64_t total, void *ud) {
     return 0;
 }
 
+/* The save options merge and quantize share: --format and --max-shard-size (value val);
+ * 1 when `a` is one of them (handled, or *rc an exit code), 0 when it is not. */
+static int save_option(const char *cmd, const char *a, const char *val, skl_save_params *sv, int *rc) {
+    *rc = 0;
+    if (!strcmp(a, "--max-shard-size")) {
+        if (parse_size(val, &sv->max_shard_size))
+            *rc = usage_error("%s: --max-shard-size must be a size > 0 in bytes or with KB, MB, GB, "
+                              "KiB, MiB or GiB (e.g. 5GB, 500MB, 1GiB), got '%s'", cmd, val);
+        return 1;
+    }
+    if (strcmp(a, "--format") != 0) return 0;
+    if (!strcmp(val, "dir")) sv->format = SKL_SAVE_DIR;
+    else if (!strcmp(val, "file")) sv->format = SKL_SAVE_FILE;
+    else *rc = usage_error("%s: --format must be dir or file, got '%s'", cmd, val);
+    return 1;
+}
+
+/* --keep's names (parse_keep) or a usage error; the layers they name are checked against the model later. */
+static int keep_option(const char *cmd, const char *val, char ***keep, int32_t *n, long *max_layer) {
+    free(*keep);
+    *keep = NULL;
+    if (parse_keep(val, keep, n, max_layer))
+        return usage_error("%s: --keep must be comma-separated layer names: lm_head, q_proj, k_proj, v_proj, o_proj, "
+                           "gate_proj, up_proj, down_proj, or modules such as model.layers.0.mlp.down_proj; got '%s'",
+                           cmd, val);
+    return 0;
+}
+
+/* A module --keep names beyond the model's layers: a usage error found once the model says its layer count. */
+static int keep_beyond(const char *cmd, long max_layer, const skl_model *m, const char *path) {
+    skl_hparams hp;
+    skl_model_hparams(m, &hp, sizeof hp);
+    if (max_layer < hp.num_hidden_layers) return 0;
+    return usage_error("%s: --keep names layer %ld, but %s has %d layers", cmd, max_layer, path, hp.num_hidden_layers);
+}
+
 static int cmd_merge(int argc, char **argv) {
     const char *in = NULL, *outp = NULL;
     skl_merge_params mp;
@@ -148,47 +196,56 @@ static int cmd_merge(int argc, char **argv) {
     mp.progress = merge_progress;
     skl_save_params sv;
     skl_save_params_init(&sv, sizeof sv);
-    skl_save_format fmt = SKL_SAVE_AUTO;
     bool in_memory = false;
+    char **keep = NULL;
+    long keep_layer = -1;
+    int orc;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        orc = 0;
         if (!strcmp(a, "--verify")) mp.verify = true;
         else if (!strcmp(a, "--in-memory")) in_memory = true;
         else if (!strcmp(a, "--remove") || !strcmp(a, "--format") || !strcmp(a, "--dtype") ||
-                 !strcmp(a, "--max-shard-size")) {
-            if (!val) return usage_error("merge: option %s needs a value", a);
-            if (!strcmp(a, "--max-shard-size")) {
-                if (parse_size(val, &sv.max_shard_size))
-                    return usage_error("merge: --max-shard-size must be a size > 0 in bytes or with KB, MB, GB, "
-                                       "KiB, MiB or GiB (e.g. 5GB, 500MB, 1GiB), got '%s'", val);
+                 !strcmp(a, "--max-shard-size") || !strcmp(a, "--keep")) {
+            if (!val) orc = usage_error("merge: option %s needs a value", a);
+            else if (save_option("merge", a, val, &sv, &orc)) {
+            } else if (!strcmp(a, "--keep")) {
+                orc = keep_option("merge", val, &keep, &mp.n_keep, &keep_layer);
+                mp.keep = (const char *const *)keep;
             } else if (!strcmp(a, "--dtype")) {
-                if (!strcmp(val, "f32")) mp.dtype = SKL_DTYPE_F32;
-                else if (!strcmp(val, "f16")) mp.dtype = SKL_DTYPE_F16;
-                else if (!strcmp(val, "bf16")) mp.dtype = SKL_DTYPE_BF16;
-                else if (!strcmp(val, "same")) mp.dtype = SKL_DTYPE_SAME;
-                else return usage_error("merge: --dtype must be f32, f16, bf16 or same, got '%s'", val);
-            } else if (!strcmp(a, "--remove")) {
-                if (skl_removal_parse(val, &mp.remove)) return usage_error("merge: --remove must be auto, qp, kp, vp, q or p, got '%s'", val);
-            } else if (!strcmp(val, "dir")) fmt = SKL_SAVE_DIR;
-            else if (!strcmp(val, "file")) fmt = SKL_SAVE_FILE;
-            else return usage_error("merge: --format must be dir or file, got '%s'", val);
+                if (skl_dtype_parse(val, &mp.dtype))
+                    orc = usage_error("merge: --dtype must be f32, f16, bf16, same, q8_0 or q4_0, got '%s'", val);
+            } else if (skl_removal_parse(val, &mp.remove)) {
+                orc = usage_error("merge: --remove must be auto, qp, kp, vp, q or p, got '%s'", val);
+            }
             i++;
-        } else if (a[0] == '-') return usage_error("merge: unknown option %s", a);
+        } else if (a[0] == '-') orc = usage_error("merge: unknown option %s", a);
         else if (!in) in = a;
         else if (!outp) outp = a;
-        else return usage_error("merge: unexpected argument '%s'", a);
+        else orc = usage_error("merge: unexpected argument '%s'", a);
+        if (orc) {
+            free(keep);
+            return orc;
+        }
     }
-    if (!in || !outp) return usage_error("merge: need MODEL and OUT");
+    if (keep && mp.dtype != SKL_DTYPE_Q8_0 && mp.dtype != SKL_DTYPE_Q4_0) {
+        free(keep);
+        return usage_error("merge: --keep goes with --dtype q8_0 or q4_0");
+    }
+    if (!in || !outp) {
+        free(keep);
+        return usage_error("merge: need MODEL and OUT");
+    }
     skl_model *m = NULL, *merged = NULL;
     skl_merge_report *rep = NULL;
     int ret = 0, rc = skl_model_load(in, NULL, &m);
     if (rc) { ret = lib_error("load", rc); goto out; }
+    if ((ret = keep_beyond("merge", keep_layer, m, in))) goto out;
     skl_hparams hp;
     skl_model_hparams(m, &hp, sizeof hp);
     merge_meter meter = {now_s(), hp.hidden_size, (double)hp.num_key_value_heads * hp.head_dim, hp.intermediate_size,
                          hp.vocab_size, isatty(2)};
     mp.progress_user_data = &meter;
-    sv.format = fmt;
     /* the streaming merge: each merged tensor written when final, memory about one block;
      * --in-memory: the whole merged model first, then saved (for comparison, bench/merge_memory.sh) */
     if (in_memory) rc = skl_model_merge(m, &mp, &merged, &rep);
@@ -226,6 +283,93 @@ out:
     skl_merge_report_free(rep);
     skl_model_free(merged);
     skl_model_free(m);
+    free(keep);
+    return ret;
+}
+
+/* Progress of the quantization on stderr: block i of L + 1 (the head last) and the time left. */
+static int quantize_progress(uint64_t done, uint64_t total, void *ud) {
+    const merge_meter *mm = ud;
+    double dt = now_s() - mm->t0;
+    fprintf(stderr, "%squantized block %llu of %llu, %.0f s left%s", mm->tty ? "\r" : "", (unsigned long long)done,
+            (unsigned long long)total, dt / (double)done * (double)(total - done), mm->tty && done < total ? "" : "\n");
+    return 0;
+}
+
+/* The weights of a model's linear layers per dtype, for info and quantize: "Q8_0 1234, F16 56" and `end`. */
+static void print_dtype_weights(const skl_model *m, const char *end) {
+    const char *sep = "";
+    for (int d = SKL_DTYPE_F32; d <= SKL_DTYPE_Q4_0; d++) {
+        uint64_t n = skl_model_dtype_weights(m, (skl_dtype)d);
+        if (!n) continue;
+        printf("%s%s %llu", sep, skl_dtype_name((skl_dtype)d), (unsigned long long)n);
+        sep = ", ";
+    }
+    printf("%s\n", end);
+}
+
+/* Its option loop has cmd_merge's shape, as every command's has: an intentional twin. */
+static int cmd_quantize(int argc, char **argv) {
+    const char *in = NULL, *outp = NULL;
+    skl_quantize_params qp;
+    skl_quantize_params_init(&qp, sizeof qp);
+    qp.progress = quantize_progress;
+    skl_save_params sv;
+    skl_save_params_init(&sv, sizeof sv);
+    char **keep = NULL;
+    long keep_layer = -1;
+    bool typed = false;
+    int orc;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        orc = 0;
+        if (!strcmp(a, "--type") || !strcmp(a, "--keep") || !strcmp(a, "--format") || !strcmp(a, "--max-shard-size")) {
+            if (!val) orc = usage_error("quantize: option %s needs a value", a);
+            else if (save_option("quantize", a, val, &sv, &orc)) {
+            } else if (!strcmp(a, "--keep")) {
+                orc = keep_option("quantize", val, &keep, &qp.n_keep, &keep_layer);
+                qp.keep = (const char *const *)keep;
+            } else if (!skl_dtype_parse(val, &qp.dtype) && (qp.dtype == SKL_DTYPE_Q8_0 || qp.dtype == SKL_DTYPE_Q4_0)) {
+                typed = true;
+            } else {
+                orc = usage_error("quantize: --type must be q8_0 or q4_0, got '%s'", val);
+            }
+            i++;
+        } else if (a[0] == '-') orc = usage_error("quantize: unknown option %s (see skipless --help)", a);
+        else if (!in) in = a;
+        else if (!outp) outp = a;
+        else orc = usage_error("quantize: unexpected argument '%s'", a);
+        if (orc) {
+            free(keep);
+            return orc;
+        }
+    }
+    if (!in || !outp || !typed) {
+        free(keep);
+        return usage_error("quantize: need MODEL, OUT and --type q8_0|q4_0");
+    }
+    skl_model *m = NULL, *q = NULL;
+    int ret = 0, rc = skl_model_load(in, NULL, &m);
+    merge_meter meter = {now_s(), 0, 0, 0, 0, isatty(2)};
+    qp.progress_user_data = &meter;
+    if (rc) ret = lib_error("load", rc);
+    else if ((ret = keep_beyond("quantize", keep_layer, m, in))) {
+    } else if ((rc = skl_model_quantize_to(m, outp, &qp, &sv))) ret = lib_error("quantize", rc);
+    else if ((rc = skl_model_load(outp, NULL, &q))) ret = lib_error("load the quantized model", rc);
+    else {
+        char a[BYTES_STR], b[BYTES_STR];
+        printf("quantized %s to %s\n", in, skl_dtype_name(qp.dtype));
+        printf("  linear weights by dtype: ");
+        print_dtype_weights(q, "");
+        printf("  weight bytes: %s -> %s (scales included)\n", bytes_str(skl_model_weight_bytes(m), a),
+               bytes_str(skl_model_weight_bytes(q), b));
+        printf("  decode bytes per token: %s -> %s\n", bytes_str(skl_model_decode_bytes(m), a),
+               bytes_str(skl_model_decode_bytes(q), b));
+        printf("saved %s\n", outp);
+    }
+    skl_model_free(q);
+    skl_model_free(m);
+    free(keep);
     return ret;
 }
 
@@ -273,9 +417,14 @@ static int cmd_info(int argc, char **argv) {
         printf("  %-14s %14llu\n", rows[i].name, (unsigned long long)rows[i].n);
     printf("  %-14s %14llu  (linear layers + embeddings%s)\n", "total", (unsigned long long)wc.linear_total,
            hp.tie_word_embeddings ? "; tied head counted once more" : "");
-    char wb[BYTES_STR], kv[BYTES_STR], kv_max[BYTES_STR];
+    char wb[BYTES_STR], db[BYTES_STR], kv[BYTES_STR], kv_max[BYTES_STR];
     int32_t n_ctx = cli_n_ctx(0, hp.max_position_embeddings);
-    printf("weight bytes:       %s in their stored dtypes\n", bytes_str(skl_model_weight_bytes(m), wb));
+    printf("weight dtype:       %s (linear layers and lm_head: ", skl_model_weight_dtype(m));
+    print_dtype_weights(m, ")");
+    printf("weight bytes:       %s in their stored dtypes (quantization scales included)\n",
+           bytes_str(skl_model_weight_bytes(m), wb));
+    printf("decode bytes:       %s a token (linear layers, lm_head, one embedding row)\n",
+           bytes_str(skl_model_decode_bytes(m), db));
     printf("KV cache bytes:     %s at generate's default context %d; %s at max_positions %d\n",
            bytes_str(skl_model_kv_bytes(m, n_ctx), kv), n_ctx, bytes_str(skl_model_kv_bytes(m, 0), kv_max),
            hp.max_position_embeddings);
@@ -588,6 +737,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(argv[1], "plan")) return cmd_plan(argc - 2, argv + 2);
     if (!strcmp(argv[1], "merge")) return cmd_merge(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "quantize")) return cmd_quantize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);

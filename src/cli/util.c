@@ -80,6 +80,50 @@ int parse_size(const char *s, uint64_t *out) {
     return -1;
 }
 
+/* A projection name, with (full) or without its "self_attn." / "mlp." prefix. */
+static int is_projection(const char *s, int full) {
+    static const char *const attn[] = {"q_proj", "k_proj", "v_proj", "o_proj"}, *const mlp[] = {"gate_proj", "up_proj",
+                                                                                                  "down_proj"};
+    for (int i = 0; i < 4; i++)
+        if ((!full && !strcmp(s, attn[i])) || (!strncmp(s, "self_attn.", 10) && !strcmp(s + 10, attn[i]))) return 1;
+    for (int i = 0; i < 3; i++)
+        if ((!full && !strcmp(s, mlp[i])) || (!strncmp(s, "mlp.", 4) && !strcmp(s + 4, mlp[i]))) return 1;
+    return 0;
+}
+
+int parse_keep(const char *s, char ***out, int32_t *n, long *max_layer) {
+    size_t len = strlen(s), count = 1;
+    for (const char *c = s; *c; c++) count += *c == ',';
+    char **names = malloc(count * sizeof *names + len + 1);
+    if (!names) return -1;
+    char *text = (char *)(names + count);
+    memcpy(text, s, len + 1);
+    *max_layer = -1;
+    int32_t k = 0;
+    for (char *tok = text, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        const char *p = tok + 13;
+        long layer = -1;
+        if (!strncmp(tok, "model.layers.", 13) && *p >= '0' && *p <= '9' && !(p[0] == '0' && p[1] != '.')) {
+            char *end;
+            layer = strtol(p, &end, 10);
+            p = *end == '.' ? end + 1 : "";
+        } else {
+            p = tok;
+        }
+        if (!(layer < 0 && !strcmp(tok, "lm_head")) && !is_projection(p, layer >= 0)) {
+            free(names);
+            return -1;
+        }
+        if (layer > *max_layer) *max_layer = layer;
+        names[k++] = tok;
+    }
+    *out = names;
+    *n = k;
+    return 0;
+}
+
 int parse_float(const char *s, float *out) {
     char *end;
     errno = 0;

@@ -24,6 +24,12 @@ int parse_u64(const char *s, uint64_t *out);                  /* decimal, no sig
  * (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), case-insensitive; > 0, no overflow. */
 int parse_size(const char *s, uint64_t *out);
 int parse_float(const char *s, float *out);
+/* --keep NAME[,NAME]: the linear layers a quantization leaves alone, each "lm_head", a
+ * projection ("q_proj" ... "down_proj", or "self_attn.q_proj", "mlp.down_proj") or a module
+ * ("model.layers.3.mlp.down_proj", no leading zeros) -> malloc'd array of *n names
+ * (strings in one block after it: free(*out) frees all); *max_layer the largest layer a
+ * module names, -1 if none. */
+int parse_keep(const char *s, char ***out, int32_t *n, long *max_layer);
 /* "1,2,3" -> malloc'd int32 array of *n ids (at least one). */
 int parse_tokens(const char *s, int32_t **out, int32_t *n);
 

@@ -36,7 +36,7 @@ ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu")
 BLOCK_TYPES = ("serial", "parallel")
 STOP_REASONS = ("max_tokens", "stop_token", "callback", "context_full", "error")
 SAVE_FORMATS = {"auto": 0, "dir": 1, "file": 2}
-DTYPES = ("f32", "f16", "bf16", "same")  # skl_dtype; "same" only for merge()
+DTYPES = ("f32", "f16", "bf16", "same", "q8_0", "q4_0")  # skl_dtype; "same" only for merge()
 
 
 def _check(rc):
@@ -413,7 +413,8 @@ class Model(_Owned):
     @property
     def weight_dtype(self):
         """Storage dtype of the linear layers and lm_head (skl_model_weight_dtype):
-        "F32", "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype)."""
+        "F32", "F16", "BF16", "Q8_0", "Q4_0", or "mixed" (a merge stored its new tensors
+        in another dtype, or some layers were left unquantized)."""
         return _ffi.lib().skl_model_weight_dtype(self._h()).decode()
 
     def merge(self, remove="auto", verify=True, n_probe_tokens=None, max_condition=None,
@@ -439,6 +440,26 @@ class Model(_Owned):
         rep = ctypes.POINTER(_ffi.MergeReport)()
         _check(_ffi.lib().skl_model_merge_to(self._h(), _path(path), byref(mp), byref(sp), byref(rep)))
         return _merge_report(rep, None)
+
+    def quantize_to(self, path, dtype="q8_0", keep=(), format="auto", max_shard_size=None):
+        """Quantize the linear layers to ``dtype`` ("q8_0" or "q4_0") and save at ``path``
+        (skl_model_quantize_to, since 1.2), streaming; ``keep``: layer names left as they
+        are ("lm_head", "down_proj", "model.layers.3.mlp.down_proj").  A failure leaves an
+        existing model at path untouched."""
+        if dtype not in ("q8_0", "q4_0"):
+            raise error("SKL_ERR_INVALID_ARG", f"quantize dtype {dtype!r} is not 'q8_0' or 'q4_0'")
+        qp = _ffi.init(_ffi.QuantizeParams)
+        qp.dtype = DTYPES.index(dtype)
+        names = [k.encode() for k in keep]
+        arr = (ctypes.c_char_p * max(len(names), 1))(*names)
+        qp.keep = arr if names else None
+        qp.n_keep = len(names)
+        sp = _save_params(format, max_shard_size)
+        _check(_ffi.lib().skl_model_quantize_to(self._h(), _path(path), byref(qp), byref(sp)))
+
+    def dtype_weights(self, dtype):
+        """The linear layers' weights stored in ``dtype`` (a DTYPES name), skl_model_dtype_weights."""
+        return _ffi.lib().skl_model_dtype_weights(self._h(), DTYPES.index(dtype))
 
     @property
     def has_tokenizer(self):

@@ -18,7 +18,7 @@ TOKENIZE_PLAIN = 1  # SKL_TOKENIZE_PLAIN
 # The header version these declarations mirror (tests/test_header.py fails when it is
 # not include/skipless.h's).  By the header's ABI rule a library X.Z with Z >= MINOR
 # serves them; another major, or an older minor, is refused at load.
-VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH = 1, 1, 0
+VERSION_MAJOR, VERSION_MINOR, VERSION_PATCH = 1, 2, 0
 
 handle = c_void_p  # skl_model *, skl_context *, skl_sampler *, ...
 enum = c_int       # every skl_* enum
@@ -81,7 +81,8 @@ class MergeParams(Structure):
     _c_name_ = "skl_merge_params"
     _fields_ = [("struct_size", c_uint32), ("remove", enum), ("verify", c_bool),
                 ("n_probe_tokens", c_int32), ("probe_seed", c_uint64), ("max_condition", c_double),
-                ("progress", ProgressFn), ("progress_user_data", c_void_p), ("dtype", enum)]
+                ("progress", ProgressFn), ("progress_user_data", c_void_p), ("dtype", enum),
+                ("keep", POINTER(c_char_p)), ("n_keep", c_int32)]
 
 
 class MergeLayer(Structure):
@@ -126,9 +127,15 @@ class SaveParams(Structure):
     _fields_ = [("struct_size", c_uint32), ("format", enum), ("max_shard_size", c_uint64)]
 
 
+class QuantizeParams(Structure):
+    _c_name_ = "skl_quantize_params"
+    _fields_ = [("struct_size", c_uint32), ("dtype", enum), ("keep", POINTER(c_char_p)), ("n_keep", c_int32),
+                ("progress", ProgressFn), ("progress_user_data", c_void_p)]
+
+
 STRUCTS = (Hparams, WeightCounts, ModelParams, ContextParams, SamplerParams, GenerateParams,
            GenerateResult, MergeParams, MergeLayer, MergeReport, PlanRow, Plan, BlasInfo,
-           SaveParams)
+           SaveParams, QuantizeParams)
 CALLBACKS = {"skl_log_fn": LogFn, "skl_progress_fn": ProgressFn, "skl_token_fn": TokenFn}
 
 P = POINTER
@@ -140,6 +147,8 @@ FUNCTIONS = (
     ("skl_version_number", c_int, []),
     ("skl_cpu_kernels", c_char_p, []),
     ("skl_log_set", None, [LogFn, c_void_p]),
+    ("skl_dtype_name", c_char_p, [enum]),
+    ("skl_dtype_parse", c_int, [c_char_p, P(enum)]),
     ("skl_model_params_init", c_int, [P(ModelParams), c_size_t]),
     ("skl_model_load", c_int, [c_char_p, P(ModelParams), P(handle)]),
     ("skl_model_free", None, [handle]),
@@ -148,6 +157,7 @@ FUNCTIONS = (
     ("skl_model_weight_bytes", c_uint64, [handle]),
     ("skl_model_decode_regions", c_int, [handle, P(c_void_p), P(c_uint64), c_size_t, P(c_size_t)]),
     ("skl_model_weight_dtype", c_char_p, [handle]),
+    ("skl_model_dtype_weights", c_uint64, [handle, enum]),
     ("skl_model_weight_counts", c_int, [handle, P(WeightCounts), c_size_t]),
     ("skl_model_has_proj", c_int, [handle, c_int32, c_char]),
     ("skl_context_params_init", c_int, [P(ContextParams), c_size_t]),
@@ -194,6 +204,8 @@ FUNCTIONS = (
     ("skl_save_params_init", c_int, [P(SaveParams), c_size_t]),
     ("skl_model_save_v2", c_int, [handle, c_char_p, P(SaveParams)]),
     ("skl_model_merge_to", c_int, [handle, c_char_p, P(MergeParams), P(SaveParams), P(P(MergeReport))]),
+    ("skl_quantize_params_init", c_int, [P(QuantizeParams), c_size_t]),
+    ("skl_model_quantize_to", c_int, [handle, c_char_p, P(QuantizeParams), P(SaveParams)]),
     ("skl_blas_get_info", c_int, [P(BlasInfo), c_size_t]),
     ("skl_blas_set_auto_core", c_int, [c_bool]),
 )

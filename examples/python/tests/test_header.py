@@ -227,7 +227,7 @@ class HeaderTest(unittest.TestCase):
     def test_params_struct_size(self):
         # Every skl_*_params begins with struct_size, and init sets it to our sizeof.
         params = [s for s in _ffi.STRUCTS if s._c_name_.endswith("_params")]
-        self.assertEqual(len(params), 6)  # model, context, sampler, generate, merge, save
+        self.assertEqual(len(params), 7)  # model, context, sampler, generate, merge, save, quantize
         for cls in params:
             self.assertEqual(cls._fields_[0], ("struct_size", ctypes.c_uint32), cls._c_name_)
             self.assertEqual(_ffi.init(cls).struct_size, ctypes.sizeof(cls), cls._c_name_)

@@ -624,6 +624,29 @@ class TokenizerTest(unittest.TestCase):
                     back.merge_to(os.path.join(tmp, "c"), remove=rep.removal)
             self.assertFalse(os.path.exists(os.path.join(tmp, "c")))
 
+    def test_quantize_to(self):
+        # the files of models.py's own quantizer; the logits of the quantized model
+        q = next(e for e in manifest()["quantized"] if e["name"] == "q4_serial_mha_silu_glu_keep_head")
+        with skipless.Model.load(model_entry(SERIAL)["path"]) as model, tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "q")
+            model.quantize_to(out, "q4_0", keep=["lm_head"])
+            def tensors(path):   # {name: (dtype, shape, bytes)} of a model.safetensors
+                with open(os.path.join(path, "model.safetensors"), "rb") as f:
+                    n = int.from_bytes(f.read(8), "little")
+                    hdr, data = json.loads(f.read(n)), f.read()
+                return {k: (v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]])
+                        for k, v in hdr.items() if k != "__metadata__"}
+            self.assertEqual(tensors(out), tensors(os.path.join(MODELS, q["path"])))
+            with skipless.Model.load(out) as back:
+                self.assertEqual(back.weight_dtype, "mixed")
+                self.assertEqual(back.dtype_weights("q4_0"), q["dtype_weights"]["Q4_0"])
+                self.assertEqual(back.dtype_weights("f32"), q["dtype_weights"]["F32"])
+            with self.assertRaises(skipless.InvalidArgError):
+                model.quantize_to(os.path.join(tmp, "x"), "q4_0", keep=["embed_tokens"])
+            with self.assertRaises(skipless.InvalidArgError):
+                model.quantize_to(os.path.join(tmp, "x"), "f16")
+            self.assertFalse(os.path.exists(os.path.join(tmp, "x")))
+
     def test_no_tokenizer(self):
         with skipless.Model.load(model_entry(SERIAL)["path"]) as model:
             self.assertFalse(model.has_tokenizer)

@@ -43,6 +43,8 @@ pub const SKL_DTYPE_F32: skl_dtype = 0;
 pub const SKL_DTYPE_F16: skl_dtype = 1;
 pub const SKL_DTYPE_BF16: skl_dtype = 2;
 pub const SKL_DTYPE_SAME: skl_dtype = 3;
+pub const SKL_DTYPE_Q8_0: skl_dtype = 4;
+pub const SKL_DTYPE_Q4_0: skl_dtype = 5;
 
 pub type skl_activation = c_int;
 pub const SKL_ACT_SILU: skl_activation = 0;
@@ -205,6 +207,8 @@ pub struct skl_merge_params {
     pub progress: skl_progress_fn,
     pub progress_user_data: *mut c_void,
     pub dtype: skl_dtype,
+    pub keep: *const *const c_char,
+    pub n_keep: i32,
 }
 
 #[repr(C)]
@@ -279,6 +283,19 @@ pub struct skl_save_params {
     pub max_shard_size: u64,
 }
 
+// ---------------------------------------------------------------- quantize
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct skl_quantize_params {
+    pub struct_size: u32,
+    pub dtype: skl_dtype,
+    pub keep: *const *const c_char,
+    pub n_keep: i32,
+    pub progress: skl_progress_fn,
+    pub progress_user_data: *mut c_void,
+}
+
 // -------------------------------------------------------------------- BLAS
 
 #[repr(C)]
@@ -302,6 +319,8 @@ extern "C" {
     pub fn skl_cpu_kernels() -> *const c_char;
     pub fn skl_log_set(fn_: skl_log_fn, user_data: *mut c_void);
 
+    pub fn skl_dtype_name(dtype: skl_dtype) -> *const c_char;
+    pub fn skl_dtype_parse(name: *const c_char, out: *mut skl_dtype) -> c_int;
     pub fn skl_model_params_init(params: *mut skl_model_params, size: usize) -> c_int;
     pub fn skl_model_load(path: *const c_char, params: *const skl_model_params, out: *mut *mut skl_model)
         -> c_int;
@@ -317,6 +336,7 @@ extern "C" {
         n_regions: *mut usize,
     ) -> c_int;
     pub fn skl_model_weight_dtype(model: *const skl_model) -> *const c_char;
+    pub fn skl_model_dtype_weights(model: *const skl_model, dtype: skl_dtype) -> u64;
     pub fn skl_model_weight_counts(model: *const skl_model, out: *mut skl_weight_counts, size: usize) -> c_int;
     pub fn skl_model_has_proj(model: *const skl_model, layer: i32, which: c_char) -> c_int;
 
@@ -425,6 +445,14 @@ extern "C" {
         params: *const skl_merge_params,
         save: *const skl_save_params,
         report: *mut *mut skl_merge_report,
+    ) -> c_int;
+
+    pub fn skl_quantize_params_init(params: *mut skl_quantize_params, size: usize) -> c_int;
+    pub fn skl_model_quantize_to(
+        model: *const skl_model,
+        path: *const c_char,
+        params: *const skl_quantize_params,
+        save: *const skl_save_params,
     ) -> c_int;
 
     pub fn skl_blas_get_info(out: *mut skl_blas_info, size: usize) -> c_int;

@@ -242,6 +242,10 @@ fn rust_type(h: &Header, c: &str) -> String {
     }
     if let Some(pointee) = c.strip_suffix('*') {
         let pointee = pointee.trim();
+        // `T *const *`: a pointer to a const pointer (skl_quantize_params.keep)
+        if let Some(p) = pointee.strip_suffix(" const").filter(|p| p.ends_with('*')) {
+            return format!("*const {}", rust_type(h, p));
+        }
         // `const T *`: the pointee is const; `const T **`: a mutable pointer to `const T *`.
         let is_const = !pointee.ends_with('*') && pointee.split(' ').any(|w| w == "const");
         let inner = match pointee.split(' ').filter(|w| *w != "const").collect::<Vec<_>>().join(" ") {

@@ -364,20 +364,27 @@ impl Removal {
 
 /// Storage of the tensors a merge changes (`skl_dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
 pub enum Dtype {
     F32,
     F16,
     Bf16,
     /// Each like the tensor it replaces (a new bias like the embedding).
     Same,
+    /// Since 1.2: every linear weight quantized to 8 bits in groups of 32 (llama.cpp's Q8_0).
+    Q8_0,
+    /// Since 1.2: every linear weight quantized to 4 bits in groups of 32 (llama.cpp's Q4_0).
+    Q4_0,
 }
 
 impl Dtype {
-    const ALL: [(Dtype, sys::skl_dtype, &'static str); 4] = [
+    const ALL: [(Dtype, sys::skl_dtype, &'static str); 6] = [
         (Dtype::F32, sys::SKL_DTYPE_F32, "f32"),
         (Dtype::F16, sys::SKL_DTYPE_F16, "f16"),
         (Dtype::Bf16, sys::SKL_DTYPE_BF16, "bf16"),
         (Dtype::Same, sys::SKL_DTYPE_SAME, "same"),
+        (Dtype::Q8_0, sys::SKL_DTYPE_Q8_0, "q8_0"),
+        (Dtype::Q4_0, sys::SKL_DTYPE_Q4_0, "q4_0"),
     ];
     fn to_c(self) -> sys::skl_dtype {
         Dtype::ALL.iter().find(|e| e.0 == self).map(|e| e.1).unwrap_or(sys::SKL_DTYPE_F32)
@@ -386,13 +393,13 @@ impl Dtype {
     pub fn from_c(d: sys::skl_dtype) -> Option<Dtype> {
         Dtype::ALL.iter().find(|e| e.1 == d).map(|e| e.0)
     }
-    /// "f32", "f16", "bf16" or "same" (the CLI's `--dtype` names).
+    /// "f32", "f16", "bf16", "same", "q8_0" or "q4_0" (the CLI's `--dtype` names).
     pub fn name(self) -> &'static str {
         Dtype::ALL.iter().find(|e| e.0 == self).map(|e| e.2).unwrap_or("f32")
     }
     pub fn parse(name: &str) -> Result<Dtype> {
         Dtype::ALL.iter().find(|e| e.2 == name).map(|e| e.0).ok_or_else(|| {
-            invalid(format!("merge dtype \"{}\" is not one of f32, f16, bf16, same", name))
+            invalid(format!("merge dtype \"{}\" is not one of f32, f16, bf16, same, q8_0, q4_0", name))
         })
     }
 }
@@ -638,7 +645,8 @@ impl Model {
     }
 
     /// Storage dtype of the linear layers and lm_head (`skl_model_weight_dtype`): "F32",
-    /// "F16", "BF16", or "mixed" (a merge stored its new tensors in another dtype).
+    /// "F16", "BF16", "Q8_0", "Q4_0", or "mixed" (a merge stored its new tensors in another
+    /// dtype, or some layers were left unquantized).
     pub fn weight_dtype(&self) -> String {
         unsafe { text(sys::skl_model_weight_dtype(self.as_ptr())) }
     }
@@ -679,6 +687,30 @@ impl Model {
         let mut rep = ptr::null_mut();
         check(unsafe { sys::skl_model_merge_to(self.as_ptr(), path.as_ptr(), &p, &sp, &mut rep) })?;
         Ok(unsafe { merge_report(rep) })
+    }
+
+    /// Quantize the linear layers to `dtype` ([`Dtype::Q8_0`] or [`Dtype::Q4_0`]) and save at
+    /// `path` (`skl_model_quantize_to`, since 1.2), streaming; `keep` names layers left as
+    /// they are ("lm_head", "down_proj", "model.layers.3.mlp.down_proj").  A failure leaves
+    /// an existing model at `path` untouched.
+    pub fn quantize_to<P: AsRef<Path>>(&self, path: P, dtype: Dtype, keep: &[&str], save: &SaveParams) -> Result<()> {
+        let path = c_path(path.as_ref())?;
+        let names = keep
+            .iter()
+            .map(|k| CString::new(*k).map_err(|_| invalid("keep name contains NUL".into())))
+            .collect::<Result<Vec<_>>>()?;
+        let ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let mut p = params_init(sys::skl_quantize_params_init);
+        p.dtype = dtype.to_c();
+        p.keep = if ptrs.is_empty() { ptr::null() } else { ptrs.as_ptr() };
+        p.n_keep = ptrs.len() as i32;
+        let sp = save_params(save)?;
+        check(unsafe { sys::skl_model_quantize_to(self.as_ptr(), path.as_ptr(), &p, &sp) }).map(|_| ())
+    }
+
+    /// The linear layers' weights stored in `dtype` (`skl_model_dtype_weights`, since 1.2).
+    pub fn dtype_weights(&self, dtype: Dtype) -> u64 {
+        unsafe { sys::skl_model_dtype_weights(self.as_ptr(), dtype.to_c()) }
     }
 
     /// Whether the model carries a usable (present and supported) tokenizer.

@@ -104,6 +104,28 @@ fn merge_to() {
     assert!(!dir.join("c").exists());
 }
 
+/// quantize_to makes the model models.py quantized itself: the same weights per dtype and,
+/// as the same tensors, bitwise the same logits; a bad keep name writes nothing.
+#[test]
+fn quantize_to() {
+    let m = manifest();
+    let q = m.get("quantized").arr().iter().find(|e| e.get("name").str() == "q4_serial_mha_silu_glu_keep_head").unwrap();
+    let model = Model::load(test_model(SERIAL).0).unwrap();
+    let dir = temp_dir("quantize_to");
+    model.quantize_to(dir.join("q"), Dtype::Q4_0, &["lm_head"], &SaveParams::default()).unwrap();
+    let mine = Model::load(dir.join("q")).unwrap();
+    let theirs = Model::load(models_dir().join(q.get("path").str())).unwrap();
+    assert_eq!(mine.weight_dtype(), "mixed");
+    assert_eq!(mine.dtype_weights(Dtype::Q4_0), theirs.dtype_weights(Dtype::Q4_0));
+    assert_eq!(mine.dtype_weights(Dtype::F32), theirs.dtype_weights(Dtype::F32));
+    assert!(mine.dtype_weights(Dtype::Q4_0) > 0 && mine.dtype_weights(Dtype::Q8_0) == 0);
+    let tokens = q.get("tokens").ints();
+    assert_eq!(logits_of(&mine, &tokens, true), logits_of(&theirs, &tokens, true));
+    let err = model.quantize_to(dir.join("x"), Dtype::Q8_0, &["embed_tokens"], &SaveParams::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArg);
+    assert!(!dir.join("x").exists());
+}
+
 /// A sharded model (manifest "sharded") loads; saved with its shard limit it gives the
 /// same shards and logits, and with the default limit one model.safetensors.
 #[test]
@@ -536,6 +558,10 @@ fn bad_models_give_the_exact_error() {
             ("SKL_ERR_SHARD_MISMATCH", skipless::sys::SKL_ERR_SHARD_MISMATCH),
             ("SKL_ERR_SHARD_DUPLICATE", skipless::sys::SKL_ERR_SHARD_DUPLICATE),
             ("SKL_ERR_SHARD_UNINDEXED", skipless::sys::SKL_ERR_SHARD_UNINDEXED),
+            ("SKL_ERR_QUANT_CONFIG", skipless::sys::SKL_ERR_QUANT_CONFIG),
+            ("SKL_ERR_QUANT_GROUP", skipless::sys::SKL_ERR_QUANT_GROUP),
+            ("SKL_ERR_QUANT_WEIGHT", skipless::sys::SKL_ERR_QUANT_WEIGHT),
+            ("SKL_ERR_QUANT_SCALE", skipless::sys::SKL_ERR_QUANT_SCALE),
         ];
         kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
     };
