@@ -126,6 +126,7 @@ deps:
 check: deps
 	$(MAKE) all $(TEST_BIN) $(MODELS)
 	$(PY) test/test_reference.py
+	sh test/test_scripts.sh
 	SKL_TEST_MODELS=$(B)/testmodels $(TEST_BIN)
 	sh test/test_cli.sh $(CLI) $(B)/testmodels
 	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
@@ -138,6 +139,15 @@ ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 	$(MAKE) check-python check-rust
 endif
+
+# The same library, CLI and C tests built with clang (Debian's clang 14) into build/clang;
+# the tests run on the gcc build's test models.  CI runs it (.ci/run).
+CLANG_VARS := CC=clang B=build/clang LIBDIR=build/clang/lib BINDIR=build/clang/bin
+.PHONY: check-clang
+check-clang: $(MODELS)
+	$(MAKE) $(CLANG_VARS) all build/clang/test/test_skipless
+	SKL_TEST_MODELS=$(B)/testmodels build/clang/test/test_skipless
+	sh test/test_cli.sh build/clang/bin/skipless $(B)/testmodels
 
 # The ABI rule of include/skipless.h: a caller built against the frozen 1.0 header
 # (test/abi/skipless-1.0.h, never edited) runs against this library, and against a

@@ -22,6 +22,7 @@ well conditioned (orthogonal times diag(uniform(0.7, 1.3))) because a merge
 test inverts them.
 """
 
+import argparse
 import json
 import os
 import struct
@@ -656,10 +657,9 @@ def build_degenerate(outdir):
 # main's command-line handling has the shape of tokenizers.py's main, by design:
 # each generator is its own command (`models.py OUTDIR`, `tokenizers.py OUTDIR`).
 def main(argv):
-    if len(argv) != 2:
-        print("usage: models.py OUTDIR", file=sys.stderr)
-        return 2
-    outdir = argv[1]
+    ap = argparse.ArgumentParser(prog="models.py", description=__doc__.split("\n")[1])
+    ap.add_argument("outdir", metavar="OUTDIR", help="where the models and manifest.json are written")
+    outdir = ap.parse_args(argv[1:]).outdir
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
                 "sharded": [build_valid(outdir, s) for s in SHARDED],

@@ -9,13 +9,16 @@ the merged model's logits in float64, which must equal the ORIGINAL model's refe
 logits (relative error < 1e-5: the merged weights are float32-rounded).  Refusals must
 exit with status 2.  At least one model must merge for each removal.
 """
-import json, os, subprocess, sys, tempfile
+import argparse, json, os, subprocess, sys, tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
-cli, root = sys.argv[1], sys.argv[2]
+ap = argparse.ArgumentParser(prog="test_merged_reference.py", description=__doc__.split("\n")[0])
+ap.add_argument("cli", metavar="path/to/skipless")
+ap.add_argument("root", metavar="MODELS_DIR")
+cli, root = vars(ap.parse_args()).values()
 manifest = json.load(open(os.path.join(root, "manifest.json")))
 merged_count, failures, worst = {}, [], 0.0
 with tempfile.TemporaryDirectory() as tmp:
