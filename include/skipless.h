@@ -136,7 +136,12 @@ extern "C" {
     X(SKL_ERR_SHARD_MISSING, -31, "shard file missing or not a regular file")                       \
     X(SKL_ERR_SHARD_MISMATCH, -32, "tensor not in the shard the index names")                       \
     X(SKL_ERR_SHARD_DUPLICATE, -33, "tensor in two shards")                                         \
-    X(SKL_ERR_SHARD_UNINDEXED, -34, "shard tensor not in the index") /* a shard holds a tensor weight_map does not list */
+    X(SKL_ERR_SHARD_UNINDEXED, -34, "shard tensor not in the index") /* a shard holds a tensor weight_map does not list */ \
+    /* since 1.2: hardening (docs/reliability.md; branch qformat also numbers from -35: renumber at merge) */                                                \
+    X(SKL_ERR_METADATA, -35, "__metadata__ value is not a string") /* the format maps strings to strings */ \
+    X(SKL_ERR_JSON_LIMIT, -36, "JSON has too many values") /* above the bound of docs/format.md, refused before parsing */ \
+    X(SKL_ERR_NOT_FINITE, -37, "tensor holds NaN or infinity") /* merge: refused before LAPACK, the tensor named */ \
+    X(SKL_ERR_SAME_AS_SOURCE, -38, "output is the model's own source") /* save/merge onto the files it was loaded from */
 
 typedef enum skl_status {
 #define SKL_STATUS_ENUMERATOR_(name, value, text) name = value,

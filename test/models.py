@@ -487,6 +487,20 @@ def build_bad(outdir):
     dup_cfg = config_ok.replace(b'{\n', b'{\n  "hidden_size": %d,\n' % config["hidden_size"], 1)
     put_dir("config_duplicate_key", dup_cfg, plain_blob, "DUPLICATE_KEY")
 
+    # -- __metadata__: strings to strings only -------------------------------------
+    for kind, value in (("int", 5), ("object", {"a": "b"}), ("true", True), ("null", None)):
+        put_file(f"metadata_{kind}", file_blob(config, pairs, data,
+                                               metadata={"config": json.dumps(config), "format": value}),
+                 "METADATA")
+        bad[-1]["mention"] = ['__metadata__["format"]', "expected a string"]
+
+    # -- bounds on JSON, checked before a tree is built (docs/format.md, "Bounds") ---
+    # 2^20 + 1 values in a header (the bound is 2^20), 4 Mi + 1 in a config.json (4 Mi).
+    huge = [("huge", [0] * (1 << 20))] + pairs
+    put_file("header_too_many_values", file_blob(config, huge, data), "JSON_LIMIT")
+    put_dir("config_too_many_values", json.dumps(dict(config, huge=[0] * (4 << 20))).encode(), plain_blob,
+            "JSON_LIMIT")
+
     # -- header entries --------------------------------------------------------
     # Drop data_offsets of the last tensor and its bytes, so the rest still tiles.
     begin = pairs[last][1]["data_offsets"][0]

@@ -393,6 +393,16 @@ if (ulimit -v 1048576 && "$BIN" --version) >/dev/null 2>&1; then
 else
     echo "test_cli: $BIN does not start under ulimit -v (a sanitizer build): out-of-memory case left to test_api.c"
 fi
+# Issue 15, defect 3: without -c the context is min(4096, max_position_embeddings) positions, so
+# the same model generates in an address space of 1 GiB (a full 2^24-position context needs 2 GiB
+# of KV cache alone).
+if (ulimit -v 1048576 && "$BIN" --version) >/dev/null 2>&1; then
+    (ulimit -v 1048576 && exec "$BIN" generate "$LONG" --tokens 1 -n 2) >"$OUT" 2>"$ERR" </dev/null
+    rc=$?
+    if [ "$rc" -ne 0 ] || ! grep -q ', 4096 positions' "$ERR"; then
+        fail "generate default context under ulimit -v 1 GiB" "exit $rc: $(head -c 300 "$ERR")"
+    else pass; fi
+fi
 run info "$LONG"
 if [ "$rc" -ne 0 ]; then fail "info long context" "exit $rc"; else check "info long context" info-memory "$LONG" "$OUT"; fi
 
