@@ -666,6 +666,22 @@ def build_degenerate(outdir):
     return entries
 
 
+def build_nonfinite(outdir):
+    """Valid models with one NaN or infinity in a weight the merge reads: the merge must refuse
+    them (SKL_ERR_NOT_FINITE) naming the tensor and the element, before LAPACK sees them."""
+    entries = []
+    for name, tensor, at, value in (("nan_q", "model.layers.0.self_attn.q_proj.weight", (1, 2), np.nan),
+                                    ("inf_down", "model.layers.1.mlp.down_proj.weight", (3, 0), np.inf),
+                                    ("ninf_embed", "model.embed_tokens.weight", (5, 7), -np.inf)):
+        config, tensors = base_model()
+        tensors[tensor] = tensors[tensor].copy()
+        tensors[tensor][at] = value
+        rel = f"nonfinite/{name}"
+        write_model(outdir, rel, "dir", config, tensors, "F32")
+        entries.append({"name": name, "path": rel, "tensor": tensor, "at": list(at)})
+    return entries
+
+
 # ---------------------------------------------------------------------------
 
 # main's command-line handling has the shape of tokenizers.py's main, by design:
@@ -677,7 +693,8 @@ def main(argv):
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
                 "sharded": [build_valid(outdir, s) for s in SHARDED],
-                "bad": build_bad(outdir), "degenerate": build_degenerate(outdir)}
+                "bad": build_bad(outdir), "degenerate": build_degenerate(outdir),
+                "nonfinite": build_nonfinite(outdir)}
     write_json(os.path.join(outdir, "manifest.json"), manifest)
     return 0
 

@@ -808,6 +808,42 @@ START_TEST(test_verify_inconclusive) {
 }
 END_TEST
 
+/* Issue 15, defect 8: a NaN or infinity in a weight the merge reads (manifest
+ * "nonfinite") is SKL_ERR_NOT_FINITE naming the tensor and the element, for
+ * every removal and for the streaming merge (which then writes nothing); it
+ * used to reach dgetrf ("argument 4 invalid") or read as "singular". */
+START_TEST(test_merge_refuses_nonfinite) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "nonfinite", _i);
+    skl_model *m = test_load(e);
+    const json_t *at = json_object_get(e, "at");
+    char want[200], out[] = "/tmp/skl_nonfinite_XXXXXX", path[64];
+    snprintf(want, sizeof want, "%s [", test_str(e, "tensor"));
+    char where[64];
+    snprintf(where, sizeof where, "at [%lld, %lld]", (long long)json_integer_value(json_array_get(at, 0)),
+             (long long)json_integer_value(json_array_get(at, 1)));
+    ck_assert_ptr_nonnull(mkdtemp(out));
+    snprintf(path, sizeof path, "%s/merged", out);
+    static const skl_removal rms[] = {SKL_REMOVE_AUTO, SKL_REMOVE_QP, SKL_REMOVE_KP, SKL_REMOVE_VP};
+    for (size_t k = 0; k < TEST_COUNT(rms) * 2; k++) {
+        skl_merge_params mp;
+        skl_merge_params_init(&mp, sizeof mp);
+        mp.remove = rms[k % TEST_COUNT(rms)];
+        skl_model *mm = NULL;
+        int rc = k < TEST_COUNT(rms) ? skl_model_merge(m, &mp, &mm, NULL) : skl_model_merge_to(m, path, &mp, NULL, NULL);
+        const char *msg = skl_last_error();
+        ck_assert_msg(rc == SKL_ERR_NOT_FINITE && strstr(msg, want) && strstr(msg, where),
+                      "%s, %s: got %s: %s (want %s... %s)", test_str(e, "name"), skl_removal_name(mp.remove),
+                      skl_status_name(rc), msg, want, where);
+        ck_assert_ptr_null(mm);
+        ck_assert_int_ne(access(path, F_OK), 0); /* nothing written */
+    }
+    rmdir(out);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 Suite *merge_suite(void) {
     /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
@@ -820,6 +856,7 @@ Suite *merge_suite(void) {
         {"merge", test_singular_and_ill_conditioned, 0, 0},
         {"merge", test_plan_paper_table, 0, 0},
         {"merge", test_verify_inconclusive, 2, 0}, /* manifest "degenerate": vanishing, overflowing */
+        {"merge", test_merge_refuses_nonfinite, 3, 0}, /* manifest "nonfinite": nan_q, inf_down, ninf_embed */
         {"save", test_save_sharded_round_trip, TEST_EACH_SHARDED, 0},
         {"save", test_save_params, 0, 0},
         {"save", test_save_failure_leaves_output, 0, 0},
