@@ -648,7 +648,11 @@ SKL_API int skl_save_params_init(skl_save_params *params, size_t size);
  * failure (a full disk included) removes the temporaries and leaves an
  * existing model at path untouched.  After the renames, the files of an
  * earlier save that the new layout does not use (model.safetensors, the index,
- * model-*-of-*.safetensors) are removed. */
+ * model-*-of-*.safetensors) are removed.  Since 1.2: the temporaries have
+ * names of their own, created exclusively (an existing file or symlink is
+ * never followed; concurrent saves do not collide); the renames and removals
+ * are undone if one of them fails; a path that is where the model (or the
+ * model it was merged from) was loaded from is SKL_ERR_SAME_AS_SOURCE. */
 SKL_API int skl_model_save_v2(const skl_model *model, const char *path, const skl_save_params *params);
 
 /* Since 1.1: the streaming merge, for models larger than memory.  Merge

@@ -144,6 +144,10 @@ ANY=$(head -n 1 "$TMP/good.tsv" | cut -f 2)
 ANY_TOKS=$(head -n 1 "$TMP/good.tsv" | cut -f 3)
 ANY_DIR=$(awk -F "$TAB" '$2 !~ /\.safetensors$/ { print $2; exit }' "$TMP/good.tsv")
 
+# A copy of ANY_DIR that `merge MODEL MODEL` must refuse to write over (issue 15, defect 6).
+SELF=$TMP/self
+cp -r "$ANY_DIR" "$SELF" && ln -s "$SELF" "$TMP/self_link"
+
 # ------------------------------------------------------------ usage, options
 # (The rows of a table share their shape by design: a case is a row.)
 cases <<'EOF'
@@ -181,6 +185,11 @@ error - '' "generate --temp -1"                      generate "$ANY" --tokens "$
 error - '' "generate --top-p 0"                      generate "$ANY" --tokens "$ANY_TOKS" --top-p 0
 error - '' "plan unknown option"                     plan "$ANY_DIR/config.json" --bogus
 error - '' "plan missing config"                     plan
+error err 'is where the model was loaded from'         "merge MODEL MODEL"                     merge "$SELF" "$SELF"
+error err 'is where the model was loaded from'         "merge MODEL MODEL/."                   merge "$SELF" "$SELF/."
+error err 'is where the model was loaded from'         "merge MODEL symlink-to-MODEL"          merge "$SELF" "$TMP/self_link"
+'!0'  err 'is where the model was loaded from'         "merge --in-memory MODEL MODEL"         merge "$SELF" "$SELF" --in-memory
+error err 'is where the model was loaded from'         "merge MODEL MODEL/model.safetensors"   merge "$SELF" "$SELF/model.safetensors"
 error - '' "merge unknown option"                    merge "$ANY" "$TMP/m_out" --bogus
 error - '' "merge --remove bogus"                    merge "$ANY" "$TMP/m_out" --remove bogus
 error - '' "merge --format bogus"                    merge "$ANY" "$TMP/m_out" --format bogus
@@ -211,6 +220,7 @@ error - '' "merge --max-shard-size missing"          merge "$ANY" "$TMP/m_out" -
 0     out '^verification: inconclusive'              "merge --verify of a vanishing model"   merge "$MD/degenerate/vanishing" "$TMP/m_v1" --verify
 0     out '^verification: inconclusive'              "merge --verify of an overflowing model" merge "$MD/degenerate/overflowing" "$TMP/m_v2" --verify
 EOF
+if diff -r "$ANY_DIR" "$SELF" >/dev/null; then pass; else fail "merge MODEL MODEL" "the model changed"; fi
 
 # merge --dtype: the changed weights are stored as asked (the others keep the
 # file's dtype, F32 here) and the merged model stays within 8 unit roundoffs
