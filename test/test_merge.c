@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -880,6 +884,95 @@ START_TEST(test_save_refuses_source) {
 }
 END_TEST
 
+/* Disk faults on a real filesystem (issue 15, defect 1): a tmpfs of 1 MiB
+ * mounted for the test (root only; skipped with a message otherwise).  The
+ * model is saved into it; then the free space is cut to X bytes, for X from 0
+ * up to what a save needs in steps of 4 KiB, and the model saved again (one
+ * file, shards, the streaming merge; into the existing directory and into a
+ * new one).  Each call either succeeds or fails with SKL_ERR_IO saying "No
+ * space left on device"; a failure leaves the existing directory
+ * byte-identical with no temporary beside it, and no new directory.  Last, the
+ * filesystem remounted read-only: "Read-only file system", nothing changed. */
+static uint64_t free_bytes(const char *dir) {
+    struct statvfs v;
+    ck_assert_int_eq(statvfs(dir, &v), 0);
+    return (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+}
+
+static void same_tree(const char *a, const char *b, const char *what) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "diff -r '%s' '%s' >/dev/null", a, b);
+    ck_assert_msg(system(cmd) == 0, "%s: %s differs from its snapshot", what, a);
+}
+
+START_TEST(test_save_disk_full) {
+    char mnt[] = "/tmp/skl_tmpfs_XXXXXX", out[300], fresh[300], snap[300], filler[300], cmd[1000];
+    ck_assert_ptr_nonnull(mkdtemp(mnt));
+    if (geteuid() != 0 || mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+        fprintf(stderr, "test_save_disk_full: skipped: cannot mount a tmpfs (%s)\n",
+                geteuid() != 0 ? "not root" : strerror(errno));
+        rmdir(mnt);
+        return;
+    }
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", 0);
+    skl_model *m = test_load(e);
+    snprintf(out, sizeof out, "%s/m", mnt);
+    snprintf(fresh, sizeof fresh, "%s/new", mnt);
+    snprintf(filler, sizeof filler, "%s/filler", mnt);
+    snprintf(snap, sizeof snap, "%s.snap", mnt);
+    ck_assert_int_eq(save_sharded(m, out, 0), SKL_OK);
+    int failures = 0, successes = 0;
+    for (int variant = 0; variant < 6; variant++) {
+        uint64_t limit = variant % 3 == 1 ? 5000 : 0;
+        bool merge = variant % 3 == 2, into_fresh = variant >= 3;
+        for (uint64_t x = 0; x < 160 * 1024; x += 4096) {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", snap, out, snap);
+            ck_assert_int_eq(system(cmd), 0);
+            uint64_t avail = free_bytes(mnt);
+            int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            ck_assert_int_ge(fd, 0);
+            if (avail > x) ck_assert_int_eq(posix_fallocate(fd, 0, (off_t)(avail - x)), 0);
+            close(fd);
+            const char *target = into_fresh ? fresh : out;
+            int rc = write_sharded(m, target, limit, merge);
+            if (rc == SKL_OK) successes++;
+            else {
+                failures++;
+                ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "No space left on device"),
+                              "variant %d, %llu bytes free: %s: %s", variant, (unsigned long long)x, skl_status_name(rc),
+                              skl_last_error());
+                same_tree(out, snap, "after a failed save");
+                ck_assert_msg(!into_fresh || access(fresh, F_OK) != 0, "a failed save left %s behind", fresh);
+            }
+            unlink(filler);
+            rm_rf(fresh);
+            skl_model *back = NULL;
+            ck_assert_int_eq(skl_model_load(out, NULL, &back), SKL_OK);
+            test_logits_vs_ref(back, e, TEST_PREFILL, merge ? 1e-3 : TEST_TOL, "after a save on a full disk");
+            skl_model_free(back);
+            if (rc == SKL_OK && !into_fresh) ck_assert_int_eq(save_sharded(m, out, 0), SKL_OK); /* back to the start */
+        }
+    }
+    ck_assert_int_gt(failures, 0);
+    ck_assert_int_gt(successes, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", snap, out, snap);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    for (int variant = 0; variant < 3; variant++) {
+        int rc = write_sharded(m, out, variant == 1 ? 5000 : 0, variant == 2);
+        ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "Read-only file system"), "read-only: %s: %s",
+                      skl_status_name(rc), skl_last_error());
+        same_tree(out, snap, "after a save on a read-only filesystem");
+    }
+    ck_assert_int_eq(umount2(mnt, MNT_DETACH), 0);
+    rmdir(mnt);
+    rm_rf(snap);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 /* ------------------------------------------------------- streaming merge */
 
 /* skl_model_merge_to against skl_model_merge + skl_model_save_v2, for every
@@ -1056,6 +1149,7 @@ Suite *merge_suite(void) {
         {"save", test_save_planted_temporaries, 0, 0},
         {"save", test_save_concurrent_same_output, 0, 0},
         {"save", test_save_refuses_source, 0, 0},
+        {"save", test_save_disk_full, 0, 0},
         {"merge_to", test_merge_to_same_files, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
         {"merge_to", test_merge_to_cancel, 0, 0},
     };
