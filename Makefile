@@ -301,3 +301,16 @@ uninstall:
 
 clean:
 	rm -rf build lib bin examples/rust/target
+
+# Every allocation failure survived (docs/reliability.md): test/alloc/alloc_sweep.c against the
+# AddressSanitizer build, the library's malloc/calloc/realloc/strdup wrapped at link time and
+# jansson's through json_set_alloc_funcs; the n-th allocation fails for every n of each scenario
+# (every n up to ALLOC_STRIDE_AFTER, then every 7th); LeakSanitizer after each.
+ALLOC_STRIDE_AFTER ?= 4000
+.PHONY: check-alloc
+check-alloc: $(MODELS)
+	$(MAKE) SANITIZE=1 build/san/lib/libskipless.a
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=all test/alloc/alloc_sweep.c build/san/lib/libskipless.a \
+	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup $(LIBS) -o build/san/alloc_sweep
+	OPENBLAS_NUM_THREADS=1 build/san/alloc_sweep $(B)/testmodels $(ALLOC_STRIDE_AFTER)

@@ -127,7 +127,7 @@ static json_t *make_meta(const skl_model *m, bool single_file) {
  * holds the final it replaces (or, for a stale file, the file itself) until
  * the commit is complete. */
 typedef struct out_file {
-    char final[4200], tmp[4300], backup[4300];
+    char final[4400], tmp[4500], backup[4500]; /* path (<= 4000, checked) + / + a name (<= 255) */
     bool written;   /* tmp exists */
     bool stale;     /* no new content: final is removed (moved to backup) at the commit */
     bool existed;   /* final existed at the commit */
