@@ -314,3 +314,19 @@ check-alloc: $(MODELS)
 	  -fno-sanitize-recover=all test/alloc/alloc_sweep.c build/san/lib/libskipless.a \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup $(LIBS) -o build/san/alloc_sweep
 	OPENBLAS_NUM_THREADS=1 build/san/alloc_sweep $(B)/testmodels $(ALLOC_STRIDE_AFTER)
+
+# ThreadSanitizer (docs/reliability.md): the library and test/tsan/threads.c built with clang
+# -fsanitize=thread into build/tsan: 4 threads on one shared model (contexts of different thread
+# counts whose prefill logits must not depend on each other, decode, tokenize, merge).
+TSAN := build/tsan
+TSAN_OBJ := $(patsubst src/%.c,$(TSAN)/obj/%.o,$(LIB_SRC))
+.PHONY: check-tsan
+.SECONDARY: $(TSAN_OBJ)
+$(TSAN)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -Isrc -fsanitize=thread -c $< -o $@
+$(TSAN)/threads: test/tsan/threads.c $(TSAN_OBJ)
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -fsanitize=thread $< $(TSAN_OBJ) $(LIBS) -o $@
+check-tsan: $(TSAN)/threads $(MODELS)
+	TSAN_OPTIONS="suppressions=test/tsan/suppressions.txt halt_on_error=1 second_deadlock_stack=1" \
+	  $(TSAN)/threads $(B)/testmodels

@@ -233,13 +233,14 @@ int skl_eval(skl_context *c, const int32_t *tokens, int32_t n) {
         c->logit_cap = rows;
     }
     rope_fill(c, c->n_past + n);
-    openblas_set_num_threads(c->n_threads);
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
         int32_t nb = n - i0 < c->n_batch ? n - i0 : c->n_batch;
         float *lg = NULL; /* only the last batch's last token needs logits without logits_all */
         if (c->logits_all) lg = c->logits + (size_t)i0 * (size_t)V;
         else if (i0 + nb == n) lg = c->logits;
+        if (nb > 1) skl_blas_lock(c->n_threads); /* prefill: sgemm with this context's thread count */
         skl_forward(c, tokens + i0, nb, lg, c->logits_all);
+        if (nb > 1) skl_blas_unlock();
         c->n_past += nb;
     }
     c->n_logit_rows = rows;

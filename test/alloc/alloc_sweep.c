@@ -221,26 +221,23 @@ static int run_merge(skl_model *m) {
     return rc;
 }
 
+/* scratch/name, in a buffer of its own per call site */
+#define IN_SCRATCH(buf, name) (snprintf(buf, sizeof buf, "%s/%s", scratch, name), buf)
+
 static int run_save(skl_model *m) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/saved", scratch);
+    char p[600], q[600];
     skl_save_params sp;
     skl_save_params_init(&sp, sizeof sp);
     sp.max_shard_size = 5000;
-    int rc = skl_model_save_v2(m, p, &sp);
-    if (!rc) {
-        snprintf(p, sizeof p, "%s/saved.safetensors", scratch);
-        rc = skl_model_save(m, p, SKL_SAVE_AUTO);
-    }
-    return rc;
+    int rc = skl_model_save_v2(m, IN_SCRATCH(p, "saved"), &sp);
+    return rc ? rc : skl_model_save(m, IN_SCRATCH(q, "saved.safetensors"), SKL_SAVE_AUTO);
 }
 
 static int run_merge_to(skl_model *m) {
     char p[600];
-    snprintf(p, sizeof p, "%s/merged", scratch);
     skl_merge_params mp;
     skl_merge_params_init(&mp, sizeof mp);
-    return skl_model_merge_to(m, p, &mp, NULL, NULL);
+    return skl_model_merge_to(m, IN_SCRATCH(p, "merged"), &mp, NULL, NULL);
 }
 
 int main(int argc, char **argv) {
