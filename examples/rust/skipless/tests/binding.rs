@@ -536,6 +536,8 @@ fn bad_models_give_the_exact_error() {
             ("SKL_ERR_SHARD_MISMATCH", skipless::sys::SKL_ERR_SHARD_MISMATCH),
             ("SKL_ERR_SHARD_DUPLICATE", skipless::sys::SKL_ERR_SHARD_DUPLICATE),
             ("SKL_ERR_SHARD_UNINDEXED", skipless::sys::SKL_ERR_SHARD_UNINDEXED),
+            ("SKL_ERR_METADATA", skipless::sys::SKL_ERR_METADATA),
+            ("SKL_ERR_JSON_LIMIT", skipless::sys::SKL_ERR_JSON_LIMIT),
         ];
         kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
     };
