@@ -191,7 +191,7 @@ $(addprefix fuzz-,$(FUZZ_NAMES)): fuzz-%: $(FUZZ)/fuzz_%
 	  -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$*) -timeout=20 -rss_limit_mb=2560 \
 	  -artifact_prefix=$(FUZZ)/crash-$*- -print_final_stats=1 2> $(FUZZ)/$*.log || \
 	  { tail -n 60 $(FUZZ)/$*.log; echo "fuzz-$*: FAILED (input in $(FUZZ)/crash-$*-*)" >&2; exit 1; }
-	@grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' $(FUZZ)/$*.log | tr '\n' ' ' | \
+	@grep -a -E '^stat::number_of_executed_units|^stat::peak_rss_mb' $(FUZZ)/$*.log | tr '\n' ' ' | \
 	  sed 's/^/fuzz-$*: /; s/$$/\n/'
 
 fuzz: $(addprefix fuzz-,$(FUZZ_NAMES))
