@@ -14,8 +14,8 @@ rc=$?
 {
     echo "campaign started $start, $secs s per harness, $jobs at a time, make exit $rc"
     for n in load_file load_dir tokenizer_json tokenize cli_options; do
-        execs=$(sed -n "s/^stat::number_of_executed_units: *//p" build/fuzz/$n.log)
-        rss=$(sed -n 's/^stat::peak_rss_mb: *//p' build/fuzz/$n.log)
+        execs=$(sed -n "s/^stat::number_of_executed_units: *//p" build/fuzz/$n.log | tail -n 1)
+        rss=$(sed -n 's/^stat::peak_rss_mb: *//p' build/fuzz/$n.log | tail -n 1)
         crashes=$(ls build/fuzz/crash-$n-* 2>/dev/null | wc -l)
         corpus=$(ls build/fuzz/corpus/$n 2>/dev/null | wc -l)
         echo "$n: ${execs:-?} executions, corpus ${corpus} inputs, ${crashes} crashes, peak RSS ${rss:-?} MB"
