@@ -9,7 +9,8 @@ VERSION := $(VERSION_MAJOR).$(call header_version,MINOR).$(call header_version,P
 PREFIX ?= /usr/local
 DESTDIR ?=
 PY := /usr/bin/python3
-DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev check libsubunit-dev python3-numpy gnuplot-nox
+DEB_PACKAGES := gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libpcre2-dev check libsubunit-dev python3-numpy gnuplot-nox \
+  clang libclang-rt-14-dev
 # node + npm run the tokenizer comparison (test/tokenizers_js); Debian's are installed only when
 # `node` / `npm` are missing, so a newer node from elsewhere is left alone.
 NODE_PACKAGES := nodejs npm
@@ -126,6 +127,7 @@ deps:
 check: deps
 	$(MAKE) all $(TEST_BIN) $(MODELS)
 	$(PY) test/test_reference.py
+	sh test/test_scripts.sh
 	SKL_TEST_MODELS=$(B)/testmodels $(TEST_BIN)
 	sh test/test_cli.sh $(CLI) $(B)/testmodels
 	$(PY) test/test_merged_reference.py $(CLI) $(B)/testmodels
@@ -138,6 +140,64 @@ ifneq ($(SANITIZE),1)
 	sh test/test_install.sh
 	$(MAKE) check-python check-rust
 endif
+
+# The same library, CLI and C tests built with clang (Debian's clang 14) into build/clang;
+# the tests run on the gcc build's test models.  CI runs it (.ci/run).
+CLANG_VARS := CC=clang B=build/clang LIBDIR=build/clang/lib BINDIR=build/clang/bin
+.PHONY: check-clang
+check-clang: $(MODELS)
+	$(MAKE) $(CLANG_VARS) all build/clang/test/test_skipless
+	SKL_TEST_MODELS=$(B)/testmodels build/clang/test/test_skipless
+	sh test/test_cli.sh build/clang/bin/skipless $(B)/testmodels
+
+# Fuzzing (docs/reliability.md): libFuzzer harnesses test/fuzz/fuzz_*.c built with Debian's
+# clang, AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer), on the library built
+# likewise into build/fuzz.  `make fuzz` runs each harness for FUZZ_SECONDS (60) on its committed
+# seeds (test/fuzz/corpus/NAME, read only) plus build/fuzz/corpus/NAME (what it finds); a crash,
+# a sanitizer report, a leak or a broken invariant fails the target and leaves the input in
+# build/fuzz/crash-NAME-*.  `make fuzz-NAME` runs one; `make fuzz-seeds` rewrites the seeds.
+FUZZ := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES := load_file load_dir tokenizer_json tokenize cli_options
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -Isrc $(FUZZ_SAN)
+FUZZ_LIB_OBJ := $(patsubst src/%.c,$(FUZZ)/obj/%.o,$(LIB_SRC))
+FUZZ_MAX_LEN_load_file := 131072
+FUZZ_MAX_LEN_load_dir := 131072
+FUZZ_MAX_LEN_tokenizer_json := 65536
+FUZZ_MAX_LEN_tokenize := 4096
+FUZZ_MAX_LEN_cli_options := 1024
+FUZZ_EXTRA_load_file := test/fuzz/fuzz_model.c
+FUZZ_EXTRA_load_dir := test/fuzz/fuzz_model.c
+FUZZ_EXTRA_cli_options := src/cli/util.c
+.PHONY: fuzz fuzz-build fuzz-seeds $(addprefix fuzz-,$(FUZZ_NAMES))
+
+$(FUZZ)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ)/fuzz_%: test/fuzz/fuzz_%.c test/fuzz/fuzz.c test/fuzz/fuzz.h test/fuzz/fuzz_model.c test/fuzz/fuzz_model.h \
+  src/cli/util.c src/cli/util.h $(FUZZ_LIB_OBJ)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< test/fuzz/fuzz.c $(FUZZ_EXTRA_$*) $(FUZZ_LIB_OBJ) $(LIBS) -o $@
+
+.SECONDARY: $(FUZZ_LIB_OBJ)
+fuzz-build: $(addprefix $(FUZZ)/fuzz_,$(FUZZ_NAMES))
+
+# OPENBLAS_NUM_THREADS=1: one core a harness (`make -j2 fuzz` runs two at once).
+$(addprefix fuzz-,$(FUZZ_NAMES)): fuzz-%: $(FUZZ)/fuzz_%
+	@mkdir -p $(FUZZ)/corpus/$*
+	@echo "fuzz-$*: $(FUZZ_SECONDS) s (log: $(FUZZ)/$*.log)"
+	@OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 $(FUZZ)/fuzz_$* $(FUZZ)/corpus/$* test/fuzz/corpus/$* \
+	  -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN_$*) -timeout=20 -rss_limit_mb=2560 \
+	  -artifact_prefix=$(FUZZ)/crash-$*- -print_final_stats=1 2> $(FUZZ)/$*.log || \
+	  { tail -n 60 $(FUZZ)/$*.log; echo "fuzz-$*: FAILED (input in $(FUZZ)/crash-$*-*)" >&2; exit 1; }
+	@grep -a -E '^stat::number_of_executed_units|^stat::peak_rss_mb' $(FUZZ)/$*.log | tr '\n' ' ' | \
+	  sed 's/^/fuzz-$*: /; s/$$/\n/'
+
+fuzz: $(addprefix fuzz-,$(FUZZ_NAMES))
+
+fuzz-seeds: $(MODELS)
+	$(PY) test/fuzz/seeds.py $(B)/testmodels
 
 # The ABI rule of include/skipless.h: a caller built against the frozen 1.0 header
 # (test/abi/skipless-1.0.h, never edited) runs against this library, and against a
@@ -255,3 +315,32 @@ uninstall:
 
 clean:
 	rm -rf build lib bin examples/rust/target
+
+# Every allocation failure survived (docs/reliability.md): test/alloc/alloc_sweep.c against the
+# AddressSanitizer build, the library's malloc/calloc/realloc/strdup wrapped at link time and
+# jansson's through json_set_alloc_funcs; the n-th allocation fails for every n of each scenario
+# (every n up to ALLOC_STRIDE_AFTER, then every 7th); LeakSanitizer after each.
+ALLOC_STRIDE_AFTER ?= 4000
+.PHONY: check-alloc
+check-alloc: $(MODELS)
+	$(MAKE) SANITIZE=1 build/san/lib/libskipless.a
+	$(CC) -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -fsanitize=address,undefined -fno-omit-frame-pointer \
+	  -fno-sanitize-recover=all test/alloc/alloc_sweep.c build/san/lib/libskipless.a \
+	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup $(LIBS) -o build/san/alloc_sweep
+	OPENBLAS_NUM_THREADS=1 build/san/alloc_sweep $(B)/testmodels $(ALLOC_STRIDE_AFTER)
+
+# ThreadSanitizer (docs/reliability.md): the library and test/tsan/threads.c built with clang
+# -fsanitize=thread into build/tsan: 4 threads on one shared model (contexts of different thread
+# counts whose prefill logits must not depend on each other, decode, tokenize, merge).
+TSAN := build/tsan
+TSAN_OBJ := $(patsubst src/%.c,$(TSAN)/obj/%.o,$(LIB_SRC))
+.PHONY: check-tsan
+.SECONDARY: $(TSAN_OBJ)
+$(TSAN)/obj/%.o: src/%.c include/skipless.h $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -Isrc -fsanitize=thread -c $< -o $@
+$(TSAN)/threads: test/tsan/threads.c $(TSAN_OBJ)
+	clang -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Iinclude -fsanitize=thread $< $(TSAN_OBJ) $(LIBS) -o $@
+check-tsan: $(TSAN)/threads $(MODELS)
+	TSAN_OPTIONS="suppressions=test/tsan/suppressions.txt halt_on_error=1 second_deadlock_stack=1" \
+	  $(TSAN)/threads $(B)/testmodels

@@ -11,11 +11,15 @@ command's stdout and stderr pass through; the exit code is the command's.  RssAn
 figure that matters for a merge: file-backed pages of the mapped checkpoint (RssFile) can be
 dropped by the kernel under pressure, anonymous ones cannot.
 """
-import json, os, resource, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 
-if len(sys.argv) < 3:
-    sys.exit(__doc__)
-out, cmd = sys.argv[1], sys.argv[2:]
+ap = argparse.ArgumentParser(prog="peak_mem.py", description=__doc__.split("\n")[0])
+ap.add_argument("out", metavar="OUT.json")
+ap.add_argument("cmd", metavar="CMD [ARG...]", nargs=argparse.REMAINDER)
+_a = ap.parse_args()
+if not _a.cmd:
+    ap.error("CMD is missing")
+out, cmd = _a.out, _a.cmd
 FIELDS = {"VmRSS:": "peak_vm_rss_bytes", "RssAnon:": "peak_rss_anon_bytes", "RssFile:": "peak_rss_file_bytes"}
 peak = dict.fromkeys(FIELDS.values(), 0)
 n = 0

@@ -35,7 +35,7 @@ and put above the tables.  With DOC.md, rewrites its sections between
 <!-- bench:blas:begin/end --> and <!-- bench:results:begin/end --> markers
 (docs/performance.md) with the BLAS table and the result tables.
 """
-import glob, json, os, re, statistics, subprocess, sys
+import argparse, glob, json, os, re, statistics, subprocess, sys
 
 TARGET_F32, TARGET_F16, TARGET_MERGE, TARGET_PREFILL = 0.92, 0.85, 0.03, 0.70
 
@@ -183,10 +183,12 @@ def md_table(header, rows):
 
 def parse_args(usage):
     """OUT_DIR [PLOT.png [DOC.md]] from the command line: (out, plot or None, doc or None); usage on a wrong count."""
-    if len(sys.argv) not in (2, 3, 4):
-        sys.exit(usage)
-    return (sys.argv[1], sys.argv[2] if len(sys.argv) >= 3 and sys.argv[2] else None,
-            sys.argv[3] if len(sys.argv) == 4 and sys.argv[3] else None)
+    ap = argparse.ArgumentParser(description=usage.split("\n")[0], usage="%(prog)s OUT_DIR [PLOT.png [DOC.md]]")
+    ap.add_argument("out", metavar="OUT_DIR")
+    ap.add_argument("plot", metavar="PLOT.png", nargs="?")
+    ap.add_argument("doc", metavar="DOC.md", nargs="?")
+    a = ap.parse_args()
+    return a.out, a.plot or None, a.doc or None
 
 
 def main():

@@ -141,7 +141,12 @@ extern "C" {
     X(SKL_ERR_QUANT_CONFIG, -35, "malformed or unsupported quantization_config") /* names the key */ \
     X(SKL_ERR_QUANT_GROUP, -36, "unsupported quantization group") /* not groups of 32 inputs of a row */ \
     X(SKL_ERR_QUANT_WEIGHT, -37, "malformed quantized weight") /* packed weight or weight_shape: dtype, shape */ \
-    X(SKL_ERR_QUANT_SCALE, -38, "malformed quantization scale") /* weight_scale missing, misplaced, of the wrong shape, dtype or value */
+    X(SKL_ERR_QUANT_SCALE, -38, "malformed quantization scale") /* weight_scale missing, misplaced, of the wrong shape, dtype or value */ \
+    /* since 1.2: hardening (docs/reliability.md) */                                                \
+    X(SKL_ERR_METADATA, -39, "__metadata__ value is not a string") /* the format maps strings to strings */ \
+    X(SKL_ERR_JSON_LIMIT, -40, "JSON has too many values") /* above the bound of docs/model-format.md ("Bounds"), refused before parsing */ \
+    X(SKL_ERR_NOT_FINITE, -41, "tensor holds NaN or infinity") /* merge: refused before LAPACK, the tensor named */ \
+    X(SKL_ERR_SAME_AS_SOURCE, -42, "output is the model's own source") /* save/merge onto the files it was loaded from */
 
 typedef enum skl_status {
 #define SKL_STATUS_ENUMERATOR_(name, value, text) name = value,
@@ -683,7 +688,11 @@ SKL_API int skl_save_params_init(skl_save_params *params, size_t size);
  * failure (a full disk included) removes the temporaries and leaves an
  * existing model at path untouched.  After the renames, the files of an
  * earlier save that the new layout does not use (model.safetensors, the index,
- * model-*-of-*.safetensors) are removed. */
+ * model-*-of-*.safetensors) are removed.  Since 1.2: the temporaries have
+ * names of their own, created exclusively (an existing file or symlink is
+ * never followed; concurrent saves do not collide); the renames and removals
+ * are undone if one of them fails; a path that is where the model (or the
+ * model it was merged from) was loaded from is SKL_ERR_SAME_AS_SOURCE. */
 SKL_API int skl_model_save_v2(const skl_model *model, const char *path, const skl_save_params *params);
 
 /* Since 1.1: the streaming merge, for models larger than memory.  Merge

@@ -210,3 +210,17 @@ int skl_blas_set_auto_core(bool enable) {
     atomic_store(&auto_core, enable);
     return SKL_OK;
 }
+
+static pthread_mutex_t blas_mutex = PTHREAD_MUTEX_INITIALIZER;
+static int blas_saved_threads; /* the count before skl_blas_lock, under blas_mutex */
+
+void skl_blas_lock(int n_threads) {
+    pthread_mutex_lock(&blas_mutex);
+    blas_saved_threads = openblas_get_num_threads();
+    openblas_set_num_threads(n_threads);
+}
+
+void skl_blas_unlock(void) {
+    openblas_set_num_threads(blas_saved_threads);
+    pthread_mutex_unlock(&blas_mutex);
+}

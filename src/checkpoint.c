@@ -278,6 +278,27 @@ void skl_ckpt_close(skl_ckpt *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
+void skl_ckpt_source(const skl_ckpt *ck, const char *path, skl_source_id *id) {
+    struct stat st, ds;
+    memset(id, 0, sizeof *id);
+    id->is_dir = ck->is_dir;
+    if (stat(ck->is_dir ? ck->dir : path, &st) != 0) return;
+    id->dev = (uint64_t)st.st_dev;
+    id->ino = (uint64_t)st.st_ino;
+    if (!ck->is_dir) {
+        char dir[4200];
+        const char *slash = strrchr(path, '/');
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else if (slash == path) snprintf(dir, sizeof dir, "/");
+        else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        if (stat(dir, &ds) != 0 || snprintf(id->name, sizeof id->name, "%s", base_name(path)) >= (int)sizeof id->name)
+            return;
+        id->dir_dev = (uint64_t)ds.st_dev;
+        id->dir_ino = (uint64_t)ds.st_ino;
+    }
+    id->known = true;
+}
+
 /* Read a whole text file and hand it to a parser (which names it `path`). */
 typedef int (*parse_fn)(const char *text, size_t len, const char *what, void *out);
 static int parse_text_file(const char *path, parse_fn parse, void *out) {

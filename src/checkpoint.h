@@ -37,4 +37,17 @@ int skl_ckpt_config(const skl_ckpt *ck, json_t **cfg);
 int skl_ckpt_tokenizer(const skl_ckpt *ck, skl_tok **out);
 void skl_ckpt_close(skl_ckpt *ck); /* tensors that point into the mappings keep their own reference */
 
+/* Where a model was loaded from, by identity (st_dev, st_ino: symlinks and other
+ * spellings of the path resolve to the same), so that a save can refuse to
+ * write over it.  A directory model: its directory; a single file: the file,
+ * its directory and its name. */
+typedef struct skl_source_id {
+    bool known, is_dir;
+    uint64_t dev, ino;         /* the directory, or the file */
+    uint64_t dir_dev, dir_ino; /* a single file's directory */
+    char name[256];            /* a single file's name in it */
+} skl_source_id;
+/* Fill *id for the model ck opened from path (known = false when stat fails). */
+void skl_ckpt_source(const skl_ckpt *ck, const char *path, skl_source_id *id);
+
 #endif

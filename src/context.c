@@ -181,14 +181,6 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
                         p.n_ctx, (unsigned long long)total, (double)total / (1 << 30), (unsigned long long)kv,
                         (unsigned long long)scratch);
     }
-    /* RoPE table, angles in double: inv_freq_i = theta^(-2i / rotary_dim). */
-    for (int32_t pos = 0; pos < p.n_ctx; pos++)
-        for (uint64_t i = 0; i < half; i++) {
-            double inv = pow((double)hp->rope_theta, -(double)(2 * i) / (double)D->rot);
-            double a = (double)pos * inv;
-            c->rope_cos[(uint64_t)pos * half + i] = (float)cos(a);
-            c->rope_sin[(uint64_t)pos * half + i] = (float)sin(a);
-        }
     int rc = skl_pool_create(p.n_threads, &c->pool);
     if (rc) {
         skl_context_free(c);
@@ -196,6 +188,23 @@ int skl_context_create(const skl_model *m, const skl_context_params *params, skl
     }
     *out = c;
     return SKL_OK;
+}
+
+/* RoPE rows [rope_rows, end), angles in double: inv_freq_i = theta^(-2i / rotary_dim).
+ * Filled as positions are reached, not at creation: the tables are calloc'd for
+ * n_ctx positions (pages the kernel gives on first touch), and a context of
+ * 2^24 positions costs nothing for the positions it never evaluates. */
+static void rope_fill(skl_context *c, int32_t end) {
+    const skl_dims *D = &c->dim;
+    uint64_t half = (uint64_t)D->half;
+    for (int32_t pos = c->rope_rows; pos < end; pos++)
+        for (uint64_t i = 0; i < half; i++) {
+            double inv = pow((double)c->m->hp.rope_theta, -(double)(2 * i) / (double)D->rot);
+            double a = (double)pos * inv;
+            c->rope_cos[(uint64_t)pos * half + i] = (float)cos(a);
+            c->rope_sin[(uint64_t)pos * half + i] = (float)sin(a);
+        }
+    if (end > c->rope_rows) c->rope_rows = end;
 }
 
 const skl_model *skl_context_model(const skl_context *c) { return c->m; }
@@ -239,13 +248,15 @@ int skl_eval(skl_context *c, const int32_t *tokens, int32_t n) {
         c->logits = nl;
         c->logit_cap = rows;
     }
-    openblas_set_num_threads(c->n_threads);
+    rope_fill(c, c->n_past + n);
     for (int32_t i0 = 0; i0 < n; i0 += c->n_batch) {
         int32_t nb = n - i0 < c->n_batch ? n - i0 : c->n_batch;
         float *lg = NULL; /* only the last batch's last token needs logits without logits_all */
         if (c->logits_all) lg = c->logits + (size_t)i0 * (size_t)V;
         else if (i0 + nb == n) lg = c->logits;
+        if (nb > 1) skl_blas_lock(c->n_threads); /* prefill: sgemm with this context's thread count */
         skl_forward(c, tokens + i0, nb, lg, c->logits_all);
+        if (nb > 1) skl_blas_unlock();
         c->n_past += nb;
     }
     c->n_logit_rows = rows;

@@ -28,7 +28,8 @@ struct skl_context {
      * and values of one KV head are contiguous, so decode attention streams
      * them instead of gathering 4-line pieces 2 KiB apart */
     float *kcache, *vcache;
-    float *rope_cos, *rope_sin; /* [n_ctx, half] */
+    float *rope_cos, *rope_sin; /* [n_ctx, half]; rows [0, rope_rows) filled, by skl_eval as positions are reached */
+    int32_t rope_rows;
     /* scratch for one batch of nb <= n_batch tokens */
     float *x;      /* [nb, d] the stream */
     float *q;      /* [nb, qd] queries (a rotated copy of x when q_proj is absent) */

@@ -28,6 +28,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define SKL_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #else
 #define SKL_X86 0
@@ -454,15 +455,26 @@ static const kernels table[SKL_KERN_COUNT] = {
 
 static _Atomic(const kernels *) active;
 
+#if SKL_X86
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does
+ * not know "f16c" (an invalid feature string there), gcc's does; CPUID is the
+ * same answer for both.  The OS's saving of the YMM state is already implied
+ * by __builtin_cpu_supports("avx2"), which F16C always accompanies here. */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 int skl_kernels_supported(int id) {
     if (id == SKL_KERN_GENERIC) return 1;
 #if SKL_X86
     __builtin_cpu_init();
     if (id == SKL_KERN_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     if (id == SKL_KERN_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+               __builtin_cpu_supports("fma") && has_f16c();
 #endif
     return 0;
 }

@@ -780,6 +780,32 @@ typedef struct merge_run {
     double t0;
 } merge_run;
 
+/* Every tensor the merge reads (the embedding, the blocks' weights and biases)
+ * finite: a NaN or infinity would reach LAPACK as "argument 4 invalid" or a
+ * false "singular", or spread silently through the solves. */
+static int check_tensor_finite(merger *g, const skl_tensor *t, const char *what) {
+    for (size_t n = t->data ? (size_t)t->rows * (size_t)t->cols : 0, k = 0; k < n; k++) {
+        float v = skl_tensor_at(t, k);
+        if (!isfinite(v))
+            return mfail(g, SKL_ERR_NOT_FINITE, "%s [%d, %d] holds %s at [%zu, %zu]: refused before the merge", what,
+                         t->rows, t->cols, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", k / (size_t)t->cols,
+                         k % (size_t)t->cols);
+    }
+    return SKL_OK;
+}
+
+static int check_finite(merger *g, const skl_model *m) {
+    char name[96];
+    int rc = check_tensor_finite(g, &m->embed, "model.embed_tokens.weight");
+    for (skl_lin_iter it = skl_linears(m, 0, m->hp.num_hidden_layers, false); !rc && skl_lin_next(&it);) {
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", it.layer, it.name);
+        rc = check_tensor_finite(g, &it.l->w, name);
+        snprintf(name, sizeof name, "model.layers.%d.%s.bias", it.layer, it.name);
+        if (!rc) rc = check_tensor_finite(g, &it.l->b, name);
+    }
+    return rc;
+}
+
 /* The parameters read and checked, the removal chosen, the report and the pool
  * allocated (g.m not yet: each caller clones). */
 static int merge_begin(const skl_model *src, const skl_merge_params *params, const char *fn, merge_run *run) {
@@ -806,6 +832,7 @@ static int merge_begin(const skl_model *src, const skl_merge_params *params, con
                   .max_cond = p->max_condition > 0 ? p->max_condition : 0.01 / FP32_UNIT_ROUNDOFF};
     *r = p->remove;
     rc = *r == SKL_REMOVE_AUTO ? choose_auto(g, src, r) : check_removal(g, src, *r);
+    if (!rc) rc = check_finite(g, src);
     if (rc) return skl_fail(rc, "%s: %s", src->path ? src->path : "model", g->msg);
     int32_t L = src->hp.num_hidden_layers;
     *rep = calloc(1, sizeof **rep);

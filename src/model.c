@@ -540,6 +540,7 @@ int skl_model_load(const char *path, const skl_model_params *params, skl_model *
     ld.qtype = calloc((size_t)n_lids(hp), sizeof *ld.qtype);
     m->layers = calloc((size_t)hp->num_hidden_layers, sizeof *m->layers);
     m->path = strdup(path);
+    skl_ckpt_source(&ck, path, &m->source);
     if (!ld.slots || !ld.qtype || !m->layers || !m->path) { rc = skl_fail(SKL_ERR_NOMEM, "out of memory"); goto done; }
     if ((rc = quant_types(&ld, m->config, ck.config_what)) || (rc = map_tensors(&ld, &ck)) ||
         (rc = check_required(&ld)))
@@ -589,6 +590,7 @@ int skl_model_clone(const skl_model *src, skl_model **out) {
     m->path = strdup(src->path ? src->path : "");
     m->tok = skl_tok_retain(src->tok);
     m->eos_token_id = src->eos_token_id;
+    m->source = src->source;
     if (!m->layers || !m->config || !m->path) {
         skl_model_free(m);
         return skl_fail(SKL_ERR_NOMEM, "out of memory");

@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "dtype.h"
+#include "checkpoint.h"
 #include "tokenizer.h"
 
 #include <jansson.h>
@@ -58,6 +59,7 @@ struct skl_model {
     char *path;
     skl_tok *tok;         /* tokenizer or NULL */
     int32_t eos_token_id; /* config "eos_token_id", -1 if absent */
+    skl_source_id source; /* the files it was loaded from (clones and merges keep it): save refuses them */
 };
 
 void skl_tensor_clear(skl_tensor *t);

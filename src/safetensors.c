@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #define ST_MAX_HEADER (100u * 1000u * 1000u) /* the format's own limit: 100 MB */
+/* At most this many JSON values in a header (a tensor entry has 6 to 14; a
+ * 7B shard has about 300 entries): the tree costs at most about 50 MiB. */
+#define ST_MAX_HEADER_VALUES ((size_t)1 << 20)
 
 static int map_file(const char *path, bool use_mmap, skl_buf **out) {
     int fd;
@@ -118,7 +121,7 @@ static int validate(const char *path, skl_st_file *f) {
     char what[4400];
     if (snprintf(what, sizeof what, "%s: header", path) >= (int)sizeof what)
         return skl_fail(SKL_ERR_INVALID_ARG, "%.200s...: path too long", path);
-    int rc = skl_json_parse((const char *)base + 8, (size_t)n, what, &f->header);
+    int rc = skl_json_parse_max((const char *)base + 8, (size_t)n, what, ST_MAX_HEADER_VALUES, &f->header);
     if (rc) return rc;
     if (!json_is_object(f->header))
         return skl_fail(SKL_ERR_HEADER, "%s: header is not a JSON object", path);
@@ -133,6 +136,15 @@ static int validate(const char *path, skl_st_file *f) {
         if (!strcmp(key, "__metadata__")) {
             if (!json_is_object(val))
                 return skl_fail(SKL_ERR_HEADER, "%s: __metadata__ is not an object", path);
+            const char *mk;
+            json_t *mv;
+            json_object_foreach(val, mk, mv) {
+                if (!json_is_string(mv))
+                    return skl_fail(SKL_ERR_METADATA,
+                                    "%s: __metadata__[\"%s\"] is %s, expected a string (safetensors metadata maps "
+                                    "strings to strings)",
+                                    path, mk, skl_json_type_name(mv));
+            }
             f->metadata = val;
             continue;
         }

@@ -9,14 +9,22 @@
  * its weights as Hugging Face lays them out: one model.safetensors when they
  * fit in one shard, else model-00001-of-0000N.safetensors ... filled in tensor
  * order (a tensor larger than the limit alone in its shard) and
- * model.safetensors.index.json.  Every file is first written under a
- * temporary name in the target directory; only when all were written are they
- * renamed into place, and only then are the files of an earlier save that the
- * new layout does not use removed.  A failure removes the temporaries. */
+ * model.safetensors.index.json.  Every file is first written (and fsync'd)
+ * under a temporary name of its own in the target directory, created
+ * exclusively (O_EXCL: an existing file or symlink of that name is never
+ * followed or overwritten; saves in other threads or processes get other
+ * names).  Only when all were written does the commit replace the files:
+ * each existing file to be replaced is first linked to a backup name, each
+ * file of an earlier save that the new layout does not use is renamed to one,
+ * then the temporaries are renamed into place.  A failure at any step puts
+ * the backups back and removes the temporaries, so the target is left as it
+ * was; success removes the backups. */
 #include "internal.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,14 +169,6 @@ done:
     return rc;
 }
 
-static int write_text(const char *tmp, const char *text, size_t len) {
-    FILE *fp = fopen(tmp, "wb");
-    int bad = !fp || write_all(fp, text, len);
-    int err = errno;
-    if (fp && fclose(fp) != 0 && !bad) bad = 1, err = errno;
-    return bad ? skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", tmp, strerror(err)) : SKL_OK;
-}
-
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
@@ -192,66 +192,219 @@ static json_t *make_meta(const skl_model *m, const json_t *config, bool single_f
 
 /* ------------------------------------------------------- the set of files */
 
-/* The files of one save: each written to tmp, renamed to final at the end. */
+/* One file of a save: written to tmp, renamed to final at the commit; backup
+ * holds the final it replaces (or, for a stale file, the file itself) until
+ * the commit is complete. */
 typedef struct out_file {
-    char final[4200], tmp[4300];
-    bool written;
+    char final[4400], tmp[4500], backup[4500]; /* path (<= 4000, checked) + / + a name (<= 255) */
+    bool written;   /* tmp exists */
+    bool stale;     /* no new content: final is removed (moved to backup) at the commit */
+    bool existed;   /* final existed at the commit */
+    bool backed_up; /* backup exists */
+    bool renamed;   /* tmp (or, stale, final) has been renamed */
 } out_file;
 
 typedef struct out_set {
     out_file *f;
-    size_t n;
+    size_t n, cap;
 } out_set;
 
 static out_file *add_file(out_set *s, const char *dir, const char *name) {
     out_file *f = &s->f[s->n++];
+    memset(f, 0, sizeof *f);
     snprintf(f->final, sizeof f->final, "%s/%s", dir, name);
-    snprintf(f->tmp, sizeof f->tmp, "%s.tmp", f->final);
     return f;
+}
+
+/* A fresh name beside final ("final.tmp.PID.N" / "final.old.PID.N"); the caller
+ * creates it exclusively and asks again on EEXIST. */
+static void unique_name(char *out, size_t size, const char *final, const char *kind) {
+    static atomic_uint counter;
+    snprintf(out, size, "%s.%s.%ld.%u", final, kind, (long)getpid(), atomic_fetch_add(&counter, 1));
+}
+
+/* Create f's temporary exclusively (never following a symlink, never reusing a
+ * name): the mode is 0666 less the umask, as fopen would give. */
+static int temp_open(out_file *f, FILE **fp) {
+    *fp = NULL;
+    for (int tries = 0; tries < 100; tries++) {
+        unique_name(f->tmp, sizeof f->tmp, f->final, "tmp");
+        int fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd < 0 && errno == EEXIST) continue;
+        if (fd < 0) return skl_fail(SKL_ERR_IO, "save: cannot create %s: %s", f->tmp, strerror(errno));
+        f->written = true;
+        if (!(*fp = fdopen(fd, "wb"))) {
+            int err = errno;
+            close(fd);
+            return skl_fail(err == ENOMEM ? SKL_ERR_NOMEM : SKL_ERR_IO, "save: %s: %s", f->tmp, strerror(err));
+        }
+        return SKL_OK;
+    }
+    return skl_fail(SKL_ERR_IO, "save: no free temporary name beside %s", f->final);
+}
+
+/* Flush, fsync and close a temporary: the errors of a full disk come here. */
+static int temp_close(const out_file *f, FILE *fp) {
+    int bad = fflush(fp) != 0 || fsync(fileno(fp)) != 0;
+    int err = errno;
+    if (fclose(fp) != 0 && !bad) bad = 1, err = errno;
+    return bad ? skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(err)) : SKL_OK;
+}
+
+static int write_text(out_file *f, const char *text, size_t len) {
+    FILE *fp;
+    int rc = temp_open(f, &fp);
+    if (rc) return rc;
+    if (write_all(fp, text, len)) {
+        int err = errno;
+        fclose(fp);
+        return skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(err));
+    }
+    return temp_close(f, fp);
 }
 
 static void remove_temporaries(out_set *s) {
     for (size_t i = 0; i < s->n; i++)
-        if (s->f[i].written) unlink(s->f[i].tmp); /* not remove(): never a directory */
-}
-
-/* Rename every temporary into place (in order: the weights first). */
-static int commit(out_set *s) {
-    for (size_t i = 0; i < s->n; i++) {
-        if (rename(s->f[i].tmp, s->f[i].final) != 0) {
-            int rc = skl_fail(SKL_ERR_IO, "save: cannot rename %s to %s: %s", s->f[i].tmp, s->f[i].final,
-                              strerror(errno));
-            remove_temporaries(s);
-            return rc;
+        if (s->f[i].written) {
+            unlink(s->f[i].tmp); /* not remove(): never a directory */
+            s->f[i].written = false;
         }
-        s->f[i].written = false;
+}
+
+/* Back up what file f will replace or remove: an existing regular file (or
+ * symlink) final is linked (a replaced file) or renamed (a stale one) to a
+ * fresh name.  A final that is absent needs nothing; a directory is left for
+ * the rename to refuse. */
+static int backup(out_file *f) {
+    struct stat st;
+    if (lstat(f->final, &st) != 0) {
+        if (errno == ENOENT) return SKL_OK;
+        return skl_fail(SKL_ERR_IO, "save: %s: %s", f->final, strerror(errno));
     }
+    if (S_ISDIR(st.st_mode)) return SKL_OK; /* not one of ours: a stale one is left alone, a new one's rename fails */
+    f->existed = true;
+    for (int tries = 0; tries < 100; tries++) {
+        unique_name(f->backup, sizeof f->backup, f->final, "old");
+        int r = f->stale ? (access(f->backup, F_OK) == 0 ? (errno = EEXIST, -1) : rename(f->final, f->backup))
+                         : link(f->final, f->backup);
+        if (r == 0) {
+            f->backed_up = true;
+            f->renamed = f->stale;
+            return SKL_OK;
+        }
+        if (!f->stale && (errno == EPERM || errno == EOPNOTSUPP)) { /* no hard links here (FAT): rename still replaces */
+            skl_log(SKL_LOG_WARN, "save: %s: no hard links (%s): a failed save cannot restore it", f->final,
+                    strerror(errno));
+            return SKL_OK;
+        }
+        if (errno != EEXIST) return skl_fail(SKL_ERR_IO, "save: cannot keep %s as %s: %s", f->final, f->backup, strerror(errno));
+    }
+    return skl_fail(SKL_ERR_IO, "save: no free backup name beside %s", f->final);
+}
+
+/* Undo a failed commit: every replaced final back from its backup (or removed
+ * when there was none), every stale file back, the temporaries removed. */
+static void rollback(out_set *s) {
+    for (size_t i = s->n; i-- > 0;) {
+        out_file *f = &s->f[i];
+        if (f->backed_up && !f->renamed) unlink(f->backup); /* a link beside a final never touched */
+        else if (f->backed_up) {
+            if (rename(f->backup, f->final) != 0)
+                skl_log(SKL_LOG_ERROR, "save: cannot restore %s from %s: %s", f->final, f->backup, strerror(errno));
+        } else if (f->renamed && !f->existed) unlink(f->final); /* new: it was not there */
+        else if (f->renamed) skl_log(SKL_LOG_ERROR, "save: %s was replaced and cannot be restored", f->final);
+        f->backed_up = f->renamed = false;
+    }
+    remove_temporaries(s);
+}
+
+/* Back everything up, then rename every temporary into place (the weights
+ * first); all or nothing. */
+static int commit(out_set *s) {
+    int rc = SKL_OK;
+    for (size_t i = 0; i < s->n && !rc; i++) rc = backup(&s->f[i]);
+    for (size_t i = 0; i < s->n && !rc; i++) {
+        out_file *f = &s->f[i];
+        if (f->stale) continue;
+        if (rename(f->tmp, f->final) != 0)
+            rc = skl_fail(SKL_ERR_IO, "save: cannot rename %s to %s: %s", f->tmp, f->final, strerror(errno));
+        else f->written = false, f->renamed = true;
+    }
+    if (rc) {
+        char msg[2048];
+        snprintf(msg, sizeof msg, "%s", skl_last_error());
+        rollback(s);
+        return skl_fail(rc, "%s (nothing was changed)", msg);
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->f[i].backed_up) unlink(s->f[i].backup);
     return SKL_OK;
 }
 
-/* After the renames: the weights files of an earlier save the new layout does
- * not use (model.safetensors, the index, model-*-of-*.safetensors of another
- * count), and a stale tokenizer.json. */
-static int remove_file(const char *dir, const char *name) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    if (remove(p) != 0 && errno != ENOENT) return skl_fail(SKL_ERR_IO, "save: cannot remove stale %s: %s", p, strerror(errno));
-    return SKL_OK;
+/* model-%05d-of-%05d.safetensors (32 characters): *of its shard count. */
+static bool shard_file_name(const char *name, int *of) {
+    int i, end = 0;
+    return strlen(name) == 32 && sscanf(name, "model-%5d-of-%5d.safetensors%n", &i, of, &end) == 2 && end == 32;
 }
 
-static int remove_stale(const skl_model *m, const char *dir, int n_shards) {
-    int rc = remove_file(dir, n_shards > 1 ? "model.safetensors" : INDEX_NAME);
-    if (!m->tok && !rc) rc = remove_file(dir, "tokenizer.json");
+/* The files of an earlier save the new layout does not use (model.safetensors
+ * or the index, model-*-of-*.safetensors of another count, a tokenizer.json
+ * the model does not have), as stale members of the set: the commit removes them. */
+static int add_stale(out_set *s, const skl_model *m, const char *dir, int n_shards) {
+    if (s->n + 2 > s->cap) return nomem();
+    add_file(s, dir, n_shards > 1 ? "model.safetensors" : INDEX_NAME)->stale = true;
+    if (!m->tok) add_file(s, dir, "tokenizer.json")->stale = true;
     DIR *d = opendir(dir);
     if (!d) return skl_fail(SKL_ERR_IO, "save: %s: %s", dir, strerror(errno));
+    int rc = SKL_OK;
     for (struct dirent *de; !rc && (de = readdir(d));) {
-        int i, of, end = 0; /* model-%05d-of-%05d.safetensors: 32 characters */
-        if (strlen(de->d_name) == 32 && sscanf(de->d_name, "model-%5d-of-%5d.safetensors%n", &i, &of, &end) == 2 &&
-            end == 32 && (n_shards == 1 || of != n_shards))
-            rc = remove_file(dir, de->d_name);
+        int of;
+        if (!shard_file_name(de->d_name, &of) || (n_shards > 1 && of == n_shards)) continue;
+        if (s->n == s->cap) {
+            out_file *nf = realloc(s->f, (s->cap * 2) * sizeof *nf);
+            if (!nf) { rc = nomem(); break; }
+            s->f = nf;
+            s->cap *= 2;
+        }
+        add_file(s, dir, de->d_name)->stale = true;
     }
     closedir(d);
     return rc;
+}
+
+/* A save must not write over the files its model was loaded from (also through
+ * a symlink or another spelling of the path): those the save would replace or
+ * remove are, in a directory, model.safetensors, the index, its shards,
+ * config.json and tokenizer.json. */
+static bool managed_name(const char *name) {
+    int of;
+    return !strcmp(name, "model.safetensors") || !strcmp(name, INDEX_NAME) || !strcmp(name, "config.json") ||
+           !strcmp(name, "tokenizer.json") || shard_file_name(name, &of);
+}
+
+static bool same_file(const char *path, uint64_t dev, uint64_t ino) {
+    struct stat st;
+    return stat(path, &st) == 0 && (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
+}
+
+static int check_not_source(const skl_model *m, const char *path, bool dir) {
+    const skl_source_id *id = &m->source;
+    if (!id->known) return SKL_OK;
+    bool same;
+    if (dir) same = id->is_dir ? same_file(path, id->dev, id->ino)
+                               : managed_name(id->name) && same_file(path, id->dir_dev, id->dir_ino);
+    else if (!id->is_dir) same = same_file(path, id->dev, id->ino);
+    else {
+        char parent[4200];
+        const char *slash = strrchr(path, '/');
+        snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+        if (slash == path) snprintf(parent, sizeof parent, "/");
+        same = managed_name(slash ? slash + 1 : path) && same_file(parent, id->dev, id->ino);
+    }
+    return same ? skl_fail(SKL_ERR_SAME_AS_SOURCE, "save: %s is where the model was loaded from (%s): refused, it would "
+                                                   "overwrite the model's own files",
+                           path, m->path ? m->path : "?")
+                : SKL_OK;
 }
 
 /* ----------------------------------------------------------------- shards */
@@ -299,23 +452,21 @@ static void shard_name(const skl_writer *w, size_t k, char *name, size_t size) {
 
 static int shard_open(skl_writer *w) {
     out_file *f = &w->s.f[w->shard];
-    f->written = true; /* from here on a failure removes it */
     char *text;
     size_t len = 0;
     int rc = st_header(w->e + w->first[w->shard], w->first[w->shard + 1] - w->first[w->shard], w->meta, &text, &len);
     if (rc) return rc;
-    if (!(w->fp = fopen(f->tmp, "wb"))) rc = skl_fail(SKL_ERR_IO, "save: %s: %s", f->tmp, strerror(errno));
-    else if (write_all(w->fp, text, len)) rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
+    if (!(rc = temp_open(f, &w->fp)) && write_all(w->fp, text, len))
+        rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
     free(text);
     return rc;
 }
 
 static int shard_close(skl_writer *w) {
-    int bad = fclose(w->fp) != 0;
+    int rc = temp_close(&w->s.f[w->shard], w->fp);
     w->fp = NULL;
-    if (bad) return skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", w->s.f[w->shard].tmp, strerror(errno));
-    w->shard++;
-    return SKL_OK;
+    if (!rc) w->shard++;
+    return rc;
 }
 
 int skl_writer_open(const skl_model *m, const char *path, const skl_save_params *params, skl_writer **out) {
@@ -349,11 +500,15 @@ int skl_writer_open(const skl_model *m, const char *path, const skl_save_params 
         w->first[0] = 0;
         w->first[1] = w->n;
     }
-    if (!(w->s.f = calloc(w->n_shards + 3, sizeof *w->s.f))) goto nomem;
+    w->s.cap = w->n_shards + 8; /* shards, index, config, tokenizer; stale files grow it */
+    if (!(w->s.f = calloc(w->s.cap, sizeof *w->s.f))) goto nomem;
+    if ((rc = check_not_source(m, path, w->dir))) {
+        skl_writer_abort(w);
+        return rc;
+    }
     if (!w->dir) {
         out_file *f = &w->s.f[w->s.n++];
         snprintf(f->final, sizeof f->final, "%s", path);
-        snprintf(f->tmp, sizeof f->tmp, "%s.tmp", path);
     } else {
         if (mkdir(path, 0777) == 0) w->made_dir = true;
         else if (errno != EEXIST) {
@@ -417,8 +572,7 @@ static int write_index(skl_writer *w) {
         if (body && (text = malloc(len + 2))) snprintf(text, len + 2, "%s\n", body);
         free(body);
         out_file *f = add_file(&w->s, w->path, INDEX_NAME);
-        f->written = true;
-        rc = text ? write_text(f->tmp, text, len + 1) : nomem();
+        rc = text ? write_text(f, text, len + 1) : nomem();
     }
     json_decref(wm);
     json_decref(index);
@@ -433,26 +587,21 @@ int skl_writer_finish(skl_writer *w) {
     while (!rc && w->shard < w->n_shards) /* a shard without tensors */
         if (!(rc = shard_open(w))) rc = shard_close(w);
     if (!rc && w->dir && w->n_shards > 1) rc = write_index(w);
-    if (!rc && w->dir) {
-        out_file *f = add_file(&w->s, w->path, "config.json");
-        f->written = true;
-        if (json_dump_file(w->config, f->tmp, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
-            rc = skl_fail(SKL_ERR_IO, "save: cannot write %s: %s", f->tmp, strerror(errno));
+    if (!rc && w->dir) { /* as json_dump_file wrote it: no final newline; w->config: the model's, with the
+                            quantization_config of the tensors written */
+        char *cfg = json_dumps(w->config, JSON_INDENT(2) | JSON_SORT_KEYS);
+        rc = cfg ? write_text(add_file(&w->s, w->path, "config.json"), cfg, strlen(cfg)) : nomem();
+        free(cfg);
     }
     if (!rc && w->dir && w->m->tok) {
         size_t len;
         const char *tt = skl_tok_text(w->m->tok, &len);
-        out_file *f = add_file(&w->s, w->path, "tokenizer.json");
-        f->written = true;
-        rc = write_text(f->tmp, tt, len);
+        rc = write_text(add_file(&w->s, w->path, "tokenizer.json"), tt, len);
     }
-    if (rc) {
-        skl_writer_abort(w);
-        return rc;
-    }
-    rc = commit(&w->s); /* removes the temporaries itself on failure */
-    if (!rc && w->dir) rc = remove_stale(w->m, w->path, (int)w->n_shards);
-    skl_writer_abort(w); /* nothing left to remove: frees */
+    if (!rc && w->dir) rc = add_stale(&w->s, w->m, w->path, (int)w->n_shards);
+    if (!rc) rc = commit(&w->s); /* all or nothing: undoes itself on failure */
+    if (!rc) w->made_dir = false; /* the files are in place */
+    skl_writer_abort(w); /* on failure: the temporaries, an empty directory it made */
     return rc;
 }
 

@@ -434,10 +434,13 @@ def bench_blas(out):
 
 
 def main(argv):
+    listing = "usage: cli_checks.py CHECK ARGS...; checks:\n" + "".join(
+        "  " + fn.__doc__.splitlines()[0] + "\n" for fn in CHECKS.values())
+    if argv[1:2] in (["--help"], ["-h"]):
+        print(listing, end="")
+        return 0
     if len(argv) < 2 or argv[1] not in CHECKS:
-        print("usage: cli_checks.py CHECK ARGS...; checks:", file=sys.stderr)
-        for fn in CHECKS.values():
-            print("  " + fn.__doc__.splitlines()[0], file=sys.stderr)
+        print(listing, end="", file=sys.stderr)
         return 2
     try:
         CHECKS[argv[1]](*argv[2:])

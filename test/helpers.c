@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tools/npy.h"
 
@@ -473,4 +475,57 @@ double test_half_value(uint16_t h) {
     int sign = h >> 15, e = (h >> 10) & 0x1f, man = h & 0x3ff;
     double v = e == 0 ? ldexp(man, -24) : e == 31 ? (man ? NAN : INFINITY) : ldexp(1024 + man, e - 25);
     return sign ? -v : v;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static uint64_t status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    size_t n = strlen(field);
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n) && sscanf(line + n, " %llu", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb << 10;
+}
+
+static uint64_t rss_base;
+
+void test_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    ck_assert_msg(f != NULL, "/proc/self/clear_refs: cannot open");
+    ck_assert_int_ge(fputs("5", f), 0); /* 5: reset the peak RSS */
+    ck_assert_int_eq(fclose(f), 0);
+    rss_base = status_kb("VmRSS:");
+}
+
+uint64_t test_rss_growth(void) {
+    uint64_t peak = status_kb("VmHWM:");
+    return peak > rss_base ? peak - rss_base : 0;
+}
+
+void test_long_model(const json_t *entry, int32_t n_pos, char *dir) {
+    json_t *cfg = test_model_config(entry);
+    char file[128], weights[PATH_MAX];
+    json_object_set_new(cfg, "max_position_embeddings", json_integer(n_pos));
+    snprintf(dir, 64, "/tmp/skl_long_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    ck_assert_int_eq(json_dump_file(cfg, file, 0), 0);
+    json_decref(cfg);
+    ck_assert_ptr_nonnull(realpath(test_path(test_str(entry, "path")), weights));
+    strncat(weights, "/model.safetensors", sizeof weights - strlen(weights) - 1);
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    ck_assert_int_eq(symlink(weights, file), 0);
+}
+
+void remove_long_model(const char *dir) {
+    char file[128];
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    unlink(file);
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    unlink(file);
+    rmdir(dir);
 }

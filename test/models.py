@@ -22,6 +22,7 @@ well conditioned (orthogonal times diag(uniform(0.7, 1.3))) because a merge
 test inverts them.
 """
 
+import argparse
 import json
 import os
 import struct
@@ -653,6 +654,20 @@ def build_bad(outdir):
     dup_cfg = config_ok.replace(b'{\n', b'{\n  "hidden_size": %d,\n' % config["hidden_size"], 1)
     put_dir("config_duplicate_key", dup_cfg, plain_blob, "DUPLICATE_KEY")
 
+    # -- __metadata__: strings to strings only -------------------------------------
+    for kind, value in (("int", 5), ("object", {"a": "b"}), ("true", True), ("null", None)):
+        put_file(f"metadata_{kind}", file_blob(config, pairs, data,
+                                               metadata={"config": json.dumps(config), "format": value}),
+                 "METADATA")
+        bad[-1]["mention"] = ['__metadata__["format"]', "expected a string"]
+
+    # -- bounds on JSON, checked before a tree is built (docs/format.md, "Bounds") ---
+    # 2^20 + 1 values in a header (the bound is 2^20), 4 Mi + 1 in a config.json (4 Mi).
+    huge = [("huge", [0] * (1 << 20))] + pairs
+    put_file("header_too_many_values", file_blob(config, huge, data), "JSON_LIMIT")
+    put_dir("config_too_many_values", json.dumps(dict(config, huge=[0] * (4 << 20))).encode(), plain_blob,
+            "JSON_LIMIT")
+
     # -- header entries --------------------------------------------------------
     # Drop data_offsets of the last tensor and its bytes, so the rest still tiles.
     begin = pairs[last][1]["data_offsets"][0]
@@ -991,15 +1006,30 @@ def build_bad_quantized(outdir):
 DELETE = object()  # set_in: remove the key
 
 
+def build_nonfinite(outdir):
+    """Valid models with one NaN or infinity in a weight the merge reads: the merge must refuse
+    them (SKL_ERR_NOT_FINITE) naming the tensor and the element, before LAPACK sees them."""
+    entries = []
+    for name, tensor, at, value in (("nan_q", "model.layers.0.self_attn.q_proj.weight", (1, 2), np.nan),
+                                    ("inf_down", "model.layers.1.mlp.down_proj.weight", (3, 0), np.inf),
+                                    ("ninf_embed", "model.embed_tokens.weight", (5, 7), -np.inf)):
+        config, tensors = base_model()
+        tensors[tensor] = tensors[tensor].copy()
+        tensors[tensor][at] = value
+        rel = f"nonfinite/{name}"
+        write_model(outdir, rel, "dir", config, tensors, "F32")
+        entries.append({"name": name, "path": rel, "tensor": tensor, "at": list(at)})
+    return entries
+
+
 # ---------------------------------------------------------------------------
 
 # main's command-line handling has the shape of tokenizers.py's main, by design:
 # each generator is its own command (`models.py OUTDIR`, `tokenizers.py OUTDIR`).
 def main(argv):
-    if len(argv) != 2:
-        print("usage: models.py OUTDIR", file=sys.stderr)
-        return 2
-    outdir = argv[1]
+    ap = argparse.ArgumentParser(prog="models.py", description=__doc__.split("\n")[1])
+    ap.add_argument("outdir", metavar="OUTDIR", help="where the models and manifest.json are written")
+    outdir = ap.parse_args(argv[1:]).outdir
     os.makedirs(outdir, exist_ok=True)
     manifest = {"models": [build_valid(outdir, s) for s in SPECS],
                 "sharded": [build_valid(outdir, s) for s in SHARDED]}
@@ -1007,6 +1037,7 @@ def main(argv):
     manifest["quantized"] = [build_quantized(outdir, q, sources) for q in QUANTIZED]
     manifest["bad"] = build_bad(outdir)
     manifest["degenerate"] = build_degenerate(outdir)
+    manifest["nonfinite"] = build_nonfinite(outdir)
     write_json(os.path.join(outdir, "manifest.json"), manifest)
     return 0
 

@@ -76,8 +76,17 @@ def _reject_duplicate_keys(pairs):
     return result
 
 
-def parse_json(text, what):
-    """Parse JSON text strictly (duplicate keys are an error)."""
+JSON_MAX_VALUES = 4 << 20     # config.json, the index, tokenizer.json (docs/model-format.md, "Bounds")
+HEADER_MAX_VALUES = 1 << 20   # a safetensors header
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def parse_json(text, what, max_values=JSON_MAX_VALUES):
+    """Parse JSON text strictly (duplicate keys are an error), refusing more than max_values
+    values first: one plus the opening brackets and commas left once the strings are cut out."""
+    outside = _JSON_STRING.sub("", text)
+    if 1 + outside.count("[") + outside.count("{") + outside.count(",") > max_values:
+        raise ModelError("JSON_LIMIT", f"{what}: more than {max_values} JSON values")
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
     except ModelError as e:
@@ -127,7 +136,7 @@ def read_safetensors(path):
         header_text = blob[8:8 + header_len].decode("utf-8")
     except UnicodeDecodeError:
         raise ModelError("JSON", f"{path}: header is not UTF-8") from None
-    header = parse_json(header_text, f"{path} header")
+    header = parse_json(header_text, f"{path} header", HEADER_MAX_VALUES)
     if not isinstance(header, dict):
         raise ModelError("HEADER", f"{path}: header is not a JSON object")
     data = blob[8 + header_len:]
@@ -135,6 +144,9 @@ def read_safetensors(path):
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict):
         raise ModelError("HEADER", f"{path}: __metadata__ is not an object")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise ModelError("METADATA", f"{path}: __metadata__[{key!r}] is not a string")
 
     ranges = []
     entries = {}

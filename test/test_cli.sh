@@ -148,6 +148,10 @@ ANY=$(head -n 1 "$TMP/good.tsv" | cut -f 2)
 ANY_TOKS=$(head -n 1 "$TMP/good.tsv" | cut -f 3)
 ANY_DIR=$(awk -F "$TAB" '$2 !~ /\.safetensors$/ { print $2; exit }' "$TMP/good.tsv")
 
+# A copy of ANY_DIR that `merge MODEL MODEL` must refuse to write over (issue 15, defect 6).
+SELF=$TMP/self
+cp -r "$ANY_DIR" "$SELF" && ln -s "$SELF" "$TMP/self_link"
+
 # ------------------------------------------------------------ usage, options
 # (The rows of a table share their shape by design: a case is a row.)
 cases <<'EOF'
@@ -185,6 +189,11 @@ error - '' "generate --temp -1"                      generate "$ANY" --tokens "$
 error - '' "generate --top-p 0"                      generate "$ANY" --tokens "$ANY_TOKS" --top-p 0
 error - '' "plan unknown option"                     plan "$ANY_DIR/config.json" --bogus
 error - '' "plan missing config"                     plan
+error err 'is where the model was loaded from'         "merge MODEL MODEL"                     merge "$SELF" "$SELF"
+error err 'is where the model was loaded from'         "merge MODEL MODEL/."                   merge "$SELF" "$SELF/."
+error err 'is where the model was loaded from'         "merge MODEL symlink-to-MODEL"          merge "$SELF" "$TMP/self_link"
+'!0'  err 'is where the model was loaded from'         "merge --in-memory MODEL MODEL"         merge "$SELF" "$SELF" --in-memory
+error err 'is where the model was loaded from'         "merge MODEL MODEL/model.safetensors"   merge "$SELF" "$SELF/model.safetensors"
 error - '' "merge unknown option"                    merge "$ANY" "$TMP/m_out" --bogus
 error - '' "merge --remove bogus"                    merge "$ANY" "$TMP/m_out" --remove bogus
 error - '' "merge --format bogus"                    merge "$ANY" "$TMP/m_out" --format bogus
@@ -215,6 +224,7 @@ error - '' "merge --max-shard-size missing"          merge "$ANY" "$TMP/m_out" -
 0     out '^verification: inconclusive'              "merge --verify of a vanishing model"   merge "$MD/degenerate/vanishing" "$TMP/m_v1" --verify
 0     out '^verification: inconclusive'              "merge --verify of an overflowing model" merge "$MD/degenerate/overflowing" "$TMP/m_v2" --verify
 EOF
+if diff -r "$ANY_DIR" "$SELF" >/dev/null; then pass; else fail "merge MODEL MODEL" "the model changed"; fi
 
 # merge --dtype: the changed weights are stored as asked (the others keep the
 # file's dtype, F32 here) and the merged model stays within 8 unit roundoffs
@@ -442,6 +452,16 @@ if (ulimit -v 1048576 && "$BIN" --version) >/dev/null 2>&1; then
     else check "generate -c $LONG_CTX out of memory" nomem "$LONG" "$ERR" $LONG_CTX; fi
 else
     echo "test_cli: $BIN does not start under ulimit -v (a sanitizer build): out-of-memory case left to test_api.c"
+fi
+# Issue 15, defect 3: without -c the context is min(4096, max_position_embeddings) positions, so
+# the same model generates in an address space of 1 GiB (a full 2^24-position context needs 2 GiB
+# of KV cache alone).
+if (ulimit -v 1048576 && "$BIN" --version) >/dev/null 2>&1; then
+    (ulimit -v 1048576 && exec "$BIN" generate "$LONG" --tokens 1 -n 2) >"$OUT" 2>"$ERR" </dev/null
+    rc=$?
+    if [ "$rc" -ne 0 ] || ! grep -q ', 4096 positions' "$ERR"; then
+        fail "generate default context under ulimit -v 1 GiB" "exit $rc: $(head -c 300 "$ERR")"
+    else pass; fi
 fi
 run info "$LONG"
 if [ "$rc" -ne 0 ]; then fail "info long context" "exit $rc"; else check "info long context" info-memory "$LONG" "$OUT"; fi

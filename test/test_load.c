@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The status codes, from the one list in skipless.h. */
 static const struct {
@@ -42,6 +43,41 @@ static void clobber_last_error(void) {
 }
 
 /* ------------------------------------------------------------ bad models */
+
+/* Issue 15, defect 5: a header of 64 MB holding one array of 32 Mi values is
+ * refused (SKL_ERR_JSON_LIMIT) with the peak resident memory growing by less
+ * than the file plus 32 MiB, mapped or read (a tree of it took 50 bytes a value). */
+START_TEST(test_header_memory_bounded) {
+    const size_t n_values = (size_t)32 << 20, len = 2 * n_values + 16;
+    char path[] = "/tmp/skl_huge_header_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    char *text = malloc(8 + len);
+    ck_assert_ptr_nonnull(text);
+    for (int i = 0; i < 8; i++) text[i] = (char)(unsigned char)((uint64_t)len >> (8 * i));
+    size_t k = 8 + (size_t)sprintf(text + 8, "{\"a\":[0");
+    for (size_t i = 1; i < n_values; i++) text[k++] = ',', text[k++] = '0';
+    text[k++] = ']', text[k++] = '}';
+    memset(text + k, ' ', 8 + len - k);
+    ck_assert_int_eq(write(fd, text, 8 + len), (ssize_t)(8 + len));
+    close(fd);
+    free(text);
+    for (int mapped = 0; mapped < 2; mapped++) {
+        skl_model_params mp;
+        skl_model_params_init(&mp, sizeof mp);
+        mp.use_mmap = mapped;
+        skl_model *m = NULL;
+        test_rss_reset();
+        int rc = skl_model_load(path, &mp, &m);
+        uint64_t grew = test_rss_growth();
+        ck_assert_msg(rc == SKL_ERR_JSON_LIMIT, "got %s: %s", skl_status_name(rc), skl_last_error());
+        ck_assert_ptr_nonnull(strstr(skl_last_error(), path));
+        ck_assert_msg(grew < len + ((uint64_t)32 << 20), "use_mmap %d: the peak RSS grew by %llu bytes for a %zu-byte header",
+                      mapped, (unsigned long long)grew, len);
+    }
+    unlink(path);
+}
+END_TEST
 
 START_TEST(test_bad_model) {
     json_t *man = test_manifest();
@@ -502,6 +538,7 @@ Suite *load_suite(void) {
     const test_def tests[] = {
         {"bad_models", test_bad_manifest_complete, 0, 0},
         {"bad_models", test_bad_model, TEST_EACH_BAD, 0},
+        {"bad_models", test_header_memory_bounded, 0, 0},
         {"sharded", test_sharded_vs_ref, TEST_EACH_SHARDED, 0},
         {"sharded", test_sharded_total_size_warns, 0, 0},
         {"args", test_nonexistent_path, 0, 0},

@@ -7,11 +7,16 @@
 #include "tests.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -635,9 +640,9 @@ static int write_sharded(const skl_model *m, const char *path, uint64_t limit, b
 }
 
 /* A failed save or streaming merge (a file-size limit as a full disk, in a
- * child; a temporary name taken by a directory, so the last file fails after
- * every shard was written) leaves the existing model byte-identical and no
- * temporary behind. */
+ * child; or a directory in the place of the last new shard, so that its rename
+ * fails after 17 shards were renamed into place and the commit must undo
+ * them) leaves the existing model byte-identical and no temporary behind. */
 START_TEST(test_save_failure_leaves_output) {
     json_t *man = test_manifest();
     const json_t *e = test_entry(man, "sharded", 0);
@@ -645,9 +650,32 @@ START_TEST(test_save_failure_leaves_output) {
     char dir[] = "/tmp/skl_fail_XXXXXX", path[256], cmd[800];
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/m", dir);
+    char blocker[400], trial[300];
+    snprintf(trial, sizeof trial, "%s/trial", dir);
     for (int k = 0; k < 8; k++) {
-        bool old_sharded = k % 2, full_disk = k % 4 < 2, merge = k >= 4;
+        bool old_sharded = k % 2, full_disk = k % 4 < 2 || old_sharded, merge = k >= 4;
         ck_assert_int_eq(save_sharded(m, path, old_sharded ? 5000 : 0), SKL_OK);
+        if (!full_disk) { /* the last shard of what the failing call writes (a merge has fewer) */
+            ck_assert_int_eq(write_sharded(m, trial, 5000, merge), SKL_OK);
+            char ipath[400];
+            json_error_t jerr;
+            snprintf(ipath, sizeof ipath, "%s/model.safetensors.index.json", trial);
+            json_t *index = json_load_file(ipath, 0, &jerr);
+            ck_assert_msg(index != NULL, "%s: %s", ipath, jerr.text);
+            int n = (int)json_object_size(json_object_get(index, "weight_map")), last = 0;
+            const char *key;
+            json_t *val;
+            json_object_foreach(json_object_get(index, "weight_map"), key, val) {
+                int i, of;
+                ck_assert_int_eq(sscanf(json_string_value(val), "model-%5d-of-%5d", &i, &of), 2);
+                if (i > last) last = i;
+            }
+            ck_assert_int_gt(n, 0);
+            snprintf(blocker, sizeof blocker, "%s/model-%05d-of-%05d.safetensors", path, last, last);
+            json_decref(index);
+            rm_rf(trial);
+            ck_assert_int_eq(mkdir(blocker, 0700), 0);
+        }
         snprintf(cmd, sizeof cmd, "rm -rf '%s/snap' && cp -a '%s' '%s/snap'", dir, path, dir);
         ck_assert_int_eq(system(cmd), 0);
         uint64_t limit = old_sharded ? 0 : 5000; /* the other layout */
@@ -666,22 +694,280 @@ START_TEST(test_save_failure_leaves_output) {
             rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
             ck_assert_msg(rc == 0, "case %d: the save under RLIMIT_FSIZE did not fail with SKL_ERR_IO", k);
         } else {
-            char blocker[400];
-            snprintf(blocker, sizeof blocker, "%s/config.json.tmp", path);
-            ck_assert_int_eq(mkdir(blocker, 0700), 0);
             rc = write_sharded(m, path, limit, merge);
-            ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "config.json.tmp"), "case %d: %d %s", k, rc,
-                          skl_last_error());
-            ck_assert_int_eq(rmdir(blocker), 0);
+            ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), blocker) &&
+                              strstr(skl_last_error(), "nothing was changed"),
+                          "case %d: %d %s", k, rc, skl_last_error());
         }
         snprintf(cmd, sizeof cmd, "diff -r '%s' '%s/snap' >/dev/null", path, dir);
         ck_assert_msg(system(cmd) == 0, "case %d: the existing model changed after a failed save", k);
+        if (!full_disk) ck_assert_int_eq(rmdir(blocker), 0);
         skl_model *back = NULL;
         ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
         test_logits_vs_ref(back, e, TEST_PREFILL, TEST_TOL, "after a failed save");
         skl_model_free(back);
     }
     rm_rf(dir);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* The bytes of a file (or the target of a symlink, readlink) as a malloc'd string. */
+static char *file_text(const char *path, bool link) {
+    char *t = calloc(1, 4096);
+    ck_assert_ptr_nonnull(t);
+    if (link) ck_assert_int_gt(readlink(path, t, 4095), 0);
+    else {
+        FILE *f = fopen(path, "rb");
+        ck_assert_ptr_nonnull(f);
+        size_t n = fread(t, 1, 4095, f);
+        t[n] = '\0';
+        fclose(f);
+    }
+    return t;
+}
+
+/* Issue 15, defect 2: temporaries of the old fixed names ("NAME.tmp") planted
+ * in the output beforehand, as regular files and as symlinks to a victim file,
+ * are neither followed nor touched by a save (into a directory and as one
+ * file); the save succeeds.  It used to fopen("NAME.tmp", "wb") them. */
+START_TEST(test_save_planted_temporaries) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", 0);
+    skl_model *m = test_load(e);
+    char dir[] = "/tmp/skl_planted_XXXXXX", victim[64], p[300], out[300];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    FILE *f = fopen(victim, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("the victim's own bytes\n", f);
+    fclose(f);
+    static const char *const planted[] = {"m/model.safetensors.tmp", "m/config.json.tmp", "m/tokenizer.json.tmp",
+                                          "m/model-00001-of-00018.safetensors.tmp", "m/model.safetensors.index.json.tmp",
+                                          "m.safetensors.tmp"};
+    snprintf(out, sizeof out, "%s/m", dir);
+    ck_assert_int_eq(mkdir(out, 0700), 0);
+    for (size_t i = 0; i < TEST_COUNT(planted); i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, planted[i]);
+        if (i % 2 == 0) ck_assert_int_eq(symlink(victim, p), 0);
+        else {
+            f = fopen(p, "w");
+            ck_assert_ptr_nonnull(f);
+            fprintf(f, "planted %zu\n", i);
+            fclose(f);
+        }
+    }
+    for (int k = 0; k < 3; k++) { /* a directory, shards, one file */
+        snprintf(p, sizeof p, "%s/%s", dir, k == 2 ? "m.safetensors" : "m");
+        ck_assert_msg(save_sharded(m, p, k == 1 ? 5000 : 0) == SKL_OK, "%s: %s", p, skl_last_error());
+        skl_model *back = NULL;
+        ck_assert_int_eq(skl_model_load(p, NULL, &back), SKL_OK);
+        test_logits_vs_ref(back, e, TEST_PREFILL, test_storage_tol(test_str(e, "dtype")), "saved beside planted names");
+        skl_model_free(back);
+    }
+    char *v = file_text(victim, false);
+    ck_assert_str_eq(v, "the victim's own bytes\n");
+    free(v);
+    for (size_t i = 0; i < TEST_COUNT(planted); i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, planted[i]);
+        char *t = file_text(p, i % 2 == 0), want[64];
+        if (i % 2 == 0) ck_assert_str_eq(t, victim);
+        else {
+            snprintf(want, sizeof want, "planted %zu\n", i);
+            ck_assert_str_eq(t, want);
+        }
+        free(t);
+    }
+    rm_rf(dir);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* Two threads saving one model into one directory at once, 4 times each: every
+ * save succeeds and the result loads with the reference logits (with one fixed
+ * temporary name they wrote one file and renamed it from under each other). */
+typedef struct saver {
+    const skl_model *m;
+    const char *path;
+    uint64_t limit;
+    int rc;
+    char msg[512];
+} saver;
+
+static void *save_loop(void *arg) {
+    saver *s = arg;
+    for (int i = 0; i < 4 && !s->rc; i++) {
+        skl_save_params sp;
+        skl_save_params_init(&sp, sizeof sp);
+        sp.max_shard_size = s->limit;
+        if ((s->rc = skl_model_save_v2(s->m, s->path, &sp))) snprintf(s->msg, sizeof s->msg, "%s", skl_last_error());
+    }
+    return NULL;
+}
+
+START_TEST(test_save_concurrent_same_output) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "models", 0);
+    skl_model *m = test_load(e);
+    char dir[] = "/tmp/skl_concurrent_XXXXXX", path[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m", dir);
+    saver s[2] = {{m, path, 0, 0, ""}, {m, path, 0, 0, ""}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_create(&t[i], NULL, save_loop, &s[i]), 0);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    for (int i = 0; i < 2; i++) ck_assert_msg(s[i].rc == SKL_OK, "thread %d: %s", i, s[i].msg);
+    skl_model *back = NULL;
+    ck_assert_int_eq(skl_model_load(path, NULL, &back), SKL_OK);
+    test_logits_vs_ref(back, e, TEST_PREFILL, test_storage_tol(test_str(e, "dtype")), "after concurrent saves");
+    skl_model_free(back);
+    rm_rf(dir);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
+/* Issue 15, defect 6: a save or streaming merge onto the files the model was
+ * loaded from is SKL_ERR_SAME_AS_SOURCE, by the same path, through a symlink,
+ * or spelled otherwise ("D/.", "D/../m", "./" relative), for a directory and a
+ * single-file model and for a merged model (whose source is the original's);
+ * the files stay byte-identical.  `skipless merge MODEL MODEL` used to rewrite
+ * the model in place. */
+START_TEST(test_save_refuses_source) {
+    json_t *man = test_manifest();
+    skl_model *orig = test_load(test_find_model(man, "serial_mha_silu_glu"));
+    for (int single = 0; single < 2; single++) {
+        char dir[32], path[256], cmd[800], alias[6][300];
+        save_tmp(orig, single, dir, path);
+        skl_model *m = NULL, *merged = NULL;
+        ck_assert_int_eq(skl_model_load(path, NULL, &m), SKL_OK);
+        skl_merge_params mp;
+        skl_merge_params_init(&mp, sizeof mp);
+        mp.verify = false;
+        ck_assert_int_eq(skl_model_merge(m, &mp, &merged, NULL), SKL_OK);
+        snprintf(cmd, sizeof cmd, "cp -a '%s' '%s/snap'", path, dir);
+        ck_assert_int_eq(system(cmd), 0);
+        const char *name = single ? "m.safetensors" : "m";
+        snprintf(alias[0], sizeof alias[0], "%s", path);
+        snprintf(alias[1], sizeof alias[1], "%s/link", dir);
+        ck_assert_int_eq(symlink(path, alias[1]), 0);
+        snprintf(alias[2], sizeof alias[2], "%s/./%s", dir, name);
+        snprintf(alias[3], sizeof alias[3], "%s/../%s/%s", dir, dir + 5, name);
+        snprintf(alias[4], sizeof alias[4], "/tmp//%s//%s", dir + 5, name);
+        /* a directory model: its own weights file, saved as one file */
+        snprintf(alias[5], sizeof alias[5], "%s/model.safetensors", path);
+        for (int a = 0; a < (single ? 5 : 6); a++)
+            for (int k = 0; k < 3; k++) {
+                skl_save_params sp;
+                skl_save_params_init(&sp, sizeof sp);
+                sp.format = single || a == 5 ? SKL_SAVE_FILE : SKL_SAVE_DIR;
+                int rc = k == 0 ? skl_model_save_v2(m, alias[a], &sp)
+                       : k == 1 ? skl_model_save_v2(merged, alias[a], &sp)
+                                : skl_model_merge_to(m, alias[a], &mp, &sp, NULL);
+                ck_assert_msg(rc == SKL_ERR_SAME_AS_SOURCE, "%s, call %d onto %s: %s: %s", name, k, alias[a],
+                              skl_status_name(rc), skl_last_error());
+                ck_assert_ptr_nonnull(strstr(skl_last_error(), alias[a]));
+            }
+        snprintf(cmd, sizeof cmd, "diff -r '%s' '%s/snap' >/dev/null", path, dir);
+        ck_assert_msg(system(cmd) == 0, "%s changed", path);
+        /* beside it is fine */
+        snprintf(alias[0], sizeof alias[0], "%s/other%s", dir, single ? ".safetensors" : "");
+        ck_assert_int_eq(skl_model_save(merged, alias[0], SKL_SAVE_AUTO), SKL_OK);
+        skl_model_free(merged);
+        skl_model_free(m);
+        rm_rf(dir);
+    }
+    skl_model_free(orig);
+    json_decref(man);
+}
+END_TEST
+
+/* Disk faults on a real filesystem (issue 15, defect 1): a tmpfs of 1 MiB
+ * mounted for the test (root only; skipped with a message otherwise).  The
+ * model is saved into it; then the free space is cut to X bytes, for X from 0
+ * up to what a save needs in steps of 4 KiB, and the model saved again (one
+ * file, shards, the streaming merge; into the existing directory and into a
+ * new one).  Each call either succeeds or fails with SKL_ERR_IO saying "No
+ * space left on device"; a failure leaves the existing directory
+ * byte-identical with no temporary beside it, and no new directory.  Last, the
+ * filesystem remounted read-only: "Read-only file system", nothing changed. */
+static uint64_t free_bytes(const char *dir) {
+    struct statvfs v;
+    ck_assert_int_eq(statvfs(dir, &v), 0);
+    return (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+}
+
+static void same_tree(const char *a, const char *b, const char *what) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "diff -r '%s' '%s' >/dev/null", a, b);
+    ck_assert_msg(system(cmd) == 0, "%s: %s differs from its snapshot", what, a);
+}
+
+START_TEST(test_save_disk_full) {
+    char mnt[] = "/tmp/skl_tmpfs_XXXXXX", out[300], fresh[300], snap[300], filler[300], cmd[1000];
+    ck_assert_ptr_nonnull(mkdtemp(mnt));
+    if (geteuid() != 0 || mount("tmpfs", mnt, "tmpfs", 0, "size=1m") != 0) {
+        fprintf(stderr, "test_save_disk_full: skipped: cannot mount a tmpfs (%s)\n",
+                geteuid() != 0 ? "not root" : strerror(errno));
+        rmdir(mnt);
+        return;
+    }
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "sharded", 0);
+    skl_model *m = test_load(e);
+    snprintf(out, sizeof out, "%s/m", mnt);
+    snprintf(fresh, sizeof fresh, "%s/new", mnt);
+    snprintf(filler, sizeof filler, "%s/filler", mnt);
+    snprintf(snap, sizeof snap, "%s.snap", mnt);
+    ck_assert_int_eq(save_sharded(m, out, 0), SKL_OK);
+    int failures = 0, successes = 0;
+    for (int variant = 0; variant < 6; variant++) {
+        uint64_t limit = variant % 3 == 1 ? 5000 : 0;
+        bool merge = variant % 3 == 2, into_fresh = variant >= 3;
+        for (uint64_t x = 0; x < 160 * 1024; x += 4096) {
+            snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", snap, out, snap);
+            ck_assert_int_eq(system(cmd), 0);
+            uint64_t avail = free_bytes(mnt);
+            int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            ck_assert_int_ge(fd, 0);
+            if (avail > x) ck_assert_int_eq(posix_fallocate(fd, 0, (off_t)(avail - x)), 0);
+            close(fd);
+            const char *target = into_fresh ? fresh : out;
+            int rc = write_sharded(m, target, limit, merge);
+            if (rc == SKL_OK) successes++;
+            else {
+                failures++;
+                ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "No space left on device"),
+                              "variant %d, %llu bytes free: %s: %s", variant, (unsigned long long)x, skl_status_name(rc),
+                              skl_last_error());
+                same_tree(out, snap, "after a failed save");
+                ck_assert_msg(!into_fresh || access(fresh, F_OK) != 0, "a failed save left %s behind", fresh);
+            }
+            unlink(filler);
+            rm_rf(fresh);
+            skl_model *back = NULL;
+            ck_assert_int_eq(skl_model_load(out, NULL, &back), SKL_OK);
+            test_logits_vs_ref(back, e, TEST_PREFILL, merge ? 1e-3 : TEST_TOL, "after a save on a full disk");
+            skl_model_free(back);
+            if (rc == SKL_OK && !into_fresh) ck_assert_int_eq(save_sharded(m, out, 0), SKL_OK); /* back to the start */
+        }
+    }
+    ck_assert_int_gt(failures, 0);
+    ck_assert_int_gt(successes, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", snap, out, snap);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(mount(NULL, mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    for (int variant = 0; variant < 3; variant++) {
+        int rc = write_sharded(m, out, variant == 1 ? 5000 : 0, variant == 2);
+        ck_assert_msg(rc == SKL_ERR_IO && strstr(skl_last_error(), "Read-only file system"), "read-only: %s: %s",
+                      skl_status_name(rc), skl_last_error());
+        same_tree(out, snap, "after a save on a read-only filesystem");
+    }
+    ck_assert_int_eq(umount2(mnt, MNT_DETACH), 0);
+    rmdir(mnt);
+    rm_rf(snap);
     skl_model_free(m);
     json_decref(man);
 }
@@ -808,6 +1094,42 @@ START_TEST(test_verify_inconclusive) {
 }
 END_TEST
 
+/* Issue 15, defect 8: a NaN or infinity in a weight the merge reads (manifest
+ * "nonfinite") is SKL_ERR_NOT_FINITE naming the tensor and the element, for
+ * every removal and for the streaming merge (which then writes nothing); it
+ * used to reach dgetrf ("argument 4 invalid") or read as "singular". */
+START_TEST(test_merge_refuses_nonfinite) {
+    json_t *man = test_manifest();
+    const json_t *e = test_entry(man, "nonfinite", _i);
+    skl_model *m = test_load(e);
+    const json_t *at = json_object_get(e, "at");
+    char want[200], out[] = "/tmp/skl_nonfinite_XXXXXX", path[64];
+    snprintf(want, sizeof want, "%s [", test_str(e, "tensor"));
+    char where[64];
+    snprintf(where, sizeof where, "at [%lld, %lld]", (long long)json_integer_value(json_array_get(at, 0)),
+             (long long)json_integer_value(json_array_get(at, 1)));
+    ck_assert_ptr_nonnull(mkdtemp(out));
+    snprintf(path, sizeof path, "%s/merged", out);
+    static const skl_removal rms[] = {SKL_REMOVE_AUTO, SKL_REMOVE_QP, SKL_REMOVE_KP, SKL_REMOVE_VP};
+    for (size_t k = 0; k < TEST_COUNT(rms) * 2; k++) {
+        skl_merge_params mp;
+        skl_merge_params_init(&mp, sizeof mp);
+        mp.remove = rms[k % TEST_COUNT(rms)];
+        skl_model *mm = NULL;
+        int rc = k < TEST_COUNT(rms) ? skl_model_merge(m, &mp, &mm, NULL) : skl_model_merge_to(m, path, &mp, NULL, NULL);
+        const char *msg = skl_last_error();
+        ck_assert_msg(rc == SKL_ERR_NOT_FINITE && strstr(msg, want) && strstr(msg, where),
+                      "%s, %s: got %s: %s (want %s... %s)", test_str(e, "name"), skl_removal_name(mp.remove),
+                      skl_status_name(rc), msg, want, where);
+        ck_assert_ptr_null(mm);
+        ck_assert_int_ne(access(path, F_OK), 0); /* nothing written */
+    }
+    rmdir(out);
+    skl_model_free(m);
+    json_decref(man);
+}
+END_TEST
+
 Suite *merge_suite(void) {
     /* One row a test (tests.h, test_def); every suite's table has this shape, by design. */
     const test_def tests[] = {
@@ -820,9 +1142,14 @@ Suite *merge_suite(void) {
         {"merge", test_singular_and_ill_conditioned, 0, 0},
         {"merge", test_plan_paper_table, 0, 0},
         {"merge", test_verify_inconclusive, 2, 0}, /* manifest "degenerate": vanishing, overflowing */
+        {"merge", test_merge_refuses_nonfinite, 3, 0}, /* manifest "nonfinite": nan_q, inf_down, ninf_embed */
         {"save", test_save_sharded_round_trip, TEST_EACH_SHARDED, 0},
         {"save", test_save_params, 0, 0},
         {"save", test_save_failure_leaves_output, 0, 0},
+        {"save", test_save_planted_temporaries, 0, 0},
+        {"save", test_save_concurrent_same_output, 0, 0},
+        {"save", test_save_refuses_source, 0, 0},
+        {"save", test_save_disk_full, 0, 0},
         {"merge_to", test_merge_to_same_files, TEST_EACH_MODEL, TEST_TIMEOUT * 3},
         {"merge_to", test_merge_to_cancel, 0, 0},
     };

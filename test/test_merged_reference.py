@@ -17,7 +17,7 @@ merge's weight, which is the float64 merge rounded: the merge quantized its floa
 Their logits (`skipless logits`, prefill and --decode) match the reference's of the same
 dequantized weights.
 """
-import json, os, subprocess, sys, tempfile
+import argparse, json, os, subprocess, sys, tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +26,10 @@ import reference  # noqa: E402
 # Q4_0's worst weight: the sign opposite the group's extreme m (q = -8), up to |m| = 8 |d|,
 # clamped at q = 7 on the stored scale s = d (1 +- 2^-11): 8 |d| - 7 |s| <= (1 + 8 2^-11) |s|.
 Q4_BOUND = 1.0 + 8 * 2.0 ** -11
-cli, root = sys.argv[1], sys.argv[2]
+ap = argparse.ArgumentParser(prog="test_merged_reference.py", description=__doc__.split("\n")[0])
+ap.add_argument("cli", metavar="path/to/skipless")
+ap.add_argument("root", metavar="MODELS_DIR")
+cli, root = vars(ap.parse_args()).values()
 manifest = json.load(open(os.path.join(root, "manifest.json")))
 merged_count, quant_count, failures, worst = {}, {}, [], 0.0
 with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,7 @@ For every examples/models/kjv-*/ (MODELS_DIR defaults to examples/models):
 
 Prints each failing check, then "trained: N checks passed"; exits 1 on failure.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -123,11 +124,12 @@ def test_model(binary, model, tmp):
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
-        return 2
-    binary = sys.argv[1]
-    models_dir = sys.argv[2] if len(sys.argv) == 3 else os.path.join(os.path.dirname(HERE), "examples", "models")
+    ap = argparse.ArgumentParser(prog="test_trained.py", description=__doc__.split("\n")[0])
+    ap.add_argument("binary", metavar="PATH/TO/skipless")
+    ap.add_argument("models_dir", metavar="MODELS_DIR", nargs="?",
+                    default=os.path.join(os.path.dirname(HERE), "examples", "models"))
+    a = ap.parse_args()
+    binary, models_dir = a.binary, a.models_dir
     models = sorted(os.path.join(models_dir, m) for m in os.listdir(models_dir) if m.startswith("kjv-"))
     check("trained models present", len(models) > 0, f"no kjv-* model in {models_dir}")
     with tempfile.TemporaryDirectory(prefix="skl_trained.") as tmp:

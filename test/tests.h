@@ -179,6 +179,17 @@ void test_generate_params(skl_generate_params *gp, skl_sampler_params *sp, int32
 /* skl_sample of logits[n]; fails the test unless SKL_OK and the token is in [0, n). */
 int32_t test_sample(skl_sampler *s, const float *logits, int32_t n);
 
+/* ---- memory ---- */
+
+/* Reset the process's peak resident set (VmHWM) to its current size (/proc/self/clear_refs);
+ * test_rss_growth() is then the growth of the peak since, in bytes. */
+void test_rss_reset(void);
+uint64_t test_rss_growth(void);
+/* A directory model in a fresh /tmp directory: entry's weights (a symlink) under its config
+ * with max_position_embeddings set to n_pos.  *dir gets the path (room for 64 bytes). */
+void test_long_model(const json_t *entry, int32_t n_pos, char *dir);
+void remove_long_model(const char *dir);
+
 /* ---- numerics ---- */
 
 /* max|c - r| / max|r| over n values (INFINITY if c has a NaN or r is all zero). */

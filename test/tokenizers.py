@@ -27,6 +27,7 @@ tokenizer.json gives are checked against @huggingface/tokenizers
 (test/tokenizers_js/compare.mjs).
 """
 
+import argparse
 import json
 import os
 import re
@@ -165,10 +166,9 @@ def write_model(outdir, name, fmt, tok_text, vocab_size):
 
 # The same command-line shape as models.py's main, by design (each generator is its own command).
 def main(argv):
-    if len(argv) != 2:
-        print("usage: tokenizers.py OUTDIR", file=sys.stderr)
-        return 2
-    outdir = argv[1]
+    ap = argparse.ArgumentParser(prog="tokenizers.py", description=(__doc__ or "").strip().split("\n")[0])
+    ap.add_argument("outdir", metavar="OUTDIR", help="the test models' directory (tokenizers/ and tok_* go there)")
+    outdir = ap.parse_args(argv[1:]).outdir
     entries = []
     for name, tok, model_name, fmt in (("bpe_plain", bpe_plain(), "tok_plain", "dir"),
                                        ("bpe_prefix", bpe_prefix(), "tok_prefix", "file")):

@@ -562,6 +562,8 @@ fn bad_models_give_the_exact_error() {
             ("SKL_ERR_QUANT_GROUP", skipless::sys::SKL_ERR_QUANT_GROUP),
             ("SKL_ERR_QUANT_WEIGHT", skipless::sys::SKL_ERR_QUANT_WEIGHT),
             ("SKL_ERR_QUANT_SCALE", skipless::sys::SKL_ERR_QUANT_SCALE),
+            ("SKL_ERR_METADATA", skipless::sys::SKL_ERR_METADATA),
+            ("SKL_ERR_JSON_LIMIT", skipless::sys::SKL_ERR_JSON_LIMIT),
         ];
         kinds.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("add {} to the test", name)).1
     };
