@@ -309,6 +309,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     membw_region region = {buf, buf_bytes};
+    enum { MAX_TARGETS = MAX_SHAPES * MAX_CONF };
+    static char targets[MAX_TARGETS][96]; /* the 2-thread target lines, printed at the end */
+    int nt = 0;
 
     printf("\n%-12s %3s %-5s %-17s %7s %8s %9s %7s\n", "shape", "thr", "type", "implementation", "GB/s", "Gw/s",
            "x F32 w/s", "x read");
@@ -374,6 +377,11 @@ int main(int argc, char **argv) {
                 printf("%-12s %3d %-5s %-17s %7.2f %8.2f %9.2f %7.2f\n", shapes_s[si], threads, type_name(c->qt),
                        conf_name(c), (double)c->m->bytes / s / 1e9, w / 1e9, fw > 0 ? w / fw : 0.0,
                        (double)c->m->bytes / s / 1e9 / rd);
+                if (threads == 2 && c->qt >= 0 && fw > 0 && nt < MAX_TARGETS) {
+                    double want = c->qt == SKL_QT_Q8_0 ? 3.2 : 5.0;
+                    snprintf(targets[nt++], sizeof targets[0], "%-12s %-5s %-17s %5.2f >= %.1f  %s", shapes_s[si],
+                             type_name(c->qt), conf_name(c), w / fw, want, w / fw >= want ? "met" : "MISSED");
+                }
             }
             fflush(stdout);
         }
@@ -382,6 +390,11 @@ int main(int argc, char **argv) {
         free(x);
         free(y);
         free(qxbuf);
+    }
+    if (nt) {
+        printf("\ntargets (issue 14), 2 threads: weights/s over F32 skl_gemv of the same variant, Q8_0 >= 3.2, "
+               "Q4_0 >= 5\n");
+        for (int i = 0; i < nt; i++) printf("%s\n", targets[i]);
     }
     membw_free(buf);
     return 0;

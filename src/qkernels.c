@@ -165,7 +165,12 @@ enum { QR_MAX = 8 }; /* most rows per pass */
  * AVX2 kernels.c's one level (1 KiB into L1) left Q8_0 at 0.64 and Q4_0 at
  * 0.44 of a fresh-buffer read on one core, two levels at 1.02 and 0.99 (AMD
  * EPYC Zen 4, avx2 forced, 14336 x 4096); 1 KiB + 2 KiB, 512 B + 4 KiB and
- * 256 B + 2 KiB for AVX-512 were within the noise of 512 B + 2 KiB. */
+ * 256 B + 2 KiB for AVX-512 were within the noise of 512 B + 2 KiB.  A
+ * distance is counted along each row's stream (PF_LEVEL), whole rows crossed
+ * when a row is shorter: Q4_0 rows of 2048 columns are 1 KiB, and wrapping
+ * only once sent a quarter of the L2 prefetches into the wrong row (one
+ * core: 18-19 GB/s on 5632 x 2048 against 27-30 on 2048 x 5632; 24-28
+ * after). */
 #ifndef QPF512_L1
 #define QPF512_L1 512
 #endif
@@ -178,15 +183,6 @@ enum { QR_MAX = 8 }; /* most rows per pass */
 #ifndef QPF256_L2
 #define QPF256_L2 2048
 #endif
-
-/* Prefetch byte off + dist of a row of rowb bytes at w; past the row's end,
- * in the same row of the next pass (next bytes further on). */
-#define PF_AHEAD(w, off, dist, rowb, next, HINT)                                                                 \
-    do {                                                                                                         \
-        size_t po_ = (size_t)(off) + (dist);                                                                     \
-        if (po_ >= (rowb)) po_ += (next) - (rowb);                                                               \
-        _mm_prefetch((const char *)(w) + po_, HINT);                                                             \
-    } while (0)
 
 /* The first lines of n rows at w (rowb bytes each) a chunk's first pass reads:
  * at a chunk's start no earlier step prefetched them. */
@@ -204,6 +200,7 @@ static void prefetch_rows(const char *w, size_t rowb, int n, size_t pf, size_t p
 typedef struct qpass {
     int32_t G;
     size_t rowb, next;
+    size_t pfq[2], pfr[2]; /* prefetch distances (L1, L2; 0: none) as whole rows and the rest */
     const char *w;
     const uint16_t *sc;
     const int8_t *xq;
@@ -212,11 +209,13 @@ typedef struct qpass {
 } qpass;
 
 static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int32_t cols, const void *qx, int32_t r,
-                               int n) {
+                               int n, size_t pf, size_t pf2) {
     qpass p;
     p.G = cols / QG;
     p.rowb = qrow_bytes(qt, cols);
     p.next = (size_t)n * p.rowb;
+    p.pfq[0] = pf / p.rowb, p.pfr[0] = pf % p.rowb;
+    p.pfq[1] = pf2 / p.rowb, p.pfr[1] = pf2 % p.rowb;
     p.w = (const char *)q + (size_t)r * p.rowb;
     p.sc = scale + (size_t)r * (size_t)p.G;
     p.xq = qx;
@@ -235,7 +234,7 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
 #define QGEMV_FN(NAME, TARGET, QT, VEC, ZERO, HSUM, SBG, R, PF, PF2)                                              \
     TARGET static ALWAYS void NAME##_pass(const void *q, const uint16_t *scale, int32_t cols, const void *qx,     \
                                           float *y, int32_t r, const int n) {                                     \
-        qpass p = pass_start(QT, q, scale, cols, qx, r, n);                                                       \
+        qpass p = pass_start(QT, q, scale, cols, qx, r, n, PF, PF2);                                              \
         VEC acc[QR_MAX];                                                                                          \
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = ZERO;                                        \
         int32_t g0 = 0;                                                                                           \
@@ -252,12 +251,22 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
         for (; r < r1; r++) NAME##_pass(q, scale, cols, qx, y, r, 1);                                             \
     }
 
-/* Prefetches of a step at byte off of every row of the pass: L1 (and L2 when PF2). */
-#define PF_ROWS(p, off, n, PF, PF2)                                                                              \
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                        \
-        PF_AHEAD((p)->w + (size_t)i * (p)->rowb, off, PF, (p)->rowb, (p)->next, _MM_HINT_T0);                    \
-        if (PF2) PF_AHEAD((p)->w + (size_t)i * (p)->rowb, off, PF2, (p)->rowb, (p)->next, _MM_HINT_T1);         \
-    }
+/* Prefetches of a step at byte off of every row of the pass, dist bytes
+ * ahead in each row's stream (the row, then the same row of the next passes,
+ * next bytes apart: rows shorter than dist are crossed whole): into L1 (j =
+ * 0) and, when its distance is not 0, L2 (j = 1). */
+#define PF_LEVEL(p, off, n, j, HINT)                                                                             \
+    do {                                                                                                         \
+        size_t po_ = (size_t)(off) + (p)->pfr[j], k_ = (p)->pfq[j];                                             \
+        if (po_ >= (p)->rowb) po_ -= (p)->rowb, k_++;                                                            \
+        const char *a_ = (p)->w + k_ * (p)->next + po_;                                                          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) _mm_prefetch(a_ + (size_t)i * (p)->rowb, HINT);      \
+    } while (0)
+#define PF_ROWS(p, off, n)                                                                                       \
+    do {                                                                                                         \
+        PF_LEVEL(p, off, n, 0, _MM_HINT_T0);                                                                     \
+        if ((p)->pfq[1] | (p)->pfr[1]) PF_LEVEL(p, off, n, 1, _MM_HINT_T1);                                      \
+    } while (0)
 
 /* --- AVX-512: superblocks of 16 groups, whose 16 scales are one vcvtph2ps.
  * Integer lanes: a dot-product instruction sums 4 byte products per int32
@@ -300,7 +309,7 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
             __mmask64 mw = ng - 4 * b >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << (16 * (ng - 4 * b))) - 1;          \
             __m512i xe = _mm512_load_si512(p->xq + blk * 128), xo = _mm512_load_si512(p->xq + blk * 128 + 64);   \
             __m512i cv = _mm512_load_si512(p->corr + blk * 16), idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(4 * b)); \
-            PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)                                                             \
+            PF_ROWS(p, off, n);                                                                                  \
             _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                \
                 __m512i v = _mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off);                       \
                 __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);        \
@@ -317,7 +326,7 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
             __mmask64 mw = ng - 2 * k >= 2 ? ~(__mmask64)0 : ((__mmask64)1 << 32) - 1;                           \
             __m512i xv = _mm512_load_si512(p->xq + off);                                                         \
             __m512i idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(2 * k));                                    \
-            PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)                                                             \
+            PF_ROWS(p, off, n);                                                                                  \
             _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                \
                 __m512i t = Q8DOT(_mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off), xv);        \
                 acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(idx, s[i]), acc[i]);       \
@@ -343,7 +352,7 @@ T_AVX512 static ALWAYS void q4_f32_512_sb(const qpass *p, __m512 *acc, int32_t g
         const float *xg = p->xf + (size_t)(g0 + k) * 32;
         __m512 xe = _mm512_loadu_ps(xg), xo = _mm512_loadu_ps(xg + 16);
         __m512i idx = _mm512_set1_epi32(k);
-        if (k % 4 == 0) PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)
+        if (k % 4 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p->w + (size_t)i * p->rowb + off));
             __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), eight);
@@ -361,7 +370,7 @@ T_AVX512 static ALWAYS void q8_f32_512_sb(const qpass *p, __m512 *acc, int32_t g
         size_t off = (size_t)(g0 + k) * 32;
         __m512 x0 = _mm512_loadu_ps(p->xf + off), x1 = _mm512_loadu_ps(p->xf + off + 16);
         __m512i idx = _mm512_set1_epi32(k);
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             const char *wi = p->w + (size_t)i * p->rowb + off;
             __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)wi))), x0);
@@ -414,7 +423,7 @@ T_AVX2 static ALWAYS void q4_int8_256_sb(const qpass *p, __m256 *acc, int32_t g0
         __m256i xe = _mm256_load_si256((const __m256i *)xb), xo = _mm256_load_si256((const __m256i *)(xb + 64));
         __m256i cv = _mm256_load_si256((const __m256i *)(p->corr + gp / 4 * 16 + 8 * (gp % 4 / 2)));
         __m256i idx = _mm256_add_epi32(lane_g, _mm256_set1_epi32(2 * k));
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256_L1, QPF256_L2)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             const char *wi = p->w + (size_t)i * p->rowb + off;
             __m256i v = ng - 2 * k >= 2 ? _mm256_loadu_si256((const __m256i *)wi)
@@ -433,7 +442,7 @@ T_AVX2 static ALWAYS void q8_int8_256_sb(const qpass *p, __m256 *acc, int32_t g0
     for (int32_t k = 0; k < ng; k++) { /* 1 group, 32 bytes a row */
         size_t off = (size_t)(g0 + k) * 32;
         __m256i xv = _mm256_load_si256((const __m256i *)(p->xq + off)), idx = _mm256_set1_epi32(k);
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256_L1, QPF256_L2)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(p->w + (size_t)i * p->rowb + off));
             __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v)), ones);
@@ -449,7 +458,7 @@ T_AVX2 static ALWAYS void q4_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0,
         size_t off = (size_t)(g0 + k) * 16;
         const float *xg = p->xf + (size_t)(g0 + k) * 32;
         __m256i idx = _mm256_set1_epi32(k);
-        if (k % 4 == 0) PF_ROWS(p, off, n, QPF256_L1, QPF256_L2)
+        if (k % 4 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p->w + (size_t)i * p->rowb + off));
             __m128i e[2] = {_mm_sub_epi8(_mm_and_si128(v, m4), eight),
@@ -468,7 +477,7 @@ T_AVX2 static ALWAYS void q8_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0,
     for (int32_t k = 0; k < ng; k++) {
         size_t off = (size_t)(g0 + k) * 32;
         __m256i idx = _mm256_set1_epi32(k);
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256_L1, QPF256_L2)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             const char *wi = p->w + (size_t)i * p->rowb + off;
             __m256 t = _mm256_setzero_ps();
