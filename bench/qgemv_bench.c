@@ -1,9 +1,10 @@
 /* qgemv_bench.c - the quantized GEMV kernels (src/qkernels.c) against F32 skl_gemv and a
  * streaming read, all measured in the same run.
  *
- *   build/bench/qgemv_bench [--rounds N] [--threads LIST] [--shapes LIST] [--impls LIST] [--min-s S]
+ *   build/bench/qgemv_bench [--rounds N] [--threads LIST] [--shapes LIST] [--impls LIST] [--min-s S] [--in-cache]
  *     LIST: comma-separated; shapes as ROWSxCOLS (default 5632x2048,2048x5632,14336x4096,4096x14336);
- *     threads default 1,2; impls: names of skl_qkernels_name (default: every supported one).
+ *     threads default 1,2; impls: names of skl_qkernels_name (default: every supported one);
+ *     --in-cache: one copy of each matrix, no rotation (with a small shape: the arithmetic's rate).
  *
  * A benchmark, not a test (docs/performance.md: ratios against baselines measured in the same
  * run).  Decode is bandwidth bound, so what matters is how close each kernel comes to reading
@@ -15,7 +16,8 @@
  * thread, then the rows split in two halves (2 threads: the caller and one spinning worker,
  * as the library's pool hands out chunks), for F32 skl_gemv with the same split and no
  * prepare.  Each configuration is timed over consecutive GEMVs for at least --min-s seconds
- * (0.25); configurations are interleaved, all of a shape and thread count in each round, the
+ * (0.25); configurations are interleaved, all of a shape and thread count in each round (odd
+ * rounds in the reverse order), the
  * read of a fresh 1 GiB buffer (src/cli/membw.c, the ceiling `skipless bench` uses) at the
  * start of each round; every figure is the median over rounds (--rounds, 5).
  *
@@ -146,11 +148,13 @@ static size_t llc_bytes(void) {
 }
 
 /* Copies of one random matrix of type qt (filled once, then copied), enough to exceed 4 LLC. */
+static int in_cache; /* --in-cache: one copy, to time the arithmetic on a matrix that fits a cache */
 static void make_mats(mats *m, int qt, int32_t rows, int32_t cols) {
     size_t wb = weight_bytes(qt, rows, cols), sb = scale_bytes(qt, rows, cols);
     m->bytes = wb + sb;
     m->n = (int)((4 * llc_bytes() + m->bytes - 1) / m->bytes);
     if (m->n < 2) m->n = 2;
+    if (in_cache) m->n = 1;
     if (m->n > MAX_COPIES) m->n = MAX_COPIES;
     for (int k = 0; k < m->n; k++) {
         m->w[k] = membw_alloc(wb);
@@ -263,6 +267,10 @@ int main(int argc, char **argv) {
     int nthreads = parse_list("1,2", threads_s, 4), nimpls = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--in-cache")) {
+            in_cache = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "qgemv_bench: %s needs a value\n", a);
             return 1;
@@ -301,6 +309,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     membw_region region = {buf, buf_bytes};
+    enum { MAX_TARGETS = MAX_SHAPES * MAX_CONF };
+    static char targets[MAX_TARGETS][96]; /* the 2-thread target lines, printed at the end */
+    int nt = 0;
 
     printf("\n%-12s %3s %-5s %-17s %7s %8s %9s %7s\n", "shape", "thr", "type", "implementation", "GB/s", "Gw/s",
            "x F32 w/s", "x read");
@@ -347,7 +358,10 @@ int main(int argc, char **argv) {
             int setting = -1;
             for (int r = 0; r < rounds; r++) {
                 read[r] = membw_read_gbps(&region, 1, threads, r == 0 ? 2 : 1, &setting);
-                for (int i = 0; i < nc; i++) cs[i].s_per[r] = time_conf(&cs[i], rows, cols, threads, x, y, qxbuf, min_s);
+                for (int k = 0; k < nc; k++) { /* odd rounds backwards, so a drift within a round cancels */
+                    int i = r % 2 ? nc - 1 - k : k;
+                    cs[i].s_per[r] = time_conf(&cs[i], rows, cols, threads, x, y, qxbuf, min_s);
+                }
             }
             if (threads == 2) {
                 atomic_store(&pool.quit, 1);
@@ -363,6 +377,11 @@ int main(int argc, char **argv) {
                 printf("%-12s %3d %-5s %-17s %7.2f %8.2f %9.2f %7.2f\n", shapes_s[si], threads, type_name(c->qt),
                        conf_name(c), (double)c->m->bytes / s / 1e9, w / 1e9, fw > 0 ? w / fw : 0.0,
                        (double)c->m->bytes / s / 1e9 / rd);
+                if (threads == 2 && c->qt >= 0 && fw > 0 && nt < MAX_TARGETS) {
+                    double want = c->qt == SKL_QT_Q8_0 ? 3.2 : 5.0;
+                    snprintf(targets[nt++], sizeof targets[0], "%-12s %-5s %-17s %5.2f >= %.1f  %s", shapes_s[si],
+                             type_name(c->qt), conf_name(c), w / fw, want, w / fw >= want ? "met" : "MISSED");
+                }
             }
             fflush(stdout);
         }
@@ -371,6 +390,11 @@ int main(int argc, char **argv) {
         free(x);
         free(y);
         free(qxbuf);
+    }
+    if (nt) {
+        printf("\ntargets (issue 14), 2 threads: weights/s over F32 skl_gemv of the same variant, Q8_0 >= 3.2, "
+               "Q4_0 >= 5\n");
+        for (int i = 0; i < nt; i++) printf("%s\n", targets[i]);
     }
     membw_free(buf);
     return 0;

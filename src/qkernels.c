@@ -23,10 +23,10 @@
  *         16 even elements of each of the 4 groups, then their 16 odd ones, so
  *         that the low nibbles of 64 weight bytes (4 groups) meet the first
  *         64 bytes; the generic variant keeps x's order;
- *         int32 corr[G4 * 8] at QX_CORR: per 4 bytes of xq (an integer lane
- *         of the dot products), minus the offset the unsigned operand adds
- *         (Q8_0: weights + 128, so -128 sum xq; Q4_0: nibbles q + 8 against
- *         the lane's 4 even and 4 odd values, -8 sum xq);
+ *         int32 corr[G4 * 8] at QX_CORR (Q4_0, vector variants): per 4
+ *         bytes of xq (an integer lane of the dot products), minus the
+ *         offset the unsigned nibbles q + 8 add against the lane's 4 even
+ *         and 4 odd values, -8 sum xq;
  *         float d[G16] at QX_D: each group's scale, zero past G. */
 #include "qkernels.h"
 
@@ -144,7 +144,9 @@ static void dequant_generic(int qt, const void *q, const uint16_t *scale, int32_
 #define ALWAYS inline __attribute__((always_inline))
 
 enum { QR_MAX = 8 }; /* most rows per pass */
-/* Rows per pass (weight streams read in lockstep). */
+/* Rows per pass (weight streams read in lockstep): 4.  8 measured 10-25 %
+ * fewer weights/s than 4, relative to F32 skl_gemv in the same runs, for
+ * Q4_0 and Q8_0 on both variants (2 threads, 14336 x 4096 and 2048 x 5632). */
 #ifndef Q4_ROWS512
 #define Q4_ROWS512 4
 #endif
@@ -158,18 +160,29 @@ enum { QR_MAX = 8 }; /* most rows per pass */
 #define Q8_ROWS256 4
 #endif
 
-/* Software prefetch distances (bytes ahead in each row's stream), as kernels.c's:
- * AVX-512 512 B into L1 and 2 KiB into L2, AVX2 1 KiB into L1. */
-enum { QPF512_L1 = 512, QPF512_L2 = 2048, QPF256 = 1024 };
-
-/* Prefetch byte off + dist of a row of rowb bytes at w; past the row's end,
- * in the same row of the next pass (next bytes further on). */
-#define PF_AHEAD(w, off, dist, rowb, next, HINT)                                                                 \
-    do {                                                                                                         \
-        size_t po_ = (size_t)(off) + (dist);                                                                     \
-        if (po_ >= (rowb)) po_ += (next) - (rowb);                                                               \
-        _mm_prefetch((const char *)(w) + po_, HINT);                                                             \
-    } while (0)
+/* Software prefetch distances (bytes ahead in each row's stream): 512 B into
+ * L1 and 2 KiB into L2, as kernels.c's AVX-512 ones, for both variants.  For
+ * AVX2 kernels.c's one level (1 KiB into L1) left Q8_0 at 0.64 and Q4_0 at
+ * 0.44 of a fresh-buffer read on one core, two levels at 1.02 and 0.99 (AMD
+ * EPYC Zen 4, avx2 forced, 14336 x 4096); 1 KiB + 2 KiB, 512 B + 4 KiB and
+ * 256 B + 2 KiB for AVX-512 were within the noise of 512 B + 2 KiB.  A
+ * distance is counted along each row's stream (PF_LEVEL), whole rows crossed
+ * when a row is shorter: Q4_0 rows of 2048 columns are 1 KiB, and wrapping
+ * only once sent a quarter of the L2 prefetches into the wrong row (one
+ * core: 18-19 GB/s on 5632 x 2048 against 27-30 on 2048 x 5632; 24-28
+ * after). */
+#ifndef QPF512_L1
+#define QPF512_L1 512
+#endif
+#ifndef QPF512_L2
+#define QPF512_L2 2048
+#endif
+#ifndef QPF256_L1
+#define QPF256_L1 512
+#endif
+#ifndef QPF256_L2
+#define QPF256_L2 2048
+#endif
 
 /* The first lines of n rows at w (rowb bytes each) a chunk's first pass reads:
  * at a chunk's start no earlier step prefetched them. */
@@ -187,6 +200,7 @@ static void prefetch_rows(const char *w, size_t rowb, int n, size_t pf, size_t p
 typedef struct qpass {
     int32_t G;
     size_t rowb, next;
+    size_t pfq[2], pfr[2]; /* prefetch distances (L1, L2; 0: none) as whole rows and the rest */
     const char *w;
     const uint16_t *sc;
     const int8_t *xq;
@@ -195,11 +209,13 @@ typedef struct qpass {
 } qpass;
 
 static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int32_t cols, const void *qx, int32_t r,
-                               int n) {
+                               int n, size_t pf, size_t pf2) {
     qpass p;
     p.G = cols / QG;
     p.rowb = qrow_bytes(qt, cols);
     p.next = (size_t)n * p.rowb;
+    p.pfq[0] = pf / p.rowb, p.pfr[0] = pf % p.rowb;
+    p.pfq[1] = pf2 / p.rowb, p.pfr[1] = pf2 % p.rowb;
     p.w = (const char *)q + (size_t)r * p.rowb;
     p.sc = scale + (size_t)r * (size_t)p.G;
     p.xq = qx;
@@ -218,7 +234,7 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
 #define QGEMV_FN(NAME, TARGET, QT, VEC, ZERO, HSUM, SBG, R, PF, PF2)                                              \
     TARGET static ALWAYS void NAME##_pass(const void *q, const uint16_t *scale, int32_t cols, const void *qx,     \
                                           float *y, int32_t r, const int n) {                                     \
-        qpass p = pass_start(QT, q, scale, cols, qx, r, n);                                                       \
+        qpass p = pass_start(QT, q, scale, cols, qx, r, n, PF, PF2);                                              \
         VEC acc[QR_MAX];                                                                                          \
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) acc[i] = ZERO;                                        \
         int32_t g0 = 0;                                                                                           \
@@ -235,12 +251,22 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
         for (; r < r1; r++) NAME##_pass(q, scale, cols, qx, y, r, 1);                                             \
     }
 
-/* Prefetches of a step at byte off of every row of the pass: L1 (and L2 when PF2). */
-#define PF_ROWS(p, off, n, PF, PF2)                                                                              \
-    _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                        \
-        PF_AHEAD((p)->w + (size_t)i * (p)->rowb, off, PF, (p)->rowb, (p)->next, _MM_HINT_T0);                    \
-        if (PF2) PF_AHEAD((p)->w + (size_t)i * (p)->rowb, off, PF2, (p)->rowb, (p)->next, _MM_HINT_T1);         \
-    }
+/* Prefetches of a step at byte off of every row of the pass, dist bytes
+ * ahead in each row's stream (the row, then the same row of the next passes,
+ * next bytes apart: rows shorter than dist are crossed whole): into L1 (j =
+ * 0) and, when its distance is not 0, L2 (j = 1). */
+#define PF_LEVEL(p, off, n, j, HINT)                                                                             \
+    do {                                                                                                         \
+        size_t po_ = (size_t)(off) + (p)->pfr[j], k_ = (p)->pfq[j];                                             \
+        if (po_ >= (p)->rowb) po_ -= (p)->rowb, k_++;                                                            \
+        const char *a_ = (p)->w + k_ * (p)->next + po_;                                                          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) _mm_prefetch(a_ + (size_t)i * (p)->rowb, HINT);      \
+    } while (0)
+#define PF_ROWS(p, off, n)                                                                                       \
+    do {                                                                                                         \
+        PF_LEVEL(p, off, n, 0, _MM_HINT_T0);                                                                     \
+        if ((p)->pfq[1] | (p)->pfr[1]) PF_LEVEL(p, off, n, 1, _MM_HINT_T1);                                      \
+    } while (0)
 
 /* --- AVX-512: superblocks of 16 groups, whose 16 scales are one vcvtph2ps.
  * Integer lanes: a dot-product instruction sums 4 byte products per int32
@@ -254,13 +280,12 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
 #define Q4DOT_BW(cv, lo, hi, xe, xo)                                                                             \
     _mm512_add_epi32(cv, _mm512_madd_epi16(_mm512_add_epi16(_mm512_maddubs_epi16(lo, xe), _mm512_maddubs_epi16(hi, xo)), \
                                            _mm512_set1_epi16(1)))
-/* Q8_0 step: with VNNI, (w + 128) . xq + corr; without, |w| . (xq signed as w)
- * (vpmaddubsw would saturate on w + 128; |w| <= 128 keeps a pair <= 32512). */
-#define Q8DOT_VNNI(cv, v, xv) _mm512_dpbusd_epi32(cv, _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80)), xv)
-#define Q8DOT_BW(cv, v, xv)                                                                                      \
-    ((void)(cv), _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(v), _mm512_mask_sub_epi8(                \
-                                                            xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv)), \
-                                   _mm512_set1_epi16(1)))
+/* Q8_0 step: |w| . (xq signed as w); |w| <= 128 keeps a vpmaddubsw pair <= 32512.  (With VNNI,
+ * (w + 128) . xq + corr is 2 instructions instead of 4, and the fastest on a matrix in cache,
+ * but measured 5-15 % slower than this from memory: bench/qgemv_bench.c, docs/performance.md.) */
+#define SIGNED_XQ(v, xv) _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(v), _mm512_setzero_si512(), xv)
+#define Q8DOT_VNNI(v, xv) _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(v), SIGNED_XQ(v, xv))
+#define Q8DOT_BW(v, xv) _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(v), SIGNED_XQ(v, xv)), _mm512_set1_epi16(1))
 
 /* s[n]: the scales of groups g0 .. g0 + ng - 1 (ng <= 16) of the pass's rows,
  * times d when D, zero past ng; the next pass's are prefetched. */
@@ -284,7 +309,7 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
             __mmask64 mw = ng - 4 * b >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << (16 * (ng - 4 * b))) - 1;          \
             __m512i xe = _mm512_load_si512(p->xq + blk * 128), xo = _mm512_load_si512(p->xq + blk * 128 + 64);   \
             __m512i cv = _mm512_load_si512(p->corr + blk * 16), idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(4 * b)); \
-            PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)                                                             \
+            PF_ROWS(p, off, n);                                                                                  \
             _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                \
                 __m512i v = _mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off);                       \
                 __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);        \
@@ -299,11 +324,11 @@ static ALWAYS qpass pass_start(int qt, const void *q, const uint16_t *scale, int
         for (int32_t k = 0; 2 * k < ng; k++) { /* 2 groups, 64 bytes a row */                                   \
             size_t off = (size_t)(g0 + 2 * k) * 32;                                                              \
             __mmask64 mw = ng - 2 * k >= 2 ? ~(__mmask64)0 : ((__mmask64)1 << 32) - 1;                           \
-            __m512i xv = _mm512_load_si512(p->xq + off), cv = _mm512_load_si512(p->corr + off / 4);              \
+            __m512i xv = _mm512_load_si512(p->xq + off);                                                         \
             __m512i idx = _mm512_add_epi32(lane_g, _mm512_set1_epi32(2 * k));                                    \
-            PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)                                                             \
+            PF_ROWS(p, off, n);                                                                                  \
             _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {                                                \
-                __m512i t = Q8DOT(cv, _mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off), xv);        \
+                __m512i t = Q8DOT(_mm512_maskz_loadu_epi8(mw, p->w + (size_t)i * p->rowb + off), xv);        \
                 acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_permutexvar_ps(idx, s[i]), acc[i]);       \
             }                                                                                                    \
         }                                                                                                        \
@@ -327,7 +352,7 @@ T_AVX512 static ALWAYS void q4_f32_512_sb(const qpass *p, __m512 *acc, int32_t g
         const float *xg = p->xf + (size_t)(g0 + k) * 32;
         __m512 xe = _mm512_loadu_ps(xg), xo = _mm512_loadu_ps(xg + 16);
         __m512i idx = _mm512_set1_epi32(k);
-        if (k % 4 == 0) PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)
+        if (k % 4 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p->w + (size_t)i * p->rowb + off));
             __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), eight);
@@ -345,7 +370,7 @@ T_AVX512 static ALWAYS void q8_f32_512_sb(const qpass *p, __m512 *acc, int32_t g
         size_t off = (size_t)(g0 + k) * 32;
         __m512 x0 = _mm512_loadu_ps(p->xf + off), x1 = _mm512_loadu_ps(p->xf + off + 16);
         __m512i idx = _mm512_set1_epi32(k);
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF512_L1, QPF512_L2)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             const char *wi = p->w + (size_t)i * p->rowb + off;
             __m512 t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)wi))), x0);
@@ -398,7 +423,7 @@ T_AVX2 static ALWAYS void q4_int8_256_sb(const qpass *p, __m256 *acc, int32_t g0
         __m256i xe = _mm256_load_si256((const __m256i *)xb), xo = _mm256_load_si256((const __m256i *)(xb + 64));
         __m256i cv = _mm256_load_si256((const __m256i *)(p->corr + gp / 4 * 16 + 8 * (gp % 4 / 2)));
         __m256i idx = _mm256_add_epi32(lane_g, _mm256_set1_epi32(2 * k));
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             const char *wi = p->w + (size_t)i * p->rowb + off;
             __m256i v = ng - 2 * k >= 2 ? _mm256_loadu_si256((const __m256i *)wi)
@@ -417,7 +442,7 @@ T_AVX2 static ALWAYS void q8_int8_256_sb(const qpass *p, __m256 *acc, int32_t g0
     for (int32_t k = 0; k < ng; k++) { /* 1 group, 32 bytes a row */
         size_t off = (size_t)(g0 + k) * 32;
         __m256i xv = _mm256_load_si256((const __m256i *)(p->xq + off)), idx = _mm256_set1_epi32(k);
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(p->w + (size_t)i * p->rowb + off));
             __m256i t = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v)), ones);
@@ -433,7 +458,7 @@ T_AVX2 static ALWAYS void q4_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0,
         size_t off = (size_t)(g0 + k) * 16;
         const float *xg = p->xf + (size_t)(g0 + k) * 32;
         __m256i idx = _mm256_set1_epi32(k);
-        if (k % 4 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        if (k % 4 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             __m128i v = _mm_loadu_si128((const __m128i *)(p->w + (size_t)i * p->rowb + off));
             __m128i e[2] = {_mm_sub_epi8(_mm_and_si128(v, m4), eight),
@@ -452,7 +477,7 @@ T_AVX2 static ALWAYS void q8_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0,
     for (int32_t k = 0; k < ng; k++) {
         size_t off = (size_t)(g0 + k) * 32;
         __m256i idx = _mm256_set1_epi32(k);
-        if (k % 2 == 0) PF_ROWS(p, off, n, QPF256, 0)
+        if (k % 2 == 0) PF_ROWS(p, off, n);
         _Pragma("GCC unroll 8") for (int i = 0; i < n; i++) {
             const char *wi = p->w + (size_t)i * p->rowb + off;
             __m256 t = _mm256_setzero_ps();
@@ -463,17 +488,17 @@ T_AVX2 static ALWAYS void q8_f32_256_sb(const qpass *p, __m256 *acc, int32_t g0,
         }
     }
 }
-QGEMV_FN(q4_int8_256, T_AVX2, SKL_QT_Q4_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q4_ROWS256, QPF256, 0)
-QGEMV_FN(q8_int8_256, T_AVX2, SKL_QT_Q8_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q8_ROWS256, QPF256, 0)
-QGEMV_FN(q4_f32_256, T_AVX2, SKL_QT_Q4_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q4_ROWS256, QPF256, 0)
-QGEMV_FN(q8_f32_256, T_AVX2, SKL_QT_Q8_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q8_ROWS256, QPF256, 0)
+QGEMV_FN(q4_int8_256, T_AVX2, SKL_QT_Q4_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q4_ROWS256, QPF256_L1, QPF256_L2)
+QGEMV_FN(q8_int8_256, T_AVX2, SKL_QT_Q8_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q8_ROWS256, QPF256_L1, QPF256_L2)
+QGEMV_FN(q4_f32_256, T_AVX2, SKL_QT_Q4_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q4_ROWS256, QPF256_L1, QPF256_L2)
+QGEMV_FN(q8_f32_256, T_AVX2, SKL_QT_Q8_0, __m256, _mm256_setzero_ps(), hsum256, 8, Q8_ROWS256, QPF256_L1, QPF256_L2)
 
 /* --- x prepared for the vector variants */
 
 /* int8 (every vector int8 implementation): per group, the rounding of
  * quantize_group (fp32 multiply by 127 / amax, vcvtps2dq to nearest even),
- * packed to bytes in x's order, then stored as the layout wants, and the
- * lanes' corrections. */
+ * packed to bytes in x's order, then stored as the layout wants, with Q4_0's
+ * lane corrections. */
 T_AVX2 static void prepare_int8_avx2(int qt, const float *x, int32_t cols, void *qx) {
     int32_t G = cols / QG;
     int8_t *xq = qx;                                                 /* [G4 * 32] */
@@ -503,8 +528,6 @@ T_AVX2 static void prepare_int8_avx2(int qt, const float *x, int32_t cols, void 
         b = _mm256_permutevar8x32_epi32(b, order); /* the 32 bytes in x's order */
         if (qt == SKL_QT_Q8_0) {
             _mm256_store_si256((__m256i *)(xq + (size_t)g * QG), b);
-            __m256i s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, b), ones16); /* sums of 4 */
-            _mm256_store_si256((__m256i *)(corr + (size_t)g * 8), _mm256_mullo_epi32(s4, _mm256_set1_epi32(-128)));
         } else {
             /* [16 even | 16 odd] */
             __m256i eo = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(b, deint), 0xd8);
