@@ -11,6 +11,11 @@
  *           of 32 with one fp32 scale d = amax / 127 (llama.cpp's Q8_0
  *           activations); a group's dot product is then exact in integers
  *           and one fp32 multiply-add by scale_w * d adds it to the row.
+ * The vector variants default to int8, measured (bench/qgemv_bench.c,
+ * docs/performance.md) 2.0-3.1x faster for Q4_0 (whose f32 form is bound by
+ * its arithmetic, about 14 G weights/s a core) and 1.0-1.4x for Q8_0; their
+ * f32 forms stay as the exact alternative.  The generic variant defaults to
+ * f32, the reference.
  * A row's summation order depends only on cols and the implementation, never
  * on the rows computed with it in one pass or on the thread computing it.
  *
@@ -86,43 +91,33 @@ static void prepare_f32_generic(int qt, const float *x, int32_t cols, void *qx) 
 #define Q8_AT(w, c) ((int32_t)((const int8_t *)(w))[c])
 #define Q4_AT(w, c) ((int32_t)((((const uint8_t *)(w))[(c) / 2] >> (4 * ((c) & 1))) & 15) - 8)
 
-/* One row per iteration, group by group: the group's dot product (fp32 or
- * integer), times its scale(s), added to the row's sum. */
-#define QGEMV_GENERIC(NAME, AT, QT)                                                                              \
-    static void gemv_##NAME##_f32_generic(const void *q, const uint16_t *scale, int32_t cols, const void *qx,   \
-                                          float *y, int32_t r0, int32_t r1) {                                    \
-        const float *x = qx;                                                                                     \
-        int32_t G = cols / QG;                                                                                   \
-        for (int32_t r = r0; r < r1; r++) {                                                                      \
-            const char *w = (const char *)q + (size_t)r * qrow_bytes(QT, cols);                                  \
-            float s = 0.0f;                                                                                      \
-            for (int32_t g = 0; g < G; g++) {                                                                    \
-                float p = 0.0f;                                                                                  \
-                for (int32_t c = g * QG; c < (g + 1) * QG; c++) p += (float)AT(w, c) * x[c];                     \
-                s += skl_f16_to_f32(scale[(size_t)r * G + g]) * p;                                               \
-            }                                                                                                    \
-            y[r] = s;                                                                                            \
-        }                                                                                                        \
-    }                                                                                                            \
-    static void gemv_##NAME##_int8_generic(const void *q, const uint16_t *scale, int32_t cols, const void *qx,  \
-                                           float *y, int32_t r0, int32_t r1) {                                   \
-        const int8_t *xq = qx;                                                                                   \
+/* One row per iteration, group by group: the group's dot product (fp32, or
+ * exact in integers: PT), times its scale and XS(g) (1, or x's scale d[g]),
+ * added to the row's sum.  XT: the prepared x's element type. */
+#define QGEMV_GENERIC(NAME, AT, QT, HOW, XT, PT, XS)                                                             \
+    static void gemv_##NAME##_##HOW##_generic(const void *q, const uint16_t *scale, int32_t cols, const void *qx, \
+                                              float *y, int32_t r0, int32_t r1) {                                \
+        const XT *x = qx;                                                                                        \
         const float *d = (const float *)((const char *)qx + QX_D(cols));                                         \
         int32_t G = cols / QG;                                                                                   \
+        (void)d;                                                                                                 \
         for (int32_t r = r0; r < r1; r++) {                                                                      \
             const char *w = (const char *)q + (size_t)r * qrow_bytes(QT, cols);                                  \
             float s = 0.0f;                                                                                      \
             for (int32_t g = 0; g < G; g++) {                                                                    \
-                int32_t p = 0;                                                                                   \
-                for (int32_t c = g * QG; c < (g + 1) * QG; c++) p += AT(w, c) * xq[c];                           \
-                s += skl_f16_to_f32(scale[(size_t)r * G + g]) * d[g] * (float)p;                                 \
+                PT p = 0;                                                                                        \
+                for (int32_t c = g * QG; c < (g + 1) * QG; c++) p += (PT)AT(w, c) * x[c];                        \
+                s += skl_f16_to_f32(scale[(size_t)r * G + g]) * XS(g) * (float)p;                                \
             }                                                                                                    \
             y[r] = s;                                                                                            \
         }                                                                                                        \
     }
-
-QGEMV_GENERIC(q8, Q8_AT, SKL_QT_Q8_0)
-QGEMV_GENERIC(q4, Q4_AT, SKL_QT_Q4_0)
+#define XS_ONE(g) 1.0f
+#define XS_D(g) d[g]
+QGEMV_GENERIC(q8, Q8_AT, SKL_QT_Q8_0, f32, float, float, XS_ONE)
+QGEMV_GENERIC(q4, Q4_AT, SKL_QT_Q4_0, f32, float, float, XS_ONE)
+QGEMV_GENERIC(q8, Q8_AT, SKL_QT_Q8_0, int8, int8_t, int32_t, XS_D)
+QGEMV_GENERIC(q4, Q4_AT, SKL_QT_Q4_0, int8, int8_t, int32_t, XS_D)
 
 static void dequant_generic(int qt, const void *q, const uint16_t *scale, int32_t cols, int32_t r0, int32_t r1,
                             float *dst) {
@@ -387,7 +382,8 @@ QGEMV_FN(q8_f32_512, T_AVX512, SKL_QT_Q8_0, __m512, _mm512_setzero_ps(), _mm512_
 
 /* --- AVX2: superblocks of 8 groups (one vcvtph2ps); vpmaddubsw + vpmaddwd
  * sum 4 byte products per int32 lane; a 32-byte step holds 2 (Q4_0) or 1
- * (Q8_0) groups. */
+ * (Q8_0) groups.  The fp32-activation functions are intentional twins of the
+ * AVX-512 ones at 8 lanes, one body per instruction set, as kernels.c's. */
 
 T_AVX2 static ALWAYS float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -616,7 +612,9 @@ typedef struct qimpl {
     dequant_fn dequant;
 } qimpl;
 
-/* Within a variant, the first supported row is its default. */
+/* Within a variant, the first supported row is its default: with VNNI,
+ * avx512-vnni-int8 (from memory within the noise of avx512-int8, 9-35 %
+ * faster on a matrix in cache). */
 static const qimpl impls[] = {
     {"generic-f32", SKL_KERN_GENERIC, 32, NULL, prepare_f32_generic, {gemv_q8_f32_generic, gemv_q4_f32_generic},
      dequant_generic},
